@@ -1,0 +1,3 @@
+from hinas.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,43 @@
+"""Shared fixtures. Real data is found through HINAS_DATA or ../shared/data beside the repo."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def find_real_data_root() -> Path | None:
+    env = os.environ.get("HINAS_DATA")
+    candidates = [Path(env)] if env else []
+    candidates.append(REPO_ROOT.parent / "shared" / "data")
+    for cand in candidates:
+        if cand.is_dir() and any(cand.iterdir()):
+            return cand.resolve()
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_data_root() -> Path:
+    root = find_real_data_root()
+    if root is None:
+        pytest.skip("real benchmark data not found: set HINAS_DATA or place ../shared/data beside the repo")
+    return root
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    torch.manual_seed(0)
+    yield
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip_gpu = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip_gpu)
