@@ -43,6 +43,8 @@ class SupernetConfig:
             or one alpha for all layers (False; the reference's TIE_CELL).
         cell_sharing: ``'eq5'`` (one shared cell fed the beta-weighted sum, HiNAS) or
             ``'eq6'`` (each incoming path through the cell, then weighted, Auto-DeepLab).
+        residual: residual learning (the paper's ResL, Tables 1/2): denoise predicts
+            ``x - net(x)``, SR ``up(x) + net(x)``. False makes the network predict the image.
         search_sigmoid: apply a sigmoid after the residual addition, as the released search
             code does (REFERENCE 3.6).
         sr_skip: upsampling of the SR skip branch in search: 'bilinear' (code) or 'bicubic'.
@@ -65,6 +67,7 @@ class SupernetConfig:
     primitives: tuple[str, ...] = PRIMITIVE_SETS["hinas"]
     lwas: bool = True
     cell_sharing: str = "eq5"
+    residual: bool = True
     search_sigmoid: bool = True
     sr_skip: str = "bilinear"
     affine: bool = False

@@ -359,3 +359,47 @@ def provenance(**fields) -> dict:
     out = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     out.update(fields)
     return out
+
+
+CONV_OPS = ("conv_3x3", "sep_conv_3x3", "sep_conv_5x5", "dil_conv_3x3", "dil_conv_5x5")
+
+
+def modify_genotype(genotype: Genotype, kind: str, n_edges: int = 2, seed: int = 0) -> Genotype:
+    """The paper's architecture analysis (Sec. 4.2.4, Tables 6/7), as a reproducible recipe.
+
+    * ``'R1'``: replace the op of ``n_edges`` convolution edges per cell by a different
+      convolution (is the chosen op irreplaceable?).
+    * ``'R2'``: rewire ``n_edges`` edges per cell to a different valid input (is the topology
+      appropriate?).
+
+    The paper shows its modifications only in figures (Fig. 10/11); the edges changed here are
+    drawn at random with ``seed``, and the provenance records which.
+    """
+    if kind not in ("R1", "R2"):
+        raise ValueError("kind must be 'R1' (replace ops) or 'R2' (change connections)")
+    rng = random.Random(seed)
+    cells = [list(cell) for cell in genotype.cells]
+    changes = []
+    for layer, cell in enumerate(cells):
+        if kind == "R1":
+            candidates = [e for e, (op, _) in enumerate(cell) if canonical_op_name(op) in CONV_OPS]
+        else:
+            candidates = [e for e in range(len(cell)) if 2 + e // 2 > 2]  # nodes with a choice left
+        for e in rng.sample(candidates, min(n_edges, len(candidates))):
+            op, j = cell[e]
+            if kind == "R1":
+                new = rng.choice([o for o in CONV_OPS if o != canonical_op_name(op)])
+                cell[e] = (new, j)
+            else:
+                other = cell[e ^ 1][1]  # the node's other input: keep the two inputs distinct
+                choices = [i for i in range(2 + e // 2) if i not in (j, other)]
+                if not choices:
+                    continue
+                cell[e] = (op, rng.choice(choices))
+            changes.append({"layer": layer, "edge": e, "from": [op, j], "to": list(cell[e])})
+    prov = dict(genotype.provenance)
+    prov["modification"] = {"kind": kind, "seed": seed, "changes": changes}
+    return Genotype(task=genotype.task, steps=genotype.steps, cells=cells, path=list(genotype.path),
+                    width_factors=list(genotype.width_factors), scale=genotype.scale,
+                    in_channels=genotype.in_channels, primitives=list(genotype.primitives),
+                    lwas=genotype.lwas, provenance=prov)

@@ -80,15 +80,22 @@ class DerivedNetwork(nn.Module):
     """HiNAS network for denoising (``x - net(x)``) or SR (``bicubic(x) + net(x)``)."""
 
     def __init__(self, genotype: Genotype, f: int | None = None, *, act: str = "leaky_relu",
-                 stem_channels: int = 64):
+                 stem_channels: int = 64, residual: bool = True,
+                 node_channels: list[int] | None = None):
+        """``node_channels`` overrides the searched widths with fixed per-layer channels per
+        node (the paper's HiNAS-w40 = [40]*L and HiNAS-wm = [20, 40, 80], Table 3)."""
         super().__init__()
         g = genotype
         self.genotype = g
         self.task = g.task
         self.scale = g.scale
         self.f = f or DEFAULT_F[g.task]
+        self.residual_learning = residual
         B, c_in = g.steps, g.in_channels
         width = [int(self.f * w) for w in g.width_factors]
+        if node_channels is not None and len(node_channels) != g.layers:
+            raise ValueError(f"node_channels needs one entry per layer ({g.layers}), got {len(node_channels)}")
+        self.node_channels = [int(c) for c in node_channels] if node_channels else [width[h] for h in g.path]
         self.stem1 = conv_bn_act(c_in, stem_channels, 3)
         self.stem2 = conv_bn(stem_channels, stem_channels, 3)
         self.reduce = conv_bn(stem_channels, self.f * B, 3, affine=False)
@@ -98,7 +105,7 @@ class DerivedNetwork(nn.Module):
         self.scalers1 = nn.ModuleList()  # for s1 = h_{l-2}
         out_channels = []
         for layer, level in enumerate(g.path):
-            C = width[level]
+            C = self.node_channels[layer]
             if layer == 0:
                 c0, c1 = stem_channels, stem_channels  # stem2, stem1
             elif layer == 1:
@@ -118,7 +125,8 @@ class DerivedNetwork(nn.Module):
         else:
             self.pre_conv = ASPP(c_last, DECODER_CHANNELS, SR_ASPP_RATES)
             c_final = 3 * g.scale**2
-        self.proj = conv_bn_act(self.f * B, ENDPOINT_CHANNELS, 1)
+        c_low = self.f * B if self.endpoint is None else out_channels[self.endpoint]
+        self.proj = conv_bn_act(c_low, ENDPOINT_CHANNELS, 1)
         self.fuse = nn.Sequential(
             sep3x3_bn(DECODER_CHANNELS + ENDPOINT_CHANNELS, DECODER_CHANNELS),
             sep3x3_bn(DECODER_CHANNELS, DECODER_CHANNELS),
@@ -146,6 +154,8 @@ class DerivedNetwork(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         net = self.residual(x)
+        if not self.residual_learning:
+            return net
         if self.task == "denoise":
             return x - net
         # PyTorch bicubic (a = -0.75), as the released SR network.

@@ -293,7 +293,9 @@ class Supernet(nn.Module):
         hidden = self.features(x)
         heads = [aspp(h) for aspp, h in zip(self.aspp, hidden)]
         out = self.shuffle(self.classifier(self.pre_cls(torch.cat(heads, dim=1))))
-        if cfg.task == "denoise":
+        if not cfg.residual:
+            pred = out
+        elif cfg.task == "denoise":
             pred = x - out
         else:
             pred = F.interpolate(x, scale_factor=cfg.scale, mode=cfg.sr_skip, align_corners=False) + out

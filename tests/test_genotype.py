@@ -140,3 +140,19 @@ def test_reference_op_names_are_accepted():
     d["cells"][0][0][0] = "con_c_3x3_leaky"
     g = Genotype.from_dict(d)
     assert g.cells[0][0][0] == "con_c_3x3_leaky"
+
+
+@pytest.mark.parametrize("kind", ["R1", "R2"])
+def test_modified_cells_differ_and_stay_valid(kind):
+    from hinas.genotype import modify_genotype
+
+    g = random_genotype("denoise", seed=4)
+    m = modify_genotype(g, kind, n_edges=2, seed=1)
+    assert m.cells != g.cells and m.path == g.path
+    changes = m.provenance["modification"]["changes"]
+    assert changes
+    for c in changes:
+        if kind == "R1":
+            assert c["from"][1] == c["to"][1] and c["from"][0] != c["to"][0]
+        else:
+            assert c["from"][0] == c["to"][0] and c["from"][1] != c["to"][1]

@@ -104,3 +104,14 @@ def test_describe_cli(tmp_path):
     assert info["task"] == "sr"
     assert info["params"] == count_parameters(build_network(g))
     assert info["flops"] == count_flops(build_network(g), (32, 32), 3)["flops"]
+
+
+def test_fixed_width_variants_and_no_residual():
+    g = random_genotype("denoise", seed=5)
+    w40 = build_network(g, node_channels=[40, 40, 40])
+    wm = build_network(g, node_channels=[20, 40, 80])
+    assert count_parameters(wm) > count_parameters(w40) > 0
+    x = torch.rand(1, 1, 16, 16)
+    assert wm(x).shape == x.shape
+    plain = build_network(g, f=4, residual=False).eval()
+    assert torch.allclose(plain(x), plain.residual(x))
