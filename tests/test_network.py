@@ -115,3 +115,13 @@ def test_fixed_width_variants_and_no_residual():
     assert wm(x).shape == x.shape
     plain = build_network(g, f=4, residual=False).eval()
     assert torch.allclose(plain(x), plain.residual(x))
+
+
+def test_dncnn_baseline_size_and_shape():
+    from hinas.baselines import DnCNN
+
+    net = DnCNN()
+    # first conv (bias) + 15 x (conv + BN) + last conv: 0.556 M for grey depth 17
+    assert count_parameters(net) == (9 * 64 + 64) + 15 * (9 * 64 * 64 + 2 * 64) + 9 * 64
+    x = torch.rand(1, 1, 20, 20)
+    assert net(x).shape == x.shape
