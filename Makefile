@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PROFILE ?= quick
+# Idle OpenMP threads must not spin: on a shared 2-core machine spinning makes small ops 100x slower.
+export OMP_WAIT_POLICY ?= PASSIVE
 STAMPS := .stamps
 # Re-install when the dependency list changes.
 DEPS_HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)

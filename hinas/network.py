@@ -179,7 +179,8 @@ def count_flops(module: nn.Module, size=(64, 64), in_channels: int | None = None
     if in_channels is None:
         in_channels = getattr(getattr(module, "genotype", None), "in_channels", None) or 1
     h, w = size
-    device = next(module.parameters()).device
+    first = next(iter(module.parameters()), None)  # parameter-free ops (skip) live on the CPU
+    device = first.device if first is not None else torch.device("cpu")
     was_training = module.training
     module.eval()
     try:

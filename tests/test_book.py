@@ -1,0 +1,250 @@
+"""End-to-end test of the companion book in a real browser.
+
+Builds the book with the ``smoke`` profile in a temporary copy of the book sources (so a
+developer's ``_build/html`` is left alone), serves it on 127.0.0.1 and opens it in headless
+Debian Chromium through chromedriver (selenium). Checks:
+
+* all six chapters are in the navigation and render;
+* no request fails and none leaves 127.0.0.1 (Chrome's network log, every page visited);
+* MathJax rendered the equations (``mjx-container`` elements, no ``merror``);
+* the genotype explorer works without a kernel: choosing another layer changes the cell shown.
+
+``HINAS_BOOK_HTML=/path/to/_build/html`` skips the build and tests that HTML instead.
+"""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+CHROMEDRIVER = shutil.which("chromedriver") or (
+    "/usr/bin/chromedriver" if Path("/usr/bin/chromedriver").exists() else None)
+CHAPTERS = [
+    "01_inner_search_space",
+    "02_outer_search_space_cell_sharing",
+    "03_residual_heads",
+    "04_search",
+    "05_ablations",
+    "06_sota_comparison",
+]
+
+pytestmark = [pytest.mark.slow]
+
+
+def _need_browser():
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        pytest.skip("selenium is not installed (pip install -e '.[test]')")
+    if not CHROMIUM or not CHROMEDRIVER:
+        pytest.skip("Debian chromium and chromium-driver are needed (make setup-system)")
+
+
+@pytest.fixture(scope="module")
+def book_html(tmp_path_factory) -> Path:
+    """Build the smoke book in a temporary copy of the sources; return its _build/html."""
+    if os.environ.get("HINAS_BOOK_HTML"):
+        return Path(os.environ["HINAS_BOOK_HTML"]).resolve()
+    _need_browser()
+    root = tmp_path_factory.mktemp("book")
+    for name in ("_config.yml", "_toc.yml"):
+        shutil.copy2(REPO / name, root / name)
+    shutil.copytree(REPO / "notebooks", root / "notebooks",
+                    ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
+    (root / "book").mkdir()
+    for item in (REPO / "book").iterdir():
+        if item.name in ("generated", "node_modules", "_build"):
+            continue
+        (shutil.copytree if item.is_dir() else shutil.copy2)(item, root / "book" / item.name)
+    if (REPO / "results").exists():
+        (root / "results").symlink_to(REPO / "results")
+    modules = REPO / "book" / "node_modules"
+    if not modules.exists():
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=REPO / "book",
+                       check=True)
+    (root / "book" / "node_modules").symlink_to(modules)
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from pathlib import Path; from hinas.book import build, BookError\n"
+         "try:\n build('smoke', root=Path(sys.argv[1]), runs_root=sys.argv[1] + '/runs')\n"
+         "except BookError as e:\n print(e, file=sys.stderr); sys.exit(1)",
+         str(root)],
+        capture_output=True, text=True)
+    elapsed = time.perf_counter() - t0
+    if proc.returncode != 0:
+        pytest.fail(f"smoke book build failed after {elapsed:.0f} s:\n{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    print(f"smoke book built in {elapsed:.1f} s")
+    return root / "_build" / "html"
+
+
+@pytest.fixture(scope="module")
+def server(book_html):
+    handler = functools.partial(_QuietHandler, directory=str(book_html))
+    httpd = _Server(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        import sys as _sys
+
+        if isinstance(_sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the browser dropped a connection it no longer needed
+        super().handle_error(request, client_address)
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    _need_browser()
+    os.environ.setdefault("SE_OFFLINE", "true")  # selenium-manager must not download anything
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                "--no-first-run", "--disable-default-apps", "--disable-extensions",
+                "--disable-domain-reliability", "--window-size=1400,1000"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(60)
+    yield driver
+    driver.quit()
+
+
+def _network_events(driver):
+    """(requests, failures) from Chrome's performance log since the last call."""
+    requests, failures, urls = [], [], {}
+    for entry in driver.get_log("performance"):
+        msg = json.loads(entry["message"])["message"]
+        method, params = msg.get("method"), msg.get("params", {})
+        if method == "Network.requestWillBeSent":
+            url = params["request"]["url"]
+            urls[params["requestId"]] = url
+            requests.append(url)
+        elif method == "Network.loadingFailed":
+            if params.get("canceled"):
+                continue
+            failures.append(f"{urls.get(params['requestId'], params['requestId'])}: {params.get('errorText')}")
+        elif method == "Network.responseReceived":
+            status = params["response"]["status"]
+            if status >= 400:
+                failures.append(f"{params['response']['url']}: HTTP {status}")
+    return requests, failures
+
+
+def _wait(driver, condition, timeout=60, what="condition"):
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    try:
+        return WebDriverWait(driver, timeout).until(condition)
+    except Exception:
+        pytest.fail(f"timed out after {timeout} s waiting for {what} on {driver.current_url}")
+
+
+def _visit(driver, url):
+    driver.get(url)
+    _wait(driver, lambda d: d.execute_script("return document.readyState") == "complete",
+          what="the page to load")
+
+
+def _assert_local_network(driver, server):
+    requests, failures = _network_events(driver)
+    host = urlparse(server).netloc
+    foreign = [u for u in requests
+               if urlparse(u).scheme not in ("data", "blob", "about", "chrome", "chrome-extension")
+               and urlparse(u).netloc != host]
+    assert not foreign, f"requests left 127.0.0.1: {foreign}"
+    assert not failures, f"failed requests: {failures}"
+    return requests
+
+
+def test_chapters_present_and_local(browser, server):
+    _visit(browser, server + "/index.html")
+    _wait(browser, lambda d: "/book/intro.html" in d.current_url, what="the redirect to the intro")
+    links = browser.execute_script(
+        "return Array.from(document.querySelectorAll('nav a, .bd-sidebar a')).map(a => a.href)")
+    for chapter in CHAPTERS:
+        assert any(chapter in href for href in links), f"chapter {chapter} is not in the navigation"
+    _assert_local_network(browser, server)
+    for chapter in CHAPTERS:
+        _visit(browser, f"{server}/book/generated/{chapter}.html")
+        title = browser.execute_script("const h = document.querySelector('h1'); return h && h.textContent")
+        assert title and title.startswith(f"{int(chapter[:2])}."), f"{chapter}: no chapter title (h1 = {title!r})"
+        time.sleep(0.5)  # let deferred scripts (MathJax, widgets) issue their requests
+        _assert_local_network(browser, server)
+
+
+def test_equations_rendered(browser, server):
+    _visit(browser, f"{server}/book/generated/{CHAPTERS[0]}.html")
+    n = _wait(browser, lambda d: d.execute_script(
+        "return document.querySelectorAll('mjx-container').length") or None,
+        what="MathJax to typeset the equations")
+    assert n >= 2
+    errors = browser.execute_script("return document.querySelectorAll('mjx-merror, .MathJax_Error').length")
+    assert errors == 0, "MathJax reported errors in the equations"
+    _assert_local_network(browser, server)
+
+
+def _visible_cell(driver):
+    return driver.execute_script("""
+        const cells = Array.from(document.querySelectorAll('.hinas-explorer-cell'))
+            .filter(c => c.offsetParent !== null && c.getBoundingClientRect().height > 0);
+        return cells.map(c => [c.dataset.key, c.dataset.layer, c.querySelector('svg') ? c.querySelector('svg').outerHTML : '']);
+    """)
+
+
+def test_explorer_switches_layer(browser, server):
+    from selenium.webdriver.common.by import By
+
+    _visit(browser, f"{server}/book/generated/{CHAPTERS[0]}.html")
+    _wait(browser, lambda d: len(_visible_cell(d)) == 1, what="the explorer widget to render")
+    (key, layer, svg), = _visible_cell(browser)
+    assert layer == "0" and "<svg" in svg
+    buttons = [b for b in browser.find_elements(By.CSS_SELECTOR, ".hinas-explorer-layer button")
+               if b.is_displayed()]
+    target = next(b for b in buttons if b.text.strip() == "layer 1")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", target)
+    target.click()
+    _wait(browser, lambda d: _visible_cell(d) and _visible_cell(d)[0][1] == "1", timeout=20,
+          what="the explorer to show layer 1")
+    (key2, layer2, svg2), = _visible_cell(browser)
+    assert key2 == key and svg2 != svg, "the cell drawing did not change with the layer"
+    assert "layer 1" in svg2
+    # another run: the dropdown switches the whole view, client-side too
+    from selenium.webdriver.support.ui import Select
+
+    run_select = Select(browser.find_element(By.CSS_SELECTOR, ".hinas-explorer-run select"))
+    labels = [o.text for o in run_select.options]
+    assert len(labels) >= 2
+    run_select.select_by_index(len(labels) - 1)
+    _wait(browser, lambda d: _visible_cell(d) and _visible_cell(d)[0][0].startswith(labels[-1] + "/"),
+          timeout=20, what=f"the explorer to show run {labels[-1]!r}")
+    _assert_local_network(browser, server)
