@@ -25,6 +25,8 @@ from torch import nn
 
 from hinas.errors import ConfigError
 
+SSIM_FLOOR = 1e-4
+
 DEFAULT_TERMS = {
     ("denoise", "search"): ("mse", 0.5),
     ("denoise", "train"): ("mse", 0.6),
@@ -88,7 +90,9 @@ class RestorationLoss(nn.Module):
 
     def terms(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         data = F.mse_loss(pred, target) if self.data == "mse" else F.l1_loss(pred, target)
-        log_ssim = -torch.log10(ssim(pred, target, self.window))
+        # SSIM can be <= 0 for a wild early prediction, where log10 is undefined (the reference
+        # would return NaN); clamping keeps the data term in charge until SSIM is positive.
+        log_ssim = -torch.log10(ssim(pred, target, self.window).clamp_min(SSIM_FLOOR))
         return {"data": data, "log_ssim": log_ssim}
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

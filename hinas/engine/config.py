@@ -1,0 +1,294 @@
+"""One run configuration for search, training and evaluation, with named profiles.
+
+The same :class:`RunConfig` is built by the command line (``--profile``, ``--set key=value``,
+``--config file.yaml``), by the Python API (``RunConfig.from_profile('quick', 'denoise',
+epochs=5)``) and by the notebooks (their papermill parameters carry the same names).
+
+Profiles scale the reference schedule (REFERENCE.md sections 5.2 and 6):
+
+* ``smoke``: seconds; a tiny grid (f=4, L=2, B=2) on 32x32 crops, arch steps and validation
+  both exercised. For tests.
+* ``quick``: a few minutes on 2 CPU cores; small grid (f=4, L=3, B=3) on 32x32 crops.
+* ``gpu``: the paper's grid and crops, shortened to fit about 8 minutes on one H100.
+* ``paper``: the released code's full schedule (100 search epochs, arch steps from epoch 21,
+  validation from epoch 61; training 600k iterations; the paper says 400k for denoising).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from hinas.config import SupernetConfig
+from hinas.errors import ConfigError
+
+PROFILES = ("smoke", "quick", "gpu", "paper")
+
+
+@dataclass
+class RunConfig:
+    # -- what ------------------------------------------------------------------------------
+    task: str = "denoise"
+    scale: typing.Optional[int] = None
+    # denoising noise levels (0-255 scale): the search draws one per sample from search_sigma
+    # (one search for all levels, as the reference); training and validation use sigma.
+    search_sigma: typing.List[float] = field(default_factory=lambda: [30.0, 50.0, 70.0])
+    sigma: typing.List[float] = field(default_factory=lambda: [50.0])
+    profile: str = "paper"
+    seed: int = 0
+    device: str = "cpu"
+    data_root: typing.Optional[str] = None
+    max_images: typing.Optional[int] = None  # first N training images (sorted); None = all
+    # -- search space (SupernetConfig) -----------------------------------------------------
+    f: int = 10
+    layers: int = 3
+    steps: int = 4
+    levels: int = 3
+    width_factors: typing.List[float] = field(default_factory=lambda: [1.0, 1.5, 2.0])
+    lwas: bool = True
+    cell_sharing: str = "eq5"
+    residual: bool = True
+    search_sigmoid: bool = True
+    # -- search schedule (REFERENCE 6) -----------------------------------------------------
+    epochs: int = 100
+    batch_size: int = 6
+    patch: int = 64
+    crops_per_image: int = 1  # random crops per W image per epoch (the reference: 1)
+    arch_start_epoch: int = 20  # arch steps for epochs > this (1-based)
+    val_start_epoch: int = 60  # validate for epochs > this
+    split_mode: str = "reference"
+    val_fraction: float = 0.02
+    val_crop: typing.Optional[int] = None  # validate on central crops of this size (None: whole)
+    w_lr: float = 0.025
+    w_lr_min: float = 0.001
+    w_momentum: float = 0.9
+    w_weight_decay: float = 3e-4
+    lr_schedule: str = "poly_cosine"  # reference; 'cosine' = the paper's monotone 0.025 -> 0.001
+    cosine_t_max: int = 10
+    a_lr: float = 1e-3
+    a_weight_decay: float = 1e-3
+    search_ssim_weight: typing.Optional[float] = None  # None: task default (0.5 dn, 0.6 SR)
+    # -- training of the derived network (REFERENCE 5.2) -----------------------------------
+    model: str = "hinas"  # or 'dncnn' (baseline trained with the same budget)
+    net_f: typing.Optional[int] = None  # None: 20 dn / 16 SR
+    node_channels: typing.Optional[typing.List[int]] = None  # fixed widths (HiNAS-w40 / -wm)
+    iterations: int = 600_000
+    train_batch_size: typing.Optional[int] = None  # None: 24 dn / 16 SR
+    train_lr: float = 0.05
+    train_weight_decay: float = 4e-5
+    bias_lr_factor: float = 2.0
+    grad_clip: float = 5.0
+    train_ssim_weight: typing.Optional[float] = None  # None: 0.6; 0 = MSE only (Table 4)
+    val_every: int = 1000
+    val_after_fraction: float = 0.75  # validate only after this fraction of iterations
+    # -- mechanics -------------------------------------------------------------------------
+    checkpoint_every: int = 50  # steps between atomic checkpoints (and at every epoch end)
+    log_every: int = 10
+    amp_bf16: bool = False  # CUDA only
+    channels_last: bool = False  # CUDA only
+    quiet: bool = False
+
+    def __post_init__(self):
+        self.validate()
+
+    # -- construction ------------------------------------------------------------------------
+    @classmethod
+    def from_profile(cls, profile: str = "quick", task: str = "denoise", scale: int | None = None,
+                     **overrides) -> "RunConfig":
+        if profile not in PROFILES:
+            raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
+        values = dict(task=task, scale=scale, profile=profile)
+        values.update(_task_defaults(task, scale))
+        values.update(_PROFILE_VALUES[profile](task))
+        if scale is not None:
+            values["scale"] = scale
+        values.update(overrides)
+        return cls.from_dict(values)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "RunConfig":
+        hints = typing.get_type_hints(cls)
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(known)}")
+        typed = {k: _coerce(k, v, hints[k]) for k, v in values.items()}
+        return cls(**typed)
+
+    @classmethod
+    def from_yaml(cls, path) -> "RunConfig":
+        path = Path(path)
+        try:
+            data = yaml.safe_load(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError(f"{path}: no such config file") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: expected a mapping of settings")
+        profile = data.pop("profile", "paper")
+        task = data.pop("task", "denoise")
+        scale = data.pop("scale", None)
+        try:
+            return cls.from_profile(profile, task, scale, **data)
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from None
+
+    def with_overrides(self, assignments) -> "RunConfig":
+        """Apply ``["key=value", ...]`` (from ``--set``), parsing values as YAML scalars."""
+        values = self.to_dict()
+        for item in assignments or ():
+            if "=" not in item:
+                raise ConfigError(f"--set expects key=value, got {item!r}")
+            key, raw = item.split("=", 1)
+            key = key.strip()
+            if key not in values:
+                raise ConfigError(f"unknown setting {key!r} in --set; known: {', '.join(values)}")
+            try:
+                values[key] = yaml.safe_load(raw)
+            except yaml.YAMLError:
+                values[key] = raw
+        return RunConfig.from_dict(values)
+
+    def replace(self, **changes) -> "RunConfig":
+        values = self.to_dict()
+        values.update(changes)
+        return RunConfig.from_dict(values)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    def key(self, *extra) -> str:
+        """A short hash of everything that changes the result (not device or verbosity)."""
+        d = self.to_dict()
+        for k in ("device", "quiet", "checkpoint_every", "log_every"):
+            d.pop(k)
+        blob = json.dumps([d, *extra], sort_keys=True, default=str)
+        return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+    # -- derived ------------------------------------------------------------------------------
+    def supernet_config(self) -> SupernetConfig:
+        return SupernetConfig.paper(
+            self.task, self.scale, f=self.f, layers=self.layers, steps=self.steps, levels=self.levels,
+            width_factors=tuple(self.width_factors), lwas=self.lwas, cell_sharing=self.cell_sharing,
+            residual=self.residual, search_sigmoid=self.search_sigmoid,
+        )
+
+    @property
+    def effective_train_batch(self) -> int:
+        return self.train_batch_size or (24 if self.task == "denoise" else 16)
+
+    def validate(self) -> None:
+        if self.task not in ("denoise", "sr"):
+            raise ConfigError(f"task must be 'denoise' or 'sr', got {self.task!r}")
+        if self.task == "sr" and self.scale not in (2, 3, 4):
+            raise ConfigError(f"task sr needs scale 2, 3 or 4 (--scale), got {self.scale!r}")
+        if self.task == "denoise":
+            self.scale = None
+            for name in ("sigma", "search_sigma"):
+                levels = getattr(self, name)
+                if not levels or any(s < 0 for s in levels):
+                    raise ConfigError(f"{name} must be a non-empty list of non-negative noise levels, got {levels}")
+        if self.profile not in PROFILES:
+            raise ConfigError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
+        for name in ("epochs", "batch_size", "patch", "iterations", "crops_per_image", "checkpoint_every",
+                     "log_every", "val_every"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr_schedule not in ("poly_cosine", "cosine"):
+            raise ConfigError(f"lr_schedule must be 'poly_cosine' (reference) or 'cosine' (paper), got {self.lr_schedule!r}")
+        if self.split_mode not in ("reference", "random"):
+            raise ConfigError(f"split_mode must be 'reference' or 'random', got {self.split_mode!r}")
+        if self.model not in ("hinas", "dncnn"):
+            raise ConfigError(f"model must be 'hinas' or 'dncnn', got {self.model!r}")
+        if self.model == "dncnn" and self.task != "denoise":
+            raise ConfigError("model 'dncnn' is a denoising baseline; use task denoise")
+        self.supernet_config()  # validates the space settings
+
+
+def _task_defaults(task: str, scale) -> dict:
+    if task == "sr":
+        return dict(sigma=[0.0], search_sigma=[0.0], f=8, layers=2, steps=3, batch_size=24, val_fraction=0.05, scale=scale or 4)
+    return {}
+
+
+def _smoke(task):
+    return dict(f=4, layers=2, steps=2, epochs=4, batch_size=2, patch=32 if task == "denoise" else 16,
+                crops_per_image=2, arch_start_epoch=1, val_start_epoch=2, val_crop=48, max_images=8,
+                net_f=4, iterations=12, train_batch_size=2, val_every=4, val_after_fraction=0.5,
+                checkpoint_every=2, log_every=2)
+
+
+def _quick(task):
+    return dict(f=4, layers=3, steps=3, epochs=12, batch_size=4, patch=32 if task == "denoise" else 24,
+                crops_per_image=4, arch_start_epoch=4, val_start_epoch=6, val_crop=96, max_images=None,
+                net_f=8, iterations=300, train_batch_size=8, val_every=50, val_after_fraction=0.5,
+                checkpoint_every=25, log_every=10)
+
+
+def _gpu(task):
+    return dict(epochs=40, arch_start_epoch=8, val_start_epoch=24, val_crop=None, iterations=20_000,
+                val_every=1000, checkpoint_every=200, log_every=50, device="cuda")
+
+
+def _paper(task):
+    return dict(device="cuda")
+
+
+_PROFILE_VALUES = {"smoke": _smoke, "quick": _quick, "gpu": _gpu, "paper": _paper}
+
+
+def _coerce(name: str, value, annotation):
+    """Check and convert one setting; reject ill-typed values by name."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union and type(None) in args:
+        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
+            return None
+        annotation = [a for a in args if a is not type(None)][0]
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if origin in (list, typing.List):
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]
+        if isinstance(value, tuple):
+            value = list(value)
+        if not isinstance(value, list):
+            raise ConfigError(f"setting {name!r} must be a list, got {value!r}")
+        return [_coerce(name, v, args[0]) for v in value]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
+            return value.lower() in ("true", "yes", "1")
+        raise ConfigError(f"setting {name!r} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+            raise ConfigError(f"setting {name!r} must be an integer, got {value!r}")
+        try:
+            f = float(value)
+        except ValueError:
+            raise ConfigError(f"setting {name!r} must be an integer, got {value!r}") from None
+        if f != int(f):
+            raise ConfigError(f"setting {name!r} must be an integer, got {value!r}")
+        return int(f)
+    if annotation is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"setting {name!r} must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"setting {name!r} must be a number, got {value!r}") from None
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"setting {name!r} must be a string, got {value!r}")
+        return value
+    return value

@@ -1,0 +1,308 @@
+"""The bilevel search (paper Sec. 3.4, REFERENCE.md section 6).
+
+Per epoch: one pass over W (``crops_per_image`` random crops per image); for epochs after
+``arch_start_epoch`` every weight step is preceded by one first-order architecture step on a
+batch from A, drawn from a persistent cycling stream (never ``next(iter(loader))``).
+Validation on V for epochs after ``val_start_epoch``; the best supernet maximises
+SSIM + PSNR/100. Checkpoints hold everything needed to continue bit-for-bit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from hinas.engine import common
+from hinas.engine.config import RunConfig
+from hinas.losses import RestorationLoss
+from hinas.supernet import MOVE_NAMES, Supernet
+
+CHECKPOINT = "checkpoint.pt"
+
+
+def search_lr(cfg: RunConfig, epoch: int) -> float:
+    """Weight learning rate at 1-based ``epoch``.
+
+    ``poly_cosine`` (the released code's PolyCosineAnnealingLR, T_max=10):
+    ``min + (max-min)/2 (1 + cos(pi e / T)) (1 - e/E)^0.9`` (oscillates under a poly envelope);
+    ``cosine`` (the paper): one cosine from ``w_lr`` to ``w_lr_min`` over the run.
+    """
+    lo, hi, E = cfg.w_lr_min, cfg.w_lr, cfg.epochs
+    if cfg.lr_schedule == "cosine":
+        return lo + (hi - lo) * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(E - 1, 1)))
+    poly = max(1 - epoch / E, 0.0) ** 0.9
+    return lo + (hi - lo) * 0.5 * (1 + math.cos(math.pi * epoch / cfg.cosine_t_max)) * poly
+
+
+def _crop_center(rec, size):
+    from hinas.data.datasets import ImageRecord
+
+    if size is None:
+        return rec
+    h, w = rec.image.shape[:2]
+    ch, cw = min(size, h), min(size, w)
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return ImageRecord(rec.name, rec.path, np.ascontiguousarray(rec.image[y:y + ch, x:x + cw]))
+
+
+def validate_network(net, records, cfg: RunConfig, device) -> dict:
+    """PSNR/SSIM of a network on held-out images (standard protocol; denoising: mean over
+    the sigmas), on central crops of ``cfg.val_crop`` pixels when set."""
+    from hinas.data.datasets import ImageDataset
+    from hinas.evaluation import evaluate
+
+    ds = ImageDataset("search-V", [_crop_center(r, cfg.val_crop) for r in records],
+                      grey=cfg.task == "denoise", allows_grey=True)
+    was_training = net.training
+    net.eval()
+    try:
+        if cfg.task == "denoise":
+            levels = cfg.search_sigma if isinstance(net, Supernet) else cfg.sigma
+            results = [evaluate(net, ds, "denoise", sigma=s, device=device) for s in levels]
+        else:
+            results = [evaluate(net, ds, "sr", scale=cfg.scale, device=device)]
+    finally:
+        net.train(was_training)
+    return {"psnr": float(np.mean([r["psnr"] for r in results])), "ssim": float(np.mean([r["ssim"] for r in results]))}
+
+
+def _alpha_rows(net: Supernet, epoch: int) -> list[dict]:
+    w = net.alpha_weights().detach().cpu()
+    if not net.cfg.lwas:
+        w = w.unsqueeze(0)
+    rows = []
+    for layer in range(w.shape[0]):
+        for edge in range(w.shape[1]):
+            for k, op in enumerate(net.cfg.primitives):
+                rows.append({"epoch": epoch, "layer": layer if net.cfg.lwas else "all", "edge": edge, "op": op,
+                             "weight": round(float(w[layer, edge, k]), 6)})
+    return rows
+
+
+def _beta_rows(net: Supernet, epoch: int) -> list[dict]:
+    w = net.beta_weights().detach().cpu()
+    rows = []
+    for s in net.sources:
+        for col, name in enumerate(MOVE_NAMES):
+            if net.beta_mask[s.index, col]:
+                continue
+            rows.append({"epoch": epoch, "source": s.name, "layer": s.layer, "level": s.level, "move": name,
+                         "weight": round(float(w[s.index, col]), 6)})
+    return rows
+
+
+def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | None = None) -> dict:
+    """Run (or continue) a search into ``out_dir``; returns the summary dict."""
+    from hinas.data import PatchDataset, search_split, task_datasets
+    from hinas.genotype import provenance
+
+    device = common.resolve_device(cfg.device)
+    common.init_distributed(device)
+    rank, world = common.rank(), common.world_size()
+    out = common.prepare_run_dir(out_dir, cfg, resume, "search", rank)
+    common.barrier()
+    common.seed_everything(cfg.seed)
+    if device.type == "cpu":
+        torch.use_deterministic_algorithms(True, warn_only=True)
+
+    data = task_datasets(cfg.task, cfg.data_root)
+    records = sorted(data["train"].records, key=lambda r: r.name)
+    if cfg.max_images:
+        records = records[: cfg.max_images]
+    W, A, V = search_split(records, cfg.split_mode, cfg.val_fraction, cfg.seed)
+    sigma = cfg.search_sigma if cfg.task == "denoise" else None
+    ds_w = PatchDataset(W, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
+                        samples_per_epoch=len(W) * cfg.crops_per_image, seed=cfg.seed)
+    ds_a = PatchDataset(A, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
+                        samples_per_epoch=len(A) * cfg.crops_per_image, seed=cfg.seed + 1)
+    stream_w = common.BatchStream(ds_w, cfg.batch_size, cfg.seed, rank, world)
+    stream_a = common.BatchStream(ds_a, cfg.batch_size, cfg.seed + 1, rank, world)
+
+    net = Supernet(cfg.supernet_config()).to(device)
+    if cfg.channels_last and device.type == "cuda":
+        net = net.to(memory_format=torch.channels_last)
+    loss_fn = RestorationLoss(cfg.task, "search", ssim_weight=cfg.search_ssim_weight).to(device)
+    opt_w = torch.optim.SGD(net.weight_parameters(), lr=cfg.w_lr, momentum=cfg.w_momentum,
+                            weight_decay=cfg.w_weight_decay)
+    opt_a = torch.optim.Adam(net.arch_parameters(), lr=cfg.a_lr, weight_decay=cfg.a_weight_decay)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp_bf16 and device.type == "cuda")
+
+    state = {"epoch": 1, "step_in_epoch": 0, "global_step": 0, "best": None, "history": [], "alpha": [],
+             "beta": [], "seconds": 0.0, "sums": [0.0, 0.0, 0, 0]}
+    ckpt_path = out / CHECKPOINT
+    if resume and ckpt_path.exists():
+        ck = common.load_checkpoint(ckpt_path)
+        net.load_state_dict(ck["model"])
+        opt_w.load_state_dict(ck["opt_w"])
+        opt_a.load_state_dict(ck["opt_a"])
+        stream_w.load_state(ck["stream_w"])
+        stream_a.load_state(ck["stream_a"])
+        common.set_rng_state(ck["rng"])
+        state = ck["state"]
+        if state.get("finished"):
+            return _read_summary(out)
+
+    def save_checkpoint():
+        if rank != 0:
+            return
+        common.atomic_torch_save({
+            "model": net.state_dict(), "opt_w": opt_w.state_dict(), "opt_a": opt_a.state_dict(),
+            "stream_w": stream_w.state(), "stream_a": stream_a.state(), "rng": common.rng_state(),
+            "state": state,
+        }, ckpt_path)
+
+    def write_logs():
+        if rank != 0:
+            return
+        common.write_csv(out / "history.csv", state["history"])
+        common.write_csv(out / "alpha.csv", state["alpha"])
+        common.write_csv(out / "beta.csv", state["beta"])
+
+    show = (not cfg.quiet) if progress is None else progress
+    steps_per_epoch = stream_w.batches_per_cycle
+    bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=(state["epoch"] - 1) * steps_per_epoch + state["step_in_epoch"],
+               disable=not show or rank != 0, desc="search", unit="step", dynamic_ncols=True)
+    t_start = time.perf_counter() - state["seconds"]
+    net.train()
+    while state["epoch"] <= cfg.epochs:
+        epoch = state["epoch"]
+        lr = search_lr(cfg, epoch)
+        for g in opt_w.param_groups:
+            g["lr"] = lr
+        arch_on = epoch > cfg.arch_start_epoch
+        if state["step_in_epoch"] == 0:
+            stream_w.load_state({"cycle": epoch - 1, "position": 0})
+            state["sums"] = [0.0, 0.0, 0, 0]
+        acc_w = torch.zeros((), device=device)
+        acc_a = torch.zeros((), device=device)
+        n_w = n_a = 0
+        while state["step_in_epoch"] < steps_per_epoch:
+            if arch_on:
+                xa, ya = stream_a.next()
+                xa, ya = xa.to(device, non_blocking=True), ya.to(device, non_blocking=True)
+                opt_a.zero_grad(set_to_none=True)
+                with autocast:
+                    la = loss_fn(net(xa).float(), ya)
+                la.backward()
+                common.all_reduce_gradients(net.arch_parameters())
+                opt_a.step()
+                acc_a += la.detach()
+                n_a += 1
+            xw, yw = stream_w.next()
+            xw, yw = xw.to(device, non_blocking=True), yw.to(device, non_blocking=True)
+            opt_w.zero_grad(set_to_none=True)
+            with autocast:
+                lw = loss_fn(net(xw).float(), yw)
+            lw.backward()
+            # DARTS: the weight step leaves alpha/beta alone; their grads are discarded here.
+            net.arch_alpha.grad = None
+            net.arch_beta.grad = None
+            common.all_reduce_gradients(net.weight_parameters())
+            opt_w.step()
+            acc_w += lw.detach()
+            n_w += 1
+            state["step_in_epoch"] += 1
+            state["global_step"] += 1
+            bar.update(1)
+            at_log = state["global_step"] % cfg.log_every == 0 or state["step_in_epoch"] == steps_per_epoch
+            if at_log:  # one host sync per log interval, not per step
+                s_w, s_a = acc_w.item(), acc_a.item()
+                if not (math.isfinite(s_w) and math.isfinite(s_a)):
+                    bar.close()
+                    raise common.TrainingDiverged(
+                        f"search loss became {s_w if not math.isfinite(s_w) else s_a} at epoch {epoch}; "
+                        f"the last good checkpoint is {ckpt_path}; lower the learning rate "
+                        f"(--set w_lr=... / a_lr=...) and continue with --resume")
+                state["sums"] = [state["sums"][0] + s_w, state["sums"][1] + s_a, state["sums"][2] + n_w,
+                                 state["sums"][3] + n_a]
+                acc_w.zero_()
+                acc_a.zero_()
+                n_w = n_a = 0
+                bar.set_postfix(epoch=epoch, loss=f"{state['sums'][0] / max(state['sums'][2], 1):.4f}")
+                if state["global_step"] % cfg.checkpoint_every == 0 and state["step_in_epoch"] < steps_per_epoch:
+                    state["seconds"] = time.perf_counter() - t_start
+                    save_checkpoint()
+        # -- end of epoch: validate, log, keep the best, checkpoint ---------------------------------
+        row = {"epoch": epoch, "lr": lr, "arch_steps": arch_on,
+               "loss_w": state["sums"][0] / max(state["sums"][2], 1),
+               "loss_a": state["sums"][1] / state["sums"][3] if state["sums"][3] else None,
+               "val_psnr": None, "val_ssim": None}
+        if epoch > cfg.val_start_epoch:
+            metrics = validate_network(net, V, cfg, device) if rank == 0 else None
+            metrics = common.broadcast_object(metrics)
+            row["val_psnr"], row["val_ssim"] = metrics["psnr"], metrics["ssim"]
+            score = metrics["ssim"] + metrics["psnr"] / 100
+            if state["best"] is None or score > state["best"]["score"]:
+                g = net.genotype(provenance(run=str(out), seed=cfg.seed, epoch=epoch, profile=cfg.profile,
+                                            selection="best SSIM + PSNR/100 on V"))
+                state["best"] = {"score": score, "epoch": epoch, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
+                                 "genotype": g.to_json()}
+        state["seconds"] = time.perf_counter() - t_start
+        row["seconds"] = round(state["seconds"], 3)
+        state["history"].append(row)
+        state["alpha"].extend(_alpha_rows(net, epoch))
+        state["beta"].extend(_beta_rows(net, epoch))
+        state["epoch"] += 1
+        state["step_in_epoch"] = 0
+        write_logs()
+        save_checkpoint()
+    bar.close()
+    return _finish(net, cfg, out, state, device, save_checkpoint, rank)
+
+
+def _finish(net, cfg, out: Path, state, device, save_checkpoint, rank) -> dict:
+    from hinas.genotype import Genotype, provenance
+
+    final = net.genotype(provenance(run=str(out), seed=cfg.seed, epoch=cfg.epochs, profile=cfg.profile,
+                                    selection="final epoch"))
+    if state["best"] is None:  # no validation happened (a short schedule): the final genotype
+        best_g, best = final, {"epoch": cfg.epochs, "psnr": None, "ssim": None}
+    else:
+        best = state["best"]
+        best_g = Genotype.from_json(best["genotype"])
+    # every process decodes; all must agree (alpha/beta are all-reduced)
+    common.atomic_write_text(out / f"genotype.rank{rank}.json", best_g.to_json()) if common.world_size() > 1 else None
+    if rank == 0:
+        best_g.save(out / "genotype.json")
+        final.save(out / "genotype_final.json")
+    summary = {
+        "best_epoch": best["epoch"],
+        "val_psnr": best["psnr"],
+        "val_ssim": best["ssim"],
+        "seconds": round(state["seconds"], 3),
+        "device": common.device_name(cfg.device),
+        "profile": cfg.profile,
+        "task": cfg.task,
+        "scale": cfg.scale,
+        "seed": cfg.seed,
+        "epochs": cfg.epochs,
+        "steps": state["global_step"],
+        "world_size": common.world_size(),
+        "path": best_g.path,
+        "data": _data_note(cfg),
+    }
+    state["finished"] = True
+    if rank == 0:
+        common.atomic_write_text(out / "summary.json", __import__("json").dumps(summary, indent=1))
+        save_checkpoint()
+    common.barrier()
+    return summary
+
+
+def _data_note(cfg) -> dict:
+    from hinas.data.datasets import resolve_data_root
+
+    root = resolve_data_root(cfg.data_root)
+    return {"root": str(root) if root else None, "embedded": root is None,
+            "comparable_with_paper": root is not None and cfg.profile == "paper"}
+
+
+def _read_summary(out: Path) -> dict:
+    import json
+
+    return json.loads((out / "summary.json").read_text())

@@ -1,0 +1,86 @@
+"""``hinas search`` and ``hinas train``."""
+
+from __future__ import annotations
+
+from hinas.errors import HinasError
+
+
+def _common(p) -> None:
+    p.add_argument("--task", choices=("denoise", "sr"), default="denoise")
+    p.add_argument("--scale", type=int, default=None, help="SR factor (2, 3, 4)")
+    p.add_argument("--sigma", type=float, nargs="+", default=None,
+                   help="noise level(s) on the 0-255 scale; search: drawn per sample (default 30 50 70), "
+                        "train: the level to train for (default 50)")
+    p.add_argument("--profile", default="quick", help="smoke | quick | gpu | paper (default: quick)")
+    p.add_argument("--config", default=None, metavar="YAML", help="settings file (e.g. hinas/configs/*.yaml)")
+    p.add_argument("--out", required=True, metavar="DIR", help="run folder (never overwritten without --resume)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting, e.g. --set epochs=10 (repeatable)")
+    p.add_argument("--data-root", default=None, metavar="DIR", help="datasets folder (default: $HINAS_DATA or embedded)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def register_cli(subparsers) -> None:
+    s = subparsers.add_parser("search", help="bilevel architecture search; writes genotype.json, history.csv, summary.json")
+    _common(s)
+    s.set_defaults(func=_search)
+    t = subparsers.add_parser("train", help="train the network of a genotype from scratch (or the DnCNN baseline)")
+    _common(t)
+    t.add_argument("--genotype", default=None, metavar="JSON", help="genotype file from 'hinas search'")
+    t.add_argument("--model", choices=("hinas", "dncnn"), default=None, help="network to train (default: hinas)")
+    t.set_defaults(func=_train)
+
+
+def build_config(args, train: bool = False):
+    from hinas.engine.config import RunConfig
+
+    if args.config:
+        cfg = RunConfig.from_yaml(args.config)
+    else:
+        cfg = RunConfig.from_profile(args.profile, args.task, args.scale)
+    changes = {}
+    if args.scale is not None:
+        changes["scale"] = args.scale
+    if args.sigma is not None:
+        changes["sigma" if train else "search_sigma"] = list(args.sigma)
+    for name in ("data_root", "device", "seed"):
+        if getattr(args, name) is not None:
+            changes[name] = getattr(args, name)
+    if args.quiet:
+        changes["quiet"] = True
+    if getattr(args, "model", None):
+        changes["model"] = args.model
+    if changes:
+        cfg = cfg.replace(**changes)
+    return cfg.with_overrides(args.overrides)
+
+
+def _search(args) -> int:
+    import json
+
+    from hinas.engine.search import search
+
+    cfg = build_config(args)
+    summary = search(cfg, args.out, resume=args.resume)
+    print(json.dumps(summary))
+    return 0
+
+
+def _train(args) -> int:
+    import json
+
+    from hinas.engine.train import train
+    from hinas.genotype import Genotype
+
+    cfg = build_config(args, train=True)
+    genotype = None
+    if cfg.model == "hinas":
+        if not args.genotype:
+            raise HinasError("hinas train needs --genotype FILE (or --model dncnn for the baseline)")
+        genotype = Genotype.load(args.genotype)
+    summary = train(cfg, genotype, args.out, resume=args.resume)
+    print(json.dumps(summary))
+    return 0

@@ -1,0 +1,175 @@
+"""Search/training engine: configuration, run folders, crash-safe resume, DDP, train + eval."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hinas.engine.config import RunConfig
+from hinas.errors import ConfigError
+from hinas.genotype import Genotype
+
+ENV = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1")
+
+
+def hinas(*args, check=True, **kw):
+    return subprocess.run([sys.executable, "-m", "hinas", *map(str, args)], capture_output=True, text=True,
+                          env=ENV, check=check, **kw)
+
+
+def test_profiles_and_typed_overrides():
+    for profile in ("smoke", "quick", "gpu", "paper"):
+        cfg = RunConfig.from_profile(profile, "denoise")
+        assert cfg.profile == profile
+    paper = RunConfig.from_profile("paper", "denoise")
+    assert (paper.epochs, paper.batch_size, paper.arch_start_epoch, paper.val_start_epoch) == (100, 6, 20, 60)
+    assert (paper.f, paper.layers, paper.steps, paper.iterations) == (10, 3, 4, 600_000)
+    sr = RunConfig.from_profile("paper", "sr", 4)
+    assert (sr.f, sr.layers, sr.steps, sr.batch_size, sr.effective_train_batch) == (8, 2, 3, 24, 16)
+    cfg = RunConfig.from_profile("smoke", "denoise").with_overrides(["epochs=3", "sigma=[25]", "lwas=false"])
+    assert (cfg.epochs, cfg.sigma, cfg.lwas) == (3, [25.0], False)
+    with pytest.raises(ConfigError, match="unknown setting 'colour'"):
+        cfg.with_overrides(["colour=red"])
+    with pytest.raises(ConfigError, match="'epochs' must be an integer"):
+        cfg.with_overrides(["epochs=many"])
+
+
+def test_paper_yaml_files_load():
+    root = Path(__file__).resolve().parents[1] / "hinas" / "configs"
+    files = sorted(root.glob("*.yaml"))
+    assert {f.stem for f in files} >= {"denoise_sigma30", "denoise_sigma50", "denoise_sigma70", "sr_x2", "sr_x3", "sr_x4"}
+    for f in files:
+        cfg = RunConfig.from_yaml(f)
+        assert cfg.profile == "paper"
+
+
+def test_search_poly_cosine_schedule_matches_reference():
+    from hinas.engine.search import search_lr
+
+    cfg = RunConfig.from_profile("paper", "denoise")
+    expected = {1: 0.0242, 10: 0.001, 20: 0.0206, 30: 0.001, 40: 0.0162, 60: 0.0115, 80: 0.0066, 100: 0.001}
+    for epoch, lr in expected.items():
+        assert search_lr(cfg, epoch) == pytest.approx(lr, abs=6e-5)
+
+
+def test_cli_rejects_unknown_setting_and_existing_folder(tmp_path):
+    out = tmp_path / "run"
+    p = hinas("search", "--profile", "smoke", "--out", out, "--set", "colour=red", check=False)
+    assert p.returncode == 2 and "unknown setting 'colour'" in p.stderr and "Traceback" not in p.stderr
+    out.mkdir()
+    (out / "something").write_text("x")
+    p = hinas("search", "--profile", "smoke", "--out", out, check=False)
+    assert p.returncode == 2 and "already exists" in p.stderr
+
+
+def _start_search(out, resume=False):
+    args = [sys.executable, "-m", "hinas", "search", "--profile", "smoke", "--out", str(out), "--quiet"]
+    if resume:
+        args.append("--resume")
+    return subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=ENV)
+
+
+def _kill_after_progress(proc, ckpt: Path, rng, previous_mtime=None, timeout=120):
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if proc.poll() is not None:
+            return False
+        if ckpt.exists() and ckpt.stat().st_mtime != previous_mtime:
+            break
+        time.sleep(0.05)
+    time.sleep(rng.uniform(0.0, 1.0))
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return True
+
+
+@pytest.mark.slow
+def test_sigkill_twice_then_resume_gives_identical_search(tmp_path):
+    ref = tmp_path / "uninterrupted"
+    hinas("search", "--profile", "smoke", "--out", ref, "--quiet")
+    rng = random.Random(1234)
+    out = tmp_path / "killed"
+    ckpt = out / "checkpoint.pt"
+    killed = 0
+    proc = _start_search(out)
+    killed += _kill_after_progress(proc, ckpt, rng)
+    for _ in range(2):
+        mtime = ckpt.stat().st_mtime if ckpt.exists() else None
+        proc = _start_search(out, resume=True)
+        if killed < 2:
+            killed += _kill_after_progress(proc, ckpt, rng, previous_mtime=mtime)
+        else:
+            out_s, err = proc.communicate()
+            assert proc.returncode == 0, err.decode()
+    if not (out / "summary.json").exists():
+        hinas("search", "--profile", "smoke", "--out", out, "--quiet", "--resume")
+    assert killed >= 1, "the run finished before it could be killed"
+    a = Genotype.load(ref / "genotype.json").architecture()
+    b = Genotype.load(out / "genotype.json").architecture()
+    assert a == b
+    # stronger than the genotype: every logged alpha/beta and loss agrees bit for bit
+    assert (ref / "alpha.csv").read_text() == (out / "alpha.csv").read_text()
+    assert (ref / "beta.csv").read_text() == (out / "beta.csv").read_text()
+    strip = lambda p: [r.rsplit(",", 1)[0] for r in p.read_text().splitlines()]  # drop 'seconds'
+    assert strip(ref / "history.csv") == strip(out / "history.csv")
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo_one_genotype(tmp_path):
+    out = tmp_path / "ddp"
+    env = dict(ENV)
+    p = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                        "-m", "hinas", "search", "--profile", "smoke", "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    g0 = Genotype.load(out / "genotype.rank0.json").architecture()
+    g1 = Genotype.load(out / "genotype.rank1.json").architecture()
+    assert g0 == g1
+    assert Genotype.load(out / "genotype.json").architecture() == g0
+    assert json.loads((out / "summary.json").read_text())["world_size"] == 2
+
+
+def test_search_train_eval_contract(tmp_path):
+    s = tmp_path / "s"
+    p = hinas("search", "--profile", "smoke", "--out", s, "--quiet", "--set", "epochs=3")
+    summary = json.loads((s / "summary.json").read_text())
+    assert set(summary) >= {"best_epoch", "val_psnr", "val_ssim", "seconds", "device"}
+    assert (s / "history.csv").exists() and (s / "genotype.json").exists()
+    t = tmp_path / "t"
+    hinas("train", "--genotype", s / "genotype.json", "--task", "denoise", "--sigma", "50", "--profile", "smoke",
+          "--out", t, "--quiet")
+    assert (t / "weights.safetensors").exists()
+    res = json.loads(hinas("eval", "--weights", t, "--sigma", "50", "--protocol", "standard", "--limit", "1",
+                           "--json").stdout)
+    assert set(res) >= {"psnr", "ssim", "params", "flops", "seconds", "images"}
+    assert res["images"] == 1 and res["params"] > 0
+    # the same numbers again: evaluation noise is seeded per image
+    again = json.loads(hinas("eval", "--weights", t, "--sigma", "50", "--limit", "1", "--json").stdout)
+    assert again["psnr"] == res["psnr"]
+    bad = hinas("eval", "--weights", tmp_path / "nothing", "--sigma", "50", "--json", check=False)
+    assert bad.returncode == 2 and "not a training run folder" in bad.stderr
+
+
+def test_checkpoint_is_safe_to_load(tmp_path):
+    import torch
+
+    s = tmp_path / "s"
+    hinas("search", "--profile", "smoke", "--out", s, "--quiet", "--set", "epochs=1")
+    ck = torch.load(s / "checkpoint.pt", weights_only=True)
+    assert {"model", "opt_w", "opt_a", "rng", "state"} <= set(ck)
+    assert "arch_alpha" in ck["model"] and "arch_beta" in ck["model"]
+
+
+def test_dncnn_baseline_trains(tmp_path):
+    t = tmp_path / "d"
+    hinas("train", "--model", "dncnn", "--task", "denoise", "--sigma", "30", "--profile", "smoke", "--out", t,
+          "--quiet", "--set", "iterations=4")
+    assert json.loads((t / "summary.json").read_text())["model"] == "dncnn"
