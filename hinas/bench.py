@@ -117,7 +117,19 @@ def supernet_memory(*, device: str = "cpu", batch: int = 6, size: int = 64, laye
                         "width_factors": list(width_factors), "batch": batch, "size": size,
                         "torch": torch.__version__, "threads": torch.get_num_threads()}
     result["memory_method"] = CUDA_METHOD if device == "cuda" else CPU_METHOD
+    result["provenance"] = _provenance()
     return result
+
+
+def _provenance() -> dict:
+    import datetime as dt
+    import sys
+
+    from hinas.engine.common import git_revision
+
+    return {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            "git_revision": git_revision(), "command": " ".join(["hinas"] + sys.argv[1:]) if sys.argv else None,
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
 def register_cli(subparsers) -> None:
