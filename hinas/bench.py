@@ -148,6 +148,94 @@ def register_cli(subparsers) -> None:
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=_cli_supernet_memory)
 
+    sp = sub.add_parser("search-speed", help="data vs compute time of a search iteration (fp32, bf16, channels_last)")
+    sp.add_argument("--profile", default="paper", help="profile whose batch, crop and grid to use (default: paper)")
+    sp.add_argument("--task", choices=("denoise", "sr"), default="denoise")
+    sp.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    sp.add_argument("--steps", type=int, default=3, help="timed iterations (median reported)")
+    sp.add_argument("--data-root", default=None)
+    sp.add_argument("--json", action="store_true")
+    sp.set_defaults(func=_cli_search_speed)
+
+
+def search_speed(*, profile: str = "paper", task: str = "denoise", device: str = "cpu", steps: int = 3,
+                 variants=("fp32",), data_root=None) -> dict:
+    """Time the pieces of one search iteration (arch step + weight step) on real patches.
+
+    Reports the seconds per batch spent making data (patch sampling, noise, collation) and
+    in the two optimisation steps, per variant: ``fp32``, ``bf16`` (autocast) and
+    ``channels_last`` (both CUDA only). Ratios are within this one run.
+    """
+    from hinas.data import PatchDataset, task_datasets
+    from hinas.engine.common import BatchStream, resolve_device
+    from hinas.engine.config import RunConfig
+
+    cfg = RunConfig.from_profile(profile, task, device=device)
+    dev = resolve_device(device)
+    data = task_datasets(cfg.task, data_root)
+    recs = sorted(data["train"].records, key=lambda r: r.name)[:32]
+    ds = PatchDataset(recs, cfg.task, patch=cfg.patch, sigma=cfg.search_sigma if task == "denoise" else None,
+                      scale=cfg.scale, samples_per_epoch=len(recs) * 4)
+    stream = BatchStream(ds, cfg.batch_size, 0)
+    t0 = time.perf_counter()
+    batches = [stream.next() for _ in range(steps + 1)]
+    data_seconds = (time.perf_counter() - t0) / (steps + 1)
+    out = {"device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu", "profile": profile,
+           "batch": cfg.batch_size, "patch": cfg.patch, "data_seconds_per_batch": data_seconds, "variants": {}}
+    for variant in variants:
+        if variant != "fp32" and dev.type != "cuda":
+            out["variants"][variant] = None  # CUDA only
+            continue
+        torch.manual_seed(0)
+        net = Supernet(cfg.supernet_config()).to(dev)
+        if variant == "channels_last":
+            net = net.to(memory_format=torch.channels_last)
+        loss_fn = RestorationLoss(cfg.task, "search").to(dev)
+        opt_w = torch.optim.SGD(net.weight_parameters(), lr=0.025, momentum=0.9)
+        opt_a = torch.optim.Adam(net.arch_parameters(), lr=1e-3)
+        amp = torch.autocast("cuda", dtype=torch.bfloat16, enabled=variant == "bf16")
+        times = []
+        for i, (x, y) in enumerate(batches):
+            x, y = x.to(dev), y.to(dev)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t = time.perf_counter()
+            for opt in (opt_a, opt_w):
+                opt.zero_grad(set_to_none=True)
+                with amp:
+                    loss = loss_fn(net(x).float(), y)
+                loss.backward()
+                opt.step()
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            if i:  # the first is warm-up
+                times.append(time.perf_counter() - t)
+        out["variants"][variant] = {"step_seconds": statistics.median(times)}
+    base = out["variants"]["fp32"]["step_seconds"] if out["variants"].get("fp32") else None
+    if base:
+        out["data_fraction"] = data_seconds / (data_seconds + base)
+        for v, r in out["variants"].items():
+            if r:
+                r["speedup_vs_fp32"] = base / r["step_seconds"]
+    out["provenance"] = _provenance()
+    return out
+
+
+def _cli_search_speed(args) -> int:
+    from hinas.cli import print_json
+
+    if args.steps < 1:
+        raise HinasError("--steps must be at least 1")
+    variants = ("fp32", "bf16", "channels_last") if args.device == "cuda" else ("fp32",)
+    res = search_speed(profile=args.profile, task=args.task, device=args.device, steps=args.steps,
+                       variants=variants, data_root=args.data_root)
+    if args.json:
+        print_json(res)
+    else:
+        print(f"data {res['data_seconds_per_batch'] * 1e3:.1f} ms/batch ({res.get('data_fraction', 0):.1%} of an "
+              f"iteration); " + ", ".join(f"{k}: {v['step_seconds'] * 1e3:.1f} ms" for k, v in res["variants"].items() if v))
+    return 0
+
 
 def _cli_supernet_memory(args) -> int:
     from hinas.cli import print_json
