@@ -39,7 +39,7 @@ def prepare_run_dir(out, config, resume: bool, kind: str, rank: int = 0) -> Path
 
         saved = yaml.safe_load(cfg_file.read_text())
         now = config.to_dict()
-        ignore = {"device", "quiet", "checkpoint_every", "log_every"}
+        ignore = {"device", "quiet", "checkpoint_every", "log_every", "threads"}
         diff = sorted(k for k in now if k not in ignore and saved.get(k) != now[k])
         if diff:
             raise HinasError(f"{out}: --resume with different settings ({', '.join(diff)}) than the run was "
@@ -91,6 +91,11 @@ def device_name(device: str) -> str:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
     return "cpu"
+
+
+def apply_threads(config) -> None:
+    if getattr(config, "threads", None):
+        torch.set_num_threads(int(config.threads))
 
 
 def resolve_device(device: str) -> torch.device:

@@ -102,6 +102,7 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
     from hinas.genotype import provenance
 
     device = common.resolve_device(cfg.device)
+    common.apply_threads(cfg)
     common.init_distributed(device)
     rank, world = common.rank(), common.world_size()
     out = common.prepare_run_dir(out_dir, cfg, resume, "search", rank)

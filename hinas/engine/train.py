@@ -78,6 +78,7 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
                              f"but the run is {cfg.task}{' x' + str(cfg.scale) if cfg.scale else ''}; "
                              f"search for this task or pass matching --task/--scale")
     device = common.resolve_device(cfg.device)
+    common.apply_threads(cfg)
     common.init_distributed(device)
     rank, world = common.rank(), common.world_size()
     out = common.prepare_run_dir(out_dir, cfg, resume, "train", rank)
