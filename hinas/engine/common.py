@@ -44,6 +44,7 @@ def prepare_run_dir(out, config, resume: bool, kind: str, rank: int = 0) -> Path
         if diff:
             raise HinasError(f"{out}: --resume with different settings ({', '.join(diff)}) than the run was "
                              f"started with; use the same settings or another --out")
+    barrier()  # every process has checked the folder before the first one writes to it
     if rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         if not cfg_file.exists():
