@@ -1,0 +1,386 @@
+"""One evaluator for networks and baselines, under named protocols.
+
+``standard`` (the default) follows the usual benchmark practice (BasicSR / the MATLAB
+scripts behind the literature tables); ``hinas-reference`` re-creates what the released
+HiNAS code measures (REFERENCE.md 5.3) so that published numbers can be explained. See
+:data:`PROTOCOLS` for the differences, and ``hinas eval --help`` for the command.
+
+``restore_fn`` is any callable that takes a float32 tensor 1xCxhxw in [0, 1] on ``device``
+and returns the restored 1xCxHxW tensor (the evaluator clamps it to [0, 1]).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from hinas.errors import DataError, HinasError
+
+__all__ = ["PROTOCOLS", "evaluate", "bicubic_restore", "bm3d_restore", "add_eval_arguments", "register_cli",
+           "run_eval"]
+
+PROTOCOLS: dict[str, dict] = {
+    "standard": {
+        "summary": "whole image, one seeded noise draw per image, uint8-quantised output, "
+                   "BT.601 Y (MATLAB coefficients), border = scale for SR, MATLAB SSIM",
+        "patching": "none: the whole image in one forward pass",
+        "noise": "denoising: one draw per image, N(0, sigma/255), seeded by (image name, sigma), unclipped",
+        "sr_input": "LR = MATLAB bicubic imresize(modcrop(HR, s), 1/s), uint8",
+        "output": "clamped to [0, 1] and rounded to uint8 before the metrics",
+        "channel": "SR: Y = 16 + 65.481 R + 128.553 G + 24.966 B (R,G,B in [0,1]); grey HR images "
+                   "(Set14 'bridge') are scored on their grey values; denoising: the grey image",
+        "border": "SR: 'scale' pixels cropped on each side; denoising: none",
+        "ssim": "Gaussian 11x11, sigma 1.5, 'valid' filtering (MATLAB ssim / BasicSR)",
+        "comparable_with": "the bicubic literature table, BasicSR, DnCNN-style denoising tables",
+    },
+    "hinas-reference": {
+        "summary": "the released HiNAS code: denoising on overlapping 64x64 patches (stride 48) averaged, "
+                   "fresh noise per patch, float output, swapped-R/B 'Y', no border, zero-padded SSIM",
+        "patching": "denoising: 64x64 patches, stride 48, last patch aligned to the border, overlaps "
+                    "averaged (dn_eval.py); SR: whole image (sr_eval.py)",
+        "noise": "denoising: an independent draw for every patch (seeded here by image, sigma and patch "
+                 "position), so overlapping pixels average several noise realisations",
+        "sr_input": "LR = MATLAB bicubic imresize(modcrop(HR, s), 1/s), uint8; HR top-left cropped to s x LR",
+        "output": "clamped to [0, 1], NOT quantised",
+        "channel": "SR: 'Y' = 24.966 R + 128.553 G + 65.481 B + 16 (R and B swapped vs BT.601); "
+                   "denoising: the grey image",
+        "border": "none",
+        "ssim": "Gaussian 11x11, sigma 1.5, zero-padded 'same' filtering, borders included",
+        "comparable_with": "numbers printed by the HiNAS repository's dn_eval.py / sr_eval.py",
+    },
+}
+
+_TASKS = {"dn": "denoise", "denoise": "denoise", "denoising": "denoise", "sr": "sr"}
+
+
+def _norm_task(task: str) -> str:
+    t = _TASKS.get(str(task).lower())
+    if t is None:
+        raise DataError(f"unknown task '{task}': use 'denoise' or 'sr'")
+    return t
+
+
+def _to_tensor(a: np.ndarray, device):
+    import torch
+
+    a = np.asarray(a, dtype=np.float32)
+    t = torch.from_numpy(np.ascontiguousarray(a[None] if a.ndim == 2 else a.transpose(2, 0, 1)))
+    return t[None].to(device)
+
+
+def _from_tensor(t) -> np.ndarray:
+    import torch
+
+    if not isinstance(t, torch.Tensor):
+        t = torch.as_tensor(np.asarray(t))
+    t = t.detach().float().cpu()
+    if t.ndim == 4:
+        if t.shape[0] != 1:
+            raise HinasError(f"restore_fn returned a batch of {t.shape[0]}; it must return 1xCxHxW")
+        t = t[0]
+    if t.ndim != 3:
+        raise HinasError(f"restore_fn returned shape {tuple(t.shape)}; it must return 1xCxHxW")
+    a = t.clamp_(0.0, 1.0).numpy()
+    return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
+
+
+def _quantise(a01: np.ndarray) -> np.ndarray:
+    return np.clip(np.floor(a01 * 255.0 + 0.5), 0, 255).astype(np.uint8)
+
+
+def _luma(a255: np.ndarray) -> np.ndarray:
+    """BT.601 luma without offset (grey values of an RGB image; identity on equal channels)."""
+    if a255.ndim == 2:
+        return a255.astype(np.float64)
+    return a255.astype(np.float64) @ np.array([0.299, 0.587, 0.114])
+
+
+def _patch_positions(length: int, patch: int, stride: int) -> list[int]:
+    pos = list(range(0, length - patch + 1, stride))
+    if pos[-1] != length - patch:
+        pos.append(length - patch)
+    return pos
+
+
+def evaluate(restore_fn, dataset, task, *, sigma=None, scale=None, protocol: str = "standard",
+             device="cpu", data_root=None, limit: int | None = None, allow_grey: bool | None = None,
+             progress: bool = False) -> dict:
+    """Score ``restore_fn`` on ``dataset`` for ``task`` ('denoise' or 'sr') under ``protocol``.
+
+    ``dataset`` is an :class:`~hinas.data.ImageDataset` or a dataset name / folder (loaded
+    with ``data_root``). Returns ``{dataset, task, protocol, sigma, scale, images, psnr, ssim,
+    seconds, per_image: [{name, psnr, ssim}], embedded, comparable_with_paper, device}``; PSNR
+    and SSIM are means over images.
+    """
+    from hinas import metrics
+    from hinas.data.datasets import ImageDataset, load_dataset
+    from hinas.data.degrade import add_noise_seeded, make_lr, to_grey
+
+    task = _norm_task(task)
+    if protocol not in PROTOCOLS:
+        raise HinasError(f"unknown protocol '{protocol}': use one of {', '.join(PROTOCOLS)}")
+    if task == "denoise":
+        if sigma is None:
+            raise HinasError("denoising evaluation needs --sigma (noise level on the 0-255 scale, e.g. 50)")
+        sigma = float(sigma)
+        if sigma < 0:
+            raise HinasError(f"--sigma must be non-negative, got {sigma:g}")
+    else:
+        if scale is None:
+            raise HinasError("SR evaluation needs --scale (2, 3 or 4)")
+        if int(scale) != scale or int(scale) < 2:
+            raise HinasError(f"--scale must be an integer >= 2, got {scale}")
+        scale = int(scale)
+    if not isinstance(dataset, ImageDataset):
+        dataset = load_dataset(str(dataset), data_root, grey=(task == "denoise"))
+    dataset = dataset.limit(limit)
+    if allow_grey is None:
+        allow_grey = dataset.allows_grey
+    records = dataset.records
+    import torch
+
+    per_image = []
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        for i, rec in enumerate(records):
+            label = rec.path or rec.name
+            img = rec.image
+            if task == "denoise":
+                clean = to_grey(img)
+                h, w = clean.shape
+                if min(h, w) < 11:
+                    raise DataError(f"{label}: image {w}x{h} is too small to score (SSIM needs 11x11); remove it")
+                if protocol == "standard":
+                    noisy = add_noise_seeded(clean.astype(np.float32) / 255.0, sigma, rec.name)
+                    out = _from_tensor(restore_fn(_to_tensor(noisy, device)))
+                    if out.shape != clean.shape:
+                        raise HinasError(f"restore_fn returned {out.shape} for {rec.name}, expected {clean.shape}")
+                    out8 = _quantise(out)
+                    psnr = metrics.calculate_psnr(out8, clean)
+                    ssim = metrics.calculate_ssim(out8, clean)
+                else:
+                    p = min(64, h, w)
+                    acc = np.zeros((h, w), dtype=np.float64)
+                    cnt = np.zeros((h, w), dtype=np.float64)
+                    base = clean.astype(np.float32) / 255.0
+                    for y in _patch_positions(h, p, 48):
+                        for x in _patch_positions(w, p, 48):
+                            noisy = add_noise_seeded(base[y:y + p, x:x + p], sigma, rec.name, extra=f"{y},{x}")
+                            o = _from_tensor(restore_fn(_to_tensor(noisy, device)))
+                            if o.shape != (p, p):
+                                raise HinasError(f"restore_fn returned {o.shape} for a {p}x{p} patch")
+                            acc[y:y + p, x:x + p] += o
+                            cnt[y:y + p, x:x + p] += 1
+                    out = acc / cnt * 255.0
+                    psnr = metrics.calculate_psnr(out, clean)
+                    ssim = metrics.reference_ssim(out, clean)
+            else:
+                grey_hr = img.ndim == 2
+                if grey_hr and not allow_grey:
+                    raise DataError(f"{label}: grey image in an RGB (SR) task; convert it to RGB "
+                                    f"(PIL: Image.open(f).convert('RGB').save(f)) or remove it")
+                h, w = img.shape[:2]
+                if h < scale or w < scale:
+                    raise DataError(f"{label}: image {w}x{h} is smaller than the scale x{scale}; remove it "
+                                    f"or use a smaller --scale")
+                if protocol == "standard" and min(h, w) - 2 * scale < 11:
+                    raise DataError(f"{label}: image {w}x{h} is too small to score at x{scale} "
+                                    f"(SSIM needs 11x11 after the border crop); remove it")
+                hr, lr = make_lr(img, scale, label)
+                lr3 = np.repeat(lr[..., None], 3, axis=2) if grey_hr else lr
+                out = _from_tensor(restore_fn(_to_tensor(lr3.astype(np.float32) / 255.0, device)))
+                if out.shape[:2] != hr.shape[:2] or out.ndim != 3:
+                    raise HinasError(f"restore_fn returned {out.shape} for {rec.name}, expected {hr.shape[:2]}x3")
+                if protocol == "standard":
+                    out8 = _quantise(out)
+                    if grey_hr:  # the MATLAB scripts score a grey image on its own values
+                        sr_y, hr_y = _luma(out8), hr.astype(np.float64)
+                    else:
+                        sr_y, hr_y = metrics.rgb2y(out8), metrics.rgb2y(hr)
+                    psnr = metrics.calculate_psnr(sr_y, hr_y, crop_border=scale)
+                    ssim = metrics.calculate_ssim(sr_y, hr_y, crop_border=scale)
+                else:
+                    hr3 = np.repeat(hr[..., None], 3, axis=2) if grey_hr else hr
+                    sr_y = metrics.reference_y(out * 255.0)
+                    hr_y = metrics.reference_y(hr3)
+                    psnr = metrics.calculate_psnr(sr_y, hr_y)
+                    ssim = metrics.reference_ssim(sr_y, hr_y)
+            per_image.append({"name": rec.name, "psnr": psnr, "ssim": ssim})
+            if progress:
+                print(f"  [{i + 1}/{len(records)}] {rec.name}: {psnr:.3f} dB, SSIM {ssim:.4f}", file=sys.stderr)
+    seconds = time.perf_counter() - t0
+    if not per_image:
+        raise DataError(f"dataset {dataset.name} has no images")
+    finite = [r["psnr"] for r in per_image if math.isfinite(r["psnr"])]
+    return {
+        "dataset": dataset.name,
+        "task": task,
+        "protocol": protocol,
+        "sigma": sigma if task == "denoise" else None,
+        "scale": scale if task == "sr" else None,
+        "images": len(per_image),
+        "psnr": float(np.mean(finite)) if finite else float("inf"),
+        "ssim": float(np.mean([r["ssim"] for r in per_image])),
+        "seconds": seconds,
+        "per_image": per_image,
+        "embedded": dataset.embedded,
+        "comparable_with_paper": dataset.comparable_with_paper,
+        "device": str(device),
+    }
+
+
+# ------------------------------------------------------------------------------ baselines
+
+def bicubic_restore(scale: int):
+    """restore_fn for the bicubic SR baseline: MATLAB ``imresize(LR, scale)`` of the uint8 LR."""
+    from hinas.data.imresize import imresize
+
+    def fn(x):
+        import torch
+
+        lr = _quantise(_from_tensor(x))
+        up = imresize(lr, scale).astype(np.float32) / 255.0
+        t = torch.from_numpy(np.ascontiguousarray(up.transpose(2, 0, 1) if up.ndim == 3 else up[None]))
+        return t[None]
+
+    return fn
+
+
+def bm3d_restore(sigma: float):
+    """restore_fn for the BM3D denoising baseline (the ``bm3d`` package, sigma on 0-255)."""
+    try:
+        import bm3d
+    except ImportError:
+        raise HinasError("the BM3D baseline needs the 'bm3d' package: pip install bm3d") from None
+
+    def fn(x):
+        import torch
+
+        t = x.detach().float().cpu()[0]
+        a = t[0].numpy().astype(np.float64) if t.shape[0] == 1 else t.numpy().transpose(1, 2, 0).astype(np.float64)
+        out = np.asarray(bm3d.bm3d(a, sigma_psd=float(sigma) / 255.0), dtype=np.float32)
+        if out.ndim == 3 and t.shape[0] == 1:
+            out = out[..., 0]
+        out = out[None] if out.ndim == 2 else out.transpose(2, 0, 1)
+        return torch.from_numpy(np.ascontiguousarray(out))[None]
+
+    return fn
+
+
+# ------------------------------------------------------------------------------ command line
+
+def add_eval_arguments(parser) -> None:
+    """Arguments of ``hinas eval`` (shared with the engine's ``evaluate_weights``)."""
+    parser.add_argument("method", nargs="?", choices=["bicubic", "bm3d"], default=None,
+                        help="baseline to evaluate: bicubic (SR) or bm3d (denoising); omit with --weights")
+    parser.add_argument("--weights", default=None, metavar="DIR", help="evaluate a trained run folder")
+    parser.add_argument("--dataset", default=None,
+                        help="dataset name (Set5, Set14, B100, Urban100, Manga109, BSDS500-test, BSD68, Set12, "
+                             "embedded-test, ...) or a folder of images; default: the task's standard test set")
+    parser.add_argument("--scale", type=int, default=None, help="SR factor (2, 3 or 4)")
+    parser.add_argument("--sigma", type=float, default=None, help="denoising noise level on the 0-255 scale")
+    parser.add_argument("--data-root", default=None, metavar="DIR",
+                        help="folder holding the datasets (default: $HINAS_DATA, else the embedded images)")
+    parser.add_argument("--protocol", choices=list(PROTOCOLS), default="standard",
+                        help="metric protocol (default: standard; hinas-reference = the released code)")
+    parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images (sorted)")
+    parser.add_argument("--device", default="cpu", help="torch device for networks (default: cpu)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--per-image", action="store_true", help="include per-image scores in the JSON")
+    parser.add_argument("--save", default=None, metavar="FILE",
+                        help="also write the full result (per image, with provenance) to this JSON file")
+
+
+def register_cli(subparsers) -> None:
+    p = subparsers.add_parser("eval", help="evaluate a baseline (bicubic, bm3d) or trained weights on a dataset",
+                              description="Evaluate a baseline or a trained network. Protocols: " + "; ".join(
+                                  f"{k}: {v['summary']}" for k, v in PROTOCOLS.items()))
+    add_eval_arguments(p)
+    p.set_defaults(func=_eval_command)
+
+
+def _default_dataset(task: str, data_root) -> str:
+    from hinas.data.datasets import resolve_data_root
+
+    if resolve_data_root(data_root) is None:
+        return "embedded-test"
+    return "Set5" if task == "sr" else "BSDS500-test"
+
+
+def run_eval(args) -> dict:
+    """Run ``hinas eval`` for a baseline from parsed ``args``; returns the result dict."""
+    if args.method is None:
+        raise HinasError("give a method (bicubic or bm3d) or --weights DIR")
+    if args.limit is not None and args.limit < 1:
+        raise HinasError(f"--limit must be at least 1, got {args.limit}")
+    if args.method == "bicubic":
+        if args.sigma is not None:
+            raise HinasError("bicubic is the SR baseline: use --scale, not --sigma (bm3d is the denoising one)")
+        if args.scale is None:
+            raise HinasError("bicubic needs --scale (2, 3 or 4)")
+        if args.scale < 2:
+            raise HinasError(f"--scale must be an integer >= 2, got {args.scale}")
+        task, fn = "sr", bicubic_restore(args.scale)
+    else:
+        if args.scale is not None:
+            raise HinasError("bm3d is the denoising baseline: use --sigma, not --scale (bicubic is the SR one)")
+        if args.sigma is None:
+            raise HinasError("bm3d needs --sigma (noise level on the 0-255 scale, e.g. 50)")
+        task, fn = "denoise", bm3d_restore(args.sigma)
+    dataset = args.dataset or _default_dataset(task, args.data_root)
+    res = evaluate(fn, dataset, task, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
+                   device=args.device, data_root=args.data_root, limit=args.limit)
+    res["method"] = args.method
+    return res
+
+
+def _summary(res: dict) -> dict:
+    head = {"dataset": res.get("dataset"), "scale": res.get("scale"), "sigma": res.get("sigma"),
+            "images": res.get("images"), "psnr": res.get("psnr"), "ssim": res.get("ssim")}
+    out = dict(head)
+    for k, v in res.items():
+        if k not in out and k != "per_image":
+            out[k] = v
+    return out
+
+
+def _eval_command(args) -> int:
+    from hinas.cli import print_json
+
+    if args.weights is not None:
+        try:
+            from hinas.engine.evaluate import evaluate_weights
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("hinas"):
+                raise HinasError("--weights needs the training engine (hinas.engine.evaluate), which this "
+                                 "build does not have") from None
+            raise
+        res = evaluate_weights(args)
+    else:
+        res = run_eval(args)
+    if args.save:
+        full = dict(res)
+        full["provenance"] = {"command": "hinas " + " ".join(sys.argv[1:]) if sys.argv else "hinas eval",
+                              "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                              "device": str(getattr(args, "device", "cpu"))}
+        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.save).write_text(json.dumps(full, indent=1) + "\n")
+    if args.json:
+        print_json(res if args.per_image else _summary(res))
+    else:
+        what = res.get("method") or args.weights
+        setting = f"x{res['scale']}" if res.get("scale") else f"sigma {res.get('sigma'):g}"
+        line = (f"{what} on {res.get('dataset')} {setting} ({res.get('protocol')}): PSNR {res['psnr']:.2f} dB, "
+                f"SSIM {res['ssim']:.4f} over {res.get('images')} images")
+        if "seconds" in res:
+            line += f" [{res['seconds']:.1f} s]"
+        if res.get("embedded"):
+            line += " - embedded images, NOT comparable with the paper"
+        print(line)
+    return 0
