@@ -11,8 +11,8 @@ from hinas.viz import draw_cell, draw_path, draw_supernet
 
 
 def test_supernet_memory_eq6_needs_more_than_eq5():
-    # Small input for CI time; the ratio is a property of the grid, not of the input size.
-    res = supernet_memory(batch=1, size=24, repeats=1)
+    # Small cells and input for CI time; the ratio is a property of the grid (L=3, S=3).
+    res = supernet_memory(batch=1, size=32, f=4, steps=2, repeats=1)
     assert res["analytic_ratio"] == pytest.approx(20 / 11.5)
     assert res["eq5"]["peak_bytes"] > 0
     assert res["memory_ratio"] >= 1.5
@@ -20,7 +20,7 @@ def test_supernet_memory_eq6_needs_more_than_eq5():
 
 
 def test_bench_cli_contract():
-    out = subprocess.run([sys.executable, "-m", "hinas", "bench", "supernet-memory", "--batch", "1", "--size", "16",
+    out = subprocess.run([sys.executable, "-m", "hinas", "bench", "supernet-memory", "--batch", "1", "--size", "16", "--f", "4", "--steps", "2",
                           "--repeats", "1", "--json"], capture_output=True, text=True, check=True)
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert set(res) >= {"device", "eq5", "eq6", "memory_ratio", "time_ratio"}
