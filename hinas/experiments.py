@@ -1,0 +1,431 @@
+"""The paper's experiments (Tables 1, 3, 4, 6, 8, 10; Fig. 14) as small cached functions.
+
+The book's chapters 4-6 call these. Every search and every training goes through
+:func:`hinas.engine.cached_run` under ``runs_root``, keyed by its configuration, so a second
+build of the book reuses finished runs (and resumes interrupted ones); evaluations are cached
+as JSON files inside the run folder they score.
+
+Each function returns a tidy :class:`pandas.DataFrame` with one row per (setting, seed,
+protocol, ...) and the columns ``profile``, ``device``, ``dataset``, ``seed``, ``protocol``,
+``sigma``, ``psnr``, ``ssim``, ``params`` and ``source`` (``measured`` here; ``published``
+rows come from :mod:`hinas.published` via :func:`published`).
+
+**Scaling.** The experiments run at the engine's profiles (``smoke``, ``quick``, ``gpu``,
+``paper``) with the overrides in :data:`SETTINGS`, chosen so the whole book fits its time
+budget on 2 CPU cores (about 3 minutes at ``smoke``, 15 at ``quick``). The ``quick``
+overrides shorten the search (6 epochs instead of 12) and the training (100 iterations) and
+lower the training learning rate to 0.01: with the engine's quick profile (lr 0.05 at batch 8,
+net f = 8) the derived network diverged within 300 iterations on this machine. ``gpu`` and
+``paper`` use the engine's profiles unchanged.
+
+**RSWS** (random search with weight sharing, Li and Talwalkar 2020; Table 1) is approximated:
+``rsws_n`` uniformly random genotypes (:func:`hinas.genotype.random_genotype`, no LWAS, no
+residual head, as the paper's row) are each trained briefly (``rsws_iterations``) from
+scratch, the best by the search's criterion (SSIM + PSNR/100 on the held-out set) is kept and
+trained with the full budget. That is random search with *early stopping*, not with shared
+supernet weights: our supernet cannot yet be evaluated at a fixed one-hot architecture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from pathlib import Path
+from typing import Iterable, Optional
+
+import pandas as pd
+
+from hinas.engine import RunConfig, cached_run, evaluate_run
+from hinas.genotype import Genotype, modify_genotype, random_genotype
+
+PROTOCOLS = ("standard", "hinas-reference")
+
+# Per-profile experiment sizes. ``search``/``train``: RunConfig overrides (documented above);
+# ``seeds``: seeds of chapter 4's search, of Tables 1 and 8 and of chapter 6; ``minor_seeds``: how
+# many of them Tables 3, 4 and 6 use (1 at quick, to fit the 15-minute book); ``eval_limit``: test images
+# scored per evaluation (None = all); ``eval_crop``: score central crops of this size (None =
+# whole images; a CPU budget measure, so the dataset is then named e.g. 'embedded-test[crop128]');
+# ``bm3d_limit``: test images for the (slow) BM3D baseline;
+# ``memory``: the Eq. 5 vs Eq. 6 memory benchmark's supernet (hinas.bench.supernet_memory).
+SETTINGS = {
+    "smoke": dict(seeds=[0], minor_seeds=1, search={}, train=dict(train_lr=0.01), eval_limit=1, eval_crop=48, bm3d_limit=1, rsws_n=2, rsws_iterations=4,
+                  rn_edges=2, memory=dict(batch=1, size=16, layers=2, levels=3, steps=2, f=2, repeats=1)),
+    "quick": dict(seeds=[0, 1], minor_seeds=1, search=dict(epochs=6, arch_start_epoch=2, val_start_epoch=3),
+                  train=dict(iterations=100, train_lr=0.01, val_every=25), eval_limit=None, eval_crop=128,
+                  bm3d_limit=None,
+                  rsws_n=3, rsws_iterations=25, rn_edges=2,
+                  memory=dict(batch=2, size=32, layers=3, levels=3, steps=3, f=4, repeats=2)),
+    "gpu": dict(seeds=[0, 1, 2], minor_seeds=3, search={}, train={}, eval_limit=None, eval_crop=None, bm3d_limit=None, rsws_n=10,
+                rsws_iterations=2000, rn_edges=2, memory=dict(batch=6, size=64, layers=3, levels=3, steps=4, f=10)),
+    "paper": dict(seeds=[0, 1, 2], minor_seeds=3, search={}, train={}, eval_limit=None, eval_crop=None, bm3d_limit=None, rsws_n=30,
+                  rsws_iterations=20000, rn_edges=2, memory=dict(batch=6, size=64, layers=3, levels=3, steps=4, f=10)),
+}
+
+
+def settings(profile: str) -> dict:
+    if profile not in SETTINGS:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {', '.join(SETTINGS)}")
+    return SETTINGS[profile]
+
+
+def base_config(profile: str, task: str = "denoise", *, seed: int = 0, device: str = "cpu",
+                data_root: Optional[str] = None, scale: Optional[int] = None, **overrides) -> RunConfig:
+    """The book's configuration: the engine profile plus :data:`SETTINGS` overrides."""
+    s = settings(profile)
+    values = dict(s["search"], **s["train"])
+    values.update(overrides)
+    return RunConfig.from_profile(profile, task, scale, seed=seed, device=device, data_root=data_root,
+                                  quiet=True, **values)
+
+
+# ------------------------------------------------------------------------------ runs
+
+def run_search(cfg: RunConfig, runs_root) -> dict:
+    """Cached search; the summary gains ``run_dir`` and ``genotype`` (the best epoch's)."""
+    s = cached_run("search", cfg, runs_root)
+    s["genotype"] = Genotype.load(Path(s["run_dir"]) / "genotype.json")
+    return s
+
+
+def run_train(cfg: RunConfig, genotype: Optional[Genotype], runs_root) -> dict:
+    return cached_run("train", cfg, runs_root, genotype=genotype)
+
+
+def test_set(task: str, data_root=None, crop: Optional[int] = None, limit: Optional[int] = None):
+    """The test set the book scores on: BSDS500-test / Set5 when ``data_root`` (or $HINAS_DATA) is
+    set, else the embedded photos; optionally the first ``limit`` images, central ``crop`` crops."""
+    from hinas.data.datasets import ImageDataset, load_dataset, resolve_data_root
+    from hinas.engine.search import _crop_center
+
+    embedded = resolve_data_root(data_root) is None
+    name = "embedded-test" if embedded else ("BSDS500-test" if task == "denoise" else "Set5")
+    ds = load_dataset(name, data_root, grey=(task == "denoise")).limit(limit)
+    if crop is None:
+        return ds
+    return ImageDataset(f"{name}[crop{crop}]", [_crop_center(r, crop) for r in ds.records], grey=ds.grey,
+                        embedded=ds.embedded, allows_grey=ds.allows_grey)
+
+
+def evaluate_cached(run_dir, *, sigma: Optional[float] = None, scale: Optional[int] = None,
+                    protocol: str = "standard", dataset: Optional[str] = None, data_root=None,
+                    device: str = "cpu", limit: Optional[int] = None) -> dict:
+    """:func:`hinas.engine.evaluate_run`, remembered in ``run_dir/eval-<key>.json``."""
+    dname = getattr(dataset, "name", dataset)
+    key = hashlib.sha1(json.dumps([sigma, scale, protocol, dname, str(data_root), limit]).encode()).hexdigest()[:10]
+    path = Path(run_dir) / f"eval-{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    res = evaluate_run(run_dir, dataset, sigma=sigma, scale=scale, protocol=protocol, data_root=data_root,
+                       device=device, limit=limit)
+    res = {k: v for k, v in res.items() if isinstance(v, (int, float, str, bool, type(None), list))}
+    path.write_text(json.dumps(res, indent=1))
+    return res
+
+
+def _row(cfg: RunConfig, train: dict, ev: dict, **extra) -> dict:
+    images = ev.get("images") or 1
+    row = dict(profile=cfg.profile, device=train.get("device", cfg.device), dataset=ev["dataset"],
+               embedded=ev.get("embedded"), seed=cfg.seed, protocol=ev["protocol"], sigma=ev.get("sigma"),
+               scale=ev.get("scale"), psnr=ev["psnr"], ssim=ev["ssim"], params=train.get("params", ev.get("params")),
+               flops=ev.get("flops"), images=images, seconds_per_image=ev["seconds"] / images,
+               train_seconds=train.get("seconds"), train_iterations=train.get("iterations"),
+               run=Path(train["run_dir"]).name, source="measured")
+    row.update(extra)
+    return row
+
+
+def train_and_score(cfg: RunConfig, genotype: Optional[Genotype], runs_root, *,
+                    protocols: Iterable[str] = ("standard",), limit=None, data_root=None, **extra) -> list:
+    """Train (cached) and evaluate on the test set at the training sigma; one row per protocol."""
+    tr = run_train(cfg, genotype, runs_root)
+    ds = test_set(cfg.task, data_root, settings(cfg.profile)["eval_crop"], limit)
+    rows = []
+    for protocol in protocols:
+        if cfg.task == "denoise":
+            for sigma in cfg.sigma:
+                ev = evaluate_cached(tr["run_dir"], sigma=sigma, protocol=protocol, dataset=ds,
+                                     data_root=data_root, device=cfg.device)
+                rows.append(_row(cfg, tr, ev, **extra))
+        else:
+            ev = evaluate_cached(tr["run_dir"], scale=cfg.scale, protocol=protocol, dataset=ds,
+                                 data_root=data_root, device=cfg.device)
+            rows.append(_row(cfg, tr, ev, **extra))
+    return rows
+
+
+def searches(profile: str, seeds, runs_root, *, device="cpu", data_root=None, task="denoise", **overrides) -> dict:
+    """One search per seed: ``{seed: summary with 'genotype' and 'run_dir'}``."""
+    return {s: run_search(base_config(profile, task, seed=s, device=device, data_root=data_root, **overrides),
+                          runs_root) for s in seeds}
+
+
+# ------------------------------------------------------------------------------ tables
+
+def table1(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
+    """Table 1: LWAS x ResL (four searches, each trained) and RSWS, for denoising."""
+    s = settings(profile)
+    rows = []
+    for seed in seeds:
+        for lwas in (False, True):
+            for residual in (False, True):
+                cfg = base_config(profile, seed=seed, device=device, data_root=data_root, lwas=lwas, residual=residual)
+                found = run_search(cfg, runs_root)
+                rows += train_and_score(cfg, found["genotype"], runs_root, protocols=protocols,
+                                        limit=s["eval_limit"], data_root=data_root, method="HiNAS",
+                                        lwas=lwas, residual=residual, search_seconds=found["seconds"])
+        rows += rsws(profile, seed, runs_root, device=device, data_root=data_root, protocols=protocols)
+    return pd.DataFrame(rows)
+
+
+def rsws(profile: str, seed: int, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> list:
+    """Random search (see the module docstring): N random genotypes, brief training, best kept."""
+    s = settings(profile)
+    cfg = base_config(profile, seed=seed, device=device, data_root=data_root, lwas=False, residual=False)
+    brief = cfg.replace(iterations=s["rsws_iterations"], val_every=max(1, s["rsws_iterations"] // 2),
+                        val_after_fraction=0.0)
+    scored = []
+    for i in range(s["rsws_n"]):
+        g = random_genotype(cfg.task, layers=cfg.layers, steps=cfg.steps, levels=cfg.levels,
+                            seed=1000 * seed + i)
+        tr = run_train(brief, g, runs_root)
+        score = (tr["val_ssim"] or 0) + (tr["val_psnr"] or 0) / 100
+        scored.append((score, i, g, tr["seconds"]))
+    best = max(scored, key=lambda t: t[0])
+    brief_seconds = sum(t[3] for t in scored)
+    return train_and_score(cfg, best[2], runs_root, protocols=protocols, limit=s["eval_limit"], data_root=data_root,
+                           method=f"RSWS (N={s['rsws_n']})", lwas=False, residual=False,
+                           search_seconds=brief_seconds, rsws_best=best[1])
+
+
+def table3(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
+    """Table 3: the searched widths vs fixed widths on the same cells.
+
+    The paper's HiNAS-w40 ([40,40,40]) and HiNAS-wm ([20,40,80]) are for f = 20; they are scaled
+    by net_f / 20 so that the comparison keeps its meaning at smaller profiles.
+    """
+    s = settings(profile)
+    rows = []
+    for seed in seeds:
+        cfg = base_config(profile, seed=seed, device=device, data_root=data_root)
+        g = run_search(cfg, runs_root)["genotype"]
+        f = cfg.net_f or 20
+        k = f / 20
+        for name, channels in (("HiNAS-ws", None), ("HiNAS-w40", [round(40 * k)] * g.layers),
+                               ("HiNAS-wm", [round(c * k) for c in (20, 40, 80)][: g.layers])):
+            rows += train_and_score(cfg.replace(node_channels=channels), g, runs_root, protocols=protocols,
+                                    limit=s["eval_limit"], data_root=data_root, method=name,
+                                    node_channels=str(channels or "searched"))
+    return pd.DataFrame(rows)
+
+
+def table4(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
+    """Table 4: training loss MSE only (train_ssim_weight 0) vs MSE + lssim (default 0.6)."""
+    s = settings(profile)
+    rows = []
+    for seed in seeds:
+        cfg = base_config(profile, seed=seed, device=device, data_root=data_root)
+        g = run_search(cfg, runs_root)["genotype"]
+        for name, w in (("HiNAS* (MSE)", 0.0), ("HiNAS** (MSE + lssim)", None)):
+            rows += train_and_score(cfg.replace(train_ssim_weight=w), g, runs_root, protocols=protocols,
+                                    limit=s["eval_limit"], data_root=data_root, method=name,
+                                    ssim_weight=0.6 if w is None else w)
+    return pd.DataFrame(rows)
+
+
+def table6(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
+    """Table 6: the searched cells vs R1 (ops replaced) and R2 (connections changed)."""
+    s = settings(profile)
+    rows = []
+    for seed in seeds:
+        cfg = base_config(profile, seed=seed, device=device, data_root=data_root)
+        g = run_search(cfg, runs_root)["genotype"]
+        variants = {"HiNAS": g}
+        for kind in ("R1", "R2"):
+            variants[f"HiNAS, {kind}"] = modify_genotype(g, kind, s["rn_edges"], seed=seed)
+        for name, gv in variants.items():
+            rows += train_and_score(cfg, gv, runs_root, protocols=protocols, limit=s["eval_limit"],
+                                    data_root=data_root, method=name)
+    return pd.DataFrame(rows)
+
+
+def table8(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",),
+           train: bool = False) -> pd.DataFrame:
+    """Table 8: Eq. 5 (cell sharing) vs Eq. 6 (no sharing): search time (from summary.json), and
+    optionally the trained networks' scores. Memory: :func:`memory_benchmark`."""
+    s = settings(profile)
+    rows = []
+    for seed in seeds:
+        for mode in ("eq5", "eq6"):
+            cfg = base_config(profile, seed=seed, device=device, data_root=data_root, cell_sharing=mode)
+            found = run_search(cfg, runs_root)
+            base = dict(profile=profile, device=found["device"], seed=seed, cell_sharing=mode,
+                        search_seconds=found["seconds"], search_steps=found["steps"],
+                        val_psnr=found["val_psnr"], val_ssim=found["val_ssim"], source="measured",
+                        run=Path(found["run_dir"]).name)
+            if train:
+                for r in train_and_score(cfg, found["genotype"], runs_root, protocols=protocols,
+                                         limit=s["eval_limit"], data_root=data_root):
+                    rows.append(dict(r, **base))
+            else:
+                rows.append(dict(base, dataset="search-V", protocol="standard"))
+    return pd.DataFrame(rows)
+
+
+def memory_benchmark(profile: str, runs_root, *, device: str = "cpu") -> dict:
+    """Eq. 5 vs Eq. 6 peak memory and step time of the supernet (cached JSON under runs_root)."""
+    from hinas.bench import supernet_memory
+
+    kw = dict(settings(profile)["memory"])
+    key = hashlib.sha1(json.dumps([device, kw], sort_keys=True).encode()).hexdigest()[:10]
+    path = Path(runs_root) / f"bench-memory-{profile}-{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    with _silence_fds():  # the CPU profiler writes 'USDT ... profiler_start' lines to fd 1/2
+        res = supernet_memory(device=device, **kw)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(res, indent=1, default=str))
+    return res
+
+
+class _silence_fds:
+    """Redirect the process's stdout/stderr file descriptors to /dev/null (C-level writes)."""
+
+    def __enter__(self):
+        import os
+        import sys
+
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:
+                pass
+        self._null = os.open(os.devnull, os.O_WRONLY)
+        self._saved = [os.dup(1), os.dup(2)]
+        os.dup2(self._null, 1)
+        os.dup2(self._null, 2)
+        return self
+
+    def __exit__(self, *exc):
+        import os
+
+        os.dup2(self._saved[0], 1)
+        os.dup2(self._saved[1], 2)
+        for fd in (*self._saved, self._null):
+            os.close(fd)
+        return False
+
+
+def sota(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=PROTOCOLS,
+         bm3d: bool = True) -> pd.DataFrame:
+    """Table 10 / Fig. 14 (denoising): our HiNAS networks (one per seed), DnCNN trained with the
+    same budget, BM3D on ``bm3d_limit`` test images; params, time per image, both protocols."""
+    s = settings(profile)
+    rows = []
+    for seed in seeds:
+        cfg = base_config(profile, seed=seed, device=device, data_root=data_root)
+        g = run_search(cfg, runs_root)["genotype"]
+        rows += train_and_score(cfg, g, runs_root, protocols=protocols, limit=s["eval_limit"], data_root=data_root,
+                                method="HiNAS (ours)")
+        rows += train_and_score(cfg.replace(model="dncnn"), None, runs_root, protocols=protocols,
+                                limit=s["eval_limit"], data_root=data_root, method="DnCNN (same budget)")
+    if bm3d:
+        cfg = base_config(profile, seed=seeds[0], device=device, data_root=data_root)
+        for protocol in protocols:
+            for sigma in cfg.sigma:
+                rows.append(bm3d_row(profile, sigma, protocol, runs_root, data_root=data_root))
+    return pd.DataFrame(rows)
+
+
+def bm3d_row(profile: str, sigma: float, protocol: str, runs_root, *, data_root=None) -> dict:
+    """BM3D on the first ``bm3d_limit`` test images (cached JSON under runs_root)."""
+    import time
+
+    from hinas.evaluation import bm3d_restore, evaluate
+
+    limit = settings(profile)["bm3d_limit"]
+    dataset = test_set("denoise", data_root, settings(profile)["eval_crop"], limit)
+    key = hashlib.sha1(json.dumps([sigma, protocol, limit, dataset.name, str(data_root)]).encode()).hexdigest()[:10]
+    path = Path(runs_root) / f"baseline-bm3d-{key}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    fn = bm3d_restore(sigma)
+    t0 = time.perf_counter()
+    res = evaluate(fn, dataset, "denoise", sigma=sigma, protocol=protocol, data_root=data_root, limit=limit)
+    seconds = time.perf_counter() - t0
+    images = res.get("images") or 1
+    row = dict(profile=profile, device="cpu", dataset=res["dataset"], embedded=res.get("embedded"), seed=None,
+               protocol=protocol, sigma=sigma, scale=None, psnr=res["psnr"], ssim=res["ssim"], params=None,
+               flops=None, images=images, seconds_per_image=seconds / images, train_seconds=None,
+               train_iterations=None, run=None, source="measured", method="BM3D")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(row, indent=1))
+    return row
+
+
+# ------------------------------------------------------------------------------ summaries
+
+def mean_std(df: pd.DataFrame, by, cols=("psnr", "ssim")) -> pd.DataFrame:
+    """Mean and standard deviation over seeds (std is NaN for one seed) with the seed count."""
+    by = [b for b in ([by] if isinstance(by, str) else list(by)) if b in df.columns]
+    agg = {}
+    for c in cols:
+        if c in df.columns:
+            agg[f"{c}_mean"] = (c, "mean")
+            agg[f"{c}_std"] = (c, "std")
+    agg["seeds"] = ("seed", "nunique") if "seed" in df.columns else (cols[0], "size")
+    return df.groupby(by, dropna=False, sort=False).agg(**agg).reset_index()
+
+
+def fmt_mean_std(mean, std, digits: int = 2) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def published(table: str) -> pd.DataFrame:
+    """A published table of the paper as a tidy DataFrame (``source='published'``)."""
+    from hinas.published import flat_rows
+
+    return pd.DataFrame(flat_rows(table))
+
+
+def committed_results(repo) -> dict:
+    """Search/train results committed under ``results/`` by GPU runs: ``{name: summary}``."""
+    out = {}
+    for p in sorted(Path(repo, "results").rglob("summary.json")):
+        try:
+            out[str(p.parent.relative_to(Path(repo, "results")))] = json.loads(p.read_text())
+        except (OSError, ValueError):
+            continue
+    return out
+
+
+def ours_vs_published(ours: pd.DataFrame, pub: Optional[pd.DataFrame], keys, *, sigma=None,
+                      protocol: str = "standard") -> pd.DataFrame:
+    """One row per setting: our mean ± std over seeds (measured, labelled with profile, device,
+    dataset, protocol) beside the paper's number for the same setting (published)."""
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    o = ours[ours.protocol == protocol] if "protocol" in ours.columns else ours
+    m = mean_std(o, keys)
+    out = pd.DataFrame({k: m[k] for k in keys})
+    out["ours PSNR (measured)"] = [fmt_mean_std(a, b, 2) for a, b in zip(m.psnr_mean, m.psnr_std)]
+    out["ours SSIM (measured)"] = [fmt_mean_std(a, b, 4) for a, b in zip(m.ssim_mean, m.ssim_std)]
+    out["seeds"] = m.seeds
+    for col in ("profile", "device", "dataset", "protocol", "sigma"):
+        if col in o.columns:
+            out[col] = ", ".join(str(v) for v in pd.unique(o[col].dropna()))
+    if pub is not None and len(pub):
+        p = pub if sigma is None or "sigma" not in pub.columns else pub[pub.sigma == sigma]
+        pk = [k for k in keys if k in p.columns]
+        p = p.drop_duplicates(pk)
+        pcols = {"psnr": "published PSNR", "ssim": "published SSIM"}
+        if "psnr_std" in p.columns:
+            pcols.update(psnr_std="published PSNR std")
+        p = p[pk + list(pcols)].rename(columns=pcols)
+        out = out.merge(p, on=pk, how="outer")
+        if sigma is not None:
+            out["published sigma"] = sigma
+    return out

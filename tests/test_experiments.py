@@ -1,0 +1,84 @@
+"""Unit tests of hinas.experiments at the smoke profile (tiny runs; well under a minute)."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pandas as pd
+import pytest
+
+from hinas import experiments as ex
+
+TIDY = {"profile", "device", "dataset", "seed", "protocol", "sigma", "psnr", "ssim", "params", "source", "method"}
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return tmp_path_factory.mktemp("runs")
+
+
+def test_settings_and_config():
+    assert set(ex.SETTINGS) == {"smoke", "quick", "gpu", "paper"}
+    with pytest.raises(ValueError):
+        ex.settings("huge")
+    cfg = ex.base_config("quick", seed=3)
+    assert cfg.seed == 3 and cfg.quiet
+    assert cfg.iterations == ex.SETTINGS["quick"]["train"]["iterations"]
+    assert cfg.epochs == ex.SETTINGS["quick"]["search"]["epochs"]
+    assert ex.base_config("quick", iterations=7).iterations == 7  # explicit overrides win
+    paper = ex.base_config("paper", device="cpu")
+    assert paper.iterations == 600_000 and paper.epochs == 100  # the engine's paper profile unchanged
+
+
+def test_test_set_crop():
+    ds = ex.test_set("denoise", None, crop=32, limit=2)
+    assert ds.name.endswith("[crop32]") and len(ds.records) == 2
+    assert all(max(r.image.shape[:2]) <= 32 for r in ds.records)
+
+
+def test_table4_tidy_and_cached(root):
+    t0 = time.perf_counter()
+    df = ex.table4("smoke", [0], root)
+    first = time.perf_counter() - t0
+    assert TIDY <= set(df.columns)
+    assert list(df.method) == ["HiNAS* (MSE)", "HiNAS** (MSE + lssim)"]
+    assert (df.profile == "smoke").all() and (df.source == "measured").all()
+    assert df.dataset.str.startswith("embedded-test").all()
+    assert df.psnr.map(math.isfinite).all()
+    t0 = time.perf_counter()
+    again = ex.table4("smoke", [0], root)  # every run and evaluation is reused
+    assert time.perf_counter() - t0 < max(first / 2, 2.0)
+    pd.testing.assert_frame_equal(df, again)
+
+
+def test_rsws_and_table8(root):
+    rows = ex.rsws("smoke", 0, root)
+    assert len(rows) == 1 and rows[0]["method"].startswith("RSWS")
+    assert rows[0]["lwas"] is False and rows[0]["residual"] is False
+    t8 = ex.table8("smoke", [0], root)
+    assert list(t8.cell_sharing) == ["eq5", "eq6"]
+    assert (t8.search_seconds > 0).all()
+
+
+def test_memory_benchmark_cached(root):
+    a = ex.memory_benchmark("smoke", root)
+    assert a["memory_ratio"] > 1 and a["analytic_ratio"] > 1
+    assert ex.memory_benchmark("smoke", root) == a  # read back from the cache
+
+
+def test_summaries():
+    df = pd.DataFrame({"method": ["a", "a", "b"], "seed": [0, 1, 0], "psnr": [20.0, 22.0, 25.0],
+                       "ssim": [0.5, 0.7, 0.8], "protocol": "standard", "profile": "smoke", "device": "cpu",
+                       "dataset": "x", "sigma": 50.0})
+    m = ex.mean_std(df, "method").set_index("method")
+    assert m.loc["a", "psnr_mean"] == 21.0 and m.loc["a", "seeds"] == 2
+    assert math.isnan(m.loc["b", "psnr_std"])
+    assert ex.fmt_mean_std(21.0, 1.41421, 2) == "21.00 ± 1.41"
+    assert ex.fmt_mean_std(25.0, float("nan"), 2) == "25.00"
+    pub = ex.published("table4")
+    assert (pub.source == "published").all()
+    df["method"] = ["HiNAS* (MSE)", "HiNAS* (MSE)", "HiNAS** (MSE + lssim)"]
+    out = ex.ours_vs_published(df, pub, ["method"], sigma=50)
+    assert list(out["published PSNR"]) == [26.77, 26.77]
+    assert out["ours PSNR (measured)"].iloc[0] == "21.00 ± 1.41"
