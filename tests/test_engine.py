@@ -173,3 +173,16 @@ def test_dncnn_baseline_trains(tmp_path):
     hinas("train", "--model", "dncnn", "--task", "denoise", "--sigma", "30", "--profile", "smoke", "--out", t,
           "--quiet", "--set", "iterations=4")
     assert json.loads((t / "summary.json").read_text())["model"] == "dncnn"
+
+
+def test_nan_loss_stops_with_clear_message_and_keeps_good_checkpoint(tmp_path):
+    import torch
+
+    out = tmp_path / "nan"
+    p = hinas("search", "--profile", "smoke", "--out", out, "--quiet", "--set", "w_lr=1e12", "--set", "w_lr_min=1e12",
+              check=False)
+    assert p.returncode == 2 and "became nan" in p.stderr.lower() and "Traceback" not in p.stderr
+    assert not (out / "summary.json").exists()
+    if (out / "checkpoint.pt").exists():  # whatever was kept holds finite weights only
+        ck = torch.load(out / "checkpoint.pt", weights_only=True)
+        assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())

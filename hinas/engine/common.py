@@ -25,6 +25,14 @@ class TrainingDiverged(HinasError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+def check_finite(params, what: str, ckpt_path) -> None:
+    """Refuse to checkpoint non-finite weights or buffers (one host sync per checkpoint, not per step)."""
+    flags = [torch.isfinite(p.detach()).all() for p in params if p.is_floating_point()]
+    if flags and not bool(torch.stack(flags).all()):
+        raise TrainingDiverged(f"{what} weights became NaN or infinite; not overwriting the last good "
+                               f"checkpoint {ckpt_path}; start a new run (another --out) with a lower learning rate")
+
+
 # ---------------------------------------------------------------------------------------------
 # run folders
 # ---------------------------------------------------------------------------------------------

@@ -151,6 +151,7 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
     def save_checkpoint():
         if rank != 0:
             return
+        common.check_finite(net.state_dict().values(), "supernet", ckpt_path)
         common.atomic_torch_save({
             "model": net.state_dict(), "opt_w": opt_w.state_dict(), "opt_a": opt_a.state_dict(),
             "stream_w": stream_w.state(), "stream_a": stream_a.state(), "rng": common.rng_state(),
@@ -217,8 +218,8 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
                     bar.close()
                     raise common.TrainingDiverged(
                         f"search loss became {s_w if not math.isfinite(s_w) else s_a} at epoch {epoch}; "
-                        f"the last good checkpoint is {ckpt_path}; lower the learning rate "
-                        f"(--set w_lr=... / a_lr=...) and continue with --resume")
+                        f"the last good checkpoint is kept in {ckpt_path}; start a new run (another --out) with a "
+                        f"lower learning rate (--set w_lr=... / a_lr=...)")
                 state["sums"] = [state["sums"][0] + s_w, state["sums"][1] + s_a, state["sums"][2] + n_w,
                                  state["sums"][3] + n_a]
                 acc_w.zero_()

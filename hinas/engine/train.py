@@ -126,6 +126,7 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
 
     def save_checkpoint():
         if rank == 0:
+            common.check_finite(model.state_dict().values(), "network", ckpt_path)
             common.atomic_torch_save({"model": model.state_dict(), "opt": opt.state_dict(), "stream": stream.state(),
                                       "rng": common.rng_state(), "state": state}, ckpt_path)
 
@@ -166,8 +167,8 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
             if not math.isfinite(s):
                 bar.close()
                 raise common.TrainingDiverged(
-                    f"training loss became {s} at iteration {it}; the last good checkpoint is {ckpt_path}; "
-                    f"lower the learning rate (--set train_lr=...) and continue with --resume")
+                    f"training loss became {s} at iteration {it}; the last good checkpoint is kept in {ckpt_path}; "
+                    f"start a new run (another --out) with a lower learning rate (--set train_lr=...)")
             state["sum"] += s
             state["count"] += n_acc
             acc.zero_()
