@@ -132,6 +132,91 @@ def _provenance() -> dict:
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
 
 
+def train_stability(*, iterations: int = 500, batch: int = 24, patch: int = 64, f: int = 20, lr: float = 0.05,
+                    sigma: float = 50.0, seed: int = 0, device: str = "cpu", data_root=None, genotype=None,
+                    bn_init: str = "torch1", nonpositive_ssim: str = "gradient", rescale_aug: bool = True,
+                    max_images: int | None = None, threads: int | None = None) -> dict:
+    """Train a derived denoising network with the released recipe (SGD momentum 0.9, ``lr`` with
+    poly decay over the paper's 600k iterations, wd 4e-5, bias lr x2, clip 5, the train loss) on
+    real training images and return every iteration's loss: does lr 0.05 stay finite and fall?
+
+    The steps are the engine's own pieces (``param_groups``, ``poly_lr``, ``RestorationLoss``,
+    ``PatchDataset``), so this measures what ``hinas train`` does, without its files."""
+    import math
+
+    import numpy as np
+
+    from hinas.data import PatchDataset, task_datasets
+    from hinas.engine.config import RunConfig
+    from hinas.engine.train import param_groups, poly_lr
+    from hinas.genotype import random_genotype
+    from hinas.network import build_network
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = RunConfig.from_profile("paper", "denoise", train_lr=lr, bn_init=bn_init, nonpositive_ssim=nonpositive_ssim,
+                                 seed=seed, device=device)
+    torch.manual_seed(seed)
+    g = genotype or random_genotype("denoise", seed=seed)
+    net = build_network(g, f, bn_init=bn_init).to(device).train()
+    records = sorted(task_datasets("denoise", data_root)["train"].records, key=lambda r: r.name)[:max_images]
+    ds = PatchDataset(records, "denoise", patch=patch, sigma=sigma, seed=seed, rescale=rescale_aug,
+                      samples_per_epoch=max(len(records), batch))
+    loss_fn = RestorationLoss("denoise", "train", nonpositive_ssim=nonpositive_ssim).to(device)
+    opt = torch.optim.SGD(param_groups(net, cfg), lr=lr, momentum=0.9)
+    losses, events = [], 0
+    t0 = time.perf_counter()
+    order = np.random.default_rng(seed)
+    for it in range(iterations):
+        cur = poly_lr(cfg, it)
+        for group in opt.param_groups:
+            group["lr"] = cur * group["lr_factor"]
+        ds.set_epoch(it)
+        idx = order.choice(len(ds), size=batch, replace=len(ds) < batch)
+        x, y = (torch.stack(t).to(device) for t in zip(*(ds[int(i)] for i in idx)))
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_value_(net.parameters(), cfg.grad_clip)
+        opt.step()
+        losses.append(float(loss.detach()))
+    events = loss_fn.take_nonpositive_events()
+    seconds = time.perf_counter() - t0
+    window = max(1, min(10, iterations // 6))
+    first, last = float(np.mean(losses[:window])), float(np.mean(losses[-window:]))
+    return {"losses": [round(v, 6) for v in losses], "first": first, "last": last, "window": window,
+            "ratio_last_first": last / first if first else None, "finite": all(math.isfinite(v) for v in losses),
+            "max_loss": max(losses), "nonpositive_ssim": events, "iterations": iterations, "batch": batch,
+            "patch": patch, "f": f, "lr": lr, "sigma": sigma, "bn_init": bn_init, "nonpositive_ssim_mode": nonpositive_ssim,
+            "rescale_aug": rescale_aug, "genotype": g.to_dict(), "images": len(records), "seed": seed,
+            "seconds": round(seconds, 3), "device": str(device), "provenance": _provenance()}
+
+
+def _cli_train_stability(args) -> int:
+    from hinas.cli import print_json
+
+    for name in ("iterations", "batch", "patch", "f"):
+        if getattr(args, name) < 1:
+            raise HinasError(f"--{name.replace('_', '-')} must be at least 1")
+    genotype = None
+    if args.genotype:
+        from hinas.genotype import Genotype
+
+        genotype = Genotype.load(args.genotype)
+    res = train_stability(iterations=args.iterations, batch=args.batch, patch=args.patch, f=args.f, lr=args.lr,
+                          sigma=args.sigma, seed=args.seed, device=args.device, data_root=args.data_root,
+                          genotype=genotype, bn_init=args.bn_init, nonpositive_ssim=args.nonpositive_ssim,
+                          rescale_aug=not args.no_rescale_aug, max_images=args.max_images)
+    if args.json:
+        print_json(res)
+    else:
+        print(f"lr {res['lr']} bn_init {res['bn_init']}: loss {res['first']:.4f} (first {res['window']}) -> "
+              f"{res['last']:.4f} (last {res['window']}), ratio {res['ratio_last_first']:.3f}, max {res['max_loss']:.3f}, "
+              f"finite {res['finite']}, non-positive SSIM batches {res['nonpositive_ssim']} "
+              f"[{res['seconds']:.1f} s, {res['device']}]")
+    return 0
+
+
 def register_cli(subparsers) -> None:
     p = subparsers.add_parser("bench", help="benchmarks that print figures and ratios")
     sub = p.add_subparsers(dest="bench", metavar="BENCH", required=True)
@@ -156,6 +241,25 @@ def register_cli(subparsers) -> None:
     sp.add_argument("--data-root", default=None)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cli_search_speed)
+
+    ts = sub.add_parser("train-stability", help="losses of derived-network training at the released lr 0.05 "
+                                                "(batch 24, 64x64, f=20) on real images: finite and falling?")
+    ts.add_argument("--iterations", type=int, default=500)
+    ts.add_argument("--batch", type=int, default=24)
+    ts.add_argument("--patch", type=int, default=64)
+    ts.add_argument("--f", type=int, default=20)
+    ts.add_argument("--lr", type=float, default=0.05)
+    ts.add_argument("--sigma", type=float, default=50.0)
+    ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument("--bn-init", choices=("torch1", "ones"), default="torch1")
+    ts.add_argument("--nonpositive-ssim", choices=("gradient", "clamp"), default="gradient")
+    ts.add_argument("--no-rescale-aug", action="store_true", help="no RandomRescaleCrop")
+    ts.add_argument("--genotype", default=None, help="genotype JSON (default: random_genotype(seed))")
+    ts.add_argument("--max-images", type=int, default=None, help="only the first N training images")
+    ts.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ts.add_argument("--data-root", default=None)
+    ts.add_argument("--json", action="store_true")
+    ts.set_defaults(func=_cli_train_stability)
 
 
 def search_speed(*, profile: str = "paper", task: str = "denoise", device: str = "cpu", steps: int = 3,

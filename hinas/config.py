@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from hinas.errors import ConfigError
-from hinas.ops import OPS, PRIMITIVE_SETS
+from hinas.ops import BN_INITS, OPS, PRIMITIVE_SETS
 
 TASKS = ("denoise", "sr")
 CELL_SHARING = ("eq5", "eq6")
@@ -52,6 +52,8 @@ class SupernetConfig:
         act: activation inside ops ('leaky_relu', 'relu', 'prelu').
         stem_channels: width of the stem convolutions (64).
         aspp_rate: dilation of the search decoder's separable atrous branch (16).
+        bn_init: initial scale of the affine BatchNorms: ``'torch1'`` = U(0, 1) as the torch
+            1.0.0 the release pins (the default), ``'ones'`` = today's torch.
         mask_value: logit for impossible beta moves. ``-inf`` gives them exactly zero weight;
             the reference uses -50 (weight ~e-22), which is the same up to float rounding.
     """
@@ -74,6 +76,7 @@ class SupernetConfig:
     act: str = "leaky_relu"
     stem_channels: int = 64
     aspp_rate: int = 16
+    bn_init: str = "torch1"
     mask_value: float = float("-inf")
 
     def __post_init__(self):
@@ -150,5 +153,7 @@ class SupernetConfig:
             raise ConfigError(f"unknown primitive(s) {unknown}; known: {', '.join(OPS)}")
         if self.cell_sharing not in CELL_SHARING:
             raise ConfigError(f"cell_sharing must be 'eq5' or 'eq6', got {self.cell_sharing!r}")
+        if self.bn_init not in BN_INITS:
+            raise ConfigError(f"bn_init must be one of {BN_INITS}, got {self.bn_init!r}")
         if self.sr_skip not in SR_SKIP_MODES:
             raise ConfigError(f"sr_skip must be one of {SR_SKIP_MODES}, got {self.sr_skip!r}")

@@ -22,8 +22,8 @@ import numpy as np
 
 from hinas.errors import DataError, HinasError
 
-__all__ = ["PROTOCOLS", "evaluate", "bicubic_restore", "bm3d_restore", "add_eval_arguments", "register_cli",
-           "run_eval"]
+__all__ = ["PROTOCOLS", "VALIDATION_PROTOCOLS", "evaluate", "validate_reference", "bicubic_restore",
+           "bm3d_restore", "add_eval_arguments", "register_cli", "run_eval"]
 
 PROTOCOLS: dict[str, dict] = {
     "standard": {
@@ -56,6 +56,21 @@ PROTOCOLS: dict[str, dict] = {
     },
 }
 
+# How a search epoch's supernet (and a training run's best weights) are scored on the held-out
+# images: the released code's ``dn_inference`` / ``sr_inference``, or :func:`evaluate`'s standard.
+VALIDATION_PROTOCOLS: dict[str, dict] = {
+    "reference": {
+        "summary": "the released code's search/training validation (engine/inference.py): 64x64 patches, "
+                   "stride 64, last patch aligned to the border, overlaps averaged then clamped to [0, 1]; "
+                   "denoising: one sigma drawn per patch from the sigma list, fresh noise per patch (seeded "
+                   "here by image and patch position); SR: LR patches, RGB; float output (no uint8), PSNR "
+                   "on floats, zero-padded SSIM, no border",
+    },
+    "standard": {
+        "summary": "the 'standard' evaluation protocol on whole images, one pass per sigma, averaged",
+    },
+}
+
 _TASKS = {"dn": "denoise", "denoise": "denoise", "denoising": "denoise", "sr": "sr"}
 
 
@@ -74,7 +89,7 @@ def _to_tensor(a: np.ndarray, device):
     return t[None].to(device)
 
 
-def _from_tensor(t) -> np.ndarray:
+def _from_tensor(t, clamp: bool = True) -> np.ndarray:
     import torch
 
     if not isinstance(t, torch.Tensor):
@@ -86,7 +101,7 @@ def _from_tensor(t) -> np.ndarray:
         t = t[0]
     if t.ndim != 3:
         raise HinasError(f"restore_fn returned shape {tuple(t.shape)}; it must return 1xCxHxW")
-    a = t.clamp_(0.0, 1.0).numpy()
+    a = (t.clamp_(0.0, 1.0) if clamp else t).numpy()
     return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
 
 
@@ -106,6 +121,77 @@ def _patch_positions(length: int, patch: int, stride: int) -> list[int]:
     if pos[-1] != length - patch:
         pos.append(length - patch)
     return pos
+
+
+def _patchwise(restore_fn, image01: np.ndarray, patch: int, stride: int, make_input, device, scale: int = 1,
+               batch: int = 1) -> np.ndarray:
+    """Run ``restore_fn`` on ``patch``-sized tiles of ``image01`` (HxW or HxWxC, float in [0, 1]) at
+    ``stride``, the last tile aligned to the border, and average the overlapping outputs (in an
+    output ``scale`` times larger). ``make_input(tile, y, x)`` turns a tile into the network input
+    (adds noise). The average is NOT clamped: the released code averages, then clamps."""
+    import torch
+
+    h, w = image01.shape[:2]
+    out_shape = (h * scale, w * scale) + image01.shape[2:]
+    acc = np.zeros(out_shape, dtype=np.float64)
+    cnt = np.zeros(out_shape[:2] + (1,) * (len(out_shape) - 2), dtype=np.float64)
+    q = patch * scale
+    tiles = [(y, x) for y in _patch_positions(h, patch, stride) for x in _patch_positions(w, patch, stride)]
+    for start in range(0, len(tiles), batch):
+        chunk = tiles[start:start + batch]
+        xs = torch.cat([_to_tensor(make_input(image01[y:y + patch, x:x + patch], y, x), device) for y, x in chunk])
+        ys = restore_fn(xs)
+        for k, (y, x) in enumerate(chunk):
+            o = _from_tensor(ys[k:k + 1], clamp=False)
+            if o.shape[:2] != (q, q):
+                raise HinasError(f"restore_fn returned {o.shape} for a {patch}x{patch} patch")
+            acc[y * scale:y * scale + q, x * scale:x * scale + q] += o
+            cnt[y * scale:y * scale + q, x * scale:x * scale + q] += 1
+    return acc / cnt
+
+
+def validate_reference(restore_fn, records, task: str, *, sigmas=None, scale=None, device="cpu",
+                       patch: int = 64, batch: int = 32) -> dict:
+    """Score ``restore_fn`` on ``records`` (ImageRecords) as the released search/training
+    validation does (:data:`VALIDATION_PROTOCOLS` 'reference'): mean PSNR/SSIM over images.
+
+    ``restore_fn`` takes a batch Nx C x p x p; for denoising ``sigmas`` is the list one sigma per
+    patch is drawn from (seeded by image name and patch position, so the score is repeatable)."""
+    import torch
+
+    from hinas import metrics
+    from hinas.data.degrade import add_noise_seeded, make_lr, noise_seed, to_grey
+
+    task = _norm_task(task)
+    psnrs, ssims = [], []
+    with torch.no_grad():
+        for rec in records:
+            if task == "denoise":
+                clean = to_grey(rec.image)
+                levels = [float(s) for s in sigmas]
+
+                def noisy(tile, y, x, name=rec.name):
+                    rng = np.random.default_rng(noise_seed(name, 0.0, f"val-sigma|{y},{x}"))
+                    sigma = levels[int(rng.integers(len(levels)))]
+                    return add_noise_seeded(tile, sigma, name, extra=f"val|{y},{x}")
+
+                p = min(patch, *clean.shape)
+                out = _patchwise(restore_fn, clean.astype(np.float32) / 255.0, p, p, noisy, device, batch=batch)
+                target = clean
+            else:
+                hr, lr = make_lr(rec.image, scale, rec.path or rec.name)
+                if hr.ndim == 2:
+                    hr, lr = np.repeat(hr[..., None], 3, axis=2), np.repeat(lr[..., None], 3, axis=2)
+                p = min(patch, *lr.shape[:2])
+                out = _patchwise(restore_fn, lr.astype(np.float32) / 255.0, p, p, lambda t, y, x: t, device,
+                                 scale=scale, batch=batch)
+                target = hr
+            out = np.clip(out, 0.0, 1.0) * 255.0
+            psnrs.append(metrics.calculate_psnr(out, target))
+            ssims.append(metrics.reference_ssim(out, target))
+    finite = [v for v in psnrs if math.isfinite(v)]
+    return {"psnr": float(np.mean(finite)) if finite else float("inf"), "ssim": float(np.mean(ssims)),
+            "protocol": "reference", "images": len(psnrs)}
 
 
 def evaluate(restore_fn, dataset, task, *, sigma=None, scale=None, protocol: str = "standard",
@@ -165,19 +251,11 @@ def evaluate(restore_fn, dataset, task, *, sigma=None, scale=None, protocol: str
                     psnr = metrics.calculate_psnr(out8, clean)
                     ssim = metrics.calculate_ssim(out8, clean)
                 else:
+                    # dn_eval.py: stride-48 patches, fresh noise each, averaged, THEN clamped
                     p = min(64, h, w)
-                    acc = np.zeros((h, w), dtype=np.float64)
-                    cnt = np.zeros((h, w), dtype=np.float64)
-                    base = clean.astype(np.float32) / 255.0
-                    for y in _patch_positions(h, p, 48):
-                        for x in _patch_positions(w, p, 48):
-                            noisy = add_noise_seeded(base[y:y + p, x:x + p], sigma, rec.name, extra=f"{y},{x}")
-                            o = _from_tensor(restore_fn(_to_tensor(noisy, device)))
-                            if o.shape != (p, p):
-                                raise HinasError(f"restore_fn returned {o.shape} for a {p}x{p} patch")
-                            acc[y:y + p, x:x + p] += o
-                            cnt[y:y + p, x:x + p] += 1
-                    out = acc / cnt * 255.0
+                    out = _patchwise(restore_fn, clean.astype(np.float32) / 255.0, p, 48,
+                                     lambda t, y, x: add_noise_seeded(t, sigma, rec.name, extra=f"{y},{x}"), device)
+                    out = np.clip(out, 0.0, 1.0) * 255.0
                     psnr = metrics.calculate_psnr(out, clean)
                     ssim = metrics.reference_ssim(out, clean)
             else:

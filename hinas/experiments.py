@@ -198,6 +198,38 @@ def rsws(profile: str, seed: int, runs_root, *, device="cpu", data_root=None, pr
                            search_seconds=brief_seconds, rsws_best=best[1])
 
 
+def rsws_weight_sharing(supernet, val_records, cfg: RunConfig, *, n: int = 30, seed: int = 0,
+                        device="cpu") -> dict:
+    """Table 1's RSWS as the paper defines it: random search WITH weight sharing. Sample ``n``
+    architectures (cells and width path) uniformly, score each on ``val_records`` with the trained
+    ``supernet``'s shared weights (one-hot alpha/beta, :meth:`Supernet.fixed_architecture`) under
+    ``cfg.val_protocol`` by SSIM + PSNR/100, and keep the best. No sample is trained.
+
+    Returns ``{"genotype": best Genotype, "scores": [{sample, psnr, ssim, score, path}], "best": i}``.
+    """
+    from hinas.engine.search import validate_network
+    from hinas.genotype import provenance
+
+    c = supernet.cfg
+    ops = [p for p in c.primitives if p != "none"]
+    scored = []
+    for i in range(n):
+        g = random_genotype(c.task, layers=c.layers, steps=c.steps, levels=c.levels, scale=c.scale,
+                            ops=ops, seed=1000 * seed + i)
+        if not c.lwas:  # one cell for every layer
+            g = Genotype.from_dict(dict(g.to_dict(), cells=[g.cells[0]] * c.layers, lwas=False))
+        with supernet.fixed_architecture(g):
+            m = validate_network(supernet, val_records, cfg, device)
+        scored.append({"sample": i, "psnr": m["psnr"], "ssim": m["ssim"], "score": m["ssim"] + m["psnr"] / 100,
+                       "path": list(g.path), "genotype": g})
+    best = max(range(n), key=lambda i: scored[i]["score"])
+    g = scored[best]["genotype"]
+    g = Genotype.from_dict(dict(g.to_dict(), provenance=provenance(
+        source="rsws_weight_sharing", seed=seed, samples=n, sample=best, val_protocol=cfg.val_protocol,
+        selection="best SSIM + PSNR/100 on V with the supernet's shared weights")))
+    return {"genotype": g, "best": best, "scores": [{k: v for k, v in r.items() if k != "genotype"} for r in scored]}
+
+
 def table3(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
     """Table 3: the searched widths vs fixed widths on the same cells.
 

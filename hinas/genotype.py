@@ -90,8 +90,10 @@ def viterbi_trace(beta_weights: torch.Tensor, layers: int, levels: int) -> Viter
         cur = [-math.inf] * n
         back: list[int | None] = [None] * n
         for target in range(n):
-            # candidates in the reference's order: from the wider, the same, the narrower level
-            for col, src_level in ((0, target + 1), (1, target), (2, target - 1)):
+            # candidates in the reference's order (its loop runs over source levels upwards):
+            # from the narrower, the same, the wider level; with the strict '>' below, an exact
+            # tie keeps the narrower predecessor, as the released ``viterbi`` does
+            for col, src_level in ((2, target - 1), (1, target), (0, target + 1)):
                 if not 0 <= src_level < len(prev_scores):
                     continue
                 row = row_of[(layer - 1, src_level)] if layer > 0 else 0

@@ -19,6 +19,7 @@ was fed to the layer-l cell of the same level, as the released code does (REFERE
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import torch
@@ -26,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hinas.config import SupernetConfig
-from hinas.ops import LEAKY_SLOPE, build_op
+from hinas.ops import LEAKY_SLOPE, build_op, canonical_op_name, init_batchnorm
 
 # Moves out of a source at level h, as beta's columns: to h-1, to h, to h+1.
 MOVES = (-1, 0, 1)
@@ -117,13 +118,17 @@ class Router(nn.Module):
 
 
 class ASPPHead(nn.Module):
-    """Search decoder's per-level ASPP (REFERENCE 3.5): 1x1 branch + separable atrous branch."""
+    """Search decoder's per-level ASPP (REFERENCE 3.5): 1x1 branch + separable atrous branch.
 
-    def __init__(self, c_in: int, c_out: int, rate: int):
+    ``affine`` applies to the 1x1 branch and the projection (the released ``ASPPModule`` passes
+    ``cfg.MODEL.AFFINE``, False in search); the separable branch's BNs are always affine there.
+    """
+
+    def __init__(self, c_in: int, c_out: int, rate: int, affine: bool = True):
         super().__init__()
-        self.branch_1x1 = conv_bn_act(c_in, c_out, 1)
+        self.branch_1x1 = conv_bn_act(c_in, c_out, 1, affine=affine)
         self.branch_atrous = sep3x3_bn(c_in, c_out, dilation=rate)
-        self.project = conv_bn_act(2 * c_out, c_out, 1)
+        self.project = conv_bn_act(2 * c_out, c_out, 1, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.project(torch.cat([self.branch_1x1(x), self.branch_atrous(x)], dim=1))
@@ -197,17 +202,19 @@ class Supernet(nn.Module):
         self.arch_alpha = nn.Parameter(torch.ones(alpha_shape))
         self.arch_beta = nn.Parameter(torch.ones(len(self.sources), 3))
         self.register_buffer("beta_mask", beta_mask(L, S), persistent=False)
+        self._fixed: tuple[torch.Tensor, torch.Tensor] | None = None  # see fixed_architecture
 
         # -- end part (REFERENCE 3.5) ---------------------------------------------------------
         last_levels = cfg.levels_in_layer(L - 1)
         self.aspp = nn.ModuleList(
-            ASPPHead(B * cfg.channels(i), B * f, cfg.aspp_rate) for i in range(last_levels)
+            ASPPHead(B * cfg.channels(i), B * f, cfg.aspp_rate, affine=cfg.affine) for i in range(last_levels)
         )
         c_cat = last_levels * B * f
         c_out = cfg.in_channels if cfg.task == "denoise" else 3 * cfg.scale**2
-        self.pre_cls = conv_bn_act(c_cat, c_cat, 3)
+        self.pre_cls = conv_bn_act(c_cat, c_cat, 3, affine=cfg.affine)
         self.classifier = nn.Conv2d(c_cat, c_out, 3, padding=1, bias=True)
         self.shuffle = nn.PixelShuffle(cfg.scale) if cfg.task == "sr" else nn.Identity()
+        init_batchnorm(self, cfg.bn_init)
 
     # -- parameter groups -----------------------------------------------------------------------
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -219,12 +226,51 @@ class Supernet(nn.Module):
 
     def alpha_weights(self) -> torch.Tensor:
         """Softmax over ops, per edge (and per layer with LWAS): (L, k, n_ops) or (k, n_ops)."""
+        if self._fixed is not None:
+            return self._fixed[0]
         return F.softmax(self.arch_alpha, dim=-1)
 
     def beta_weights(self) -> torch.Tensor:
         """Softmax over each source's outgoing moves, impossible ones masked: (m, 3)."""
+        if self._fixed is not None:
+            return self._fixed[1]
         logits = self.arch_beta.masked_fill(self.beta_mask, self.cfg.mask_value)
         return F.softmax(logits, dim=-1)
+
+    def one_hot_architecture(self, genotype) -> tuple[torch.Tensor, torch.Tensor]:
+        """(alpha, beta) weights that select exactly ``genotype``'s cells and path: alpha 1 on each
+        kept edge's op and 0 elsewhere; beta 1 on each move of the path and 0 elsewhere."""
+        cfg = self.cfg
+        k, prims = cfg.edges_per_cell, list(cfg.primitives)
+        if genotype.steps != cfg.steps or len(genotype.path) != cfg.layers:
+            raise ValueError(f"the genotype has {len(genotype.path)} layers x {genotype.steps} nodes; the supernet "
+                             f"{cfg.layers} x {cfg.steps}")
+        starts = [sum(2 + n for n in range(i)) for i in range(cfg.steps)]
+        alpha = torch.zeros((cfg.layers, k, len(prims)))
+        for layer in range(cfg.layers):
+            for pos, (op, j) in enumerate(genotype.cells[layer]):
+                alpha[layer, starts[pos // 2] + j, prims.index(canonical_op_name(op))] = 1.0
+        if not cfg.lwas:
+            alpha = alpha[0]
+        row_of = {(src.layer, src.level): src.index for src in self.sources}
+        beta = torch.zeros((len(self.sources), 3))
+        prev = 0
+        for layer, level in enumerate(genotype.path):
+            beta[row_of[(layer - 1, prev)], level - prev + 1] = 1.0
+            prev = level
+        device = self.arch_alpha.device
+        return alpha.to(device), beta.to(device)
+
+    @contextlib.contextmanager
+    def fixed_architecture(self, genotype):
+        """Within the block the supernet runs ``genotype`` alone with its shared weights (one-hot
+        alpha/beta instead of the softmaxes): random search with weight sharing scores samples so."""
+        previous = self._fixed
+        self._fixed = self.one_hot_architecture(genotype)
+        try:
+            yield self
+        finally:
+            self._fixed = previous
 
     def _layer_alpha(self, alpha: torch.Tensor, layer: int) -> torch.Tensor:
         return alpha[layer] if self.cfg.lwas else alpha

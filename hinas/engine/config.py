@@ -29,6 +29,7 @@ from hinas.config import SupernetConfig
 from hinas.errors import ConfigError
 
 PROFILES = ("smoke", "quick", "gpu", "paper")
+VAL_PROTOCOLS = ("reference", "standard")
 
 
 @dataclass
@@ -55,6 +56,7 @@ class RunConfig:
     cell_sharing: str = "eq5"
     residual: bool = True
     search_sigmoid: bool = True
+    bn_init: str = "torch1"  # affine BN scales: 'torch1' = U(0,1) as the release's torch 1.0.0; 'ones'
     # -- search schedule (REFERENCE 6) -----------------------------------------------------
     epochs: int = 100
     batch_size: int = 6
@@ -65,6 +67,10 @@ class RunConfig:
     split_mode: str = "reference"
     val_fraction: float = 0.02
     val_crop: typing.Optional[int] = None  # validate on central crops of this size (None: whole)
+    # validation that picks the search's genotype and training's best weights: 'reference' = the
+    # released code's (stride-64 patches, one sigma per patch, float output; hinas.evaluation),
+    # 'standard' = whole images, one pass per sigma, the standard metrics
+    val_protocol: str = "reference"
     w_lr: float = 0.025
     w_lr_min: float = 0.001
     w_momentum: float = 0.9
@@ -85,6 +91,11 @@ class RunConfig:
     bias_lr_factor: float = 2.0
     grad_clip: float = 5.0
     train_ssim_weight: typing.Optional[float] = None  # None: 0.6; 0 = MSE only (Table 4)
+    # at a batch mean SSIM <= 0: 'gradient' = follow -1/(x ln 10) as the released code (its loss
+    # value is NaN there; we log a finite one and count the event), 'clamp' = floor at 1e-4
+    nonpositive_ssim: str = "gradient"
+    # denoising search and training patches: RandomRescaleCrop (p=0.5, x U(0.8, 1.2)), as the code
+    rescale_aug: bool = True
     val_every: int = 1000
     val_after_fraction: float = 0.75  # validate only after this fraction of iterations
     # -- mechanics -------------------------------------------------------------------------
@@ -181,7 +192,7 @@ class RunConfig:
         return SupernetConfig.paper(
             self.task, self.scale, f=self.f, layers=self.layers, steps=self.steps, levels=self.levels,
             width_factors=tuple(self.width_factors), lwas=self.lwas, cell_sharing=self.cell_sharing,
-            residual=self.residual, search_sigmoid=self.search_sigmoid,
+            residual=self.residual, search_sigmoid=self.search_sigmoid, bn_init=self.bn_init,
         )
 
     @property
@@ -209,6 +220,10 @@ class RunConfig:
             raise ConfigError(f"lr_schedule must be 'poly_cosine' (reference) or 'cosine' (paper), got {self.lr_schedule!r}")
         if self.split_mode not in ("reference", "random"):
             raise ConfigError(f"split_mode must be 'reference' or 'random', got {self.split_mode!r}")
+        if self.val_protocol not in VAL_PROTOCOLS:
+            raise ConfigError(f"val_protocol must be one of {', '.join(VAL_PROTOCOLS)}, got {self.val_protocol!r}")
+        if self.nonpositive_ssim not in ("gradient", "clamp"):
+            raise ConfigError(f"nonpositive_ssim must be 'gradient' (code) or 'clamp', got {self.nonpositive_ssim!r}")
         if self.model not in ("hinas", "dncnn"):
             raise ConfigError(f"model must be 'hinas' or 'dncnn', got {self.model!r}")
         if self.model == "dncnn" and self.task != "denoise":
@@ -222,9 +237,10 @@ def _task_defaults(task: str, scale) -> dict:
     return {}
 
 
-# Training learning rate: the reference's 0.05 makes our derived networks' loss explode within
-# ten iterations (measured on the CPU at batch 24, 64x64 crops, f=20, and at the quick sizes);
-# 0.01 trains stably, so smoke, quick and gpu use it. ``paper`` keeps 0.05, as the code.
+# Training learning rate: 0.05 in every profile, as the released code. (It once exploded here:
+# that was BatchNorm's initial scale, 1 in torch >= 1.2 but U(0, 1) in the torch 1.0.0 the code
+# pins; with ``bn_init='torch1'`` lr 0.05 trains, spikes and recovers as the release does;
+# ``hinas bench train-stability`` measures it.)
 #
 # smoke and quick use one CPU thread: on these small tensors two threads are 2-3x slower than
 # one (measured: quick supernet fwd+bwd 1.5 s with 2 threads, 0.5 s with 1).
@@ -232,25 +248,25 @@ def _task_defaults(task: str, scale) -> dict:
 
 def _smoke(task):
     return dict(f=4, layers=2, steps=2, epochs=4, batch_size=2, patch=32 if task == "denoise" else 16,
-                crops_per_image=2, arch_start_epoch=1, val_start_epoch=2, val_crop=48, max_images=8,
-                net_f=4, iterations=12, train_batch_size=2, train_lr=0.01, val_every=4, val_after_fraction=0.5,
+                crops_per_image=2, arch_start_epoch=1, val_start_epoch=2, val_crop=48, val_protocol="standard", max_images=8,
+                net_f=4, iterations=12, train_batch_size=2, val_every=4, val_after_fraction=0.5,
                 checkpoint_every=2, log_every=2, threads=1)
 
 
 def _quick(task):
     return dict(f=4, layers=3, steps=3, epochs=12, batch_size=4, patch=32 if task == "denoise" else 24,
-                crops_per_image=4, arch_start_epoch=4, val_start_epoch=6, val_crop=96, max_images=None,
-                net_f=8, iterations=300, train_batch_size=8, train_lr=0.01, val_every=50, val_after_fraction=0.5,
+                crops_per_image=4, arch_start_epoch=4, val_start_epoch=6, val_crop=96, val_protocol="standard", max_images=None,
+                net_f=8, iterations=300, train_batch_size=8, val_every=50, val_after_fraction=0.5,
                 checkpoint_every=25, log_every=10, threads=1)
 
 
 def _gpu(task):
-    return dict(epochs=40, arch_start_epoch=8, val_start_epoch=24, val_crop=None, iterations=20_000, train_lr=0.01,
-                val_every=1000, checkpoint_every=200, log_every=50, device="cuda")
+    return dict(epochs=40, arch_start_epoch=8, val_start_epoch=24, val_crop=None, iterations=20_000,
+                val_protocol="reference", val_every=1000, checkpoint_every=200, log_every=50, device="cuda")
 
 
 def _paper(task):
-    return dict(device="cuda")
+    return dict(device="cuda", val_protocol="reference")
 
 
 _PROFILE_VALUES = {"smoke": _smoke, "quick": _quick, "gpu": _gpu, "paper": _paper}

@@ -51,16 +51,21 @@ def _crop_center(rec, size):
 
 
 def validate_network(net, records, cfg: RunConfig, device) -> dict:
-    """PSNR/SSIM of a network on held-out images (standard protocol; denoising: mean over
-    the sigmas), on central crops of ``cfg.val_crop`` pixels when set."""
+    """PSNR/SSIM of a network on held-out images under ``cfg.val_protocol`` (hinas.evaluation's
+    VALIDATION_PROTOCOLS: 'reference' = the released code's patch-wise validation, one sigma per
+    patch; 'standard' = whole images, mean over the sigmas), on central crops of
+    ``cfg.val_crop`` pixels when set."""
     from hinas.data.datasets import ImageDataset
-    from hinas.evaluation import evaluate
+    from hinas.evaluation import evaluate, validate_reference
 
     ds = ImageDataset("search-V", [_crop_center(r, cfg.val_crop) for r in records],
                       grey=cfg.task == "denoise", allows_grey=True)
     was_training = net.training
     net.eval()
     try:
+        if cfg.val_protocol == "reference":
+            levels = cfg.search_sigma if isinstance(net, Supernet) else cfg.sigma
+            return validate_reference(net, ds.records, cfg.task, sigmas=levels, scale=cfg.scale, device=device)
         if cfg.task == "denoise":
             levels = cfg.search_sigma if isinstance(net, Supernet) else cfg.sigma
             results = [evaluate(net, ds, "denoise", sigma=s, device=device) for s in levels]
@@ -118,16 +123,17 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
     W, A, V = search_split(records, cfg.split_mode, cfg.val_fraction, cfg.seed)
     sigma = cfg.search_sigma if cfg.task == "denoise" else None
     ds_w = PatchDataset(W, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
-                        samples_per_epoch=len(W) * cfg.crops_per_image, seed=cfg.seed)
+                        samples_per_epoch=len(W) * cfg.crops_per_image, seed=cfg.seed, rescale=cfg.rescale_aug)
     ds_a = PatchDataset(A, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
-                        samples_per_epoch=len(A) * cfg.crops_per_image, seed=cfg.seed + 1)
+                        samples_per_epoch=len(A) * cfg.crops_per_image, seed=cfg.seed + 1, rescale=cfg.rescale_aug)
     stream_w = common.BatchStream(ds_w, cfg.batch_size, cfg.seed, rank, world)
     stream_a = common.BatchStream(ds_a, cfg.batch_size, cfg.seed + 1, rank, world)
 
     net = Supernet(cfg.supernet_config()).to(device)
     if cfg.channels_last and device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
-    loss_fn = RestorationLoss(cfg.task, "search", ssim_weight=cfg.search_ssim_weight).to(device)
+    loss_fn = RestorationLoss(cfg.task, "search", ssim_weight=cfg.search_ssim_weight,
+                              nonpositive_ssim=cfg.nonpositive_ssim).to(device)
     opt_w = torch.optim.SGD(net.weight_parameters(), lr=cfg.w_lr, momentum=cfg.w_momentum,
                             weight_decay=cfg.w_weight_decay)
     opt_a = torch.optim.Adam(net.arch_parameters(), lr=cfg.a_lr, weight_decay=cfg.a_weight_decay)
@@ -222,6 +228,8 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
                         f"lower learning rate (--set w_lr=... / a_lr=...)")
                 state["sums"] = [state["sums"][0] + s_w, state["sums"][1] + s_a, state["sums"][2] + n_w,
                                  state["sums"][3] + n_a]
+                # batches with mean SSIM <= 0 this epoch (the release's NaN loss value): counted, not fatal
+                state["nonpositive_ssim"] = state.get("nonpositive_ssim", 0) + loss_fn.take_nonpositive_events()
                 acc_w.zero_()
                 acc_a.zero_()
                 n_w = n_a = 0
@@ -233,7 +241,7 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
         row = {"epoch": epoch, "lr": lr, "arch_steps": arch_on,
                "loss_w": state["sums"][0] / max(state["sums"][2], 1),
                "loss_a": state["sums"][1] / state["sums"][3] if state["sums"][3] else None,
-               "val_psnr": None, "val_ssim": None}
+               "val_psnr": None, "val_ssim": None, "nonpositive_ssim": state.pop("nonpositive_ssim", 0)}
         if epoch > cfg.val_start_epoch:
             metrics = validate_network(net, V, cfg, device) if rank == 0 else None
             metrics = common.broadcast_object(metrics)
@@ -241,7 +249,8 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
             score = metrics["ssim"] + metrics["psnr"] / 100
             if state["best"] is None or score > state["best"]["score"]:
                 g = net.genotype(provenance(run=str(out), seed=cfg.seed, epoch=epoch, profile=cfg.profile,
-                                            selection="best SSIM + PSNR/100 on V"))
+                                            selection="best SSIM + PSNR/100 on V",
+                                            val_protocol=cfg.val_protocol))
                 state["best"] = {"score": score, "epoch": epoch, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
                                  "genotype": g.to_json()}
         state["seconds"] = time.perf_counter() - t_start
