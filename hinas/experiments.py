@@ -49,10 +49,10 @@ PROTOCOLS = ("standard", "hinas-reference")
 # ``bm3d_limit``: test images for the (slow) BM3D baseline;
 # ``memory``: the Eq. 5 vs Eq. 6 memory benchmark's supernet (hinas.bench.supernet_memory).
 SETTINGS = {
-    "smoke": dict(seeds=[0], minor_seeds=1, search={}, train=dict(train_lr=0.01), eval_limit=1, eval_crop=48, bm3d_limit=1, rsws_n=2, rsws_iterations=4,
+    "smoke": dict(seeds=[0], minor_seeds=1, search={}, train={}, eval_limit=1, eval_crop=48, bm3d_limit=1, rsws_n=2, rsws_iterations=4,
                   rn_edges=2, memory=dict(batch=1, size=16, layers=2, levels=3, steps=2, f=2, repeats=1)),
     "quick": dict(seeds=[0, 1], minor_seeds=1, search=dict(epochs=6, arch_start_epoch=2, val_start_epoch=3),
-                  train=dict(iterations=100, train_lr=0.01, val_every=25), eval_limit=None, eval_crop=128,
+                  train=dict(iterations=100, val_every=25), eval_limit=None, eval_crop=128,
                   bm3d_limit=None,
                   rsws_n=3, rsws_iterations=25, rn_edges=2,
                   memory=dict(batch=2, size=32, layers=3, levels=3, steps=3, f=4, repeats=2)),
@@ -228,6 +228,28 @@ def rsws_weight_sharing(supernet, val_records, cfg: RunConfig, *, n: int = 30, s
         source="rsws_weight_sharing", seed=seed, samples=n, sample=best, val_protocol=cfg.val_protocol,
         selection="best SSIM + PSNR/100 on V with the supernet's shared weights")))
     return {"genotype": g, "best": best, "scores": [{k: v for k, v in r.items() if k != "genotype"} for r in scored]}
+
+
+def rsws_from_search(cfg: RunConfig, runs_root, *, n: Optional[int] = None, seed: int = 0) -> dict:
+    """:func:`rsws_weight_sharing` on the supernet the (cached) search of ``cfg`` trained, scored
+    on that search's V images; ``n`` defaults to the profile's ``rsws_n`` (30 at ``paper``)."""
+    import torch
+
+    from hinas.data import search_split, task_datasets
+    from hinas.engine import common
+    from hinas.supernet import Supernet
+
+    s = run_search(cfg, runs_root)
+    device = common.resolve_device(cfg.device)
+    net = Supernet(cfg.supernet_config())
+    net.load_state_dict(common.load_checkpoint(Path(s["run_dir"]) / "checkpoint.pt")["model"])
+    net = net.to(device).eval()
+    records = sorted(task_datasets(cfg.task, cfg.data_root)["train"].records, key=lambda r: r.name)
+    if cfg.max_images:
+        records = records[: cfg.max_images]
+    _, _, val = search_split(records, cfg.split_mode, cfg.val_fraction, cfg.seed)
+    with torch.no_grad():
+        return rsws_weight_sharing(net, val, cfg, n=n or settings(cfg.profile)["rsws_n"], seed=seed, device=device)
 
 
 def table3(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:

@@ -144,3 +144,17 @@ def test_reference_validation_and_clamp_after_average():
     low = validate_reference(identity, recs, "denoise", sigmas=[30], patch=32)
     high = validate_reference(identity, recs, "denoise", sigmas=[70], patch=32)
     assert high["psnr"] < r1["psnr"] < low["psnr"]
+
+
+def test_lr005_training_on_real_images_stays_finite_and_falls():
+    """The released lr 0.05 with the torch-1.0 BN init trains (reduced size; the full check,
+    batch 24, 64x64, f=20, is ``hinas bench train-stability --iterations 500``)."""
+    from hinas.bench import train_stability
+    from hinas.data.datasets import resolve_data_root
+
+    if resolve_data_root(None) is None:
+        pytest.skip("needs real training images (HINAS_DATA)")
+    torch.set_num_threads(1)
+    r = train_stability(iterations=30, batch=8, patch=32, f=8, max_images=16)
+    assert r["finite"] and r["lr"] == 0.05 and r["bn_init"] == "torch1"
+    assert r["last"] < 0.7 * r["first"], r["losses"]
