@@ -335,6 +335,8 @@ def reference_side_by_side(code: str, *, iterations: int = 40, batch: int = 24, 
         opt_theirs.step()
         trace.append({"iteration": it + 1, "hinas": float(l_ours.detach()), "released": float(l_theirs.detach()),
                       "hinas_ssim": float(ssim(pred.detach(), y)), "released_ssim": float(ssim(pred_t.detach(), y))})
+        if (it + 1) % 10 == 0:
+            print(f"side-by-side: iteration {it + 1}/{iterations}", file=sys.stderr)
     seconds = time.perf_counter() - t0
     first_np = next((r["iteration"] for r in trace if r["released_ssim"] <= 0 or r["hinas_ssim"] <= 0), None)
     agree = [r for r in trace if first_np is None or r["iteration"] < first_np]
@@ -344,7 +346,18 @@ def reference_side_by_side(code: str, *, iterations: int = 40, batch: int = 24, 
                                                                            if not math.isfinite(r["released"])],
             "iterations": iterations, "batch": batch, "patch": patch, "f": f, "sigma": sigma, "lr": cfg.train_lr,
             "seed": seed, "genotype": g.to_dict(), "images": len(records), "device": str(device),
-            "seconds": round(seconds, 3), "torch": torch.__version__, "provenance": _provenance()}
+            "seconds": round(seconds, 3), "torch": torch.__version__, "provenance": _provenance(),
+            "released_code": {"path": str(root), "commit": _git_head(root)}}
+
+
+def _git_head(root) -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 @contextlib.contextmanager

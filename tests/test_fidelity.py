@@ -158,3 +158,26 @@ def test_lr005_training_on_real_images_stays_finite_and_falls():
     r = train_stability(iterations=30, batch=8, patch=32, f=8, max_images=16)
     assert r["finite"] and r["lr"] == 0.05 and r["bn_init"] == "torch1"
     assert r["last"] < 0.7 * r["first"], r["losses"]
+
+
+def test_side_by_side_needs_a_checkout(tmp_path):
+    from hinas.bench import reference_side_by_side
+    from hinas.errors import HinasError
+
+    with pytest.raises(HinasError, match="not a checkout of the released HiNAS code"):
+        reference_side_by_side(str(tmp_path))
+
+
+def test_side_by_side_with_released_code():
+    """Only where a checkout of hkzhang-git/HiNAS is named by HINAS_REFERENCE_CODE (never in CI)."""
+    import os
+
+    from hinas.bench import reference_side_by_side
+    from hinas.data.datasets import resolve_data_root
+
+    code = os.environ.get("HINAS_REFERENCE_CODE")
+    if not code or resolve_data_root(None) is None:
+        pytest.skip("set HINAS_REFERENCE_CODE to a checkout of the released code (and HINAS_DATA)")
+    r = reference_side_by_side(code, iterations=3, batch=4, patch=32, f=8, max_images=8)
+    assert r["initial_output_max_abs_diff"] < 1e-5
+    assert all(abs(t["hinas"] - t["released"]) < 1e-4 for t in r["trace"])
