@@ -6,13 +6,14 @@ from hinas.errors import HinasError
 
 
 def _common(p) -> None:
-    p.add_argument("--task", choices=("denoise", "sr"), default="denoise")
+    p.add_argument("--task", choices=("denoise", "sr"), default=None, help="denoise (default) or sr")
     p.add_argument("--scale", type=int, default=None, help="SR factor (2, 3, 4)")
     p.add_argument("--sigma", type=float, nargs="+", default=None,
                    help="noise level(s) on the 0-255 scale; search: drawn per sample (default 30 50 70), "
                         "train: the level to train for (default 50)")
-    p.add_argument("--profile", default="quick", help="smoke | quick | gpu | paper (default: quick)")
-    p.add_argument("--config", default=None, metavar="YAML", help="settings file (e.g. hinas/configs/*.yaml)")
+    p.add_argument("--profile", default=None, help="smoke | quick | gpu | paper (default: quick; not with --config)")
+    p.add_argument("--config", default=None, metavar="YAML",
+                   help="settings file (e.g. hinas/configs/*.yaml); it names its own profile and task")
     p.add_argument("--out", required=True, metavar="DIR", help="run folder (never overwritten without --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
@@ -38,9 +39,16 @@ def build_config(args, train: bool = False):
     from hinas.engine.config import RunConfig
 
     if args.config:
+        if args.profile is not None:
+            raise HinasError("give --profile or --config, not both: a config file names its own profile "
+                             "(override single settings with --set KEY=VALUE)")
         cfg = RunConfig.from_yaml(args.config)
+        if args.task is not None and args.task != cfg.task:
+            raise HinasError(f"--task {args.task} contradicts the config file's task {cfg.task}; drop one")
     else:
-        cfg = RunConfig.from_profile(args.profile, args.task, args.scale)
+        cfg = RunConfig.from_profile(args.profile or "quick", args.task or "denoise", args.scale)
+    if cfg.task == "denoise" and args.scale is not None:
+        raise HinasError(f"--scale {args.scale} is for super-resolution; add --task sr, or drop --scale for denoising")
     changes = {}
     if args.scale is not None:
         changes["scale"] = args.scale

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,15 +125,19 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path) -> "RunConfig":
-        path = Path(path)
+        from hinas.errors import HinasError
+        from hinas.safeio import load_yaml_file, quote
+
         try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+            data = load_yaml_file(path, "config")
+        except HinasError as exc:
+            raise ConfigError(str(exc)) from None
+        path = quote(path)
         if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings")
+            raise ConfigError(f"{path}: expected a mapping of settings (key: value lines)")
+        bad = [k for k in data if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"{path}: setting names must be text, got {str(bad[0])[:40]!r}")
         profile = data.pop("profile", "paper")
         task = data.pop("task", "denoise")
         scale = data.pop("scale", None)
@@ -205,6 +210,7 @@ class RunConfig:
                      "log_every", "val_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        self._check_ranges()
         if self.lr_schedule not in ("poly_cosine", "cosine"):
             raise ConfigError(f"lr_schedule must be 'poly_cosine' (reference) or 'cosine' (paper), got {self.lr_schedule!r}")
         if self.split_mode not in ("reference", "random"):
@@ -214,6 +220,55 @@ class RunConfig:
         if self.model == "dncnn" and self.task != "denoise":
             raise ConfigError("model 'dncnn' is a denoising baseline; use task denoise")
         self.supernet_config()  # validates the space settings
+
+
+    def _check_ranges(self) -> None:
+        """Every number finite and within what a run can use; refused by name otherwise."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            for x in (v if isinstance(v, list) else [v]):
+                if isinstance(x, float) and not math.isfinite(x):
+                    raise ConfigError(f"setting {f.name!r} must be a finite number, got {x}")
+        for name, (lo, hi) in _INT_RANGES.items():
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int) and lo <= v <= hi):
+                raise ConfigError(f"setting {name!r} must be an integer in {lo}..{hi}, got {v!r}")
+        for name, (lo, hi, lo_open, hi_open) in _FLOAT_RANGES.items():
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
+                interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+                raise ConfigError(f"setting {name!r} must be in {interval}, got {v:g}")
+        for name in ("sigma", "search_sigma"):
+            if any(not 0 <= s <= 255 for s in getattr(self, name)):
+                raise ConfigError(f"setting {name!r}: noise levels are on the 0-255 scale, got {getattr(self, name)}")
+        if any(not 0 < w <= 16 for w in self.width_factors):
+            raise ConfigError(f"setting 'width_factors' must be numbers in (0, 16], got {self.width_factors}")
+        if self.node_channels is not None and any(not 1 <= c <= 2048 for c in self.node_channels):
+            raise ConfigError(f"setting 'node_channels' must be integers in 1..2048, got {self.node_channels}")
+
+
+# (lo, hi) for integers; None values (where allowed) are not checked
+_INT_RANGES = {
+    "seed": (0, 2**40), "max_images": (1, 10**7), "f": (1, 256), "layers": (1, 64), "steps": (1, 16),
+    "levels": (1, 8), "epochs": (1, 10**6), "batch_size": (1, 4096), "patch": (8, 4096),
+    "crops_per_image": (1, 10**4), "arch_start_epoch": (0, 10**6), "val_start_epoch": (0, 10**6),
+    "val_crop": (11, 10**5), "cosine_t_max": (1, 10**6), "net_f": (1, 256), "iterations": (1, 10**9),
+    "train_batch_size": (1, 4096), "val_every": (1, 10**9), "checkpoint_every": (1, 10**9),
+    "log_every": (1, 10**9), "threads": (1, 4096),
+}
+# (lo, hi, lo_open, hi_open); non-finite values are refused before these
+_INF = float("inf")
+_FLOAT_RANGES = {
+    "val_fraction": (0.0, 1.0, True, True), "w_lr": (0.0, _INF, True, False), "w_lr_min": (0.0, _INF, False, False),
+    "w_momentum": (0.0, 1.0, False, True), "w_weight_decay": (0.0, _INF, False, False),
+    "a_lr": (0.0, _INF, True, False), "a_weight_decay": (0.0, _INF, False, False),
+    "search_ssim_weight": (0.0, _INF, False, False), "train_lr": (0.0, _INF, True, False),
+    "train_weight_decay": (0.0, _INF, False, False), "bias_lr_factor": (0.0, _INF, False, False),
+    "grad_clip": (0.0, _INF, True, False), "train_ssim_weight": (0.0, _INF, False, False),
+    "val_after_fraction": (0.0, 1.0, False, True),
+}
 
 
 def _task_defaults(task: str, scale) -> dict:
@@ -282,20 +337,25 @@ def _coerce(name: str, value, annotation):
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ConfigError(f"setting {name!r} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
         try:
             f = float(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ConfigError(f"setting {name!r} must be an integer, got {value!r}") from None
-        if f != int(f):
+        if not math.isfinite(f) or f != int(f):
             raise ConfigError(f"setting {name!r} must be an integer, got {value!r}")
         return int(f)
     if annotation is float:
         if isinstance(value, bool):
             raise ConfigError(f"setting {name!r} must be a number, got {value!r}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            v = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"setting {name!r} must be a number, got {value!r}") from None
+        if not math.isfinite(v):
+            raise ConfigError(f"setting {name!r} must be a finite number, got {value!r}")
+        return v
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"setting {name!r} must be a string, got {value!r}")
