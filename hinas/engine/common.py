@@ -230,11 +230,11 @@ class RunFolder:
 
     def begin(self, config, write_setup) -> None:
         """The first write: from here on the folder is this run's (rank 0)."""
-        self._created = False
         if self.rank != 0:
             return
         cfg_file = self.out / "config.yaml"
         write_setup()
+        self._created = False  # the folder now holds a checkpoint: keep it whatever happens next
         # a readable copy; the identity in the checkpoint is what --resume checks
         atomic_write_text(cfg_file, config.to_yaml())
         env_file = self.out / "environment.json"
