@@ -338,6 +338,18 @@ def test_nan_weights_are_not_scored(runs, tmp_path, capsys):
     refused(capsys, "eval", "--weights", t, "--sigma", "50", "--limit", "1", contains="infinite")
 
 
+def test_resume_from_a_checkpoint_with_nan_weights_is_refused(runs, tmp_path, capsys):
+    s = copy_run(runs, "s", tmp_path)
+    ck = torch.load(s / "checkpoint.pt", weights_only=True)
+    ck["state"]["finished"] = False
+    name = next(k for k, v in ck["model"].items() if v.is_floating_point())
+    ck["model"][name].view(-1)[0] = float("nan")
+    torch.save(ck, s / "checkpoint.pt")
+    before = folder_hash(s)
+    refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=2", contains="NaN")
+    assert folder_hash(s) == before
+
+
 @pytest.mark.parametrize("value", ["nan", "inf", "-inf"])
 def test_non_finite_sigma_and_settings_are_refused_by_name(value, tmp_path, capsys):
     refused(capsys, "eval", "bm3d", f"--sigma={value}", "--limit", "1", contains="--sigma")

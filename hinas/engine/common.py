@@ -301,22 +301,31 @@ class RunState:
         atomic_torch_save(self.checkpoint(), self.path)
 
     def restore(self, ck: dict) -> None:
+        q = quote(self.path)
         missing = [k for k in [*self.optimisers, *self.streams] if k not in ck]
         if missing:
-            raise HinasError(f"{quote(self.path)}: not a checkpoint of this kind of run (no {', '.join(missing)}); "
+            raise HinasError(f"{q}: not a checkpoint of this kind of run (no {', '.join(missing)}); "
                              f"choose another --out")
+        weights = ck["model"]
+        if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+            raise HinasError(f"{q}: the checkpoint's 'model' is not a set of tensors; choose another --out")
+        bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise HinasError(f"{q}: the checkpoint's weights hold NaN or infinite values ({quote(bad[0])}); "
+                             f"the run diverged: start a new one with another --out")
         try:
-            self.model.load_state_dict(ck["model"])
+            self.model.load_state_dict(weights)
             for name, opt in self.optimisers.items():
                 opt.load_state_dict(ck[name])
-        except (RuntimeError, ValueError, KeyError) as exc:
-            raise HinasError(f"{quote(self.path)}: the checkpoint does not fit this network "
-                             f"({exc.__class__.__name__}); choose another --out") from None
-        for name, s in self.streams.items():
-            s.load_state(ck[name])
-        set_rng_state(ck["rng"])
+            for name, s in self.streams.items():
+                s.load_state(ck[name])
+            set_rng_state(ck["rng"])
+            state = dict(ck["state"])
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise HinasError(f"{q}: the checkpoint does not fit this run ({exc.__class__.__name__}); "
+                             f"it is damaged or from another version: choose another --out") from None
         self.state.clear()
-        self.state.update(ck["state"])
+        self.state.update(state)
 
 
 def environment_info(config, kind: str) -> dict:
