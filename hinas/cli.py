@@ -88,6 +88,10 @@ def user_error_message(exc: BaseException) -> str | None:
         return _os_error_message(exc)
     if isinstance(exc, RecursionError):
         return "an input file is nested too deeply to read; it was not written by hinas"
+    if isinstance(exc, RuntimeError) and any(m in str(exc) for m in ("out of memory", "can't allocate memory",
+                                                                     "not enough memory")):
+        return ("not enough memory for what was asked (out of memory in torch); use a smaller batch, patch, "
+                "f or image size, or a device with more memory")
     if isinstance(exc, MemoryError):
         return "not enough memory for what was asked (a size, f, batch or image too large); ask for less"
     return None

@@ -192,13 +192,39 @@ def test_resume_with_another_data_source_or_changed_files_is_refused(tmp_path, c
     assert hinas(capsys, "search", *SMOKE, "--out", s, "--data-root", data, "--set", "epochs=1")[0] == 0
     before = folder_hash(s)
     # HINAS_DATA unset, no --data-root: the embedded photos would be mixed in
-    refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=2", contains="data root")
-    # the same root through HINAS_DATA is the same data: accepted later; first change a file
-    _write_image(data / "BSDS500" / "train" / "train0.png", (64, 64), seed=999)
-    (data / "BSDS500" / "train" / "train0.png").write_bytes((data / "BSDS500" / "train" / "train0.png").read_bytes()
-                                                            + b"\0" * 7)
+    refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=1", contains="data root")
+    # another copy of the same files is another root
+    shutil.copytree(data, tmp_path / "copy")
+    refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=1", "--data-root",
+            tmp_path / "copy", contains="data root")
+    # the same root through HINAS_DATA is the same data
     monkeypatch.setenv("HINAS_DATA", str(data))
-    refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=2", contains="data files")
+    train = data / "BSDS500" / "train"
+    # an image added (even one the run does not reach with max_images) or resized
+    _write_image(train / "zz_new.png", (64, 64), seed=5)
+    refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=1", contains="data files")
+    (train / "zz_new.png").unlink()
+    _write_image(train / "train0.png", (64, 48), seed=5)
+    refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=1", contains="data files")
+    assert folder_hash(s) == before
+
+
+def test_resume_after_an_image_was_edited_in_place_is_refused(tmp_path, capsys):
+    data = tmp_path / "data"
+    for split, n in (("train", 6), ("val", 3), ("test", 2)):
+        for i in range(n):
+            path = data / "BSDS500" / split / f"{split}{i}.bmp"  # BMP: same size whatever the pixels
+            path.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((np.random.default_rng(i).random((64, 64, 3)) * 255).astype("uint8")).save(path)
+    s = tmp_path / "s"
+    assert hinas(capsys, "search", *SMOKE, "--out", s, "--data-root", data, "--set", "epochs=1")[0] == 0
+    victim = data / "BSDS500" / "train" / "train1.bmp"
+    size = victim.stat().st_size
+    Image.fromarray(np.full((64, 64, 3), 7, dtype="uint8")).save(victim)
+    assert victim.stat().st_size == size
+    before = folder_hash(s)
+    refused(capsys, "search", *SMOKE, "--out", s, "--data-root", data, "--resume", "--set", "epochs=1",
+            contains="image content")
     assert folder_hash(s) == before
 
 
@@ -482,6 +508,7 @@ def test_settings_that_were_silently_accepted(tmp_path, capsys):
     refused(capsys, "search", *SMOKE, "--out", out, "--scale", "7", contains="--scale")
     refused(capsys, "eval", "bicubic", "--scale", "7", "--limit", "1", contains="--scale")
     refused(capsys, "search", *SMOKE, "--out", out, "--set", "f=100000", contains="'f'")
+    refused(capsys, "search", *SMOKE, "--out", out, "--set", "f=256", "--set", "steps=16", contains="supernet")
     refused(capsys, "search", *SMOKE, "--out", out, "--set", "epochs=1e400", contains="epochs")
     cfg = Path(__file__).resolve().parents[1] / "hinas" / "configs" / "denoise_sigma50.yaml"
     refused(capsys, "search", "--profile", "smoke", "--config", cfg, "--out", out, contains="--profile or --config")

@@ -61,17 +61,21 @@ def code_version() -> str:
         return "unknown"
 
 
-def data_fingerprint(cfg, records) -> dict:
-    """Where the images come from and which they are: resolved root, names, file sizes.
+def data_fingerprint(cfg, records, used: int | None = None) -> dict:
+    """Where the images come from and which they are.
 
-    ``records`` are the images the run uses (after ``max_images``); the embedded photos have no
-    files, so their names and shapes stand in for the sizes.
+    ``records`` is the task's whole training set (sorted by name) and ``used`` how many of them
+    the run takes (``max_images``). The fingerprint holds the resolved data root, a digest of
+    every training file's place and size (an image added, removed, renamed or resized changes
+    it), and a digest of a sample of the used images' pixels (an image edited in place changes
+    it, a copy of the same files to a new disk does not). The embedded photos have no files:
+    their names and shapes stand in.
     """
     from hinas.data.datasets import resolve_data_root
 
     root = resolve_data_root(cfg.data_root)
     root_s = str(Path(root).resolve()) if root is not None else None
-    h = hashlib.sha256()
+    files = hashlib.sha256()
     for r in records:
         if r.path:
             p = Path(r.path).resolve()
@@ -79,8 +83,15 @@ def data_fingerprint(cfg, records) -> dict:
             size = p.stat().st_size if p.exists() else -1
         else:
             where, size = f"embedded:{r.name}", "x".join(map(str, r.image.shape))
-        h.update(f"{where}\0{size}\n".encode())
-    return {"root": root_s if root_s else "embedded images", "images": len(records), "files": h.hexdigest()[:16]}
+        files.update(f"{where}\0{size}\n".encode())
+    used = len(records) if used is None else used
+    pixels = hashlib.sha256()
+    for r in records[:used]:
+        flat = np.ascontiguousarray(r.image).reshape(-1)
+        pixels.update(repr(r.image.shape).encode())
+        pixels.update(np.ascontiguousarray(flat[:: max(1, flat.size // 4096)]).tobytes())
+    return {"root": root_s if root_s else "embedded images", "images": len(records), "used": used,
+            "files": files.hexdigest()[:16], "pixels": pixels.hexdigest()[:16]}
 
 
 def genotype_hash(genotype) -> str | None:
@@ -90,11 +101,13 @@ def genotype_hash(genotype) -> str | None:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def run_identity(kind: str, cfg, records, genotype=None) -> dict:
-    """The identity of a run: kind, settings (not execution ones), data, genotype, code."""
+def run_identity(kind: str, cfg, records, genotype=None, used: int | None = None) -> dict:
+    """The identity of a run: kind, settings (not execution ones), data, genotype, code.
+
+    ``records``: the whole training set; ``used``: how many of them the run takes."""
     settings = {k: v for k, v in cfg.to_dict().items() if k not in EXECUTION_KEYS and k != "data_root"}
     return {"format": IDENTITY_FORMAT, "kind": kind, "code": code_version(), "settings": settings,
-            "data": data_fingerprint(cfg, records), "genotype": genotype_hash(genotype)}
+            "data": data_fingerprint(cfg, records, used), "genotype": genotype_hash(genotype)}
 
 
 def _short(v) -> str:
@@ -116,9 +129,11 @@ def identity_differences(saved: dict, now: dict) -> list[str]:
     s_data, n_data = saved.get("data") or {}, now["data"]
     if s_data.get("root") != n_data["root"]:
         diffs.append(f"data root (run {_short(s_data.get('root'))}, now {_short(n_data['root'])})")
+    elif s_data.get("files") != n_data["files"]:
+        diffs.append(f"data files (run {s_data.get('images')} images, now {n_data['images']}; "
+                     f"names or sizes changed under the data root)")
     elif s_data != n_data:
-        diffs.append(f"data files (run {s_data.get('images')} images, now {n_data['images']}, "
-                     f"names or sizes changed)")
+        diffs.append("image content (the same files were edited)")
     if saved.get("genotype") != now["genotype"]:
         diffs.append("genotype (another architecture than the run was started with)")
     if saved.get("code") != now["code"]:

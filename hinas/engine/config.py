@@ -247,8 +247,16 @@ class RunConfig:
             raise ConfigError(f"setting 'width_factors' must be numbers in (0, 16], got {self.width_factors}")
         if self.node_channels is not None and any(not 1 <= c <= 2048 for c in self.node_channels):
             raise ConfigError(f"setting 'node_channels' must be integers in 1..2048, got {self.node_channels}")
+        # the supernet's size, estimated before any tensor is allocated (the paper's: ~1 M)
+        edges = self.steps * (self.steps + 3) // 2
+        params = self.layers * sum(edges * 30 * (self.f * w) ** 2 for w in self.width_factors[: self.levels])
+        if params > MAX_SUPERNET_PARAMS:
+            raise ConfigError(f"settings f={self.f}, layers={self.layers}, steps={self.steps}, width_factors="
+                              f"{self.width_factors} make a supernet of about {params / 1e6:.0f} M parameters "
+                              f"(limit {MAX_SUPERNET_PARAMS / 1e6:.0f} M); choose smaller values")
 
 
+MAX_SUPERNET_PARAMS = 300_000_000
 # (lo, hi) for integers; None values (where allowed) are not checked
 _INT_RANGES = {
     "seed": (0, 2**40), "max_images": (1, 10**7), "f": (1, 256), "layers": (1, 64), "steps": (1, 16),

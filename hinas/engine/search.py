@@ -118,10 +118,9 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
     # -- every input is checked before the first write ---------------------------------------------
     ck = common.on_rank0(folder.open)
     data = task_datasets(cfg.task, cfg.data_root)
-    records = sorted(data["train"].records, key=lambda r: r.name)
-    if cfg.max_images:
-        records = records[: cfg.max_images]
-    identity = common.run_identity("search", cfg, records)
+    all_records = sorted(data["train"].records, key=lambda r: r.name)
+    records = all_records[: cfg.max_images] if cfg.max_images else all_records
+    identity = common.run_identity("search", cfg, all_records, used=len(records))
     common.on_rank0(lambda: folder.check_identity(ck, identity))
     W, A, V = search_split(records, cfg.split_mode, cfg.val_fraction, cfg.seed)
     common.seed_everything(cfg.seed)

@@ -86,10 +86,9 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
     # -- every input is checked before the first write ---------------------------------------------
     ck = common.on_rank0(folder.open)
     data = task_datasets(cfg.task, cfg.data_root)
-    records = sorted(data["train"].records, key=lambda r: r.name)
-    if cfg.max_images:
-        records = records[: cfg.max_images]
-    identity = common.run_identity("train", cfg, records, genotype)
+    all_records = sorted(data["train"].records, key=lambda r: r.name)
+    records = all_records[: cfg.max_images] if cfg.max_images else all_records
+    identity = common.run_identity("train", cfg, all_records, genotype, used=len(records))
     common.on_rank0(lambda: folder.check_identity(ck, identity))
     n_val = max(1, int(math.floor(cfg.val_fraction * len(records))))
     if len(records) - n_val < 1:
