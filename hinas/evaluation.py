@@ -318,16 +318,18 @@ def check_network_spec(spec, source: str = NETWORK_FILE):
         raise HinasError(f"{source}: expected a JSON object describing the network, got {type(spec).__name__}")
     model = spec.get("model")
     if model == "dncnn":
-        if spec.get("in_channels", 1) not in (1, 3):
-            raise HinasError(f"{source}: in_channels must be 1 or 3, got {spec.get('in_channels')!r}")
+        if spec.get("in_channels", 1) != 1 or spec.get("task", "denoise") != "denoise":
+            raise HinasError(f"{source}: DnCNN here is the grey denoising baseline (task denoise, in_channels 1); "
+                             f"the file was edited")
         return None
     if model != "hinas":
         raise HinasError(f"{source}: model must be 'hinas' or 'dncnn', got {quote(model)}")
     g = Genotype.from_dict(spec.get("genotype"), f"{source} (genotype)")
     if spec.get("task", g.task) != g.task or (g.task == "sr" and spec.get("scale", g.scale) != g.scale):
         raise HinasError(f"{source}: task/scale disagree with the genotype's; the file was edited")
-    if spec.get("in_channels", g.in_channels) != g.in_channels:
-        raise HinasError(f"{source}: in_channels disagrees with the genotype's ({g.in_channels})")
+    if spec.get("in_channels", g.in_channels) != g.in_channels or g.in_channels != (1 if g.task == "denoise" else 3):
+        raise HinasError(f"{source}: in_channels must be 1 for denoising and 3 for SR, and agree with the "
+                         f"genotype's; the file was edited")
     if not isinstance(spec.get("residual", True), bool):
         raise HinasError(f"{source}: residual must be true or false")
     check_network_size(g, spec.get("f"), spec.get("node_channels"), source)

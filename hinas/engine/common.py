@@ -1,5 +1,11 @@
 """Run mechanics shared by search and training: run folders, atomic checkpoints, seeds,
-deterministic resumable batch streams, distributed helpers, tidy CSV files."""
+deterministic resumable batch streams, distributed helpers, tidy CSV files.
+
+A run folder has one identity (:func:`run_identity`: settings, data fingerprint, genotype,
+code version), stored inside its checkpoint by :class:`RunState` and compared on
+``--resume`` by :class:`RunFolder`, which also holds an exclusive lock on the folder for
+the life of the run and lets nothing be written before every input has been checked.
+"""
 
 from __future__ import annotations
 

@@ -60,6 +60,10 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
                              f"{' x' + str(genotype.scale) if genotype.scale else ''}, "
                              f"but the run is {cfg.task}{' x' + str(cfg.scale) if cfg.scale else ''}; "
                              f"search for this task or pass matching --task/--scale")
+        want = 1 if cfg.task == "denoise" else 3
+        if genotype.in_channels != want:
+            raise HinasError(f"the genotype takes {genotype.in_channels}-channel images, but {cfg.task} data has "
+                             f"{want}; use a genotype searched for this task")
     if out_dir is None:
         raise HinasError("training needs a run folder (--out DIR)")
     if cfg.model != "hinas":
