@@ -257,7 +257,8 @@ def bm3d_restore(sigma: float):
     try:
         import bm3d
     except ImportError:
-        raise HinasError("the BM3D baseline needs the 'bm3d' package: pip install bm3d") from None
+        raise HinasError("the BM3D baseline needs the optional 'bm3d' package (non-commercial licence, no aarch64 "
+                         "wheel): pip install 'hinas[baselines]' (or: pip install bm3d)") from None
 
     def fn(x):
         import torch
