@@ -336,7 +336,8 @@ def run_eval(args) -> dict:
         task, fn = "denoise", bm3d_restore(args.sigma)
     dataset = args.dataset or _default_dataset(task, args.data_root)
     res = evaluate(fn, dataset, task, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
-                   device=args.device, data_root=args.data_root, limit=args.limit)
+                   device=args.device, data_root=args.data_root, limit=args.limit,
+                   progress=sys.stderr.isatty())  # per-image lines on a terminal (BM3D takes minutes)
     res["method"] = args.method
     return res
 

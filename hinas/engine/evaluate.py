@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def _timed_restore(model, device):
 
 
 def evaluate_run(run_dir, dataset=None, *, sigma=None, scale=None, protocol: str = "standard", data_root=None,
-                 device: str = "cpu", limit: int | None = None, which: str = "best") -> dict:
+                 device: str = "cpu", limit: int | None = None, which: str = "best", progress: bool = False) -> dict:
     """Score a trained run folder; returns psnr, ssim, params, flops, seconds, images, ..."""
     from hinas.engine.train import load_trained
     from hinas.evaluation import evaluate
@@ -60,7 +61,7 @@ def evaluate_run(run_dir, dataset=None, *, sigma=None, scale=None, protocol: str
         dataset = "embedded-test" if resolve_data_root(data_root) is None else ("BSDS500-test" if task == "denoise" else "Set5")
     restore, timer = _timed_restore(model, device)
     res = evaluate(restore, dataset, task, sigma=sigma, scale=scale, protocol=protocol, device=device,
-                   data_root=data_root, limit=limit)
+                   data_root=data_root, limit=limit, progress=progress)
     in_ch = spec.get("in_channels", 1 if task == "denoise" else 3)
     res.update({
         "params": count_parameters(model),
@@ -82,4 +83,5 @@ def evaluate_weights(args) -> dict:
     if args.limit is not None and args.limit < 1:
         raise HinasError(f"--limit must be at least 1, got {args.limit}")
     return evaluate_run(args.weights, args.dataset, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
-                        data_root=args.data_root, device=args.device, limit=args.limit)
+                        data_root=args.data_root, device=args.device, limit=args.limit,
+                        progress=sys.stderr.isatty())  # per-image lines on a terminal
