@@ -155,16 +155,18 @@ def _expand_inputs(inputs) -> list[Path]:
     return files
 
 
-def _output_paths(files: list[Path], out: Path, suffix_noisy: bool) -> list[Path]:
+def _output_paths(files: list[Path], out: Path, with_noisy: bool) -> list[Path]:
     single_file = out.suffix.lower() in OUTPUT_SUFFIXES and not out.is_dir()
     if single_file and len(files) > 1:
         raise HinasError(f"--out {out} is a file name but {len(files)} images were given; give a folder")
     targets = [out] if single_file else [out / f"{f.stem}.png" for f in files]
     seen: dict[Path, Path] = {}
     for f, t in zip(files, targets):
-        if t in seen:
-            raise HinasError(f"{f} and {seen[t]} would both be written to {t}; restore them into separate folders")
-        seen[t] = f
+        for path in ([t, noisy_path(t)] if with_noisy else [t]):
+            if path in seen:
+                raise HinasError(f"{f} and {seen[path]} would both be written to {path}; "
+                                 f"restore them into separate folders")
+            seen[path] = f
     return targets
 
 
