@@ -99,6 +99,8 @@ def _write(model, example, path: Path, opset: int, dynamo: bool) -> None:
                          f"(onnx, onnxruntime, onnxscript)") from None
     except Exception as exc:  # the exporter's own errors are long; keep the first line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else exc.__class__.__name__
+        if "not installed" in first:
+            raise HinasError(f"ONNX export needs the optional packages: pip install 'hinas[export]' ({first})") from None
         raise HinasError(f"ONNX export failed at opset {opset}: {first}") from None
 
 
