@@ -3,7 +3,6 @@
 import dataclasses
 import json
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -53,6 +52,7 @@ def test_search_and_train_help_show_examples_and_profiles(command, capsys):
 
 # ------------------------------------------------------------------------------------ install
 def test_package_metadata():
+    tomllib = pytest.importorskip("tomllib", reason="tomllib is in the standard library from Python 3.11")
     meta = tomllib.loads((ROOT / "pyproject.toml").read_text())
     deps = meta["project"]["dependencies"]
     torch_req = [d for d in deps if d.replace(" ", "").startswith("torch")]
