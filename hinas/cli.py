@@ -25,6 +25,9 @@ COMMAND_MODULES = (
     "hinas.data.cli",  # data ...
     "hinas.evaluation",  # eval ...
     "hinas.engine_cli",  # search, train
+    "hinas.restore",  # restore
+    "hinas.export",  # export
+    "hinas.config_cli",  # config show
 )
 
 

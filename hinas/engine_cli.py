@@ -24,11 +24,32 @@ def _common(p) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+_PROFILES_HELP = ("profiles: smoke (seconds, tests), quick (minutes on a CPU), gpu (~8 min on one H100), "
+                  "paper (the released code's schedule)\nall settings and their meanings: hinas config show "
+                  "--profile P --task T")
+_EPILOG = {
+    "search": "examples:\n  hinas search --task denoise --profile quick --out runs/s1\n"
+              "  hinas search --config hinas/configs/sr_x4.yaml --out runs/sr4 --set epochs=10\n"
+              "  hinas search --task denoise --profile quick --out runs/s1 --resume\n" + _PROFILES_HELP,
+    "train": "examples:\n  hinas train --genotype runs/s1/genotype.json --task denoise --sigma 50 --profile quick "
+             "--out runs/t1\n  hinas train --model dncnn --task denoise --sigma 30 --profile quick --out runs/d1\n"
+             + _PROFILES_HELP,
+}
+
+
+def _raw():
+    import argparse
+
+    return argparse.RawDescriptionHelpFormatter
+
+
 def register_cli(subparsers) -> None:
-    s = subparsers.add_parser("search", help="bilevel architecture search; writes genotype.json, history.csv, summary.json")
+    s = subparsers.add_parser("search", help="bilevel architecture search; writes genotype.json, history.csv, summary.json",
+                              epilog=_EPILOG["search"], formatter_class=_raw())
     _common(s)
     s.set_defaults(func=_search)
-    t = subparsers.add_parser("train", help="train the network of a genotype from scratch (or the DnCNN baseline)")
+    t = subparsers.add_parser("train", help="train the network of a genotype from scratch (or the DnCNN baseline)",
+                              epilog=_EPILOG["train"], formatter_class=_raw())
     _common(t)
     t.add_argument("--genotype", default=None, metavar="JSON", help="genotype file from 'hinas search'")
     t.add_argument("--model", choices=("hinas", "dncnn"), default=None, help="network to train (default: hinas)")

@@ -260,7 +260,8 @@ def bm3d_restore(sigma: float):
     try:
         import bm3d
     except ImportError:
-        raise HinasError("the BM3D baseline needs the 'bm3d' package: pip install bm3d") from None
+        raise HinasError("the BM3D baseline needs the optional 'bm3d' package (non-commercial licence, no aarch64 "
+                         "wheel): pip install 'hinas[baselines]' (or: pip install bm3d)") from None
 
     def fn(x):
         import torch
@@ -412,7 +413,7 @@ def _timed_restore(model, device):
 
 
 def evaluate_run(run_dir, dataset=None, *, sigma=None, scale=None, protocol: str = "standard", data_root=None,
-                 device: str = "cpu", limit: int | None = None, which: str = "best") -> dict:
+                 device: str = "cpu", limit: int | None = None, which: str = "best", progress: bool = False) -> dict:
     """Score a trained run folder; returns psnr, ssim, params, flops, seconds, images, ..."""
     import torch
 
@@ -437,7 +438,7 @@ def evaluate_run(run_dir, dataset=None, *, sigma=None, scale=None, protocol: str
         dataset = _default_dataset(task, data_root)
     restore, timer = _timed_restore(model, device)
     res = evaluate(restore, dataset, task, sigma=sigma, scale=scale, protocol=protocol, device=device,
-                   data_root=data_root, limit=limit)
+                   data_root=data_root, limit=limit, progress=progress)
     in_ch = spec.get("in_channels", 1 if task == "denoise" else 3)
     res.update({
         "params": count_parameters(model),
@@ -461,7 +462,8 @@ def evaluate_weights(args) -> dict:
     if args.sigma is not None:
         finite_number(args.sigma, "--sigma", lo=0, hi=255)
     return evaluate_run(args.weights, args.dataset, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
-                        data_root=args.data_root, device=args.device, limit=args.limit)
+                        data_root=args.data_root, device=args.device, limit=args.limit,
+                        progress=sys.stderr.isatty())  # per-image lines on a terminal
 
 
 # ------------------------------------------------------------------------------ command line
@@ -528,7 +530,8 @@ def run_eval(args) -> dict:
         task, fn = "denoise", bm3d_restore(args.sigma)
     dataset = args.dataset or _default_dataset(task, args.data_root)
     res = evaluate(fn, dataset, task, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
-                   device=args.device, data_root=args.data_root, limit=args.limit)
+                   device=args.device, data_root=args.data_root, limit=args.limit,
+                   progress=sys.stderr.isatty())  # per-image lines on a terminal (BM3D takes minutes)
     res["method"] = args.method
     return res
 

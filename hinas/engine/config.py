@@ -279,6 +279,72 @@ _FLOAT_RANGES = {
 }
 
 
+# One line per RunConfig setting, shown by ``hinas config show``. A new field needs an entry
+# here, or ``field(..., metadata={"help": ...})`` on the field itself (tests/test_config_cli.py
+# checks that every field has one).
+FIELD_HELP = {
+    "task": "what to restore: 'denoise' (grey, x - net(x)) or 'sr' (RGB, bicubic(x) + net(x))",
+    "scale": "SR upscaling factor 2, 3 or 4 (None for denoising)",
+    "search_sigma": "denoising noise levels (0-255) the search draws one of per sample",
+    "sigma": "denoising noise level(s) (0-255) for training and validation",
+    "profile": "named preset the values came from: smoke, quick, gpu or paper",
+    "seed": "seed of weights, crops, noise and the data split",
+    "device": "torch device: 'cpu' or 'cuda' (the gpu and paper profiles use cuda)",
+    "data_root": "folder with the benchmark datasets (None: $HINAS_DATA, else the embedded images)",
+    "max_images": "use only the first N training images, sorted by name (None: all)",
+    "f": "supernet channels per cell node at width level 0 (paper: 10 dn, 8 SR)",
+    "layers": "L, number of cell layers of the supernet (paper: 3 dn, 2 SR)",
+    "steps": "B, intermediate nodes per cell (paper: 4 dn, 3 SR)",
+    "levels": "S, number of width levels in the outer search space (3)",
+    "width_factors": "channel multiplier per width level: [1, 1.5, 2] (code) or [1, 2, 4] (paper)",
+    "lwas": "layer-wise architecture sharing: one alpha per layer (True) or one for all layers",
+    "cell_sharing": "'eq5': one shared cell per target (HiNAS); 'eq6': a cell per incoming path (Auto-DeepLab)",
+    "residual": "residual learning: the network predicts the noise (dn) or the detail over bicubic (SR)",
+    "search_sigmoid": "sigmoid after the residual addition in the search network, as the released code",
+    "epochs": "search epochs (paper: 100)",
+    "batch_size": "search batch size (paper: 6 dn, 24 SR)",
+    "patch": "side of the training crops in pixels (LR pixels for SR)",
+    "crops_per_image": "random crops per training image per epoch (the reference: 1)",
+    "arch_start_epoch": "architecture (alpha, beta) steps start after this epoch (paper: 20)",
+    "val_start_epoch": "search validation starts after this epoch (paper: 60)",
+    "split_mode": "how search images split into W/A/V: 'reference' (sorted by name) or 'random' (seeded)",
+    "val_fraction": "fraction of the search images held out for validation",
+    "val_crop": "validate on central crops of this size (None: whole images)",
+    "w_lr": "search: initial SGD learning rate of the network weights",
+    "w_lr_min": "search: final (minimum) weight learning rate",
+    "w_momentum": "search: SGD momentum of the network weights",
+    "w_weight_decay": "search: weight decay of the network weights",
+    "lr_schedule": "search weight-lr schedule: 'poly_cosine' (released code) or 'cosine' (paper)",
+    "cosine_t_max": "period in epochs of the cosine part of 'poly_cosine'",
+    "a_lr": "search: Adam learning rate of the architecture parameters",
+    "a_weight_decay": "search: weight decay of the architecture parameters",
+    "search_ssim_weight": "search loss weight of log10(1/SSIM) (None: 0.5 dn, 0.6 SR)",
+    "model": "network to train: 'hinas' (from a genotype) or 'dncnn' (denoising baseline)",
+    "net_f": "derived network channels per node at level 0 (None: 20 dn, 16 SR)",
+    "node_channels": "fixed channels per layer instead of the searched widths (HiNAS-w40 / -wm)",
+    "iterations": "training iterations of the derived network (code: 600k; paper: 400k for denoising)",
+    "train_batch_size": "training batch size (None: 24 dn, 16 SR)",
+    "train_lr": "training: initial SGD learning rate (poly decay to 0)",
+    "train_weight_decay": "training: weight decay",
+    "bias_lr_factor": "training: learning-rate multiplier of biases (which get no weight decay)",
+    "grad_clip": "training: gradient-norm clip",
+    "train_ssim_weight": "training loss weight of log10(1/SSIM) (None: 0.6; 0 = MSE/L1 only)",
+    "val_every": "training: validate every N iterations (once validation has started)",
+    "val_after_fraction": "training: validate only after this fraction of the iterations",
+    "checkpoint_every": "steps between atomic checkpoints (and at every epoch end)",
+    "log_every": "steps between progress/history records",
+    "threads": "CPU threads for torch (None: torch's default)",
+    "amp_bf16": "bfloat16 autocast (CUDA only)",
+    "channels_last": "channels-last memory format (CUDA only)",
+    "quiet": "no progress bar",
+}
+
+
+def describe_settings(cfg: RunConfig) -> list[dict]:
+    """``[{"key", "value", "help"}, ...]`` for every RunConfig field, in declaration order."""
+    return [{"key": f.name, "value": getattr(cfg, f.name), "help": f.metadata.get("help") or FIELD_HELP.get(f.name, "")}
+            for f in dataclasses.fields(cfg)]
+
 def _task_defaults(task: str, scale) -> dict:
     if task == "sr":
         return dict(sigma=[0.0], search_sigma=[0.0], f=8, layers=2, steps=3, batch_size=24, val_fraction=0.05, scale=scale or 4)
