@@ -262,7 +262,7 @@ def reference_side_by_side(code: str, *, iterations: int = 40, batch: int = 24, 
     from hinas.engine.config import RunConfig
     from hinas.engine.train import param_groups, poly_lr
     from hinas.genotype import random_genotype
-    from hinas.losses import ssim
+    from hinas.losses import differentiable_ssim as ssim
     from hinas.network import build_network
     from hinas.ops import REFERENCE_NAMES
 

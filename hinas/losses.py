@@ -49,11 +49,11 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return (g[:, None] * g[None, :]).float()
 
 
-def ssim(img1: torch.Tensor, img2: torch.Tensor, window: torch.Tensor | None = None,
-         data_range: float = 1.0) -> torch.Tensor:
-    """Mean SSIM of NxCxHxW images, as the reference loss: Gaussian 11x11, sigma 1.5, zero
-    padding (full-size map, borders included). Differentiable; not the evaluation metric
-    (that one is MATLAB's 'valid' SSIM on uint8 images, in :mod:`hinas.metrics`)."""
+def differentiable_ssim(img1: torch.Tensor, img2: torch.Tensor, window: torch.Tensor | None = None,
+                        data_range: float = 1.0) -> torch.Tensor:
+    """Mean SSIM of NxCxHxW tensors, as the reference loss: Gaussian 11x11, sigma 1.5, zero
+    padding (full-size map, borders included). Differentiable; NOT the evaluation metric
+    (that one is :func:`hinas.metrics.calculate_ssim`, MATLAB's 'valid' SSIM on uint8 images)."""
     if window is None:
         window = gaussian_window().to(img1)
     c = img1.shape[1]
@@ -135,7 +135,7 @@ class RestorationLoss(nn.Module):
 
     def terms(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         data = F.mse_loss(pred, target) if self.data == "mse" else F.l1_loss(pred, target)
-        s = ssim(pred, target, self.window)
+        s = differentiable_ssim(pred, target, self.window)
         self.nonpositive_events += (s.detach() <= 0).long()
         log_ssim = neg_log10_ssim(s, self.nonpositive_ssim)
         return {"data": data, "log_ssim": log_ssim}

@@ -11,7 +11,7 @@ import torch
 
 from hinas.config import SupernetConfig
 from hinas.genotype import Genotype, random_genotype, viterbi
-from hinas.losses import RestorationLoss, neg_log10_ssim, ssim
+from hinas.losses import RestorationLoss, differentiable_ssim as ssim, neg_log10_ssim
 from hinas.network import build_network, count_parameters
 from hinas.ops import PRIMITIVE_SETS, init_batchnorm
 from hinas.supernet import Supernet, build_supernet
