@@ -108,6 +108,7 @@ def _os_error_message(exc: OSError) -> str:
         errno.ENOSPC: "free some disk space (or choose another --out / data root) and run again; "
                       "a run continues with --resume",
         errno.EDQUOT: "free some space in your quota and run again",
+        errno.EFBIG: "the file is larger than this system allows (ulimit -f?); raise the limit or free space",
         errno.EACCES: "check the permissions, or choose a path you can write to",
         errno.EPERM: "check the permissions, or choose a path you can write to",
         errno.EROFS: "the file system is read-only; choose another path",

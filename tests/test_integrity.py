@@ -207,6 +207,9 @@ def test_resume_with_another_data_source_or_changed_files_is_refused(tmp_path, c
     _write_image(train / "train0.png", (64, 48), seed=5)
     refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=1", contains="data files")
     assert folder_hash(s) == before
+    # a refused new run leaves no folders behind, parents included
+    refused(capsys, "search", *SMOKE, "--out", tmp_path / "a" / "b" / "c", "--data-root", tmp_path / "nowhere")
+    assert not (tmp_path / "a").exists()
 
 
 def test_resume_after_an_image_was_edited_in_place_is_refused(tmp_path, capsys):
@@ -274,6 +277,18 @@ def test_a_checkpoint_from_another_kind_of_run_is_refused(runs, tmp_path, capsys
     (s / "checkpoint.pt").write_bytes(b"garbage")
     refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=2", contains="cannot load")
     assert set(folder_hash(s)) == set(before)
+
+
+def test_hostile_checkpoint_contents_are_refused(runs, tmp_path, capsys):
+    s = copy_run(runs, "s", tmp_path)
+    good = torch.load(s / "checkpoint.pt", weights_only=True)
+    for change in ({"identity": dict(good["identity"], settings=[1, 2])}, {"identity": "x"},
+                   {"state": dict(good["state"], epoch="one", finished=False)}, {"model": {"w": 1}},
+                   {"rng": {"torch": 5}}):
+        torch.save(dict(good, **change), s / "checkpoint.pt")
+        before = folder_hash(s)
+        refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=2")
+        assert folder_hash(s) == before
 
 
 def test_identity_lives_in_the_checkpoint(runs):

@@ -128,11 +128,13 @@ def identity_differences(saved: dict, now: dict) -> list[str]:
     diffs = []
     if saved.get("kind") != now["kind"]:
         return [f"the folder holds a {_short(saved.get('kind'))} run, not a {now['kind']} run"]
-    s_set, n_set = saved.get("settings") or {}, now["settings"]
+    s_set, n_set = saved.get("settings"), now["settings"]
+    s_set = s_set if isinstance(s_set, dict) else {}
     for k in sorted(set(s_set) | set(n_set)):
         if s_set.get(k, "<absent>") != n_set.get(k, "<absent>"):
             diffs.append(f"{k} (run {_short(s_set.get(k))}, now {_short(n_set.get(k))})")
-    s_data, n_data = saved.get("data") or {}, now["data"]
+    s_data, n_data = saved.get("data"), now["data"]
+    s_data = s_data if isinstance(s_data, dict) else {}
     if s_data.get("root") != n_data["root"]:
         diffs.append(f"data root (run {_short(s_data.get('root'))}, now {_short(n_data['root'])})")
     elif s_data.get("files") != n_data["files"]:
@@ -175,7 +177,7 @@ class RunFolder:
         self.kind, self.resume, self.rank, self.quiet = kind, resume, rank, quiet
         self.ckpt_path = self.out / CHECKPOINT
         self._fd = None
-        self._created = False
+        self._created = None  # the top folder this run created, until its first write
 
     # -- locking ------------------------------------------------------------------------------
     def _lock(self) -> None:
@@ -185,9 +187,12 @@ class RunFolder:
         if self.out.exists() and not self.out.is_dir():
             raise HinasError(f"{q}: --out is a file, not a folder; choose a folder path")
         if not self.out.exists():
+            top = self.out.absolute()
+            while not top.parent.exists():
+                top = top.parent
             try:
                 self.out.mkdir(parents=True)
-                self._created = True
+                self._created = top  # the first folder this run made: removed again if refused
             except FileExistsError:
                 pass
             except OSError as exc:
@@ -209,10 +214,16 @@ class RunFolder:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
         if self._created:  # a refused new run leaves no empty folder behind
+            p = self.out.absolute()
             try:
-                self.out.rmdir()
+                while True:
+                    p.rmdir()
+                    if p == self._created:
+                        break
+                    p = p.parent
             except OSError:
                 pass
+            self._created = None
 
     def open(self):
         """Lock and inspect the folder; the checkpoint dict to resume from, or ``None``."""
@@ -255,7 +266,7 @@ class RunFolder:
             return
         cfg_file = self.out / "config.yaml"
         write_setup()
-        self._created = False  # the folder now holds a checkpoint: keep it whatever happens next
+        self._created = None  # the folder now holds a checkpoint: keep it whatever happens next
         # a readable copy; the identity in the checkpoint is what --resume checks
         atomic_write_text(cfg_file, config.to_yaml())
         env_file = self.out / "environment.json"
@@ -342,6 +353,9 @@ class RunState:
                 s.load_state(ck[name])
             set_rng_state(ck["rng"])
             state = dict(ck["state"])
+            for k, fresh in self.state.items():  # the loop's counters keep their types
+                if fresh is not None and not isinstance(state[k], type(fresh)):
+                    raise TypeError(k)
         except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             raise HinasError(f"{q}: the checkpoint does not fit this run ({exc.__class__.__name__}); "
                              f"it is damaged or from another version: choose another --out") from None
