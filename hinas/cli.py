@@ -28,8 +28,15 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with where to look) rather than usage + error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {one_line(message)}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="hinas",
         description="HiNAS: hierarchical NAS for image restoration (search, train, evaluate).",
     )

@@ -550,6 +550,10 @@ def _eval_command(args) -> int:
     if save is not None:  # refuse before minutes of evaluation, not after
         if save.is_dir():
             raise HinasError(f"{quote(save)}: --save names a folder; give a file name (e.g. result.json)")
+        blocker = next((p for p in save.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise HinasError(f"{quote(blocker)}: is a file, so --save {quote(save)} cannot be written; "
+                             f"choose another --save")
         if save.exists() and not getattr(args, "force", False):
             raise HinasError(f"{quote(save)}: already exists; pass --force to overwrite it, or choose another --save")
     res = evaluate_weights(args) if args.weights is not None else run_eval(args)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import stat
 from pathlib import Path
 
 from hinas.errors import HinasError
@@ -42,7 +43,10 @@ def read_text_bounded(path, max_bytes: int, what: str) -> str:
     try:
         if path.is_dir():
             raise HinasError(f"{q}: is a folder, not a {what} file; give the file inside it")
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise HinasError(f"{q}: not a regular file (a device, pipe or socket); give a {what} file")
+        size = st.st_size
     except FileNotFoundError:
         raise HinasError(f"{q}: no such {what} file; check the path") from None
     except OSError as exc:
