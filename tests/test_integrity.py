@@ -244,8 +244,22 @@ def test_deleting_or_breaking_config_yaml_does_not_disable_the_check(runs, tmp_p
     before = folder_hash(s)
     refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=2", "--seed", "7", contains="seed")
     assert folder_hash(s) == before
-    # the matching resume works from the checkpoint alone
+    # the matching resume works from the checkpoint alone, and heals the readable copy
     rc, _, err = hinas(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=2")
+    assert rc == 0, err
+    assert RunConfig.from_dict(__import__("yaml").safe_load((s / "config.yaml").read_text())).seed == 0
+
+
+def test_resume_restores_missing_readable_copies(runs, tmp_path, capsys):
+    """A run killed between its first checkpoint and its readable copies still evaluates after --resume."""
+    t = copy_run(runs, "t", tmp_path)
+    for name in ("network.json", "genotype.json", "config.yaml", "environment.json"):
+        (t / name).unlink()
+    rc, _, err = hinas(capsys, "train", *SMOKE, "--genotype", runs / "t" / "genotype.json", "--out", t, "--resume",
+                       "--set", "iterations=4")
+    assert rc == 0, err
+    assert json.loads((t / "network.json").read_text()) == json.loads((runs / "t" / "network.json").read_text())
+    rc, out, err = hinas(capsys, "eval", "--weights", t, "--sigma", "50", "--limit", "1", "--json")
     assert rc == 0, err
 
 

@@ -260,18 +260,38 @@ class RunFolder:
                              f"{'; '.join(diffs)}; resume with the same settings, data and genotype, "
                              f"or choose another --out")
 
-    def begin(self, config, write_setup) -> None:
-        """The first write: from here on the folder is this run's (rank 0)."""
+    def begin(self, config, files: dict | None = None, first_checkpoint=None) -> None:
+        """The first write, once every input has been checked (rank 0).
+
+        A new run writes its first checkpoint (which carries the identity) before anything
+        else; a resumed one restores the readable copies that are missing (a run killed
+        between its first checkpoint and them, or a deleted ``config.yaml``). ``files``
+        (name -> text) are written only where absent: they describe the same run.
+        """
         if self.rank != 0:
             return
-        cfg_file = self.out / "config.yaml"
-        write_setup()
+        if first_checkpoint is not None:
+            first_checkpoint()
         self._created = None  # the folder now holds a checkpoint: keep it whatever happens next
-        # a readable copy; the identity in the checkpoint is what --resume checks
-        atomic_write_text(cfg_file, config.to_yaml())
+        for name, text in (files or {}).items():
+            if not (self.out / name).exists():
+                atomic_write_text(self.out / name, text)
+        # a readable copy of the settings; the identity in the checkpoint is what --resume checks
+        cfg_file = self.out / "config.yaml"
+        if not _readable_mapping(cfg_file):
+            atomic_write_text(cfg_file, config.to_yaml())
         env_file = self.out / "environment.json"
         if not env_file.exists():
             atomic_write_text(env_file, json.dumps(environment_info(config, self.kind), indent=1))
+
+
+def _readable_mapping(path: Path) -> bool:
+    import yaml
+
+    try:
+        return isinstance(yaml.safe_load(path.read_text()), dict)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return False
 
 
 def on_rank0(fn):

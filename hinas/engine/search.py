@@ -146,15 +146,15 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
     ckpt_path = out / CHECKPOINT
     run = common.RunState("supernet", identity, net, {"opt_w": opt_w, "opt_a": opt_a},
                           {"stream_w": stream_w, "stream_a": stream_a}, state, ckpt_path)
-    common.barrier()  # rank 0 has checked the folder and the identity
-    if rank != 0 and ckpt_path.exists() and folder.resume:
+    resuming = common.broadcast_object(ck is not None)  # rank 0 has checked the folder and the identity
+    if rank != 0 and resuming:
         ck = common.load_checkpoint(ckpt_path)
     if ck is not None:
         run.restore(ck)
-        if state.get("finished"):
-            return _read_summary(out)
-    else:  # a new run: its first checkpoint carries the identity before any other file is written
-        folder.begin(cfg, lambda: run.save())
+    # a new run: its first checkpoint carries the identity before any other file is written
+    folder.begin(cfg, first_checkpoint=None if ck is not None else run.save)
+    if state.get("finished"):
+        return _read_summary(out)
     common.barrier()
 
     def save_checkpoint():

@@ -114,24 +114,20 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
     state = {"iteration": 0, "best": None, "history": [], "seconds": 0.0, "sum": 0.0, "count": 0}
     ckpt_path = out / CHECKPOINT
     run = common.RunState("network", identity, model, {"opt": opt}, {"stream": stream}, state, ckpt_path)
-    common.barrier()  # rank 0 has checked the folder and the identity
-    if rank != 0 and ckpt_path.exists() and folder.resume:
+    resuming = common.broadcast_object(ck is not None)  # rank 0 has checked the folder and the identity
+    if rank != 0 and resuming:
         ck = common.load_checkpoint(ckpt_path)
     if ck is not None:
         run.restore(ck)
-        if state.get("finished"):
-            from hinas.safeio import load_json_file
+    # a new run: the checkpoint (with the identity) first, then the readable copies
+    files = {NETWORK_FILE: json.dumps(spec, indent=1)}
+    if genotype is not None:
+        files["genotype.json"] = genotype.to_json() + "\n"
+    folder.begin(cfg, files, first_checkpoint=None if ck is not None else run.save)
+    if state.get("finished"):
+        from hinas.safeio import load_json_file
 
-            return load_json_file(out / "summary.json", "summary")
-    else:  # a new run: the checkpoint (with the identity) first, then the readable copies
-
-        def write_setup():
-            run.save()
-            common.atomic_write_text(out / NETWORK_FILE, json.dumps(spec, indent=1))
-            if genotype is not None:
-                genotype.save(out / "genotype.json")
-
-        folder.begin(cfg, write_setup)
+        return load_json_file(out / "summary.json", "summary")
     common.barrier()
 
     def save_checkpoint():
