@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hinas.errors import DataError, HinasError
-from hinas.safeio import finite_number, quote
+from hinas.safeio import finite_number, names_file, quote
 
 __all__ = ["PROTOCOLS", "evaluate", "bicubic_restore", "bm3d_restore", "add_eval_arguments", "register_cli",
            "run_eval", "evaluate_run", "load_trained", "build_model", "check_network_spec"]
@@ -565,7 +565,8 @@ def _eval_command(args) -> int:
         save.parent.mkdir(parents=True, exist_ok=True)
         tmp = save.with_name(save.name + ".tmp")
         try:
-            tmp.write_text(json.dumps(full, indent=1) + "\n")
+            with names_file(tmp):
+                tmp.write_text(json.dumps(full, indent=1) + "\n")
             tmp.replace(save)
         except BaseException:
             tmp.unlink(missing_ok=True)

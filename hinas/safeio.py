@@ -10,8 +10,10 @@ characters, so a name holding a newline or an escape code cannot forge terminal 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
 import stat
 from pathlib import Path
@@ -34,6 +36,17 @@ def quote(name) -> str:
 def one_line(message: str) -> str:
     """Escape control characters so a message is exactly one printable line."""
     return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), str(message))
+
+
+@contextlib.contextmanager
+def names_file(path):
+    """Give an ``OSError`` raised without a file name (a write on a full disk) the name of ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
+        raise
 
 
 def read_text_bounded(path, max_bytes: int, what: str) -> str:

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from hinas.errors import ConfigError, HinasError
-from hinas.safeio import quote
+from hinas.safeio import names_file, quote
 
 
 class TrainingDiverged(HinasError):
@@ -445,7 +445,8 @@ def atomic_write_text(path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text)
+        with names_file(tmp):
+            tmp.write_text(text)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk leaves the old file, not a stray half
@@ -464,7 +465,7 @@ def write_bytes_durably(path, data) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as fh:
+        with names_file(tmp), open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
