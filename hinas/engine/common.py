@@ -130,7 +130,8 @@ def identity_differences(saved: dict, now: dict) -> list[str]:
         return [f"the folder holds a {_short(saved.get('kind'))} run, not a {now['kind']} run"]
     s_set, n_set = saved.get("settings"), now["settings"]
     s_set = s_set if isinstance(s_set, dict) else {}
-    for k in sorted(set(s_set) | set(n_set)):
+    first = ("profile", "task", "scale", "model", "seed")  # the differences that explain the others
+    for k in sorted(set(s_set) | set(n_set), key=lambda k: (k not in first, first.index(k) if k in first else 0, k)):
         if s_set.get(k, "<absent>") != n_set.get(k, "<absent>"):
             diffs.append(f"{k} (run {_short(s_set.get(k))}, now {_short(n_set.get(k))})")
     s_data, n_data = saved.get("data"), now["data"]
@@ -255,6 +256,8 @@ class RunFolder:
         if ck is None:
             return
         diffs = identity_differences(ck.get("identity"), identity)
+        if len(diffs) > 6:  # e.g. another --profile: name the first few
+            diffs = diffs[:5] + [f"and {len(diffs) - 5} more settings"]
         if diffs:
             raise HinasError(f"{quote(self.out)}: --resume with a different run than the checkpoint holds: "
                              f"{'; '.join(diffs)}; resume with the same settings, data and genotype, "
