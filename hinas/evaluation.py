@@ -89,8 +89,8 @@ def _from_tensor(t) -> np.ndarray:
     if t.ndim != 3:
         raise HinasError(f"restore_fn returned shape {tuple(t.shape)}; it must return 1xCxHxW")
     if not bool(torch.isfinite(t).all()):
-        raise HinasError("the network's output holds NaN or infinite values; its weights are not usable "
-                         "(retrain it, or evaluate another run)")
+        raise HinasError("the restored image holds NaN or infinite values, so it cannot be scored "
+                         "(a diverged network: retrain it, or evaluate another run)")
     a = t.clamp_(0.0, 1.0).numpy()
     return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
 
@@ -133,7 +133,7 @@ def evaluate(restore_fn, dataset, task, *, sigma=None, scale=None, protocol: str
     if task == "denoise":
         if sigma is None:
             raise HinasError("denoising evaluation needs --sigma (noise level on the 0-255 scale, e.g. 50)")
-        sigma = finite_number(sigma, "--sigma", lo=0, hi=255)
+        sigma = finite_number(sigma, "--sigma", lo=0, hi=255, lo_open=True)  # 0: nothing to denoise, PSNR inf
     else:
         if scale is None:
             raise HinasError("SR evaluation needs --scale (2, 3 or 4)")
@@ -459,7 +459,7 @@ def evaluate_weights(args) -> dict:
     if args.limit is not None and args.limit < 1:
         raise HinasError(f"--limit must be at least 1, got {args.limit}")
     if args.sigma is not None:
-        finite_number(args.sigma, "--sigma", lo=0, hi=255)
+        finite_number(args.sigma, "--sigma", lo=0, hi=255, lo_open=True)
     return evaluate_run(args.weights, args.dataset, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
                         data_root=args.data_root, device=args.device, limit=args.limit)
 
@@ -524,7 +524,7 @@ def run_eval(args) -> dict:
             raise HinasError("bm3d is the denoising baseline: use --sigma, not --scale (bicubic is the SR one)")
         if args.sigma is None:
             raise HinasError("bm3d needs --sigma (noise level on the 0-255 scale, e.g. 50)")
-        finite_number(args.sigma, "--sigma", lo=0, hi=255)
+        finite_number(args.sigma, "--sigma", lo=0, hi=255, lo_open=True)
         task, fn = "denoise", bm3d_restore(args.sigma)
     dataset = args.dataset or _default_dataset(task, args.data_root)
     res = evaluate(fn, dataset, task, sigma=args.sigma, scale=args.scale, protocol=args.protocol,

@@ -417,6 +417,14 @@ def test_non_finite_sigma_and_settings_are_refused_by_name(value, tmp_path, caps
         RunConfig.from_profile("smoke", epochs=float(value))
 
 
+def test_non_finite_outputs_and_zero_sigma_are_not_scored(capsys):
+    from hinas.evaluation import evaluate
+
+    with pytest.raises(HinasError, match="NaN or infinite"):
+        evaluate(lambda x: x * float("nan"), "embedded-test", "denoise", sigma=25, limit=1)
+    refused(capsys, "eval", "bm3d", "--sigma", "0", "--limit", "1", contains="--sigma")
+
+
 def test_divergence_message_is_truthful_about_the_checkpoint(tmp_path):
     assert "no checkpoint was written" in common.kept_checkpoint(tmp_path / "checkpoint.pt")
     (tmp_path / "checkpoint.pt").write_bytes(b"x")
