@@ -82,12 +82,15 @@ def read_text_bounded(path, max_bytes: int, what: str) -> str:
 
 def check_depth(obj, source: str, max_depth: int = MAX_DEPTH) -> None:
     """Refuse structures nested deeper than ``max_depth`` (iteratively: no recursion to blow)."""
-    stack = [(obj, 1)]
+    stack, seen = [(obj, 1)], set()
     while stack:
         o, d = stack.pop()
         if isinstance(o, (dict, list)):
             if d > max_depth:
                 raise HinasError(f"{source}: nested deeper than {max_depth} levels; not a file hinas wrote")
+            if id(o) in seen:  # YAML aliases share objects: visit each once (no 'billion laughs')
+                continue
+            seen.add(id(o))
             stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
 
 

@@ -338,10 +338,10 @@ def test_decompression_bomb_is_one_line_naming_the_file(tmp_path, capsys):
     folder = tmp_path / "imgs"
     _write_image(folder / "ok.png", (32, 32))
     png_claiming(folder / "bomb.png", 20000, 20000)
-    line = refused(capsys, "eval", "bm3d", "--sigma", "50", "--dataset", folder, contains="bomb.png")
+    line = refused(capsys, "eval", "bicubic", "--scale", "2", "--dataset", folder, contains="bomb.png")
     assert "pixels" in line
     png_claiming(folder / "bomb.png", 9000, 9000)  # below PIL's own guard, above hinas's
-    refused(capsys, "eval", "bm3d", "--sigma", "50", "--dataset", folder, contains="bomb.png")
+    refused(capsys, "eval", "bicubic", "--scale", "2", "--dataset", folder, contains="bomb.png")
 
 
 def test_decompression_bomb_in_training_data_is_refused_before_the_run_folder(tmp_path, capsys):
@@ -486,6 +486,11 @@ def test_hostile_config_files_and_out_paths(tmp_path, capsys):
     deep = tmp_path / "deep.yaml"
     deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
     refused(capsys, "search", "--config", deep, "--out", tmp_path / "r", contains="deep.yaml")
+    laughs = tmp_path / "laughs.yaml"
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    laughs.write_text("\n".join(lines) + "\nsigma: *a9\n")
+    refused(capsys, "search", "--config", laughs, "--out", tmp_path / "r", contains="laughs.yaml")
     keys = tmp_path / "keys.yaml"
     keys.write_text("1: 2\n")
     refused(capsys, "search", "--config", keys, "--out", tmp_path / "r", contains="keys.yaml")
