@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 
 import torch
 from safetensors.torch import save
