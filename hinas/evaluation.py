@@ -543,6 +543,34 @@ def _summary(res: dict) -> dict:
     return out
 
 
+def _write_result(path: Path, text: str, force: bool) -> None:
+    """Write ``path`` atomically through a temp file of its own (two evaluations never share one);
+    without ``force`` the file is created exclusively, so a file that appeared meanwhile is kept."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with names_file(path), os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise HinasError(f"{quote(path)}: appeared while evaluating; pass --force to overwrite it, "
+                                 f"or choose another --save") from None
+            except OSError:  # a file system without hard links: check, then rename
+                if path.exists():
+                    raise HinasError(f"{quote(path)}: appeared while evaluating; pass --force to overwrite "
+                                     f"it, or choose another --save") from None
+                os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _eval_command(args) -> int:
     from hinas.cli import print_json
 
@@ -563,14 +591,7 @@ def _eval_command(args) -> int:
                               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                               "device": str(getattr(args, "device", "cpu"))}
         save.parent.mkdir(parents=True, exist_ok=True)
-        tmp = save.with_name(save.name + ".tmp")
-        try:
-            with names_file(tmp):
-                tmp.write_text(json.dumps(full, indent=1) + "\n")
-            tmp.replace(save)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        _write_result(save, json.dumps(full, indent=1) + "\n", force=getattr(args, "force", False))
     if args.json:
         print_json(res if args.per_image else _summary(res))
     else:
