@@ -352,6 +352,14 @@ def test_decompression_bomb_in_training_data_is_refused_before_the_run_folder(tm
     assert not out.exists()
 
 
+def test_images_too_small_to_validate_are_refused_before_the_run_folder(tmp_path, capsys):
+    data = tiny_data_root(tmp_path / "data")
+    _write_image(data / "BSDS500" / "val" / "val1.png", (8, 8))
+    out = tmp_path / "t"
+    refused(capsys, "train", *SMOKE, "--model", "dncnn", "--out", out, "--data-root", data, contains="val1.png")
+    assert not out.exists()
+
+
 def test_archive_bomb_is_refused_before_extraction(tmp_path, monkeypatch):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "data_scripts"))
     import download

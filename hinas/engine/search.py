@@ -50,6 +50,22 @@ def _crop_center(rec, size):
     return ImageRecord(rec.name, rec.path, np.ascontiguousarray(rec.image[y:y + ch, x:x + cw]))
 
 
+def check_validation_images(records, cfg: RunConfig) -> None:
+    """Refuse, before the run folder is written, held-out images too small to score (SSIM needs
+    11x11, after the border crop for SR), instead of failing at the first validation."""
+    from hinas.errors import DataError
+    from hinas.safeio import quote
+
+    need = 11 + (2 * cfg.scale if cfg.task == "sr" else 0)
+    for r in records:
+        h, w = r.image.shape[:2]
+        if cfg.val_crop:
+            h, w = min(h, cfg.val_crop), min(w, cfg.val_crop)
+        if min(h, w) < need:
+            raise DataError(f"{quote(r.path or r.name)}: {w}x{h} is too small to validate on (at least {need}x{need}); "
+                            f"remove it from the training set")
+
+
 def validate_network(net, records, cfg: RunConfig, device) -> dict:
     """PSNR/SSIM of a network on held-out images (standard protocol; denoising: mean over
     the sigmas), on central crops of ``cfg.val_crop`` pixels when set."""
@@ -123,6 +139,7 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
     identity = common.run_identity("search", cfg, all_records, used=len(records))
     common.on_rank0(lambda: folder.check_identity(ck, identity))
     W, A, V = search_split(records, cfg.split_mode, cfg.val_fraction, cfg.seed)
+    check_validation_images(V, cfg)
     common.seed_everything(cfg.seed)
     sigma = cfg.search_sigma if cfg.task == "denoise" else None
     ds_w = PatchDataset(W, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,

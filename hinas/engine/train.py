@@ -80,7 +80,7 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
 
 def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> dict:
     from hinas.data import PatchDataset, task_datasets
-    from hinas.engine.search import validate_network
+    from hinas.engine.search import check_validation_images, validate_network
 
     common.apply_threads(cfg)
     common.init_distributed(device)
@@ -97,6 +97,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
     if len(records) - n_val < 1:
         raise HinasError(f"training needs at least 2 images, found {len(records)}")
     train_recs, val_recs = records[: len(records) - n_val], records[len(records) - n_val:]
+    check_validation_images(val_recs, cfg)
     common.seed_everything(cfg.seed)
     model = build_model(spec).to(device)
     if cfg.channels_last and device.type == "cuda":
