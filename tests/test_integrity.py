@@ -261,6 +261,13 @@ def test_resume_restores_missing_readable_copies(runs, tmp_path, capsys):
     assert json.loads((t / "network.json").read_text()) == json.loads((runs / "t" / "network.json").read_text())
     rc, out, err = hinas(capsys, "eval", "--weights", t, "--sigma", "50", "--limit", "1", "--json")
     assert rc == 0, err
+    s = copy_run(runs, "s", tmp_path)
+    for name in ("summary.json", "genotype.json"):
+        (s / name).unlink()
+    rc, _, err = hinas(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=2")
+    assert rc == 0, err
+    assert Genotype.load(s / "genotype.json").architecture() == Genotype.load(runs / "s" / "genotype.json").architecture()
+    assert json.loads((s / "summary.json").read_text())["best_epoch"] == 2
 
 
 def test_execution_settings_may_change_on_resume(runs, tmp_path, capsys):

@@ -170,7 +170,7 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
         run.restore(ck)
     # a new run: its first checkpoint carries the identity before any other file is written
     folder.begin(cfg, first_checkpoint=None if ck is not None else run.save)
-    if state.get("finished"):
+    if state.get("finished") and (out / "summary.json").is_file():  # else: the end is written again
         return _read_summary(out)
     common.barrier()
 

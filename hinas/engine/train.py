@@ -124,7 +124,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
     if genotype is not None:
         files["genotype.json"] = genotype.to_json() + "\n"
     folder.begin(cfg, files, first_checkpoint=None if ck is not None else run.save)
-    if state.get("finished"):
+    if state.get("finished") and (out / "summary.json").is_file():  # else: the end is written again
         from hinas.safeio import load_json_file
 
         return load_json_file(out / "summary.json", "summary")
