@@ -56,6 +56,8 @@ class RunConfig:
     cell_sharing: str = "eq5"
     residual: bool = True
     search_sigmoid: bool = True
+    memory_saving: str = "none"  # 'recompute': same search, less memory (not in the paper)
+    partial_channels: int = 1  # K > 1: PC-DARTS partial channels (changes the search)
     # -- search schedule (REFERENCE 6) -----------------------------------------------------
     epochs: int = 100
     batch_size: int = 6
@@ -186,7 +188,8 @@ class RunConfig:
         return SupernetConfig.paper(
             self.task, self.scale, f=self.f, layers=self.layers, steps=self.steps, levels=self.levels,
             width_factors=tuple(self.width_factors), lwas=self.lwas, cell_sharing=self.cell_sharing,
-            residual=self.residual, search_sigmoid=self.search_sigmoid,
+            residual=self.residual, search_sigmoid=self.search_sigmoid, memory_saving=self.memory_saving,
+            partial_channels=self.partial_channels,
         )
 
     @property
@@ -260,7 +263,7 @@ MAX_SUPERNET_PARAMS = 300_000_000
 # (lo, hi) for integers; None values (where allowed) are not checked
 _INT_RANGES = {
     "seed": (0, 2**40), "max_images": (1, 10**7), "f": (1, 256), "layers": (1, 64), "steps": (1, 16),
-    "levels": (1, 8), "epochs": (1, 10**6), "batch_size": (1, 4096), "patch": (8, 4096),
+    "levels": (1, 8), "partial_channels": (1, 256), "epochs": (1, 10**6), "batch_size": (1, 4096), "patch": (8, 4096),
     "crops_per_image": (1, 10**4), "arch_start_epoch": (0, 10**6), "val_start_epoch": (0, 10**6),
     "val_crop": (11, 10**5), "cosine_t_max": (1, 10**6), "net_f": (1, 256), "iterations": (1, 10**9),
     "train_batch_size": (1, 4096), "val_every": (1, 10**9), "checkpoint_every": (1, 10**9),
@@ -301,6 +304,8 @@ FIELD_HELP = {
     "cell_sharing": "'eq5': one shared cell per target (HiNAS); 'eq6': a cell per incoming path (Auto-DeepLab)",
     "residual": "residual learning: the network predicts the noise (dn) or the detail over bicubic (SR)",
     "search_sigmoid": "sigmoid after the residual addition in the search network, as the released code",
+    "memory_saving": "'none' (as the code) or 'recompute': checkpoint every mixed op; same gradients, less memory",
+    "partial_channels": "K > 1: PC-DARTS partial channels, 1/K of each edge's channels through the ops (changes the search)",
     "epochs": "search epochs (paper: 100)",
     "batch_size": "search batch size (paper: 6 dn, 24 SR)",
     "patch": "side of the training crops in pixels (LR pixels for SR)",
