@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hinas.errors import DataError, HinasError
-from hinas.safeio import finite_number, quote
+from hinas.safeio import finite_number, names_file, quote
 
 __all__ = ["PROTOCOLS", "evaluate", "bicubic_restore", "bm3d_restore", "add_eval_arguments", "register_cli",
            "run_eval", "evaluate_run", "load_trained", "build_model", "check_network_spec"]
@@ -89,8 +89,8 @@ def _from_tensor(t) -> np.ndarray:
     if t.ndim != 3:
         raise HinasError(f"restore_fn returned shape {tuple(t.shape)}; it must return 1xCxHxW")
     if not bool(torch.isfinite(t).all()):
-        raise HinasError("the network's output holds NaN or infinite values; its weights are not usable "
-                         "(retrain it, or evaluate another run)")
+        raise HinasError("the restored image holds NaN or infinite values, so it cannot be scored "
+                         "(a diverged network: retrain it, or evaluate another run)")
     a = t.clamp_(0.0, 1.0).numpy()
     return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
 
@@ -133,7 +133,7 @@ def evaluate(restore_fn, dataset, task, *, sigma=None, scale=None, protocol: str
     if task == "denoise":
         if sigma is None:
             raise HinasError("denoising evaluation needs --sigma (noise level on the 0-255 scale, e.g. 50)")
-        sigma = finite_number(sigma, "--sigma", lo=0, hi=255)
+        sigma = finite_number(sigma, "--sigma", lo=0, hi=255, lo_open=True)  # 0: nothing to denoise, PSNR inf
     else:
         if scale is None:
             raise HinasError("SR evaluation needs --scale (2, 3 or 4)")
@@ -460,7 +460,7 @@ def evaluate_weights(args) -> dict:
     if args.limit is not None and args.limit < 1:
         raise HinasError(f"--limit must be at least 1, got {args.limit}")
     if args.sigma is not None:
-        finite_number(args.sigma, "--sigma", lo=0, hi=255)
+        finite_number(args.sigma, "--sigma", lo=0, hi=255, lo_open=True)
     return evaluate_run(args.weights, args.dataset, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
                         data_root=args.data_root, device=args.device, limit=args.limit,
                         progress=sys.stderr.isatty())  # per-image lines on a terminal
@@ -526,7 +526,7 @@ def run_eval(args) -> dict:
             raise HinasError("bm3d is the denoising baseline: use --sigma, not --scale (bicubic is the SR one)")
         if args.sigma is None:
             raise HinasError("bm3d needs --sigma (noise level on the 0-255 scale, e.g. 50)")
-        finite_number(args.sigma, "--sigma", lo=0, hi=255)
+        finite_number(args.sigma, "--sigma", lo=0, hi=255, lo_open=True)
         task, fn = "denoise", bm3d_restore(args.sigma)
     dataset = args.dataset or _default_dataset(task, args.data_root)
     res = evaluate(fn, dataset, task, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
@@ -546,6 +546,34 @@ def _summary(res: dict) -> dict:
     return out
 
 
+def _write_result(path: Path, text: str, force: bool) -> None:
+    """Write ``path`` atomically through a temp file of its own (two evaluations never share one);
+    without ``force`` the file is created exclusively, so a file that appeared meanwhile is kept."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with names_file(path), os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise HinasError(f"{quote(path)}: appeared while evaluating; pass --force to overwrite it, "
+                                 f"or choose another --save") from None
+            except OSError:  # a file system without hard links: check, then rename
+                if path.exists():
+                    raise HinasError(f"{quote(path)}: appeared while evaluating; pass --force to overwrite "
+                                     f"it, or choose another --save") from None
+                os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _eval_command(args) -> int:
     from hinas.cli import print_json
 
@@ -553,6 +581,10 @@ def _eval_command(args) -> int:
     if save is not None:  # refuse before minutes of evaluation, not after
         if save.is_dir():
             raise HinasError(f"{quote(save)}: --save names a folder; give a file name (e.g. result.json)")
+        blocker = next((p for p in save.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise HinasError(f"{quote(blocker)}: is a file, so --save {quote(save)} cannot be written; "
+                             f"choose another --save")
         if save.exists() and not getattr(args, "force", False):
             raise HinasError(f"{quote(save)}: already exists; pass --force to overwrite it, or choose another --save")
     res = evaluate_weights(args) if args.weights is not None else run_eval(args)
@@ -562,13 +594,7 @@ def _eval_command(args) -> int:
                               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                               "device": str(getattr(args, "device", "cpu"))}
         save.parent.mkdir(parents=True, exist_ok=True)
-        tmp = save.with_name(save.name + ".tmp")
-        try:
-            tmp.write_text(json.dumps(full, indent=1) + "\n")
-            tmp.replace(save)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        _write_result(save, json.dumps(full, indent=1) + "\n", force=getattr(args, "force", False))
     if args.json:
         print_json(res if args.per_image else _summary(res))
     else:

@@ -334,8 +334,11 @@ class Genotype:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
+        from hinas.safeio import names_file
+
         try:
-            tmp.write_text(self.to_json() + "\n", encoding="utf-8")
+            with names_file(tmp):
+                tmp.write_text(self.to_json() + "\n", encoding="utf-8")
             tmp.replace(path)
         except BaseException:
             tmp.unlink(missing_ok=True)  # a full disk leaves the old file, not a stray half

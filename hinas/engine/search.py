@@ -50,6 +50,22 @@ def _crop_center(rec, size):
     return ImageRecord(rec.name, rec.path, np.ascontiguousarray(rec.image[y:y + ch, x:x + cw]))
 
 
+def check_validation_images(records, cfg: RunConfig) -> None:
+    """Refuse, before the run folder is written, held-out images too small to score (SSIM needs
+    11x11, after the border crop for SR), instead of failing at the first validation."""
+    from hinas.errors import DataError
+    from hinas.safeio import quote
+
+    need = 11 + (2 * cfg.scale if cfg.task == "sr" else 0)
+    for r in records:
+        h, w = r.image.shape[:2]
+        if cfg.val_crop:
+            h, w = min(h, cfg.val_crop), min(w, cfg.val_crop)
+        if min(h, w) < need:
+            raise DataError(f"{quote(r.path or r.name)}: {w}x{h} is too small to validate on (at least {need}x{need}); "
+                            f"remove it from the training set")
+
+
 def validate_network(net, records, cfg: RunConfig, device) -> dict:
     """PSNR/SSIM of a network on held-out images (standard protocol; denoising: mean over
     the sigmas), on central crops of ``cfg.val_crop`` pixels when set."""
@@ -123,6 +139,7 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
     identity = common.run_identity("search", cfg, all_records, used=len(records))
     common.on_rank0(lambda: folder.check_identity(ck, identity))
     W, A, V = search_split(records, cfg.split_mode, cfg.val_fraction, cfg.seed)
+    check_validation_images(V, cfg)
     common.seed_everything(cfg.seed)
     sigma = cfg.search_sigma if cfg.task == "denoise" else None
     ds_w = PatchDataset(W, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
@@ -146,15 +163,15 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
     ckpt_path = out / CHECKPOINT
     run = common.RunState("supernet", identity, net, {"opt_w": opt_w, "opt_a": opt_a},
                           {"stream_w": stream_w, "stream_a": stream_a}, state, ckpt_path)
-    common.barrier()  # rank 0 has checked the folder and the identity
-    if rank != 0 and ckpt_path.exists() and folder.resume:
+    resuming = common.broadcast_object(ck is not None)  # rank 0 has checked the folder and the identity
+    if rank != 0 and resuming:
         ck = common.load_checkpoint(ckpt_path)
     if ck is not None:
         run.restore(ck)
-        if state.get("finished"):
-            return _read_summary(out)
-    else:  # a new run: its first checkpoint carries the identity before any other file is written
-        folder.begin(cfg, lambda: run.save())
+    # a new run: its first checkpoint carries the identity before any other file is written
+    folder.begin(cfg, first_checkpoint=None if ck is not None else run.save)
+    if state.get("finished") and (out / "summary.json").is_file():  # else: the end is written again
+        return _read_summary(out)
     common.barrier()
 
     def save_checkpoint():

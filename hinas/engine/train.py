@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import math
 import time
-from pathlib import Path
 
 import torch
 from safetensors.torch import save
@@ -81,7 +80,7 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
 
 def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> dict:
     from hinas.data import PatchDataset, task_datasets
-    from hinas.engine.search import validate_network
+    from hinas.engine.search import check_validation_images, validate_network
 
     common.apply_threads(cfg)
     common.init_distributed(device)
@@ -98,6 +97,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
     if len(records) - n_val < 1:
         raise HinasError(f"training needs at least 2 images, found {len(records)}")
     train_recs, val_recs = records[: len(records) - n_val], records[len(records) - n_val:]
+    check_validation_images(val_recs, cfg)
     common.seed_everything(cfg.seed)
     model = build_model(spec).to(device)
     if cfg.channels_last and device.type == "cuda":
@@ -114,24 +114,20 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
     state = {"iteration": 0, "best": None, "history": [], "seconds": 0.0, "sum": 0.0, "count": 0}
     ckpt_path = out / CHECKPOINT
     run = common.RunState("network", identity, model, {"opt": opt}, {"stream": stream}, state, ckpt_path)
-    common.barrier()  # rank 0 has checked the folder and the identity
-    if rank != 0 and ckpt_path.exists() and folder.resume:
+    resuming = common.broadcast_object(ck is not None)  # rank 0 has checked the folder and the identity
+    if rank != 0 and resuming:
         ck = common.load_checkpoint(ckpt_path)
     if ck is not None:
         run.restore(ck)
-        if state.get("finished"):
-            from hinas.safeio import load_json_file
+    # a new run: the checkpoint (with the identity) first, then the readable copies
+    files = {NETWORK_FILE: json.dumps(spec, indent=1)}
+    if genotype is not None:
+        files["genotype.json"] = genotype.to_json() + "\n"
+    folder.begin(cfg, files, first_checkpoint=None if ck is not None else run.save)
+    if state.get("finished") and (out / "summary.json").is_file():  # else: the end is written again
+        from hinas.safeio import load_json_file
 
-            return load_json_file(out / "summary.json", "summary")
-    else:  # a new run: the checkpoint (with the identity) first, then the readable copies
-
-        def write_setup():
-            run.save()
-            common.atomic_write_text(out / NETWORK_FILE, json.dumps(spec, indent=1))
-            if genotype is not None:
-                genotype.save(out / "genotype.json")
-
-        folder.begin(cfg, write_setup)
+        return load_json_file(out / "summary.json", "summary")
     common.barrier()
 
     def save_checkpoint():
