@@ -151,6 +151,36 @@ def supernet_memory(*, device: str = "cpu", batch: int = 6, size: int = 64, laye
     return result
 
 
+def memory_modes_table(result: dict) -> list[dict]:
+    """Rows Eq. 6 / Eq. 5 / Eq. 5 + saving of a ``supernet_memory`` result (a dict or a JSON file
+    written by ``hinas bench supernet-memory --memory-saving recompute --json``), for the book.
+
+    The analytic column is the width-weighted cell evaluations relative to Eq. 5 (the cost model
+    of Eq. 5/6); the recompute mode has no such count: it keeps the same cell evaluations and
+    stores only each mixed op's input and output instead of every op's activations.
+    """
+    if not isinstance(result, dict):
+        from hinas.safeio import load_json_file
+
+        result = load_json_file(result, "benchmark result")
+    eq5 = result["eq5"]
+    rows = []
+    for mode, label in (("eq6", "Eq. 6 (Auto-DeepLab, separate cells)"), ("eq5", "Eq. 5 (HiNAS, cell sharing)")):
+        if mode not in result:
+            continue
+        r = result[mode]
+        rows.append({"mode": label, "peak_MiB": r["peak_bytes"] / 2**20, "step_s": r["step_seconds"],
+                     "memory_vs_eq5": r["peak_bytes"] / eq5["peak_bytes"],
+                     "analytic_vs_eq5": r["cell_evaluations"] / eq5["cell_evaluations"]})
+    if "saving" in result:
+        s = result["saving"]
+        name = s["memory_saving"] + (f", partial channels 1/{s['partial_channels']}" if s["partial_channels"] > 1 else "")
+        rows.append({"mode": f"Eq. 5 + {name}", "peak_MiB": s["peak_bytes"] / 2**20, "step_s": s["step_seconds"],
+                     "memory_vs_eq5": s["peak_bytes"] / eq5["peak_bytes"], "analytic_vs_eq5": None,
+                     "grad_max_abs_diff": s["grad_max_abs_diff"]})
+    return rows
+
+
 def _provenance() -> dict:
     import datetime as dt
     import sys

@@ -90,3 +90,12 @@ def test_bench_reports_the_saving_beside_plain_eq5():
     assert s["grad_max_abs_diff"] <= 1e-6
     assert s["peak_bytes"] < res["eq5"]["peak_bytes"]
     assert s["memory_ratio_vs_eq5"] == pytest.approx(res["eq5"]["peak_bytes"] / s["peak_bytes"])
+
+
+def test_memory_modes_table_rows_from_a_result():
+    from hinas.bench import memory_modes_table, supernet_memory
+
+    res = supernet_memory(batch=1, size=16, layers=2, steps=2, f=4, repeats=1, memory_saving="recompute")
+    rows = memory_modes_table(res)
+    assert [r["mode"].split(" (")[0] for r in rows] == ["Eq. 6", "Eq. 5", "Eq. 5 + recompute"]
+    assert rows[1]["memory_vs_eq5"] == 1.0 and rows[2]["memory_vs_eq5"] < 1.0 < rows[0]["memory_vs_eq5"]
