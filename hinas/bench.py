@@ -64,7 +64,7 @@ def _cpu_peak_bytes(net, loss_fn, x, y) -> int:
 
 
 def measure_step(cfg: SupernetConfig, *, batch: int, size: int, device: str, repeats: int = 2,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, keep_grads: bool = False) -> dict:
     torch.manual_seed(seed)
     dev = torch.device(device)
     net = Supernet(cfg).to(dev)
@@ -92,35 +92,95 @@ def measure_step(cfg: SupernetConfig, *, batch: int, size: int, device: str, rep
         peak = torch.cuda.max_memory_allocated(dev) - before
     else:
         peak = _cpu_peak_bytes(net, loss_fn, x, y)
-    return {
+    result = {
         "peak_bytes": int(peak),
         "step_seconds": statistics.median(times),
         "cell_evaluations": net.cell_evaluations(),
         "weights": sum(p.numel() for p in net.weight_parameters()),
     }
+    if keep_grads:  # the gradients of the measured step (same seed, same batch in every mode)
+        result["_grads"] = {n: p.grad.detach().cpu() for n, p in net.named_parameters() if p.grad is not None}
+    return result
 
 
 def supernet_memory(*, device: str = "cpu", batch: int = 6, size: int = 64, layers: int = 3,
                     levels: int = 3, steps: int = 4, f: int = 10, width_factors=(1, 1.5, 2),
-                    repeats: int = 2, seed: int = 0) -> dict:
-    """Eq. 5 vs Eq. 6: peak memory and time of one search training step, and their ratios."""
+                    repeats: int = 2, seed: int = 0, memory_saving: str | None = None,
+                    partial_channels: int = 1, modes=("eq5", "eq6")) -> dict:
+    """Eq. 5 vs Eq. 6: peak memory and time of one search training step, and their ratios.
+
+    With ``memory_saving='recompute'`` and/or ``partial_channels=K``, Eq. 5 is measured again
+    with that saving in the same process, and ``result['saving']`` holds its peak, step time,
+    ratios against plain Eq. 5 and the largest gradient difference from plain Eq. 5 (same
+    weights, same batch; zero up to float rounding for ``recompute``, not for partial channels,
+    which is another network).
+    """
     if device == "cuda" and not torch.cuda.is_available():
         raise HinasError("--device cuda was asked for but CUDA is not available; use --device cpu")
     base = SupernetConfig.paper("denoise", f=f, layers=layers, levels=levels, steps=steps,
                                 width_factors=tuple(width_factors))
+    saving = memory_saving not in (None, "none") or partial_channels > 1
+    if "eq5" not in modes:
+        raise HinasError("the benchmark always measures Eq. 5 (the reference for every ratio)")
     result = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"}
-    for mode in ("eq5", "eq6"):
+    for mode in modes:
         result[mode] = measure_step(base.replace(cell_sharing=mode), batch=batch, size=size,
-                                    device=device, repeats=repeats, seed=seed)
-    result["memory_ratio"] = result["eq6"]["peak_bytes"] / result["eq5"]["peak_bytes"]
-    result["time_ratio"] = result["eq6"]["step_seconds"] / result["eq5"]["step_seconds"]
-    result["analytic_ratio"] = result["eq6"]["cell_evaluations"] / result["eq5"]["cell_evaluations"]
+                                    device=device, repeats=repeats, seed=seed, keep_grads=saving and mode == "eq5")
+    if "eq6" in result:
+        result["memory_ratio"] = result["eq6"]["peak_bytes"] / result["eq5"]["peak_bytes"]
+        result["time_ratio"] = result["eq6"]["step_seconds"] / result["eq5"]["step_seconds"]
+        result["analytic_ratio"] = result["eq6"]["cell_evaluations"] / result["eq5"]["cell_evaluations"]
+    if saving:
+        plain_grads = result["eq5"].pop("_grads")
+        cfg = base.replace(memory_saving=memory_saving or "none", partial_channels=partial_channels)
+        r = measure_step(cfg, batch=batch, size=size, device=device, repeats=repeats, seed=seed,
+                         keep_grads=partial_channels == 1)
+        grads = r.pop("_grads", None)
+        result["saving"] = {
+            "memory_saving": memory_saving or "none", "partial_channels": partial_channels,
+            "peak_bytes": r["peak_bytes"], "step_seconds": r["step_seconds"],
+            "memory_ratio_vs_eq5": result["eq5"]["peak_bytes"] / r["peak_bytes"],
+            "time_ratio_vs_eq5": r["step_seconds"] / result["eq5"]["step_seconds"],
+            # partial channels is another network: its gradients are not comparable
+            "grad_max_abs_diff": None if grads is None else
+            max(float((grads[n] - g).abs().max()) for n, g in plain_grads.items()),
+        }
     result["config"] = {"task": "denoise", "f": f, "layers": layers, "steps": steps, "levels": levels,
                         "width_factors": list(width_factors), "batch": batch, "size": size,
                         "torch": torch.__version__, "threads": torch.get_num_threads()}
     result["memory_method"] = CUDA_METHOD if device == "cuda" else CPU_METHOD
     result["provenance"] = _provenance()
     return result
+
+
+def memory_modes_table(result: dict) -> list[dict]:
+    """Rows Eq. 6 / Eq. 5 / Eq. 5 + saving of a ``supernet_memory`` result (a dict or a JSON file
+    written by ``hinas bench supernet-memory --memory-saving recompute --json``), for the book.
+
+    The analytic column is the width-weighted cell evaluations relative to Eq. 5 (the cost model
+    of Eq. 5/6); the recompute mode has no such count: it keeps the same cell evaluations and
+    stores only each mixed op's input and output instead of every op's activations.
+    """
+    if not isinstance(result, dict):
+        from hinas.safeio import load_json_file
+
+        result = load_json_file(result, "benchmark result")
+    eq5 = result["eq5"]
+    rows = []
+    for mode, label in (("eq6", "Eq. 6 (Auto-DeepLab, separate cells)"), ("eq5", "Eq. 5 (HiNAS, cell sharing)")):
+        if mode not in result:
+            continue
+        r = result[mode]
+        rows.append({"mode": label, "peak_MiB": r["peak_bytes"] / 2**20, "step_s": r["step_seconds"],
+                     "memory_vs_eq5": r["peak_bytes"] / eq5["peak_bytes"],
+                     "analytic_vs_eq5": r["cell_evaluations"] / eq5["cell_evaluations"]})
+    if "saving" in result:
+        s = result["saving"]
+        name = s["memory_saving"] + (f", partial channels 1/{s['partial_channels']}" if s["partial_channels"] > 1 else "")
+        rows.append({"mode": f"Eq. 5 + {name}", "peak_MiB": s["peak_bytes"] / 2**20, "step_s": s["step_seconds"],
+                     "memory_vs_eq5": s["peak_bytes"] / eq5["peak_bytes"], "analytic_vs_eq5": None,
+                     "grad_max_abs_diff": s["grad_max_abs_diff"]})
+    return rows
 
 
 def _provenance() -> dict:
@@ -430,6 +490,11 @@ def register_cli(subparsers) -> None:
     m.add_argument("--f", type=int, default=10, help="channels per node at level 0 (search: 10)")
     m.add_argument("--widths", default="1,1.5,2", help="width factors, comma separated")
     m.add_argument("--repeats", type=int, default=2, help="timed steps (median reported)")
+    m.add_argument("--memory-saving", choices=("none", "recompute"), default=None,
+                   help="also measure Eq. 5 with this memory saving (result['saving'])")
+    m.add_argument("--partial-channels", type=int, default=1, metavar="K",
+                   help="also measure Eq. 5 with PC-DARTS partial channels 1/K (changes the search)")
+    m.add_argument("--no-eq6", action="store_true", help="skip Eq. 6 (the slowest part on a CPU)")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=_cli_supernet_memory)
 
@@ -566,16 +631,29 @@ def _cli_supernet_memory(args) -> int:
         widths = tuple(float(w) for w in args.widths.split(","))
     except ValueError:
         raise HinasError(f"--widths must be numbers separated by commas, got {args.widths!r}") from None
+    if args.partial_channels < 1:
+        raise HinasError("--partial-channels must be at least 1 (1 = off)")
     res = supernet_memory(device=args.device, batch=args.batch, size=args.size, layers=args.layers,
                           levels=args.levels, steps=args.steps, f=args.f, width_factors=widths,
-                          repeats=args.repeats)
+                          repeats=args.repeats, memory_saving=args.memory_saving,
+                          partial_channels=args.partial_channels,
+                          modes=("eq5",) if args.no_eq6 else ("eq5", "eq6"))
     if args.json:
         print_json(res)
     else:
         for mode in ("eq5", "eq6"):
+            if mode not in res:
+                continue
             r = res[mode]
             print(f"{mode}: peak {r['peak_bytes'] / 2**20:.1f} MiB, step {r['step_seconds']:.3f} s, "
                   f"{r['cell_evaluations']:g} width-weighted cell evaluations")
-        print(f"memory ratio eq6/eq5 {res['memory_ratio']:.2f}, time ratio {res['time_ratio']:.2f}, "
-              f"analytic {res['analytic_ratio']:.2f} ({res['device']})")
+        if "memory_ratio" in res:
+            print(f"memory ratio eq6/eq5 {res['memory_ratio']:.2f}, time ratio {res['time_ratio']:.2f}, "
+                  f"analytic {res['analytic_ratio']:.2f} ({res['device']})")
+        if "saving" in res:
+            s = res["saving"]
+            diff = "n/a (another network)" if s["grad_max_abs_diff"] is None else f"{s['grad_max_abs_diff']:.2e}"
+            print(f"eq5 + {s['memory_saving']}, partial channels {s['partial_channels']}: peak "
+                  f"{s['peak_bytes'] / 2**20:.1f} MiB, step {s['step_seconds']:.3f} s; memory {s['memory_ratio_vs_eq5']:.2f}x "
+                  f"lower, time {s['time_ratio_vs_eq5']:.2f}x, max gradient difference {diff}")
     return 0

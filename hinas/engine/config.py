@@ -58,6 +58,8 @@ class RunConfig:
     residual: bool = True
     search_sigmoid: bool = True
     bn_init: str = "torch1"  # affine BN scales: 'torch1' = U(0,1) as the release's torch 1.0.0; 'ones'
+    memory_saving: str = "none"  # 'recompute': same search, less memory (not in the paper)
+    partial_channels: int = 1  # K > 1: PC-DARTS partial channels (changes the search)
     # -- search schedule (REFERENCE 6) -----------------------------------------------------
     epochs: int = 100
     batch_size: int = 6
@@ -198,6 +200,8 @@ class RunConfig:
             self.task, self.scale, f=self.f, layers=self.layers, steps=self.steps, levels=self.levels,
             width_factors=tuple(self.width_factors), lwas=self.lwas, cell_sharing=self.cell_sharing,
             residual=self.residual, search_sigmoid=self.search_sigmoid, bn_init=self.bn_init,
+            memory_saving=self.memory_saving,
+            partial_channels=self.partial_channels,
         )
 
     @property
@@ -275,7 +279,7 @@ MAX_SUPERNET_PARAMS = 300_000_000
 # (lo, hi) for integers; None values (where allowed) are not checked
 _INT_RANGES = {
     "seed": (0, 2**40), "max_images": (1, 10**7), "f": (1, 256), "layers": (1, 64), "steps": (1, 16),
-    "levels": (1, 8), "epochs": (1, 10**6), "batch_size": (1, 4096), "patch": (8, 4096),
+    "levels": (1, 8), "partial_channels": (1, 256), "epochs": (1, 10**6), "batch_size": (1, 4096), "patch": (8, 4096),
     "crops_per_image": (1, 10**4), "arch_start_epoch": (0, 10**6), "val_start_epoch": (0, 10**6),
     "val_crop": (11, 10**5), "cosine_t_max": (1, 10**6), "net_f": (1, 256), "iterations": (1, 10**9),
     "train_batch_size": (1, 4096), "val_every": (1, 10**9), "checkpoint_every": (1, 10**9),
@@ -317,6 +321,8 @@ FIELD_HELP = {
     "residual": "residual learning: the network predicts the noise (dn) or the detail over bicubic (SR)",
     "search_sigmoid": "sigmoid after the residual addition in the search network, as the released code",
     "bn_init": "initial affine BatchNorm scale: 'torch1' = U(0, 1) as the release's torch 1.0.0, 'ones' = today's torch",
+    "memory_saving": "'none' (as the code) or 'recompute': checkpoint every mixed op; same gradients, less memory",
+    "partial_channels": "K > 1: PC-DARTS partial channels, 1/K of each edge's channels through the ops (changes the search)",
     "epochs": "search epochs (paper: 100)",
     "batch_size": "search batch size (paper: 6 dn, 24 SR)",
     "patch": "side of the training crops in pixels (LR pixels for SR)",

@@ -228,8 +228,8 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
                 lw = loss_fn(net(xw).float(), yw)
             lw.backward()
             # DARTS: the weight step leaves alpha/beta alone; their grads are discarded here.
-            net.arch_alpha.grad = None
-            net.arch_beta.grad = None
+            for p in net.arch_parameters():
+                p.grad = None
             common.all_reduce_gradients(net.weight_parameters())
             opt_w.step()
             acc_w += lw.detach()
