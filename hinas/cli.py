@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "hinas.data.cli",  # data ...
     "hinas.evaluation",  # eval ...
     "hinas.engine_cli",  # search, train
+    "hinas.campaign",  # campaign run/status/plans, verify
 )
 
 

@@ -48,7 +48,9 @@ def prepare_run_dir(out, config, resume: bool, kind: str, rank: int = 0) -> Path
         saved = yaml.safe_load(cfg_file.read_text())
         now = config.to_dict()
         ignore = {"device", "quiet", "checkpoint_every", "log_every", "threads"}
-        diff = sorted(k for k in now if k not in ignore and saved.get(k) != now[k])
+        # a setting added after the run started counts as its default (old run folders stay resumable)
+        defaults = {f.name: f.default for f in __import__("dataclasses").fields(config)}
+        diff = sorted(k for k in now if k not in ignore and saved.get(k, defaults.get(k)) != now[k])
         if diff:
             raise HinasError(f"{out}: --resume with different settings ({', '.join(diff)}) than the run was "
                              f"started with; use the same settings or another --out")

@@ -96,8 +96,12 @@ def _beta_rows(net: Supernet, epoch: int) -> list[dict]:
     return rows
 
 
-def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | None = None) -> dict:
-    """Run (or continue) a search into ``out_dir``; returns the summary dict."""
+def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | None = None,
+           stop_at: float | None = None) -> dict:
+    """Run (or continue) a search into ``out_dir``; returns the summary dict.
+
+    ``stop_at`` (a ``time.monotonic()`` deadline): once passed, the run checkpoints at the next
+    log point and returns ``{"status": "paused", ...}``; ``resume=True`` continues it."""
     from hinas.data import PatchDataset, search_split, task_datasets
     from hinas.genotype import provenance
 
@@ -123,6 +127,9 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
                         samples_per_epoch=len(A) * cfg.crops_per_image, seed=cfg.seed + 1)
     stream_w = common.BatchStream(ds_w, cfg.batch_size, cfg.seed, rank, world)
     stream_a = common.BatchStream(ds_a, cfg.batch_size, cfg.seed + 1, rank, world)
+    if cfg.device_data:  # the same batches made on the device (hinas.data.device_sampling)
+        from hinas.data.device_sampling import on_device
+        stream_w, stream_a = on_device(stream_w, device), on_device(stream_a, device)
 
     net = Supernet(cfg.supernet_config()).to(device)
     if cfg.channels_last and device.type == "cuda":
@@ -226,9 +233,13 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
                 acc_a.zero_()
                 n_w = n_a = 0
                 bar.set_postfix(epoch=epoch, loss=f"{state['sums'][0] / max(state['sums'][2], 1):.4f}")
-                if state["global_step"] % cfg.checkpoint_every == 0 and state["step_in_epoch"] < steps_per_epoch:
+                pause = stop_at is not None and time.monotonic() >= stop_at
+                if (pause or state["global_step"] % cfg.checkpoint_every == 0) and state["step_in_epoch"] < steps_per_epoch:
                     state["seconds"] = time.perf_counter() - t_start
                     save_checkpoint()
+                    if pause:
+                        bar.close()
+                        return _paused(state, epoch=epoch, step_in_epoch=state["step_in_epoch"])
         # -- end of epoch: validate, log, keep the best, checkpoint ---------------------------------
         row = {"epoch": epoch, "lr": lr, "arch_steps": arch_on,
                "loss_w": state["sums"][0] / max(state["sums"][2], 1),
@@ -253,8 +264,15 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
         state["step_in_epoch"] = 0
         write_logs()
         save_checkpoint()
+        if stop_at is not None and time.monotonic() >= stop_at and state["epoch"] <= cfg.epochs:
+            bar.close()
+            return _paused(state, epoch=state["epoch"], step_in_epoch=0)
     bar.close()
     return _finish(net, cfg, out, state, device, save_checkpoint, rank)
+
+
+def _paused(state, **where) -> dict:
+    return {"status": "paused", **where, "steps": state["global_step"], "seconds": round(state["seconds"], 3)}
 
 
 def _finish(net, cfg, out: Path, state, device, save_checkpoint, rank) -> dict:

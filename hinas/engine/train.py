@@ -64,8 +64,12 @@ def poly_lr(cfg: RunConfig, it: int) -> float:
     return cfg.train_lr * max(1 - it / cfg.iterations, 0.0) ** 0.9
 
 
-def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, progress: bool | None = None) -> dict:
-    """Train the network of ``genotype`` (or DnCNN with ``cfg.model='dncnn'``) into ``out_dir``."""
+def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, progress: bool | None = None,
+          stop_at: float | None = None) -> dict:
+    """Train the network of ``genotype`` (or DnCNN with ``cfg.model='dncnn'``) into ``out_dir``.
+
+    ``stop_at`` (a ``time.monotonic()`` deadline): once passed, the run checkpoints at the next
+    log point and returns ``{"status": "paused", ...}``; ``resume=True`` continues it."""
     from hinas.data import PatchDataset, task_datasets
     from hinas.engine.search import validate_network
 
@@ -108,6 +112,9 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
     ds = PatchDataset(train_recs, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
                       samples_per_epoch=len(train_recs) * cfg.crops_per_image, seed=cfg.seed)
     stream = common.BatchStream(ds, cfg.effective_train_batch, cfg.seed, rank, world)
+    if cfg.device_data:  # the same batches made on the device (hinas.data.device_sampling)
+        from hinas.data.device_sampling import on_device
+        stream = on_device(stream, device)
     loss_fn = RestorationLoss(cfg.task, "train", ssim_weight=cfg.train_ssim_weight).to(device)
     opt = torch.optim.SGD(param_groups(model, cfg), lr=cfg.train_lr, momentum=0.9)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp_bf16 and device.type == "cuda")
@@ -162,7 +169,9 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
         state["iteration"] += 1
         bar.update(1)
         it = state["iteration"]
+        pause = False
         if it % cfg.log_every == 0 or it == cfg.iterations:
+            pause = stop_at is not None and time.monotonic() >= stop_at and it < cfg.iterations
             s = acc.item()
             if not math.isfinite(s):
                 bar.close()
@@ -189,9 +198,12 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
                 save_weights("weights.safetensors")
             if rank == 0:
                 common.write_csv(out / "history.csv", state["history"])
-        if it % cfg.checkpoint_every == 0 or validate_now:
+        if it % cfg.checkpoint_every == 0 or validate_now or pause:
             state["seconds"] = time.perf_counter() - t_start
             save_checkpoint()
+            if pause:
+                bar.close()
+                return {"status": "paused", "iteration": it, "seconds": round(state["seconds"], 3)}
     bar.close()
     state["seconds"] = time.perf_counter() - t_start
     save_weights("weights_final.safetensors")
