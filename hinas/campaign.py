@@ -51,7 +51,7 @@ KINDS = ("bench", "search", "train", "eval")
 # the GPU's by float rounding (a few uint8 levels in the standard protocol: ~1e-3 dB); a bf16
 # result is re-evaluated in fp32, so its bound is the bf16 effect itself.
 TOLERANCE_DB = {"fp32": 0.05, "bf16": 0.5}
-# seconds kept free at the end of a call for the item's final files (and the archive after it)
+# seconds kept free at the end of a call (at most 10% of its budget) for an item's final files
 FINAL_RESERVE = 10.0
 
 
@@ -266,15 +266,17 @@ class _Progress:
 # running items
 # ---------------------------------------------------------------------------------------------
 class _Context:
-    def __init__(self, plan: Plan, results: Path, deadline: float, device, data_root, log):
+    def __init__(self, plan: Plan, results: Path, deadline: float, budget: float, device, data_root, log):
         self.plan, self.results, self.deadline = plan, results, deadline
         self.device, self.data_root, self.log = device, data_root, log
+
+        self.reserve = min(FINAL_RESERVE, 0.1 * budget)
 
     def left(self) -> float:
         return self.deadline - time.monotonic()
 
     def stop_at(self) -> float:
-        return self.deadline - min(FINAL_RESERVE, 0.1 * max(self.left(), 0.0))
+        return self.deadline - self.reserve
 
 
 def _copy_files(src: Path, dst: Path, names) -> list[str]:
@@ -470,7 +472,7 @@ def _run_eval(ctx: _Context, item: Item):
         if stored is not None:
             evaluations.append(stored)
             continue
-        if ctx.left() < item.estimate:
+        if ctx.left() < item.estimate + ctx.reserve:
             return None  # out of time: the parts done so far are kept
         t0 = time.monotonic()
         timer = {"seconds": 0.0}
@@ -546,7 +548,7 @@ def run_campaign(plan: Plan, results, budget: float, *, device=None, data_root=N
         if item.kind in ("search", "train"):
             _item_config(item, device, data_root)
     results.mkdir(parents=True, exist_ok=True)
-    ctx = _Context(plan, results, t0 + budget, device, data_root, log)
+    ctx = _Context(plan, results, t0 + budget, budget, device, data_root, log)
     ran, blocked = [], set()
     for item in plan.items:
         st = item_status(results, item)
@@ -561,7 +563,7 @@ def run_campaign(plan: Plan, results, budget: float, *, device=None, data_root=N
                 blocked.add(item.name)
                 continue
             (results / item.name / "error.json").unlink()
-        if ctx.left() < item.estimate + FINAL_RESERVE * 0.5:
+        if ctx.left() < item.estimate + ctx.reserve:
             log(f"{item.name}: {ctx.left():.0f} s left, needs about {item.estimate:.0f} s; stopping here")
             break
         log(f"{item.name} ({item.kind}): starting, {ctx.left():.0f} s left")
