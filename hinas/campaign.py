@@ -553,6 +553,7 @@ def run_campaign(plan: Plan, results, budget: float, *, device=None, data_root=N
     for item in plan.items:
         st = item_status(results, item)
         if st["status"] == "done":
+            shutil.rmtree(results / item.name / "run", ignore_errors=True)  # left by an older archive
             continue
         if any(d in blocked or item_status(results, _by_name(plan, d))["status"] != "done" for d in item.depends):
             blocked.add(item.name)
@@ -584,6 +585,41 @@ def run_campaign(plan: Plan, results, budget: float, *, device=None, data_root=N
     report = campaign_status(plan, results)
     report.update(budget=budget, elapsed=round(time.monotonic() - t0, 3), ran=ran)
     return report
+
+
+ARCHIVE_PART_BYTES = 15 * 2**20  # the GPU machine returns files of at most 16 MiB (8 files)
+
+
+def write_archive(results, since: float, target) -> list[str]:
+    """tar.gz of every file under ``results`` written at or after ``since`` (wall clock), as
+    ``target`` or, when larger than :data:`ARCHIVE_PART_BYTES`, ``target.1``, ``target.2``, ...
+
+    Members are relative to ``results``; ``cat target* | tar xzf - -C DIR`` unpacks them.
+    """
+    import tarfile
+
+    results, target = Path(results), Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    files = sorted(p for p in results.rglob("*") if p.is_file() and not p.name.endswith(".tmp")
+                   and p.stat().st_mtime >= since)
+    tmp = target.with_name(target.name + ".tmp")
+    with tarfile.open(tmp, "w:gz") as tar:
+        for p in files:
+            tar.add(p, arcname=str(p.relative_to(results)))
+    size = tmp.stat().st_size
+    if size <= ARCHIVE_PART_BYTES:
+        os.replace(tmp, target)
+        return [str(target)]
+    parts = []
+    with open(tmp, "rb") as fh:
+        n = 1
+        while chunk := fh.read(ARCHIVE_PART_BYTES):
+            part = target.with_name(f"{target.name}.{n}")
+            part.write_bytes(chunk)
+            parts.append(str(part))
+            n += 1
+    tmp.unlink()
+    return parts
 
 
 def _by_name(plan: Plan, name: str) -> Item:
@@ -649,6 +685,9 @@ def register_cli(subparsers) -> None:
     r.add_argument("--device", default=None, help="cpu or cuda for every item (default: each item's profile)")
     r.add_argument("--data-root", default=None, metavar="DIR", help="datasets folder (default: $HINAS_DATA or embedded)")
     r.add_argument("--retry-failed", action="store_true", help="run again the items that failed in earlier calls")
+    r.add_argument("--archive", default=None, metavar="FILE.tgz",
+                   help="afterwards, pack every file this call wrote under DIR into FILE.tgz (split into "
+                        "FILE.tgz.1, .2, ... above 15 MiB); unpack with: cat FILE.tgz* | tar xzf - -C DIR")
     r.add_argument("--json", action="store_true", help="print the report as one JSON object (the default)")
     r.set_defaults(func=_cli_run)
     s = sub.add_parser("status", help="which items of a plan are done or pending in a results folder")
@@ -675,10 +714,19 @@ def _plan_args(p) -> None:
 def _cli_run(args) -> int:
     from hinas.cli import print_json
 
-    started = time.monotonic()
+    started, wall = time.monotonic(), time.time()
     plan = load_plan(args.plan)
-    report = run_campaign(plan, args.results, args.budget, device=args.device, data_root=args.data_root,
-                          retry_failed=args.retry_failed, started=started)
+    if args.archive and Path(args.archive).resolve().is_relative_to(Path(args.results).resolve()):
+        raise HinasError(f"--archive {args.archive}: must not be inside --results {args.results}")
+    report = None
+    try:
+        report = run_campaign(plan, args.results, args.budget, device=args.device, data_root=args.data_root,
+                              retry_failed=args.retry_failed, started=started)
+    finally:  # whatever happened, what was written comes back
+        if args.archive and Path(args.results).is_dir():
+            parts = write_archive(args.results, wall - 1.0, args.archive)
+            if report is not None:
+                report["archive"] = parts
     print_json(report)
     return 0
 
