@@ -10,7 +10,7 @@ STAMPS := .stamps
 # Re-install when the dependency list changes.
 DEPS_HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: test book setup setup-system setup-python setup-book demo clean
+.PHONY: test book setup setup-system setup-python setup-book demo clean gpu-pack
 
 setup: setup-system setup-python
 
@@ -52,3 +52,19 @@ book: setup-book
 
 clean:
 	rm -rf _build book/generated $(STAMPS)
+
+# What a GPU window needs beside the code (README "Reproduce on a GPU"): the BSDS500 images (denoising
+# train/test, SR train fallback and B100) and the small SR test sets, copied into the ignored folder
+# .gpu/data. The tree that travels (tracked + untracked files, .gpu, the results folder) must stay
+# <= 60 MiB (the device takes 64 MiB); Urban100 (130 MiB) is evaluated later on the CPU.
+GPU_DATA ?= $(or $(HINAS_DATA),../shared/data)
+GPU_SETS ?= BSDS500 Set5 Set14
+GPU_RESULTS ?= results/paper-gpu
+gpu-pack:
+	@for s in $(GPU_SETS); do test -d "$(GPU_DATA)/$$s" || { echo "gpu-pack: $(GPU_DATA)/$$s not found; set HINAS_DATA or GPU_DATA to the datasets folder (python data_scripts/download.py $$s)" >&2; exit 2; }; done
+	rm -rf .gpu && mkdir -p .gpu/data
+	for s in $(GPU_SETS); do cp -R "$(GPU_DATA)/$$s" .gpu/data/; done
+	@bytes=$$( { git ls-files -z -co --exclude-standard; find .gpu -type f -print0; \
+	  test -d $(GPU_RESULTS) && find $(GPU_RESULTS) -type f -print0; } | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1); \
+	echo "gpu-pack: .gpu/data $$(du -sm .gpu | cut -f1) MiB; travelling tree $$((bytes / 1048576)) MiB (limit 60)"; \
+	test $$bytes -le 62914560 || { echo "gpu-pack: the travelling tree is over 60 MiB; pack fewer sets (GPU_SETS=...)" >&2; exit 1; }

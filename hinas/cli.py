@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "hinas.restore",  # restore
     "hinas.export",  # export
     "hinas.config_cli",  # config show
+    "hinas.campaign",  # campaign run/status/plans, verify
 )
 
 

@@ -22,6 +22,8 @@ def _common(p) -> None:
     p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                   help="size the schedule to fit this many seconds, measured in a short warm-up (hinas.engine.budget)")
 
 
 _PROFILES_HELP = ("profiles: smoke (seconds, tests), quick (minutes on a CPU), gpu (~8 min on one H100), "
@@ -93,8 +95,13 @@ def _search(args) -> int:
     from hinas.engine.search import search
 
     cfg = build_config(args)
-    summary = search(cfg, args.out, resume=args.resume)
-    print(json.dumps(summary))
+    plan = None
+    if args.budget is not None:
+        from hinas.engine.budget import budgeted
+
+        cfg, plan = budgeted("search", cfg, args.budget, args.out, args.resume)
+    summary = search(cfg, args.out, resume=args.resume or plan is not None)
+    print(json.dumps(dict(summary, budget=plan) if plan else summary))
     return 0
 
 
@@ -110,6 +117,11 @@ def _train(args) -> int:
         if not args.genotype:
             raise HinasError("hinas train needs --genotype FILE (or --model dncnn for the baseline)")
         genotype = Genotype.load(args.genotype)
-    summary = train(cfg, genotype, args.out, resume=args.resume)
-    print(json.dumps(summary))
+    plan = None
+    if args.budget is not None:
+        from hinas.engine.budget import budgeted
+
+        cfg, plan = budgeted("train", cfg, args.budget, args.out, args.resume, genotype)
+    summary = train(cfg, genotype, args.out, resume=args.resume or plan is not None)
+    print(json.dumps(dict(summary, budget=plan) if plan else summary))
     return 0

@@ -107,6 +107,7 @@ class RunConfig:
     threads: typing.Optional[int] = None  # CPU threads for torch (None: torch's default)
     amp_bf16: bool = False  # CUDA only
     channels_last: bool = False  # CUDA only
+    device_data: bool = False  # training crops, flips and noise made on the device (hinas.data.device_sampling)
     quiet: bool = False
 
     def __post_init__(self):
@@ -191,6 +192,8 @@ class RunConfig:
         d = self.to_dict()
         for k in ("device", "quiet", "checkpoint_every", "log_every", "threads"):
             d.pop(k)
+        if not d["device_data"]:  # keeps the keys of runs made before the switch existed
+            d.pop("device_data")
         blob = json.dumps([d, *extra], sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
@@ -363,6 +366,7 @@ FIELD_HELP = {
     "threads": "CPU threads for torch (None: torch's default)",
     "amp_bf16": "bfloat16 autocast (CUDA only)",
     "channels_last": "channels-last memory format (CUDA only)",
+    "device_data": "make training crops, flips and noise on the device from uint8 images kept there (CUDA fast path)",
     "quiet": "no progress bar",
 }
 

@@ -117,18 +117,22 @@ def _beta_rows(net: Supernet, epoch: int) -> list[dict]:
     return rows
 
 
-def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | None = None) -> dict:
-    """Run (or continue) a search into ``out_dir``; returns the summary dict."""
+def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | None = None,
+           stop_at: float | None = None) -> dict:
+    """Run (or continue) a search into ``out_dir``; returns the summary dict.
+
+    ``stop_at`` (a ``time.monotonic()`` deadline): once passed, the run checkpoints at the next
+    log point and returns ``{"status": "paused", ...}``; ``resume=True`` continues it."""
     folder = common.RunFolder(out_dir, "search", resume, common.rank(), quiet=cfg.quiet or progress is False)
     device = common.resolve_device(cfg.device)
     try:
         with common.deterministic(device.type == "cpu"):
-            return _search(cfg, folder, device, progress)
+            return _search(cfg, folder, device, progress, stop_at)
     finally:
         folder.release()
 
 
-def _search(cfg: RunConfig, folder, device, progress) -> dict:
+def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
     from hinas.data import PatchDataset, search_split, task_datasets
     from hinas.genotype import provenance
 
@@ -153,6 +157,9 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
                         samples_per_epoch=len(A) * cfg.crops_per_image, seed=cfg.seed + 1, rescale=cfg.rescale_aug)
     stream_w = common.BatchStream(ds_w, cfg.batch_size, cfg.seed, rank, world)
     stream_a = common.BatchStream(ds_a, cfg.batch_size, cfg.seed + 1, rank, world)
+    if cfg.device_data:  # the same batches made on the device (hinas.data.device_sampling)
+        from hinas.data.device_sampling import on_device
+        stream_w, stream_a = on_device(stream_w, device), on_device(stream_a, device)
 
     net = Supernet(cfg.supernet_config()).to(device)
     if cfg.channels_last and device.type == "cuda":
@@ -254,9 +261,13 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
                 acc_a.zero_()
                 n_w = n_a = 0
                 bar.set_postfix(epoch=epoch, loss=f"{state['sums'][0] / max(state['sums'][2], 1):.4f}")
-                if state["global_step"] % cfg.checkpoint_every == 0 and state["step_in_epoch"] < steps_per_epoch:
+                pause = stop_at is not None and time.monotonic() >= stop_at
+                if (pause or state["global_step"] % cfg.checkpoint_every == 0) and state["step_in_epoch"] < steps_per_epoch:
                     state["seconds"] = time.perf_counter() - t_start
                     save_checkpoint()
+                    if pause:
+                        bar.close()
+                        return _paused(state, epoch=epoch, step_in_epoch=state["step_in_epoch"])
         # -- end of epoch: validate, log, keep the best, checkpoint ---------------------------------
         row = {"epoch": epoch, "lr": lr, "arch_steps": arch_on,
                "loss_w": state["sums"][0] / max(state["sums"][2], 1),
@@ -282,8 +293,15 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
         state["step_in_epoch"] = 0
         write_logs()
         save_checkpoint()
+        if stop_at is not None and time.monotonic() >= stop_at and state["epoch"] <= cfg.epochs:
+            bar.close()
+            return _paused(state, epoch=state["epoch"], step_in_epoch=0)
     bar.close()
     return _finish(net, cfg, out, state, device, save_checkpoint, rank)
+
+
+def _paused(state, **where) -> dict:
+    return {"status": "paused", **where, "steps": state["global_step"], "seconds": round(state["seconds"], 3)}
 
 
 def _finish(net, cfg, out: Path, state, device, save_checkpoint, rank) -> dict:

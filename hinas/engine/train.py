@@ -71,8 +71,12 @@ def poly_lr(cfg: RunConfig, it: int) -> float:
     return cfg.train_lr * max(1 - it / cfg.iterations, 0.0) ** 0.9
 
 
-def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, progress: bool | None = None) -> dict:
-    """Train the network of ``genotype`` (or DnCNN with ``cfg.model='dncnn'``) into ``out_dir``."""
+def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, progress: bool | None = None,
+          stop_at: float | None = None) -> dict:
+    """Train the network of ``genotype`` (or DnCNN with ``cfg.model='dncnn'``) into ``out_dir``.
+
+    ``stop_at`` (a ``time.monotonic()`` deadline): once passed, the run checkpoints at the next
+    log point and returns ``{"status": "paused", ...}``; ``resume=True`` continues it."""
     if cfg.model == "hinas" and genotype is None:
         raise HinasError("training a HiNAS network needs a genotype (--genotype FILE)")
     if genotype is not None and cfg.model == "hinas":
@@ -95,12 +99,12 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
     device = common.resolve_device(cfg.device)
     try:
         with common.deterministic(device.type == "cpu"):
-            return _train(cfg, genotype, spec, folder, device, progress)
+            return _train(cfg, genotype, spec, folder, device, progress, stop_at)
     finally:
         folder.release()
 
 
-def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> dict:
+def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_at=None) -> dict:
     from hinas.data import PatchDataset, task_datasets
     from hinas.engine.search import check_validation_images, validate_network
 
@@ -130,6 +134,9 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
                       samples_per_epoch=len(train_recs) * cfg.crops_per_image, seed=cfg.seed,
                       rescale=cfg.rescale_aug)
     stream = common.BatchStream(ds, cfg.effective_train_batch, cfg.seed, rank, world)
+    if cfg.device_data:  # the same batches made on the device (hinas.data.device_sampling)
+        from hinas.data.device_sampling import on_device
+        stream = on_device(stream, device)
     loss_fn = RestorationLoss(cfg.task, "train", ssim_weight=cfg.train_ssim_weight,
                               nonpositive_ssim=cfg.nonpositive_ssim).to(device)
     opt = torch.optim.SGD(param_groups(model, cfg), lr=cfg.train_lr, momentum=0.9)
@@ -191,7 +198,9 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
         bar.update(1)
         it = state["iteration"]
         validate_now = (it % cfg.val_every == 0 or it == cfg.iterations) and it > cfg.val_after_fraction * cfg.iterations
+        pause = False
         if it % cfg.log_every == 0 or it == cfg.iterations or validate_now:
+            pause = stop_at is not None and time.monotonic() >= stop_at and it < cfg.iterations
             s = acc.item()
             if not math.isfinite(s):
                 bar.close()
@@ -220,9 +229,12 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
                 save_weights("weights.safetensors")
         if rank == 0 and len(state["history"]) > csv_rows:  # a row per log interval, flushed now
             csv_rows = _flush_history(out / "history.csv", state["history"], csv_rows)
-        if it % cfg.checkpoint_every == 0 or validate_now:
+        if it % cfg.checkpoint_every == 0 or validate_now or pause:
             state["seconds"] = time.perf_counter() - t_start
             save_checkpoint()
+            if pause:
+                bar.close()
+                return {"status": "paused", "iteration": it, "seconds": round(state["seconds"], 3)}
     bar.close()
     state["seconds"] = time.perf_counter() - t_start
     save_weights("weights_final.safetensors")
