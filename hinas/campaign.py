@@ -565,8 +565,10 @@ def run_campaign(plan: Plan, results, budget: float, *, device=None, data_root=N
                 continue
             (results / item.name / "error.json").unlink()
         if ctx.left() < item.estimate + ctx.reserve:
-            log(f"{item.name}: {ctx.left():.0f} s left, needs about {item.estimate:.0f} s; stopping here")
-            break
+            # too little time for this one; a later, shorter item may still fit (its dependants wait)
+            log(f"{item.name}: {ctx.left():.0f} s left, needs about {item.estimate:.0f} s; skipped in this call")
+            blocked.add(item.name)
+            continue
         log(f"{item.name} ({item.kind}): starting, {ctx.left():.0f} s left")
         t_item = time.monotonic()
         try:

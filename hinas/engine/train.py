@@ -99,6 +99,9 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
     model = build_model(spec).to(device)
     if cfg.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        from hinas.engine.compile import compile_module
+        compile_module(model)
 
     data = task_datasets(cfg.task, cfg.data_root)
     records = sorted(data["train"].records, key=lambda r: r.name)
