@@ -22,7 +22,7 @@ from hinas.engine.config import RunConfig
 from hinas.losses import RestorationLoss
 from hinas.supernet import MOVE_NAMES, Supernet
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = common.CHECKPOINT
 
 
 def search_lr(cfg: RunConfig, epoch: int) -> float:
@@ -50,17 +50,38 @@ def _crop_center(rec, size):
     return ImageRecord(rec.name, rec.path, np.ascontiguousarray(rec.image[y:y + ch, x:x + cw]))
 
 
+def check_validation_images(records, cfg: RunConfig) -> None:
+    """Refuse, before the run folder is written, held-out images too small to score (SSIM needs
+    11x11, after the border crop for SR), instead of failing at the first validation."""
+    from hinas.errors import DataError
+    from hinas.safeio import quote
+
+    need = 11 + (2 * cfg.scale if cfg.task == "sr" else 0)
+    for r in records:
+        h, w = r.image.shape[:2]
+        if cfg.val_crop:
+            h, w = min(h, cfg.val_crop), min(w, cfg.val_crop)
+        if min(h, w) < need:
+            raise DataError(f"{quote(r.path or r.name)}: {w}x{h} is too small to validate on (at least {need}x{need}); "
+                            f"remove it from the training set")
+
+
 def validate_network(net, records, cfg: RunConfig, device) -> dict:
-    """PSNR/SSIM of a network on held-out images (standard protocol; denoising: mean over
-    the sigmas), on central crops of ``cfg.val_crop`` pixels when set."""
+    """PSNR/SSIM of a network on held-out images under ``cfg.val_protocol`` (hinas.evaluation's
+    VALIDATION_PROTOCOLS: 'reference' = the released code's patch-wise validation, one sigma per
+    patch; 'standard' = whole images, mean over the sigmas), on central crops of
+    ``cfg.val_crop`` pixels when set."""
     from hinas.data.datasets import ImageDataset
-    from hinas.evaluation import evaluate
+    from hinas.evaluation import evaluate, validate_reference
 
     ds = ImageDataset("search-V", [_crop_center(r, cfg.val_crop) for r in records],
                       grey=cfg.task == "denoise", allows_grey=True)
     was_training = net.training
     net.eval()
     try:
+        if cfg.val_protocol == "reference":
+            levels = cfg.search_sigma if isinstance(net, Supernet) else cfg.sigma
+            return validate_reference(net, ds.records, cfg.task, sigmas=levels, scale=cfg.scale, device=device)
         if cfg.task == "denoise":
             levels = cfg.search_sigma if isinstance(net, Supernet) else cfg.sigma
             results = [evaluate(net, ds, "denoise", sigma=s, device=device) for s in levels]
@@ -102,29 +123,38 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
 
     ``stop_at`` (a ``time.monotonic()`` deadline): once passed, the run checkpoints at the next
     log point and returns ``{"status": "paused", ...}``; ``resume=True`` continues it."""
+    folder = common.RunFolder(out_dir, "search", resume, common.rank(), quiet=cfg.quiet or progress is False)
+    device = common.resolve_device(cfg.device)
+    try:
+        with common.deterministic(device.type == "cpu"):
+            return _search(cfg, folder, device, progress, stop_at)
+    finally:
+        folder.release()
+
+
+def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
     from hinas.data import PatchDataset, search_split, task_datasets
     from hinas.genotype import provenance
 
-    device = common.resolve_device(cfg.device)
     common.apply_threads(cfg)
     common.init_distributed(device)
     rank, world = common.rank(), common.world_size()
-    out = common.prepare_run_dir(out_dir, cfg, resume, "search", rank)
-    common.barrier()
-    common.seed_everything(cfg.seed)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
+    out = folder.out
+    # -- every input is checked before the first write ---------------------------------------------
+    ck = common.on_rank0(folder.open)
     data = task_datasets(cfg.task, cfg.data_root)
-    records = sorted(data["train"].records, key=lambda r: r.name)
-    if cfg.max_images:
-        records = records[: cfg.max_images]
+    all_records = sorted(data["train"].records, key=lambda r: r.name)
+    records = all_records[: cfg.max_images] if cfg.max_images else all_records
+    identity = common.run_identity("search", cfg, all_records, used=len(records))
+    common.on_rank0(lambda: folder.check_identity(ck, identity))
     W, A, V = search_split(records, cfg.split_mode, cfg.val_fraction, cfg.seed)
+    check_validation_images(V, cfg)
+    common.seed_everything(cfg.seed)
     sigma = cfg.search_sigma if cfg.task == "denoise" else None
     ds_w = PatchDataset(W, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
-                        samples_per_epoch=len(W) * cfg.crops_per_image, seed=cfg.seed)
+                        samples_per_epoch=len(W) * cfg.crops_per_image, seed=cfg.seed, rescale=cfg.rescale_aug)
     ds_a = PatchDataset(A, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
-                        samples_per_epoch=len(A) * cfg.crops_per_image, seed=cfg.seed + 1)
+                        samples_per_epoch=len(A) * cfg.crops_per_image, seed=cfg.seed + 1, rescale=cfg.rescale_aug)
     stream_w = common.BatchStream(ds_w, cfg.batch_size, cfg.seed, rank, world)
     stream_a = common.BatchStream(ds_a, cfg.batch_size, cfg.seed + 1, rank, world)
     if cfg.device_data:  # the same batches made on the device (hinas.data.device_sampling)
@@ -134,7 +164,8 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
     net = Supernet(cfg.supernet_config()).to(device)
     if cfg.channels_last and device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
-    loss_fn = RestorationLoss(cfg.task, "search", ssim_weight=cfg.search_ssim_weight).to(device)
+    loss_fn = RestorationLoss(cfg.task, "search", ssim_weight=cfg.search_ssim_weight,
+                              nonpositive_ssim=cfg.nonpositive_ssim).to(device)
     opt_w = torch.optim.SGD(net.weight_parameters(), lr=cfg.w_lr, momentum=cfg.w_momentum,
                             weight_decay=cfg.w_weight_decay)
     opt_a = torch.optim.Adam(net.arch_parameters(), lr=cfg.a_lr, weight_decay=cfg.a_weight_decay)
@@ -143,27 +174,22 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
     state = {"epoch": 1, "step_in_epoch": 0, "global_step": 0, "best": None, "history": [], "alpha": [],
              "beta": [], "seconds": 0.0, "sums": [0.0, 0.0, 0, 0]}
     ckpt_path = out / CHECKPOINT
-    if resume and ckpt_path.exists():
+    run = common.RunState("supernet", identity, net, {"opt_w": opt_w, "opt_a": opt_a},
+                          {"stream_w": stream_w, "stream_a": stream_a}, state, ckpt_path)
+    resuming = common.broadcast_object(ck is not None)  # rank 0 has checked the folder and the identity
+    if rank != 0 and resuming:
         ck = common.load_checkpoint(ckpt_path)
-        net.load_state_dict(ck["model"])
-        opt_w.load_state_dict(ck["opt_w"])
-        opt_a.load_state_dict(ck["opt_a"])
-        stream_w.load_state(ck["stream_w"])
-        stream_a.load_state(ck["stream_a"])
-        common.set_rng_state(ck["rng"])
-        state = ck["state"]
-        if state.get("finished"):
-            return _read_summary(out)
+    if ck is not None:
+        run.restore(ck)
+    # a new run: its first checkpoint carries the identity before any other file is written
+    folder.begin(cfg, first_checkpoint=None if ck is not None else run.save)
+    if state.get("finished") and (out / "summary.json").is_file():  # else: the end is written again
+        return _read_summary(out)
+    common.barrier()
 
     def save_checkpoint():
-        if rank != 0:
-            return
-        common.check_finite(net.state_dict().values(), "supernet", ckpt_path)
-        common.atomic_torch_save({
-            "model": net.state_dict(), "opt_w": opt_w.state_dict(), "opt_a": opt_a.state_dict(),
-            "stream_w": stream_w.state(), "stream_a": stream_a.state(), "rng": common.rng_state(),
-            "state": state,
-        }, ckpt_path)
+        if rank == 0:
+            run.save()
 
     def write_logs():
         if rank != 0:
@@ -209,8 +235,8 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
                 lw = loss_fn(net(xw).float(), yw)
             lw.backward()
             # DARTS: the weight step leaves alpha/beta alone; their grads are discarded here.
-            net.arch_alpha.grad = None
-            net.arch_beta.grad = None
+            for p in net.arch_parameters():
+                p.grad = None
             common.all_reduce_gradients(net.weight_parameters())
             opt_w.step()
             acc_w += lw.detach()
@@ -225,10 +251,12 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
                     bar.close()
                     raise common.TrainingDiverged(
                         f"search loss became {s_w if not math.isfinite(s_w) else s_a} at epoch {epoch}; "
-                        f"the last good checkpoint is kept in {ckpt_path}; start a new run (another --out) with a "
+                        f"{common.kept_checkpoint(ckpt_path)}; start a new run (another --out) with a "
                         f"lower learning rate (--set w_lr=... / a_lr=...)")
                 state["sums"] = [state["sums"][0] + s_w, state["sums"][1] + s_a, state["sums"][2] + n_w,
                                  state["sums"][3] + n_a]
+                # batches with mean SSIM <= 0 this epoch (the release's NaN loss value): counted, not fatal
+                state["nonpositive_ssim"] = state.get("nonpositive_ssim", 0) + loss_fn.take_nonpositive_events()
                 acc_w.zero_()
                 acc_a.zero_()
                 n_w = n_a = 0
@@ -244,7 +272,7 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
         row = {"epoch": epoch, "lr": lr, "arch_steps": arch_on,
                "loss_w": state["sums"][0] / max(state["sums"][2], 1),
                "loss_a": state["sums"][1] / state["sums"][3] if state["sums"][3] else None,
-               "val_psnr": None, "val_ssim": None}
+               "val_psnr": None, "val_ssim": None, "nonpositive_ssim": state.pop("nonpositive_ssim", 0)}
         if epoch > cfg.val_start_epoch:
             metrics = validate_network(net, V, cfg, device) if rank == 0 else None
             metrics = common.broadcast_object(metrics)
@@ -252,7 +280,8 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
             score = metrics["ssim"] + metrics["psnr"] / 100
             if state["best"] is None or score > state["best"]["score"]:
                 g = net.genotype(provenance(run=str(out), seed=cfg.seed, epoch=epoch, profile=cfg.profile,
-                                            selection="best SSIM + PSNR/100 on V"))
+                                            selection="best SSIM + PSNR/100 on V",
+                                            val_protocol=cfg.val_protocol))
                 state["best"] = {"score": score, "epoch": epoch, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
                                  "genotype": g.to_json()}
         state["seconds"] = time.perf_counter() - t_start
@@ -323,6 +352,6 @@ def _data_note(cfg) -> dict:
 
 
 def _read_summary(out: Path) -> dict:
-    import json
+    from hinas.safeio import load_json_file
 
-    return json.loads((out / "summary.json").read_text())
+    return load_json_file(out / "summary.json", "summary")

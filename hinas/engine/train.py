@@ -8,36 +8,23 @@ SSIM + PSNR/100. Weights are saved as safetensors, the network description as JS
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import time
-from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save
 from tqdm.auto import tqdm
 
 from hinas.engine import common
 from hinas.engine.config import RunConfig
 from hinas.errors import HinasError
+from hinas.evaluation import NETWORK_FILE, build_model, check_network_spec, load_trained  # noqa: F401
 from hinas.losses import RestorationLoss
 
-CHECKPOINT = "checkpoint.pt"
-NETWORK_FILE = "network.json"
-
-
-def build_model(spec: dict):
-    """The network a run folder describes (``network.json``): a HiNAS genotype or DnCNN."""
-    if spec["model"] == "dncnn":
-        from hinas.baselines import DnCNN
-
-        return DnCNN(in_channels=spec.get("in_channels", 1))
-    from hinas.genotype import Genotype
-    from hinas.network import build_network
-
-    g = Genotype.from_dict(spec["genotype"], "network.json")
-    return build_network(g, spec.get("f"), residual=spec.get("residual", True),
-                         node_channels=spec.get("node_channels"))
+CHECKPOINT = common.CHECKPOINT
 
 
 def network_spec(cfg: RunConfig, genotype) -> dict:
@@ -45,7 +32,7 @@ def network_spec(cfg: RunConfig, genotype) -> dict:
         return {"model": "dncnn", "task": "denoise", "in_channels": 1, "scale": None}
     return {"model": "hinas", "task": cfg.task, "scale": cfg.scale, "genotype": genotype.to_dict(),
             "f": cfg.net_f, "residual": cfg.residual, "node_channels": cfg.node_channels,
-            "in_channels": genotype.in_channels}
+            "in_channels": genotype.in_channels, "bn_init": cfg.bn_init}
 
 
 def param_groups(model, cfg: RunConfig):
@@ -60,6 +47,26 @@ def param_groups(model, cfg: RunConfig):
     ]
 
 
+HISTORY_FIELDS = ("iteration", "lr", "loss", "val_psnr", "val_ssim", "seconds", "nonpositive_ssim")
+
+
+def _flush_history(path: Path, rows: list[dict], written: int) -> int:
+    """Bring ``history.csv`` up to ``rows``: rewrite it whole the first time in this process
+    (so a resumed run's file matches its checkpoint), then append only the new rows, so a
+    long run's log costs O(rows), not O(rows^2). Returns the number of rows now in the file."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+    if written == 0:
+        w.writeheader()
+    w.writerows(rows[written:])
+    if written == 0:
+        common.atomic_write_text(path, buf.getvalue())
+    else:
+        with open(path, "a", newline="") as fh:
+            fh.write(buf.getvalue())
+    return len(rows)
+
+
 def poly_lr(cfg: RunConfig, it: int) -> float:
     return cfg.train_lr * max(1 - it / cfg.iterations, 0.0) ** 0.9
 
@@ -70,9 +77,6 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
 
     ``stop_at`` (a ``time.monotonic()`` deadline): once passed, the run checkpoints at the next
     log point and returns ``{"status": "paused", ...}``; ``resume=True`` continues it."""
-    from hinas.data import PatchDataset, task_datasets
-    from hinas.engine.search import validate_network
-
     if cfg.model == "hinas" and genotype is None:
         raise HinasError("training a HiNAS network needs a genotype (--genotype FILE)")
     if genotype is not None and cfg.model == "hinas":
@@ -81,21 +85,46 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
                              f"{' x' + str(genotype.scale) if genotype.scale else ''}, "
                              f"but the run is {cfg.task}{' x' + str(cfg.scale) if cfg.scale else ''}; "
                              f"search for this task or pass matching --task/--scale")
+        want = 1 if cfg.task == "denoise" else 3
+        if genotype.in_channels != want:
+            raise HinasError(f"the genotype takes {genotype.in_channels}-channel images, but {cfg.task} data has "
+                             f"{want}; use a genotype searched for this task")
+    if out_dir is None:
+        raise HinasError("training needs a run folder (--out DIR)")
+    if cfg.model != "hinas":
+        genotype = None
+    spec = network_spec(cfg, genotype)
+    check_network_spec(spec, "the network to train")
+    folder = common.RunFolder(out_dir, "train", resume, common.rank(), quiet=cfg.quiet or progress is False)
     device = common.resolve_device(cfg.device)
+    try:
+        with common.deterministic(device.type == "cpu"):
+            return _train(cfg, genotype, spec, folder, device, progress, stop_at)
+    finally:
+        folder.release()
+
+
+def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_at=None) -> dict:
+    from hinas.data import PatchDataset, task_datasets
+    from hinas.engine.search import check_validation_images, validate_network
+
     common.apply_threads(cfg)
     common.init_distributed(device)
     rank, world = common.rank(), common.world_size()
-    out = common.prepare_run_dir(out_dir, cfg, resume, "train", rank)
-    common.barrier()
+    out = folder.out
+    # -- every input is checked before the first write ---------------------------------------------
+    ck = common.on_rank0(folder.open)
+    data = task_datasets(cfg.task, cfg.data_root)
+    all_records = sorted(data["train"].records, key=lambda r: r.name)
+    records = all_records[: cfg.max_images] if cfg.max_images else all_records
+    identity = common.run_identity("train", cfg, all_records, genotype, used=len(records))
+    common.on_rank0(lambda: folder.check_identity(ck, identity))
+    n_val = max(1, int(math.floor(cfg.val_fraction * len(records))))
+    if len(records) - n_val < 1:
+        raise HinasError(f"training needs at least 2 images, found {len(records)}")
+    train_recs, val_recs = records[: len(records) - n_val], records[len(records) - n_val:]
+    check_validation_images(val_recs, cfg)
     common.seed_everything(cfg.seed)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-    spec = network_spec(cfg, genotype)
-    if rank == 0:
-        common.atomic_write_text(out / NETWORK_FILE, json.dumps(spec, indent=1))
-        if genotype is not None:
-            genotype.save(out / "genotype.json")
     model = build_model(spec).to(device)
     if cfg.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
@@ -103,53 +132,52 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
         from hinas.engine.compile import compile_module
         compile_module(model)
 
-    data = task_datasets(cfg.task, cfg.data_root)
-    records = sorted(data["train"].records, key=lambda r: r.name)
-    if cfg.max_images:
-        records = records[: cfg.max_images]
-    n_val = max(1, int(math.floor(cfg.val_fraction * len(records))))
-    if len(records) - n_val < 1:
-        raise HinasError(f"training needs at least 2 images, found {len(records)}")
-    train_recs, val_recs = records[: len(records) - n_val], records[len(records) - n_val:]
     sigma = cfg.sigma if cfg.task == "denoise" else None
     ds = PatchDataset(train_recs, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
-                      samples_per_epoch=len(train_recs) * cfg.crops_per_image, seed=cfg.seed)
+                      samples_per_epoch=len(train_recs) * cfg.crops_per_image, seed=cfg.seed,
+                      rescale=cfg.rescale_aug)
     stream = common.BatchStream(ds, cfg.effective_train_batch, cfg.seed, rank, world)
     if cfg.device_data:  # the same batches made on the device (hinas.data.device_sampling)
         from hinas.data.device_sampling import on_device
         stream = on_device(stream, device)
-    loss_fn = RestorationLoss(cfg.task, "train", ssim_weight=cfg.train_ssim_weight).to(device)
+    loss_fn = RestorationLoss(cfg.task, "train", ssim_weight=cfg.train_ssim_weight,
+                              nonpositive_ssim=cfg.nonpositive_ssim).to(device)
     opt = torch.optim.SGD(param_groups(model, cfg), lr=cfg.train_lr, momentum=0.9)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp_bf16 and device.type == "cuda")
 
     state = {"iteration": 0, "best": None, "history": [], "seconds": 0.0, "sum": 0.0, "count": 0}
     ckpt_path = out / CHECKPOINT
-    if resume and ckpt_path.exists():
+    run = common.RunState("network", identity, model, {"opt": opt}, {"stream": stream}, state, ckpt_path)
+    resuming = common.broadcast_object(ck is not None)  # rank 0 has checked the folder and the identity
+    if rank != 0 and resuming:
         ck = common.load_checkpoint(ckpt_path)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        stream.load_state(ck["stream"])
-        common.set_rng_state(ck["rng"])
-        state = ck["state"]
-        if state.get("finished"):
-            return json.loads((out / "summary.json").read_text())
+    if ck is not None:
+        run.restore(ck)
+    # a new run: the checkpoint (with the identity) first, then the readable copies
+    files = {NETWORK_FILE: json.dumps(spec, indent=1)}
+    if genotype is not None:
+        files["genotype.json"] = genotype.to_json() + "\n"
+    folder.begin(cfg, files, first_checkpoint=None if ck is not None else run.save)
+    if state.get("finished") and (out / "summary.json").is_file():  # else: the end is written again
+        from hinas.safeio import load_json_file
+
+        return load_json_file(out / "summary.json", "summary")
+    common.barrier()
 
     def save_checkpoint():
         if rank == 0:
-            common.check_finite(model.state_dict().values(), "network", ckpt_path)
-            common.atomic_torch_save({"model": model.state_dict(), "opt": opt.state_dict(), "stream": stream.state(),
-                                      "rng": common.rng_state(), "state": state}, ckpt_path)
+            run.save()
 
     def save_weights(name):
         if rank == 0:
-            tmp = out / (name + ".tmp")
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-            tmp.replace(out / name)
+            blob = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+            common.write_bytes_durably(out / name, blob)
 
     show = (not cfg.quiet) if progress is None else progress
     bar = tqdm(total=cfg.iterations, initial=state["iteration"], disable=not show or rank != 0, desc="train",
                unit="it", dynamic_ncols=True)
     t_start = time.perf_counter() - state["seconds"]
+    csv_rows = 0  # rows of state["history"] already in history.csv (after a resume: rewrite it all)
     acc = torch.zeros((), device=device)
     n_acc = 0
     model.train()
@@ -172,35 +200,38 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
         state["iteration"] += 1
         bar.update(1)
         it = state["iteration"]
+        validate_now = (it % cfg.val_every == 0 or it == cfg.iterations) and it > cfg.val_after_fraction * cfg.iterations
         pause = False
-        if it % cfg.log_every == 0 or it == cfg.iterations:
+        if it % cfg.log_every == 0 or it == cfg.iterations or validate_now:
             pause = stop_at is not None and time.monotonic() >= stop_at and it < cfg.iterations
             s = acc.item()
             if not math.isfinite(s):
                 bar.close()
                 raise common.TrainingDiverged(
-                    f"training loss became {s} at iteration {it}; the last good checkpoint is kept in {ckpt_path}; "
+                    f"training loss became {s} at iteration {it}; {common.kept_checkpoint(ckpt_path)}; "
                     f"start a new run (another --out) with a lower learning rate (--set train_lr=...)")
             state["sum"] += s
             state["count"] += n_acc
+            # batches whose mean SSIM was <= 0 (the release's NaN loss value): counted, not fatal
+            events = loss_fn.take_nonpositive_events()
+            state["nonpositive_ssim"] = state.get("nonpositive_ssim", 0) + events
+            state["history"].append({"iteration": it, "lr": lr, "loss": s / max(n_acc, 1), "val_psnr": None,
+                                     "val_ssim": None, "seconds": round(time.perf_counter() - t_start, 3),
+                                     "nonpositive_ssim": events})
             acc.zero_()
             n_acc = 0
             bar.set_postfix(loss=f"{state['sum'] / max(state['count'], 1):.4f}")
-        validate_now = (it % cfg.val_every == 0 or it == cfg.iterations) and it > cfg.val_after_fraction * cfg.iterations
         if validate_now:
             m = validate_network(model, val_recs, cfg, device) if rank == 0 else None
             m = common.broadcast_object(m)
-            state["seconds"] = time.perf_counter() - t_start
-            state["history"].append({"iteration": it, "lr": lr, "loss": state["sum"] / max(state["count"], 1),
-                                     "val_psnr": m["psnr"], "val_ssim": m["ssim"],
-                                     "seconds": round(state["seconds"], 3)})
+            state["history"][-1].update(val_psnr=m["psnr"], val_ssim=m["ssim"])
             state["sum"], state["count"] = 0.0, 0
             score = m["ssim"] + m["psnr"] / 100
             if state["best"] is None or score > state["best"]["score"]:
                 state["best"] = {"score": score, "iteration": it, "psnr": m["psnr"], "ssim": m["ssim"]}
                 save_weights("weights.safetensors")
-            if rank == 0:
-                common.write_csv(out / "history.csv", state["history"])
+        if rank == 0 and len(state["history"]) > csv_rows:  # a row per log interval, flushed now
+            csv_rows = _flush_history(out / "history.csv", state["history"], csv_rows)
         if it % cfg.checkpoint_every == 0 or validate_now or pause:
             state["seconds"] = time.perf_counter() - t_start
             save_checkpoint()
@@ -230,6 +261,8 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
         "params": count_parameters(model),
         "iterations": cfg.iterations,
         "world_size": world,
+        "nonpositive_ssim": state.get("nonpositive_ssim", 0),
+        "val_protocol": cfg.val_protocol,
     }
     state["finished"] = True
     if rank == 0:
@@ -237,27 +270,3 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
         save_checkpoint()
     common.barrier()
     return summary
-
-
-def load_trained(run_dir, which: str = "best", device="cpu"):
-    """Rebuild a trained network from its run folder (safetensors weights, JSON description)."""
-    run_dir = Path(run_dir)
-    spec_file = run_dir / NETWORK_FILE
-    weights = run_dir / ("weights.safetensors" if which == "best" else "weights_final.safetensors")
-    if not spec_file.exists():
-        raise HinasError(f"{run_dir}: not a training run folder (no {NETWORK_FILE}); give the --out folder of 'hinas train'")
-    if not weights.exists():
-        raise HinasError(f"{run_dir}: no {weights.name} yet; the training has not reached its first validation "
-                         f"(continue it with 'hinas train ... --resume')")
-    try:
-        spec = json.loads(spec_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise HinasError(f"{spec_file}: not valid JSON ({exc.msg})") from None
-    model = build_model(spec)
-    try:
-        state = load_file(str(weights))
-        model.load_state_dict(state)
-    except Exception as exc:
-        raise HinasError(f"{weights}: cannot load these weights into the network described by {spec_file.name} "
-                         f"({exc.__class__.__name__}); the files do not belong together") from None
-    return model.to(device).eval(), spec
