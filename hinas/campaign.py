@@ -281,6 +281,9 @@ class _Context:
 
 def _copy_files(src: Path, dst: Path, names) -> list[str]:
     copied = []
+    if (src.parent / "run.budget.json").exists():  # the time-budget plan (hinas.engine.budget)
+        shutil.copy2(src.parent / "run.budget.json", dst / "budget.json")
+        copied.append("budget.json")
     for name in names:
         if (src / name).exists():
             shutil.copy2(src / name, dst / name)
@@ -301,14 +304,15 @@ def _run_engine(ctx: _Context, item: Item, kind: str, genotype=None) -> dict | N
     started = time.monotonic()
     for attempt in (1, 2):
         fresh = not run.exists()
+        resume = (run / "checkpoint.pt").exists()
         try:
             plan = None
             if item.budget is not None:
-                cfg, plan = budget_mod.budgeted(kind, cfg, item.budget, run, resume=True, genotype=genotype)
+                cfg, plan = budget_mod.budgeted(kind, cfg, item.budget, run, resume=resume or fresh, genotype=genotype)
             if kind == "search":
-                result = search(cfg, run, resume=True, progress=False, stop_at=ctx.stop_at())
+                result = search(cfg, run, resume=resume, progress=False, stop_at=ctx.stop_at())
             else:
-                result = train(cfg, genotype, run, resume=True, progress=False, stop_at=ctx.stop_at())
+                result = train(cfg, genotype, run, resume=resume, progress=False, stop_at=ctx.stop_at())
             break
         except HinasError as exc:
             from hinas.engine.common import TrainingDiverged
@@ -318,6 +322,7 @@ def _run_engine(ctx: _Context, item: Item, kind: str, genotype=None) -> dict | N
             # a half-done run that cannot be carried over: start the item again, from nothing
             ctx.log(f"{item.name}: cannot resume ({exc}); restarting the item")
             shutil.rmtree(run, ignore_errors=True)
+            (folder / "run.budget.json").unlink(missing_ok=True)
     seconds = time.monotonic() - started
     paused = result.get("status") == "paused"
     progress.piece(seconds, {"status": "paused" if paused else "finished",
@@ -332,7 +337,7 @@ def _finish_search(ctx: _Context, item: Item, out: dict) -> dict:
 
     folder, run, cfg = ctx.results / item.name, ctx.results / item.name / "run", out["config"]
     files = _copy_files(run, folder, ["genotype.json", "genotype_final.json", "history.csv", "alpha.csv",
-                                      "beta.csv", "config.yaml", "environment.json", "budget.json"])
+                                      "beta.csv", "config.yaml", "environment.json"])
     engine = out["engine"]
     supernet_weights = sum(p.numel() for p in Supernet(cfg.supernet_config()).weight_parameters())
     return {
@@ -353,7 +358,7 @@ def _finish_train(ctx: _Context, item: Item, out: dict) -> dict:
 
     folder, run, cfg = ctx.results / item.name, ctx.results / item.name / "run", out["config"]
     files = _copy_files(run, folder, ["network.json", "weights.safetensors", "genotype.json", "history.csv",
-                                      "config.yaml", "environment.json", "budget.json"])
+                                      "config.yaml", "environment.json"])
     engine = out["engine"]
     model, spec = load_trained(folder, "best", "cpu")
     in_ch = spec.get("in_channels", 1 if spec["task"] == "denoise" else 3)
@@ -531,6 +536,7 @@ def _run_item(ctx: _Context, item: Item) -> str:
     _write_json(folder / DONE, {"finished": summary["provenance"]["finished"]})  # last: the item is complete
     shutil.rmtree(folder / "run", ignore_errors=True)
     shutil.rmtree(folder / "parts", ignore_errors=True)
+    (folder / "run.budget.json").unlink(missing_ok=True)
     return "done"
 
 
@@ -565,8 +571,10 @@ def run_campaign(plan: Plan, results, budget: float, *, device=None, data_root=N
                 continue
             (results / item.name / "error.json").unlink()
         if ctx.left() < item.estimate + ctx.reserve:
-            log(f"{item.name}: {ctx.left():.0f} s left, needs about {item.estimate:.0f} s; stopping here")
-            break
+            # too little time for this one; a later, shorter item may still fit (its dependants wait)
+            log(f"{item.name}: {ctx.left():.0f} s left, needs about {item.estimate:.0f} s; skipped in this call")
+            blocked.add(item.name)
+            continue
         log(f"{item.name} ({item.kind}): starting, {ctx.left():.0f} s left")
         t_item = time.monotonic()
         try:

@@ -100,7 +100,7 @@ def _search(args) -> int:
         from hinas.engine.budget import budgeted
 
         cfg, plan = budgeted("search", cfg, args.budget, args.out, args.resume)
-    summary = search(cfg, args.out, resume=args.resume or plan is not None)
+    summary = search(cfg, args.out, resume=args.resume)
     print(json.dumps(dict(summary, budget=plan) if plan else summary))
     return 0
 
@@ -122,6 +122,6 @@ def _train(args) -> int:
         from hinas.engine.budget import budgeted
 
         cfg, plan = budgeted("train", cfg, args.budget, args.out, args.resume, genotype)
-    summary = train(cfg, genotype, args.out, resume=args.resume or plan is not None)
+    summary = train(cfg, genotype, args.out, resume=args.resume)
     print(json.dumps(dict(summary, budget=plan) if plan else summary))
     return 0

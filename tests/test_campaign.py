@@ -316,3 +316,21 @@ def test_training_with_device_data_runs_and_is_repeatable(tmp_path):
     b = train(cfg, None, tmp_path / "b")
     assert a["val_psnr"] == b["val_psnr"] and np.isfinite(a["val_psnr"])
     assert cfg.key() != cfg.replace(device_data=False).key()  # a different sample, a different run
+
+
+def test_compile_switch_keeps_weights_layout_and_results(tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from hinas.engine import compile as compile_mod
+    from hinas.engine.config import RunConfig
+    from hinas.engine.train import train
+
+    monkeypatch.setattr(compile_mod, "BACKEND", "eager")  # the plumbing, without a C++ compiler run
+    cfg = RunConfig.from_profile("smoke", "denoise", model="dncnn", quiet=True, iterations=4, val_every=2)
+    eager = train(cfg, None, tmp_path / "eager")
+    compiled = train(cfg.replace(compile=True), None, tmp_path / "compiled")
+    a = load_file(str(tmp_path / "eager" / "weights.safetensors"))
+    b = load_file(str(tmp_path / "compiled" / "weights.safetensors"))
+    assert a.keys() == b.keys()
+    assert all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    assert compiled["val_psnr"] == pytest.approx(eager["val_psnr"], abs=1e-3)

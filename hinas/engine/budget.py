@@ -232,7 +232,8 @@ def plan_train(cfg: RunConfig, genotype, seconds: float) -> tuple[RunConfig, dic
 
 def budgeted(kind: str, cfg: RunConfig, seconds: float, out, resume: bool = False, genotype=None
              ) -> tuple[RunConfig, dict]:
-    """The planned configuration for a run folder: measured once, kept in ``out/budget.json``.
+    """The planned configuration for a run folder ``out``: measured once, kept in the file
+    ``<out>.budget.json`` beside it (the run folder itself holds only the engine's files).
 
     A resumed run reuses the stored plan (never re-measures: the settings must not change
     under a checkpoint). A new run measures, then writes the plan before the run starts.
@@ -244,7 +245,7 @@ def budgeted(kind: str, cfg: RunConfig, seconds: float, out, resume: bool = Fals
     from hinas.errors import HinasError
 
     out = Path(out)
-    plan_file = out / "budget.json"
+    plan_file = out.with_name(out.name + ".budget.json")
     if resume and plan_file.exists():
         try:
             plan = json.loads(plan_file.read_text())
@@ -262,6 +263,6 @@ def budgeted(kind: str, cfg: RunConfig, seconds: float, out, resume: bool = Fals
         raise ValueError("kind must be 'search' or 'train'")
     before = cfg.to_dict()
     plan["settings"] = {k: v for k, v in planned.to_dict().items() if before[k] != v}
-    out.mkdir(parents=True, exist_ok=True)
+    plan_file.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(plan_file, json.dumps(plan, indent=1))
     return planned, plan

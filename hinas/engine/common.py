@@ -160,12 +160,8 @@ class RunFolderBusy(HinasError):
     """Another process holds the run folder."""
 
 
-# written before the run starts, as part of its definition (hinas.engine.budget's plan for --budget)
-PRE_RUN_FILES = {"budget.json"}
-
-
 def _entries(out: Path) -> list[str]:
-    return sorted(p.name for p in out.iterdir() if not p.name.endswith(".tmp") and p.name not in PRE_RUN_FILES)
+    return sorted(p.name for p in out.iterdir() if not p.name.endswith(".tmp"))
 
 
 class RunFolder:

@@ -108,6 +108,7 @@ class RunConfig:
     amp_bf16: bool = False  # CUDA only
     channels_last: bool = False  # CUDA only
     device_data: bool = False  # training crops, flips and noise made on the device (hinas.data.device_sampling)
+    compile: bool = False  # training: torch.compile the network, eager fallback (hinas.engine.compile)
     quiet: bool = False
 
     def __post_init__(self):
@@ -192,8 +193,9 @@ class RunConfig:
         d = self.to_dict()
         for k in ("device", "quiet", "checkpoint_every", "log_every", "threads"):
             d.pop(k)
-        if not d["device_data"]:  # keeps the keys of runs made before the switch existed
-            d.pop("device_data")
+        for k in ("device_data", "compile"):
+            if not d[k]:  # keeps the keys of runs made before the switch existed
+                d.pop(k)
         blob = json.dumps([d, *extra], sort_keys=True, default=str)
         return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
@@ -366,7 +368,8 @@ FIELD_HELP = {
     "threads": "CPU threads for torch (None: torch's default)",
     "amp_bf16": "bfloat16 autocast (CUDA only)",
     "channels_last": "channels-last memory format (CUDA only)",
-    "device_data": "make training crops, flips and noise on the device from uint8 images kept there (CUDA fast path)",
+    "device_data": "training crops, flips and noise made on the device, no per-step host work (hinas.data.device_sampling)",
+    "compile": "training: torch.compile the network in place, eager fallback on a compile error (hinas.engine.compile)",
     "quiet": "no progress bar",
 }
 

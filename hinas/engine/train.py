@@ -128,6 +128,9 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
     model = build_model(spec).to(device)
     if cfg.channels_last and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)
+    if cfg.compile:
+        from hinas.engine.compile import compile_module
+        compile_module(model)
 
     sigma = cfg.sigma if cfg.task == "denoise" else None
     ds = PatchDataset(train_recs, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
