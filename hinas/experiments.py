@@ -31,6 +31,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import numbers
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -443,9 +444,12 @@ def ours_vs_published(ours: pd.DataFrame, pub: Optional[pd.DataFrame], keys, *, 
 NOISY_INPUT = "noisy input (no restoration)"
 
 # The rule the book uses to call a difference: it is a win only when it exceeds the seed spread.
+ONE_SEED_MARGIN_DB = 0.5  # used only where no seed spread has been measured at all
 TIE_RULE = ("a difference is called a tie when it is not larger than the seed spread: the larger "
-            "standard deviation over seeds of the two rows, or, where a row has a single seed, the "
-            "spread over seeds of the same profile's main HiNAS run")
+            "standard deviation over seeds of the two rows, or, where the rows have a single seed, the "
+            "spread over seeds of the same profile's full HiNAS run, or "
+            f"{ONE_SEED_MARGIN_DB} dB where no spread was measured; a row that does not clear the noisy "
+            "input by that margin has not learned, and comparisons with it cannot tell anything")
 
 
 def _finite(x) -> bool:
@@ -456,13 +460,13 @@ def compare(a_mean, a_std, b_mean, b_std, spread=None) -> str:
     """``'ahead'``, ``'behind'`` or ``'tie'``: a against b, by :data:`TIE_RULE`.
 
     The margin is the larger finite standard deviation of the two rows; ``spread`` (the seed
-    spread of a comparable run) stands in where neither row has one. With no spread known at
-    all, every difference is a tie: one seed cannot tell a win from noise.
+    spread of a comparable run) stands in where neither row has one, and
+    :data:`ONE_SEED_MARGIN_DB` where no spread is known at all.
     """
     if not (_finite(a_mean) and _finite(b_mean)):
         return "tie"
     stds = [float(s) for s in (a_std, b_std) if _finite(s)]
-    margin = max(stds) if stds else (float(spread) if _finite(spread) else math.inf)
+    margin = max(stds) if stds else (float(spread) if _finite(spread) else ONE_SEED_MARGIN_DB)
     diff = float(a_mean) - float(b_mean)
     if abs(diff) <= margin:
         return "tie"
@@ -519,11 +523,13 @@ def verdict_table(m: pd.DataFrame, reference: str, *, key: str = "method", sprea
 
 
 def ordering_vs_paper(ours: pd.DataFrame, pub: pd.DataFrame, pairs, *, key: str = "method",
-                      spread=None) -> pd.DataFrame:
+                      spread=None, floor=None) -> pd.DataFrame:
     """For each ``(a, b)`` in ``pairs`` (labels of ``key``): the paper's difference a - b and ours,
     with our verdict by :data:`TIE_RULE` and whether it agrees with the paper's sign.
 
     ``ours`` is a :func:`mean_std` table; ``pub`` has ``key`` and ``psnr`` columns (one noise level).
+    ``floor`` is the noisy input's PSNR: a row not 'ahead' of it has not learned, and a comparison
+    involving it is reported as ``not learned`` rather than as a win, loss or tie.
     """
     o = ours.set_index(key)
     p = pub.drop_duplicates(key).set_index(key)
@@ -537,6 +543,9 @@ def ordering_vs_paper(ours: pd.DataFrame, pub: pd.DataFrame, pairs, *, key: str 
                     spread)
         paper_sign = "ahead" if pd_ > 0 else ("behind" if pd_ < 0 else "tie")
         agree = "yes" if v == paper_sign else ("cannot tell (tie)" if v == "tie" else "no")
+        if floor is not None and any(
+                compare(o.loc[r, "psnr_mean"], o.loc[r].get("psnr_std"), floor, None, spread) != "ahead" for r in (a, b)):
+            v, agree = "not learned", "cannot tell (not learned)"
         rows.append({"comparison": f"{a} vs {b}", "paper (dB)": f"{pd_:+.2f}", "ours (dB)": f"{od:+.2f}",
                      "ours": v, "agrees with the paper": agree})
     return pd.DataFrame(rows)
@@ -544,30 +553,47 @@ def ordering_vs_paper(ours: pd.DataFrame, pub: pd.DataFrame, pairs, *, key: str 
 
 def tidy_table(df: pd.DataFrame, digits: Optional[dict] = None) -> pd.DataFrame:
     """A table as the book shows it: numbers rounded to what they mean (PSNR 0.01 dB, SSIM 0.0001,
-    parameters as integers, seconds 0.01 s), missing values as '–' (never NaN or None)."""
-    rules = {"psnr": 2, "ssim": 4, "seconds": 2, "s_per_image": 3, "ms": 1}
+    counts as integers with thousands separators, seconds 0.01 s), missing values as '–' (never
+    NaN or None), booleans as yes/no."""
+    rules = {"ssim": 4, "psnr": 2, "s/image": 3, "seconds": 1, " ms": 1}
     rules.update(digits or {})
+
+    def fmt(v, name):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, numbers.Integral):
+            return f"{int(v):,}"
+        if isinstance(v, numbers.Real):
+            d = next((n for k, n in rules.items() if k in name), 2)
+            return f"{v:.{d}f}"
+        return v
+
     out = df.copy()
     for c in out.columns:
-        col = out[c]
+        col, name = out[c], str(c).lower()
         if pd.api.types.is_bool_dtype(col):
             out[c] = col.map({True: "yes", False: "no"})
-            continue
-        name = str(c).lower()
-        if pd.api.types.is_numeric_dtype(col):
-            if any(k in name for k in ("params", "iterations", "images", "seeds", "epoch", "steps")):
-                out[c] = [f"{int(round(v)):,}" if _finite(v) else "–" for v in col]
-                continue
-            d = next((v for k, v in rules.items() if k in name), 2)
-            out[c] = [f"{v:.{d}f}" if _finite(v) else "–" for v in col]
+        elif pd.api.types.is_numeric_dtype(col):
+            finite = [float(v) for v in col if _finite(v)]
+            if finite and all(v == int(v) for v in finite) and "psnr" not in name and "ssim" not in name:
+                out[c] = [f"{int(v):,}" if _finite(v) else "–" for v in col]
+            else:
+                out[c] = [fmt(float(v), name) if _finite(v) else "–" for v in col]
         else:
-            out[c] = ["–" if v is None or (isinstance(v, float) and math.isnan(v)) else v for v in col]
+            out[c] = [fmt(v, name) for v in col]
     return out
 
 
+TABLE_STYLE = [{"selector": "th, td", "props": "padding: 0.2em 0.7em; text-align: left; vertical-align: top"},
+               {"selector": "", "props": "border-collapse: collapse; margin-bottom: 1em; font-size: 0.9em"},
+               {"selector": "thead th", "props": "border-bottom: 1px solid #999"}]
+
+
 def show(df: pd.DataFrame, digits: Optional[dict] = None):
-    """Display a table the book's way: tidy (:func:`tidy_table`) and without the pandas index."""
-    return tidy_table(df, digits).style.hide(axis="index")
+    """Display a table the book's way: tidy (:func:`tidy_table`), padded, without the pandas index."""
+    return tidy_table(df, digits).style.hide(axis="index").set_table_styles(TABLE_STYLE)
 
 
 def glance_path(runs_root, profile: str) -> Path:
