@@ -71,10 +71,16 @@ def settings(profile: str) -> dict:
 
 
 def base_config(profile: str, task: str = "denoise", *, seed: int = 0, device: str = "cpu",
-                data_root: Optional[str] = None, scale: Optional[int] = None, **overrides) -> RunConfig:
-    """The book's configuration: the engine profile plus :data:`SETTINGS` overrides."""
+                data_root: Optional[str] = None, scale: Optional[int] = None, ablation: bool = False,
+                **overrides) -> RunConfig:
+    """The book's configuration: the engine profile plus :data:`SETTINGS` overrides.
+
+    ``ablation=True`` adds the profile's ``ablation_train`` overrides (chapter 5's shorter
+    training budget, the same for every row of a table, so the rows stay comparable)."""
     s = settings(profile)
     values = dict(s["search"], **s["train"])
+    if ablation:
+        values.update(s.get("ablation_train", {}))
     values.update(overrides)
     return RunConfig.from_profile(profile, task, scale, seed=seed, device=device, data_root=data_root,
                                   quiet=True, **values)
@@ -82,9 +88,20 @@ def base_config(profile: str, task: str = "denoise", *, seed: int = 0, device: s
 
 # ------------------------------------------------------------------------------ runs
 
+def search_config(cfg: RunConfig) -> RunConfig:
+    """``cfg`` with the training-only settings of the ablation budget put back to the main ones,
+    so that an ablation reuses the search of the same space (the search never reads them)."""
+    s = settings(cfg.profile)
+    changed = s.get("ablation_train", {})
+    if not changed:
+        return cfg
+    engine = RunConfig.from_profile(cfg.profile, cfg.task, cfg.scale)
+    return cfg.replace(**{k: s["train"].get(k, getattr(engine, k)) for k in changed})
+
+
 def run_search(cfg: RunConfig, runs_root) -> dict:
     """Cached search; the summary gains ``run_dir`` and ``genotype`` (the best epoch's)."""
-    s = cached_run("search", cfg, runs_root)
+    s = cached_run("search", search_config(cfg), runs_root)
     s["genotype"] = Genotype.load(Path(s["run_dir"]) / "genotype.json")
     return s
 
@@ -170,7 +187,7 @@ def table1(profile: str, seeds, runs_root, *, device="cpu", data_root=None, prot
     for seed in seeds:
         for lwas in (False, True):
             for residual in (False, True):
-                cfg = base_config(profile, seed=seed, device=device, data_root=data_root, lwas=lwas, residual=residual)
+                cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True, lwas=lwas, residual=residual)
                 found = run_search(cfg, runs_root)
                 rows += train_and_score(cfg, found["genotype"], runs_root, protocols=protocols,
                                         limit=s["eval_limit"], data_root=data_root, method="HiNAS",
@@ -182,7 +199,7 @@ def table1(profile: str, seeds, runs_root, *, device="cpu", data_root=None, prot
 def rsws(profile: str, seed: int, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> list:
     """Random search (see the module docstring): N random genotypes, brief training, best kept."""
     s = settings(profile)
-    cfg = base_config(profile, seed=seed, device=device, data_root=data_root, lwas=False, residual=False)
+    cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True, lwas=False, residual=False)
     brief = cfg.replace(iterations=s["rsws_iterations"], val_every=max(1, s["rsws_iterations"] // 2),
                         val_after_fraction=0.0)
     scored = []
@@ -208,7 +225,7 @@ def table3(profile: str, seeds, runs_root, *, device="cpu", data_root=None, prot
     s = settings(profile)
     rows = []
     for seed in seeds:
-        cfg = base_config(profile, seed=seed, device=device, data_root=data_root)
+        cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True)
         g = run_search(cfg, runs_root)["genotype"]
         f = cfg.net_f or 20
         k = f / 20
@@ -225,7 +242,7 @@ def table4(profile: str, seeds, runs_root, *, device="cpu", data_root=None, prot
     s = settings(profile)
     rows = []
     for seed in seeds:
-        cfg = base_config(profile, seed=seed, device=device, data_root=data_root)
+        cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True)
         g = run_search(cfg, runs_root)["genotype"]
         for name, w in (("HiNAS* (MSE)", 0.0), ("HiNAS** (MSE + lssim)", None)):
             rows += train_and_score(cfg.replace(train_ssim_weight=w), g, runs_root, protocols=protocols,
@@ -239,7 +256,7 @@ def table6(profile: str, seeds, runs_root, *, device="cpu", data_root=None, prot
     s = settings(profile)
     rows = []
     for seed in seeds:
-        cfg = base_config(profile, seed=seed, device=device, data_root=data_root)
+        cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True)
         g = run_search(cfg, runs_root)["genotype"]
         variants = {"HiNAS": g}
         for kind in ("R1", "R2"):
@@ -258,7 +275,7 @@ def table8(profile: str, seeds, runs_root, *, device="cpu", data_root=None, prot
     rows = []
     for seed in seeds:
         for mode in ("eq5", "eq6"):
-            cfg = base_config(profile, seed=seed, device=device, data_root=data_root, cell_sharing=mode)
+            cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True, cell_sharing=mode)
             found = run_search(cfg, runs_root)
             base = dict(profile=profile, device=found["device"], seed=seed, cell_sharing=mode,
                         search_seconds=found["seconds"], search_steps=found["steps"],
@@ -324,13 +341,14 @@ def sota(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protoc
     params, time per image, both protocols."""
     s = settings(profile)
     rows = []
-    for seed in seeds:
+    for k, seed in enumerate(seeds):
         cfg = base_config(profile, seed=seed, device=device, data_root=data_root)
         g = run_search(cfg, runs_root)["genotype"]
         rows += train_and_score(cfg, g, runs_root, protocols=protocols, limit=s["eval_limit"], data_root=data_root,
                                 method="HiNAS (ours)")
-        rows += train_and_score(cfg.replace(model="dncnn"), None, runs_root, protocols=protocols,
-                                limit=s["eval_limit"], data_root=data_root, method="DnCNN (same budget)")
+        if k < s.get("dncnn_seeds", len(seeds)):
+            rows += train_and_score(cfg.replace(model="dncnn"), None, runs_root, protocols=protocols,
+                                    limit=s["eval_limit"], data_root=data_root, method="DnCNN (same budget)")
     cfg = base_config(profile, seed=seeds[0], device=device, data_root=data_root)
     for protocol in protocols:
         for sigma in cfg.sigma:

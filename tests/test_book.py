@@ -307,3 +307,17 @@ def test_sota_has_noisy_input_and_verdict(browser, server):
     assert any(c and c.startswith("noisy input") for c in first_cells), "chapter 6 has no noisy-input row"
     text = _page_text(browser)
     assert "Learning." in text and "noisy input scores" in text, "chapter 6 does not compare with the noisy input"
+
+
+def test_notebook_runs_from_any_folder(tmp_path):
+    """papermill straight on a chapter, from another folder, with only the profile given:
+    runs_root and device resolve through hinas.book (the repository's runs/, the profile's device)."""
+    import nbformat
+    import papermill as pm
+
+    out = tmp_path / "03.ipynb"
+    pm.execute_notebook(str(REPO / "notebooks" / "03_residual_heads.ipynb"), str(out), parameters={"profile": "smoke"},
+                        cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors
