@@ -31,7 +31,7 @@ $(STAMPS)/python-$(DEPS_HASH):
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: it takes the local CPU wheel (see README for CUDA builds).
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[test,book]'
+	$(PY) -m pip install -q -e '.[test,book,baselines,export]'
 	@touch $@
 
 setup-python: $(STAMPS)/python-$(DEPS_HASH)

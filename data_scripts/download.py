@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import http.client
+import os
 import shutil
 import sys
 import tarfile
@@ -118,8 +119,26 @@ def _check_member_name(name: str, archive: Path) -> PurePosixPath:
     return p
 
 
+def max_extract_bytes() -> int:
+    """Cap on what one archive may unpack to (the largest, DIV2K train HR, is ~3.5 GB)."""
+    return int(os.environ.get("HINAS_MAX_EXTRACT_BYTES", 64 * 1024**3))
+
+
+def _check_room(archive: Path, dest: Path, total: int) -> None:
+    """Refuse an archive that unpacks to more than the cap or than the free space (a bomb)."""
+    cap = max_extract_bytes()
+    if total > cap:
+        raise DownloadError(f"{q(archive)}: would unpack to {total / 1e9:.1f} GB, more than the {cap / 1e9:.1f} GB "
+                            f"limit (an archive bomb, or set HINAS_MAX_EXTRACT_BYTES); nothing was extracted")
+    free = shutil.disk_usage(dest).free
+    if total + (256 << 20) > free:
+        raise DownloadError(f"{q(archive)}: would unpack to {total / 1e9:.1f} GB but only {free / 1e9:.1f} GB are "
+                            f"free under {q(dest)}; free some space and run again; nothing was extracted")
+
+
 def safe_extract(archive: Path, dest: Path) -> None:
-    """Extract zip/tar(.gz) into dest, refusing anything that could land outside it."""
+    """Extract zip/tar(.gz) into dest, refusing anything that could land outside it, links,
+    special files, and archives that unpack to more than the cap or the free disk space."""
     dest.mkdir(parents=True, exist_ok=True)
     if zipfile.is_zipfile(archive):
         with zipfile.ZipFile(archive) as zf:
@@ -129,6 +148,8 @@ def safe_extract(archive: Path, dest: Path) -> None:
                 mode = (info.external_attr >> 16) & 0o170000
                 if mode == 0o120000:
                     raise DownloadError(f"{archive}: refuses to extract '{info.filename}': symbolic link (unsafe archive)")
+            # zipfile stops each member at its declared size, so the declared total bounds the output
+            _check_room(archive, dest, sum(i.file_size for i in infos))
             for info in infos:
                 zf.extract(info, dest)
         return
@@ -144,6 +165,7 @@ def safe_extract(archive: Path, dest: Path) -> None:
                 raise DownloadError(f"{archive}: refuses to extract '{m.name}': link to '{m.linkname}' (unsafe archive)")
             if not (m.isfile() or m.isdir()):
                 raise DownloadError(f"{archive}: refuses to extract '{m.name}': special file (unsafe archive)")
+        _check_room(archive, dest, sum(m.size for m in members if m.isfile()))
         for m in members:
             tf.extract(m, dest, set_attrs=False)
 
@@ -195,11 +217,50 @@ def _install(src_root: Path, root: Path, name: str) -> None:
     _copy_images(source, dest)
 
 
+def q(path) -> str:
+    """A path safe to print: escaped when it holds control characters."""
+    s = str(path)
+    return repr(s) if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in s) else s
+
+
+def check_no_links_out(folder: Path) -> None:
+    """Refuse a folder to import from that holds a symbolic link leading outside it.
+
+    Walks without following links; every link (file or folder) must resolve inside ``folder``.
+    """
+    root = folder.resolve()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            if p.is_symlink():
+                target = p.resolve()
+                if target != root and root not in target.parents:
+                    raise DownloadError(f"{q(p)}: symbolic link to {q(target)}, outside the folder being "
+                                        f"imported ({q(folder)}); copy the real files in, or remove the link")
+
+
+def _image_files(src: Path) -> list[Path]:
+    """Image files under src; links are followed only when they stay inside src (checked before)."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
+        for name in filenames:
+            p = Path(dirpath) / name
+            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
+                out.append(p)
+    return sorted(out)
+
+
 def _copy_images(src: Path, dest: Path) -> None:
-    files = [p for p in sorted(src.rglob("*")) if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES]
+    check_no_links_out(src)
+    files = _image_files(src)
     if not files:
-        raise DownloadError(f"{src}: no images found")
+        raise DownloadError(f"{q(src)}: no images found")
+    total = sum(p.stat().st_size for p in files)
     dest.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(dest).free
+    if total + (64 << 20) > free:
+        raise DownloadError(f"{q(src)}: {total / 1e9:.1f} GB of images but only {free / 1e9:.1f} GB free under "
+                            f"{q(dest)}; free some space and run again")
     for p in files:
         shutil.copy2(p, dest / p.name)
 
@@ -212,8 +273,9 @@ def obtain(name: str, root: Path, local: Path | None) -> str:
         tmp = Path(tmp)
         if local is not None:
             if local.is_dir():
+                check_no_links_out(local)
                 if not any(True for _ in local.rglob("*")):
-                    raise DownloadError(f"{local}: empty folder")
+                    raise DownloadError(f"{q(local)}: empty folder")
                 src = local / SOURCES[name]["folder"] if (local / SOURCES[name]["folder"]).is_dir() else local
             else:
                 safe_extract(local, tmp / "x")
@@ -242,7 +304,6 @@ def main(argv=None) -> int:
             print(f"{name:10s} -> {s['folder']:16s} {s['urls'][0]}")
         print(f"{'Manga109':10s} -> licence required: {MANGA109}")
         return 0
-    import os
 
     root = Path(args.root or os.environ.get("HINAS_DATA") or "")
     if not str(root):
@@ -263,6 +324,11 @@ def main(argv=None) -> int:
             print(f"{name}: {obtain(name, root, local)}")
     except DownloadError as exc:
         print(f"download.py: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a permission: one line, not a traceback
+        where = q(exc.filename) if exc.filename is not None else q(root)
+        print(f"download.py: error: {where}: {exc.strerror or exc}; check the free space and permissions "
+              f"and run again", file=sys.stderr)
         return 2
     return 0
 

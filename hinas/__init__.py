@@ -30,8 +30,26 @@ _EXPORTS = {
     "count_parameters": "hinas.network",
     "count_flops": "hinas.network",
     "RestorationLoss": "hinas.losses",
-    "ssim": "hinas.losses",
+    "differentiable_ssim": "hinas.losses",  # the loss's SSIM (torch, zero-padded); not the metric
+    # metrics (BasicSR names and protocol; the HiNAS code's variants as reference_*)
+    "calculate_psnr": "hinas.metrics",
+    "calculate_ssim": "hinas.metrics",
+    "reference_psnr": "hinas.metrics",
+    "reference_ssim": "hinas.metrics",
+    "rgb2y": "hinas.metrics",
+    "evaluate": "hinas.evaluation",
     "imresize": "hinas.data.imresize",
+    # runs: one RunConfig for CLI, API and notebooks
+    "RunConfig": "hinas.engine.config",
+    "PROFILES": "hinas.engine.config",
+    "search": "hinas.engine.search",
+    "train": "hinas.engine.train",
+    "load_trained": "hinas.evaluation",
+    "evaluate_run": "hinas.evaluation",
+    "cached_run": "hinas.engine",
+    # using a trained network
+    "restore_files": "hinas.restore",
+    "export_onnx": "hinas.export",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -2,7 +2,10 @@
 
 Each area of the library registers its own sub-commands through a ``register_cli(subparsers)``
 function, so this file only wires them together and turns user errors into one line on
-stderr with exit code 2 (never a traceback from deep inside torch).
+stderr with exit code 2 (never a traceback from deep inside torch): every
+:class:`~hinas.errors.HinasError`, every file-system failure (a full disk, a permission, a
+folder where a file was expected), absurd nesting and absurd sizes. Anything else is a bug
+in hinas and keeps its traceback (exit 1).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import sys
 
 from hinas.errors import HinasError
+from hinas.safeio import one_line, quote
 
 # Modules that contribute sub-commands, in the order they appear in ``hinas --help``.
 COMMAND_MODULES = (
@@ -21,6 +25,9 @@ COMMAND_MODULES = (
     "hinas.data.cli",  # data ...
     "hinas.evaluation",  # eval ...
     "hinas.engine_cli",  # search, train
+    "hinas.restore",  # restore
+    "hinas.export",  # export
+    "hinas.config_cli",  # config show
 )
 
 
@@ -64,13 +71,57 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         result = args.func(args)
-    except HinasError as exc:
-        print(f"hinas: error: {exc}", file=sys.stderr)
-        return 2
     except KeyboardInterrupt:
         print("hinas: interrupted", file=sys.stderr)
         return 130
+    except BaseException as exc:  # noqa: BLE001 - sorted into user errors (2) and bugs (re-raised, 1)
+        message = user_error_message(exc)
+        if message is None:
+            raise
+        print(f"hinas: error: {one_line(message)}", file=sys.stderr)
+        return 2
     return int(result or 0)
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """One line for a failure the user can fix (bad input, the file system, absurd sizes); None for a bug."""
+    if isinstance(exc, HinasError):
+        return str(exc)
+    if isinstance(exc, OSError) and not isinstance(exc, (BlockingIOError, ChildProcessError)):
+        return _os_error_message(exc)
+    if isinstance(exc, RecursionError):
+        return "an input file is nested too deeply to read; it was not written by hinas"
+    if isinstance(exc, RuntimeError) and any(m in str(exc) for m in ("out of memory", "can't allocate memory",
+                                                                     "not enough memory")):
+        return ("not enough memory for what was asked (out of memory in torch); use a smaller batch, patch, "
+                "f or image size, or a device with more memory")
+    if isinstance(exc, MemoryError):
+        return "not enough memory for what was asked (a size, f, batch or image too large); ask for less"
+    return None
+
+
+def _os_error_message(exc: OSError) -> str:
+    import errno
+
+    where = quote(exc.filename) if exc.filename is not None else "a file"
+    if exc.filename2 is not None:
+        where += f" -> {quote(exc.filename2)}"
+    reason = exc.strerror or exc.__class__.__name__
+    fixes = {
+        errno.ENOSPC: "free some disk space (or choose another --out / data root) and run again; "
+                      "a run continues with --resume",
+        errno.EDQUOT: "free some space in your quota and run again",
+        errno.EACCES: "check the permissions, or choose a path you can write to",
+        errno.EPERM: "check the permissions, or choose a path you can write to",
+        errno.EROFS: "the file system is read-only; choose another path",
+        errno.EISDIR: "this is a folder; give a file",
+        errno.ENOTDIR: "a part of this path is a file, not a folder; fix the path",
+        errno.ENOENT: "check the path",
+        errno.EEXIST: "it already exists; choose another name",
+        errno.ENAMETOOLONG: "use a shorter name",
+    }
+    fix = fixes.get(exc.errno, "check the path, the permissions and the free disk space")
+    return f"{where}: {reason}; {fix}"
 
 
 if __name__ == "__main__":

@@ -21,9 +21,10 @@ from pathlib import Path
 import numpy as np
 
 from hinas.errors import DataError, HinasError
+from hinas.safeio import finite_number, quote
 
 __all__ = ["PROTOCOLS", "evaluate", "bicubic_restore", "bm3d_restore", "add_eval_arguments", "register_cli",
-           "run_eval"]
+           "run_eval", "evaluate_run", "load_trained", "build_model", "check_network_spec"]
 
 PROTOCOLS: dict[str, dict] = {
     "standard": {
@@ -56,6 +57,7 @@ PROTOCOLS: dict[str, dict] = {
     },
 }
 
+EVAL_SCALES = (2, 3, 4, 8)
 _TASKS = {"dn": "denoise", "denoise": "denoise", "denoising": "denoise", "sr": "sr"}
 
 
@@ -86,6 +88,9 @@ def _from_tensor(t) -> np.ndarray:
         t = t[0]
     if t.ndim != 3:
         raise HinasError(f"restore_fn returned shape {tuple(t.shape)}; it must return 1xCxHxW")
+    if not bool(torch.isfinite(t).all()):
+        raise HinasError("the network's output holds NaN or infinite values; its weights are not usable "
+                         "(retrain it, or evaluate another run)")
     a = t.clamp_(0.0, 1.0).numpy()
     return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
 
@@ -128,14 +133,12 @@ def evaluate(restore_fn, dataset, task, *, sigma=None, scale=None, protocol: str
     if task == "denoise":
         if sigma is None:
             raise HinasError("denoising evaluation needs --sigma (noise level on the 0-255 scale, e.g. 50)")
-        sigma = float(sigma)
-        if sigma < 0:
-            raise HinasError(f"--sigma must be non-negative, got {sigma:g}")
+        sigma = finite_number(sigma, "--sigma", lo=0, hi=255)
     else:
         if scale is None:
             raise HinasError("SR evaluation needs --scale (2, 3 or 4)")
-        if int(scale) != scale or int(scale) < 2:
-            raise HinasError(f"--scale must be an integer >= 2, got {scale}")
+        if scale not in EVAL_SCALES:
+            raise HinasError(f"--scale must be one of {', '.join(map(str, EVAL_SCALES))}, got {scale}")
         scale = int(scale)
     if not isinstance(dataset, ImageDataset):
         dataset = load_dataset(str(dataset), data_root, grey=(task == "denoise"))
@@ -257,7 +260,8 @@ def bm3d_restore(sigma: float):
     try:
         import bm3d
     except ImportError:
-        raise HinasError("the BM3D baseline needs the 'bm3d' package: pip install bm3d") from None
+        raise HinasError("the BM3D baseline needs the optional 'bm3d' package (non-commercial licence, no aarch64 "
+                         "wheel): pip install 'hinas[baselines]' (or: pip install bm3d)") from None
 
     def fn(x):
         import torch
@@ -271,6 +275,195 @@ def bm3d_restore(sigma: float):
         return torch.from_numpy(np.ascontiguousarray(out))[None]
 
     return fn
+
+
+# ------------------------------------------------------------------------------ trained run folders
+
+NETWORK_FILE = "network.json"
+MAX_F = 256  # channels per node at level 0 (the paper: 20 dn / 16 SR)
+MAX_NODE_CHANNELS = 2048
+MAX_PARAMS = 200_000_000  # an estimate refused before any tensor is allocated
+
+
+def estimate_parameters(genotype, f: int | None, node_channels=None) -> int:
+    """A quick upper estimate of a derived network's size, to refuse absurd ones before building."""
+    f = f or (20 if genotype.task == "denoise" else 16)
+    B = genotype.steps
+    total = 64 * 64 * 9 * 2
+    for layer, level in enumerate(genotype.path):
+        C = node_channels[layer] if node_channels else f * genotype.width_factors[level]
+        total += 2 * B * (9 * C * C + C * C) + 2 * (B * C) * C  # edges (conv + pointwise) and scalers
+    return int(total)
+
+
+def check_network_size(genotype, f=None, node_channels=None, source: str = "the network") -> None:
+    if f is not None and (isinstance(f, bool) or not isinstance(f, int) or not 1 <= f <= MAX_F):
+        raise HinasError(f"{source}: f must be an integer in 1..{MAX_F}, got {f!r}")
+    if node_channels is not None:
+        if (not isinstance(node_channels, list) or len(node_channels) != genotype.layers
+                or not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= MAX_NODE_CHANNELS
+                           for c in node_channels)):
+            raise HinasError(f"{source}: node_channels must list {genotype.layers} integers in "
+                             f"1..{MAX_NODE_CHANNELS}, got {str(node_channels)[:60]}")
+    n = estimate_parameters(genotype, f, node_channels)
+    if n > MAX_PARAMS:
+        raise HinasError(f"{source}: this network would have about {n / 1e6:.0f} M parameters (limit "
+                         f"{MAX_PARAMS / 1e6:.0f} M); use a smaller f, fewer layers or smaller width_factors")
+
+
+def check_network_spec(spec, source: str = NETWORK_FILE):
+    """Validate a network description (``network.json``) before anything is built from it."""
+    from hinas.genotype import Genotype
+
+    if not isinstance(spec, dict):
+        raise HinasError(f"{source}: expected a JSON object describing the network, got {type(spec).__name__}")
+    model = spec.get("model")
+    if model == "dncnn":
+        if spec.get("in_channels", 1) != 1 or spec.get("task", "denoise") != "denoise":
+            raise HinasError(f"{source}: DnCNN here is the grey denoising baseline (task denoise, in_channels 1); "
+                             f"the file was edited")
+        return None
+    if model != "hinas":
+        raise HinasError(f"{source}: model must be 'hinas' or 'dncnn', got {quote(model)}")
+    g = Genotype.from_dict(spec.get("genotype"), f"{source} (genotype)")
+    if spec.get("task", g.task) != g.task or (g.task == "sr" and spec.get("scale", g.scale) != g.scale):
+        raise HinasError(f"{source}: task/scale disagree with the genotype's; the file was edited")
+    if spec.get("in_channels", g.in_channels) != g.in_channels or g.in_channels != (1 if g.task == "denoise" else 3):
+        raise HinasError(f"{source}: in_channels must be 1 for denoising and 3 for SR, and agree with the "
+                         f"genotype's; the file was edited")
+    if not isinstance(spec.get("residual", True), bool):
+        raise HinasError(f"{source}: residual must be true or false")
+    check_network_size(g, spec.get("f"), spec.get("node_channels"), source)
+    return g
+
+
+def build_model(spec: dict, source: str = NETWORK_FILE):
+    """The network a run folder describes (``network.json``): a HiNAS genotype or DnCNN."""
+    g = check_network_spec(spec, source)
+    if g is None:
+        from hinas.baselines import DnCNN
+
+        return DnCNN(in_channels=spec.get("in_channels", 1))
+    from hinas.network import build_network
+
+    return build_network(g, spec.get("f"), residual=spec.get("residual", True),
+                         node_channels=spec.get("node_channels"))
+
+
+def load_trained(run_dir, which: str = "best", device="cpu"):
+    """Rebuild a trained network from its run folder (safetensors weights, JSON description).
+
+    Refuses, by name, weights holding NaN or infinite values (a diverged run is not scored).
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    from hinas.safeio import load_json_file
+
+    run_dir = Path(run_dir)
+    spec_file = run_dir / NETWORK_FILE
+    weights = run_dir / ("weights.safetensors" if which == "best" else "weights_final.safetensors")
+    if not run_dir.is_dir():
+        raise HinasError(f"{quote(run_dir)}: not a training run folder (no such folder); give the --out folder "
+                         f"of 'hinas train'")
+    if not spec_file.exists():
+        raise HinasError(f"{quote(run_dir)}: not a training run folder (no {NETWORK_FILE}); give the --out folder "
+                         f"of 'hinas train'")
+    if not weights.is_file():
+        raise HinasError(f"{quote(run_dir)}: no {weights.name} yet; the training has not reached its first "
+                         f"validation (continue it with 'hinas train ... --resume')")
+    spec = load_json_file(spec_file, "network description")
+    model = build_model(spec, quote(spec_file))
+    try:
+        state = load_file(str(weights))
+        model.load_state_dict(state)
+    except Exception as exc:
+        raise HinasError(f"{quote(weights)}: cannot load these weights into the network described by "
+                         f"{spec_file.name} ({exc.__class__.__name__}); the files do not belong together") from None
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise HinasError(f"{quote(weights)}: {len(bad)} tensor(s) hold NaN or infinite values "
+                         f"({quote(bad[0])}{', ...' if len(bad) > 1 else ''}); the training diverged: "
+                         f"retrain with a lower learning rate")
+    return model.to(device).eval(), spec
+
+
+def _timed_restore(model, device):
+    """Wrap the network so the whole set's forward time is measured (CUDA events on a GPU)."""
+    import torch
+
+    total = {"seconds": 0.0}
+    dev = torch.device(device)
+
+    def restore(x):
+        if dev.type == "cuda":
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            y = model(x)
+            end.record()
+            torch.cuda.synchronize(dev)
+            total["seconds"] += start.elapsed_time(end) / 1000
+        else:
+            t0 = time.perf_counter()
+            y = model(x)
+            total["seconds"] += time.perf_counter() - t0
+        return y
+
+    return restore, total
+
+
+def evaluate_run(run_dir, dataset=None, *, sigma=None, scale=None, protocol: str = "standard", data_root=None,
+                 device: str = "cpu", limit: int | None = None, which: str = "best", progress: bool = False) -> dict:
+    """Score a trained run folder; returns psnr, ssim, params, flops, seconds, images, ..."""
+    import torch
+
+    from hinas.network import count_flops, count_parameters
+
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise HinasError(f"--device {device} asked for but CUDA is not available; use --device cpu")
+    model, spec = load_trained(run_dir, which, device)
+    task = spec.get("task", "denoise")
+    if task == "denoise":
+        if sigma is None:
+            raise HinasError("denoising evaluation needs --sigma (e.g. 50)")
+        if scale is not None:
+            raise HinasError("this run is a denoising network: use --sigma, not --scale")
+    else:
+        if sigma is not None:
+            raise HinasError("this run is an SR network: use --scale, not --sigma")
+        if scale is not None and scale != spec["scale"]:
+            raise HinasError(f"this network upscales x{spec['scale']}, not x{scale}")
+        scale = spec["scale"]
+    if dataset is None:
+        dataset = _default_dataset(task, data_root)
+    restore, timer = _timed_restore(model, device)
+    res = evaluate(restore, dataset, task, sigma=sigma, scale=scale, protocol=protocol, device=device,
+                   data_root=data_root, limit=limit, progress=progress)
+    in_ch = spec.get("in_channels", 1 if task == "denoise" else 3)
+    res.update({
+        "params": count_parameters(model),
+        "flops": count_flops(model, (64, 64), in_ch)["flops"],
+        "flops_input": [64, 64],
+        "seconds_total": res["seconds"],
+        "seconds": timer["seconds"],
+        "run": str(Path(run_dir)),
+        "weights": which,
+        "model": spec["model"],
+    })
+    return res
+
+
+def evaluate_weights(args) -> dict:
+    """``hinas eval --weights DIR``."""
+    if args.method is not None:
+        raise HinasError("give either a baseline method or --weights, not both")
+    if args.limit is not None and args.limit < 1:
+        raise HinasError(f"--limit must be at least 1, got {args.limit}")
+    if args.sigma is not None:
+        finite_number(args.sigma, "--sigma", lo=0, hi=255)
+    return evaluate_run(args.weights, args.dataset, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
+                        data_root=args.data_root, device=args.device, limit=args.limit,
+                        progress=sys.stderr.isatty())  # per-image lines on a terminal
 
 
 # ------------------------------------------------------------------------------ command line
@@ -295,6 +488,7 @@ def add_eval_arguments(parser) -> None:
     parser.add_argument("--per-image", action="store_true", help="include per-image scores in the JSON")
     parser.add_argument("--save", default=None, metavar="FILE",
                         help="also write the full result (per image, with provenance) to this JSON file")
+    parser.add_argument("--force", action="store_true", help="let --save overwrite an existing file")
 
 
 def register_cli(subparsers) -> None:
@@ -324,18 +518,20 @@ def run_eval(args) -> dict:
             raise HinasError("bicubic is the SR baseline: use --scale, not --sigma (bm3d is the denoising one)")
         if args.scale is None:
             raise HinasError("bicubic needs --scale (2, 3 or 4)")
-        if args.scale < 2:
-            raise HinasError(f"--scale must be an integer >= 2, got {args.scale}")
+        if args.scale not in EVAL_SCALES:
+            raise HinasError(f"--scale must be one of {', '.join(map(str, EVAL_SCALES))}, got {args.scale}")
         task, fn = "sr", bicubic_restore(args.scale)
     else:
         if args.scale is not None:
             raise HinasError("bm3d is the denoising baseline: use --sigma, not --scale (bicubic is the SR one)")
         if args.sigma is None:
             raise HinasError("bm3d needs --sigma (noise level on the 0-255 scale, e.g. 50)")
+        finite_number(args.sigma, "--sigma", lo=0, hi=255)
         task, fn = "denoise", bm3d_restore(args.sigma)
     dataset = args.dataset or _default_dataset(task, args.data_root)
     res = evaluate(fn, dataset, task, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
-                   device=args.device, data_root=args.data_root, limit=args.limit)
+                   device=args.device, data_root=args.data_root, limit=args.limit,
+                   progress=sys.stderr.isatty())  # per-image lines on a terminal (BM3D takes minutes)
     res["method"] = args.method
     return res
 
@@ -353,24 +549,26 @@ def _summary(res: dict) -> dict:
 def _eval_command(args) -> int:
     from hinas.cli import print_json
 
-    if args.weights is not None:
-        try:
-            from hinas.engine.evaluate import evaluate_weights
-        except ModuleNotFoundError as exc:
-            if exc.name and exc.name.startswith("hinas"):
-                raise HinasError("--weights needs the training engine (hinas.engine.evaluate), which this "
-                                 "build does not have") from None
-            raise
-        res = evaluate_weights(args)
-    else:
-        res = run_eval(args)
-    if args.save:
+    save = Path(args.save) if args.save else None
+    if save is not None:  # refuse before minutes of evaluation, not after
+        if save.is_dir():
+            raise HinasError(f"{quote(save)}: --save names a folder; give a file name (e.g. result.json)")
+        if save.exists() and not getattr(args, "force", False):
+            raise HinasError(f"{quote(save)}: already exists; pass --force to overwrite it, or choose another --save")
+    res = evaluate_weights(args) if args.weights is not None else run_eval(args)
+    if save is not None:
         full = dict(res)
         full["provenance"] = {"command": "hinas " + " ".join(sys.argv[1:]) if sys.argv else "hinas eval",
                               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                               "device": str(getattr(args, "device", "cpu"))}
-        Path(args.save).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.save).write_text(json.dumps(full, indent=1) + "\n")
+        save.parent.mkdir(parents=True, exist_ok=True)
+        tmp = save.with_name(save.name + ".tmp")
+        try:
+            tmp.write_text(json.dumps(full, indent=1) + "\n")
+            tmp.replace(save)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
     if args.json:
         print_json(res if args.per_image else _summary(res))
     else:

@@ -25,6 +25,11 @@ from hinas.errors import GenotypeError
 from hinas.ops import OPS, PRIMITIVE_SETS, canonical_op_name
 
 SCHEMA_VERSION = 1
+# bounds on what a genotype file may ask for (the paper: 2-3 layers, 3-4 steps, 3 levels, widths <= 4)
+MAX_LAYERS = 64
+MAX_STEPS = 16
+MAX_LEVELS = 8
+MAX_WIDTH_FACTOR = 16.0
 REQUIRED_FIELDS = ("schema_version", "task", "steps", "cells", "path", "width_factors")
 
 
@@ -71,7 +76,7 @@ class ViterbiTrace:
 
 def viterbi_trace(beta_weights: torch.Tensor, layers: int, levels: int) -> ViterbiTrace:
     """Most probable width path under the softmaxed beta (rows in source order, REFERENCE 4.2)."""
-    from hinas.supernet import grid_sources
+    from hinas.grid import grid_sources
 
     beta = beta_weights.detach().cpu().double()
     sources = grid_sources(layers, levels)
@@ -120,7 +125,7 @@ def viterbi(beta_weights: torch.Tensor, layers: int, levels: int) -> list[int]:
 
 def path_log_prob(beta_weights: torch.Tensor, path, levels: int) -> float:
     """log P(path) = sum of log beta along its moves (for brute-force checks)."""
-    from hinas.supernet import grid_sources
+    from hinas.grid import grid_sources
 
     layers = len(path)
     row_of = {(s.layer, s.level): s.index for s in grid_sources(layers, levels)}
@@ -190,10 +195,18 @@ class Genotype:
             fail(f"task must be 'denoise' or 'sr', got {self.task!r}")
         if self.task == "sr" and self.scale not in (2, 3, 4, 8):
             fail(f"an sr genotype needs 'scale' in 2, 3, 4, 8; got {self.scale!r}")
-        if not isinstance(self.steps, int) or self.steps < 1:
-            fail(f"steps must be a positive integer, got {self.steps!r}")
+        if not isinstance(self.steps, int) or not 1 <= self.steps <= MAX_STEPS:
+            fail(f"steps must be an integer in 1..{MAX_STEPS}, got {self.steps!r}")
+        if self.in_channels not in (1, 3):
+            fail(f"in_channels must be 1 (grey) or 3 (RGB), got {self.in_channels!r}")
+        if not 1 <= len(self.width_factors) <= MAX_LEVELS or not all(
+                math.isfinite(w) and 0 < w <= MAX_WIDTH_FACTOR for w in self.width_factors):
+            fail(f"width_factors must be 1..{MAX_LEVELS} finite numbers in (0, {MAX_WIDTH_FACTOR:g}], "
+                 f"got {self.width_factors}")
         if not self.path:
             fail("path is empty; it needs one width level per layer")
+        if len(self.path) > MAX_LAYERS:
+            fail(f"{len(self.path)} layers is more than hinas builds (at most {MAX_LAYERS}; the paper uses 2-3)")
         if len(self.cells) != len(self.path):
             fail(f"cells has {len(self.cells)} layers but path has {len(self.path)}; give one cell per layer")
         for layer, cell in enumerate(self.cells):
@@ -293,30 +306,40 @@ class Genotype:
 
     @classmethod
     def from_json(cls, text: str, source: str = "genotype") -> "Genotype":
+        from hinas.errors import HinasError
+        from hinas.safeio import parse_json
+
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise GenotypeError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}); a genotype is a JSON file written by 'hinas search'") from None
+            data = parse_json(text, source, "genotype")
+        except GenotypeError:
+            raise
+        except HinasError as exc:
+            raise GenotypeError(str(exc)) from None
         return cls.from_dict(data, source)
 
     @classmethod
     def load(cls, path) -> "Genotype":
-        path = Path(path)
+        """Read a genotype file within bounds (size, nesting, values); one error line naming it."""
+        from hinas.errors import HinasError
+        from hinas.safeio import MAX_JSON_BYTES, quote, read_text_bounded
+
         try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise GenotypeError(f"{path}: no such genotype file") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise GenotypeError(f"{path}: cannot read as a text JSON file ({exc.__class__.__name__})") from None
-        return cls.from_json(text, str(path))
+            text = read_text_bounded(path, MAX_JSON_BYTES, "genotype")
+        except HinasError as exc:
+            raise GenotypeError(str(exc)) from None
+        return cls.from_json(text, quote(path))
 
     def save(self, path) -> Path:
         """Write atomically (temp file + rename), so a crash never leaves half a genotype."""
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
-        tmp.replace(path)
+        try:
+            tmp.write_text(self.to_json() + "\n", encoding="utf-8")
+            tmp.replace(path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves the old file, not a stray half
+            raise
         return path
 
     # -- summaries -------------------------------------------------------------------------

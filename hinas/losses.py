@@ -42,11 +42,11 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> torch.Tensor:
     return (g[:, None] * g[None, :]).float()
 
 
-def ssim(img1: torch.Tensor, img2: torch.Tensor, window: torch.Tensor | None = None,
-         data_range: float = 1.0) -> torch.Tensor:
-    """Mean SSIM of NxCxHxW images, as the reference loss: Gaussian 11x11, sigma 1.5, zero
-    padding (full-size map, borders included). Differentiable; not the evaluation metric
-    (that one is MATLAB's 'valid' SSIM on uint8 images, in :mod:`hinas.metrics`)."""
+def differentiable_ssim(img1: torch.Tensor, img2: torch.Tensor, window: torch.Tensor | None = None,
+                        data_range: float = 1.0) -> torch.Tensor:
+    """Mean SSIM of NxCxHxW tensors, as the reference loss: Gaussian 11x11, sigma 1.5, zero
+    padding (full-size map, borders included). Differentiable; NOT the evaluation metric
+    (that one is :func:`hinas.metrics.calculate_ssim`, MATLAB's 'valid' SSIM on uint8 images)."""
     if window is None:
         window = gaussian_window().to(img1)
     c = img1.shape[1]
@@ -92,7 +92,7 @@ class RestorationLoss(nn.Module):
         data = F.mse_loss(pred, target) if self.data == "mse" else F.l1_loss(pred, target)
         # SSIM can be <= 0 for a wild early prediction, where log10 is undefined (the reference
         # would return NaN); clamping keeps the data term in charge until SSIM is positive.
-        log_ssim = -torch.log10(ssim(pred, target, self.window).clamp_min(SSIM_FLOOR))
+        log_ssim = -torch.log10(differentiable_ssim(pred, target, self.window).clamp_min(SSIM_FLOOR))
         return {"data": data, "log_ssim": log_ssim}
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

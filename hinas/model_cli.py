@@ -5,6 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from hinas.errors import HinasError
+from hinas.safeio import quote
+
+# FLOPs are counted by running the network once on a zero image: bound what that may allocate
+MAX_SIDE = 4096
+MAX_PIXELS = 1024 * 1024
 
 
 def register_cli(subparsers) -> None:
@@ -26,7 +31,14 @@ def describe(genotype_path, size=(64, 64), f=None) -> dict:
     from hinas.genotype import Genotype
     from hinas.network import build_network, count_flops, count_parameters
 
+    from hinas.evaluation import check_network_size
+
+    h, w = size
+    if min(h, w) < 1 or max(h, w) > MAX_SIDE or h * w > MAX_PIXELS:
+        raise HinasError(f"--size must be two positive integers H W with H*W at most {MAX_PIXELS} "
+                         f"(e.g. 64 64; FLOPs scale linearly with H*W), got {h} {w}")
     g = Genotype.load(genotype_path)
+    check_network_size(g, f, source=f"{quote(genotype_path)} with --f {f}" if f else quote(genotype_path))
     net = build_network(g, f)
     flops = count_flops(net, tuple(size), g.in_channels)
     return {
@@ -45,8 +57,6 @@ def describe(genotype_path, size=(64, 64), f=None) -> dict:
 def _describe(args) -> int:
     from hinas.cli import print_json
 
-    if min(args.size) < 1:
-        raise HinasError("--size needs two positive integers H W")
     info = describe(args.genotype, args.size, args.f)
     if args.json:
         print_json(info)

@@ -19,18 +19,13 @@ was fed to the layer-l cell of the same level, as the released code does (REFERE
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hinas.config import SupernetConfig
+from hinas.grid import MOVE_NAMES, MOVES, Source, grid_sources  # noqa: F401 (re-exported)
 from hinas.ops import LEAKY_SLOPE, build_op
-
-# Moves out of a source at level h, as beta's columns: to h-1, to h, to h+1.
-MOVES = (-1, 0, 1)
-MOVE_NAMES = ("narrower", "same", "wider")
 
 
 def conv_bn(c_in: int, c_out: int, kernel: int, *, affine: bool = True, dilation: int = 1) -> nn.Sequential:
@@ -127,28 +122,6 @@ class ASPPHead(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.project(torch.cat([self.branch_1x1(x), self.branch_atrous(x)], dim=1))
-
-
-@dataclass(frozen=True)
-class Source:
-    """A node that feeds the next layer: the stem (layer -1) or a cell at (layer, level)."""
-
-    index: int  # row of beta
-    layer: int
-    level: int
-
-    @property
-    def name(self) -> str:
-        return "stem" if self.layer < 0 else f"cell(l{self.layer},h{self.level})"
-
-
-def grid_sources(layers: int, levels: int) -> list[Source]:
-    """Sources in beta's row order: the stem, then each non-final layer's cells by level."""
-    sources = [Source(0, -1, 0)]
-    for layer in range(layers - 1):
-        for level in range(min(layer + 2, levels)):
-            sources.append(Source(len(sources), layer, level))
-    return sources
 
 
 def beta_mask(layers: int, levels: int) -> torch.Tensor:

@@ -28,12 +28,18 @@ from __future__ import annotations
 
 import os
 import threading
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from hinas.errors import DataError
+from hinas.safeio import one_line, quote
+
+# Pixels one image may claim before it is decoded: DIV2K's largest is ~4.2 M; PIL's own bomb
+# guard starts at ~89 M and only warns, so a crafted header could still ask for gigabytes.
+MAX_IMAGE_PIXELS = 64 * 1024 * 1024
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -202,39 +208,58 @@ def read_image(path, grey: bool = False) -> np.ndarray:
     path = Path(path)
     fix_replace = "re-download it (python data_scripts/download.py) or delete it from the folder"
     if not path.is_file():
-        raise DataError(f"{path}: no such image file; check the path or the data root")
+        raise DataError(f"{quote(path)}: no such image file; check the path or the data root")
     if _png_bit_depth(path) == 16:
-        raise DataError(f"{path}: 16-bit PNG; hinas needs 8-bit images: convert it "
+        raise DataError(f"{quote(path)}: 16-bit PNG; hinas needs 8-bit images: convert it "
                         f"(e.g. PIL: Image.open(f).convert('RGB').save(f)) or remove it")
     try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
-                raise DataError(f"{path}: {mode} image (16-bit or float pixels); hinas needs 8-bit grey or "
-                                f"RGB: convert it to 8-bit or remove it")
-            has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
-                mode == "P" and "transparency" in im.info)
-            if has_alpha:
-                raise DataError(f"{path}: image has an alpha channel ({mode}); save it as RGB without "
-                                f"transparency (PIL: Image.open(f).convert('RGB').save(f)) or remove it")
-            if grey:
-                out = im.convert("L") if mode != "L" else im
-            elif mode in ("L", "1"):
-                out = im.convert("L") if mode == "1" else im
-            else:
-                out = im.convert("RGB") if mode != "RGB" else im
-            arr = np.array(out, dtype=np.uint8)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                w, h = im.size
+                if w * h > MAX_IMAGE_PIXELS:
+                    raise DataError(f"{quote(path)}: claims {w}x{h} pixels, more than hinas decodes "
+                                    f"({MAX_IMAGE_PIXELS} pixels; a decompression bomb or not a benchmark "
+                                    f"image); remove it from the folder")
+                im.load()
+                arr = _decode(im, path, grey)
     except DataError:
         raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DataError(f"{quote(path)}: too many pixels to decode safely (a decompression bomb?); "
+                        f"remove it from the folder") from None
     except UnidentifiedImageError as exc:
-        raise DataError(f"{path}: not an image file PIL can read ({exc.__class__.__name__}); "
+        raise DataError(f"{quote(path)}: not an image file PIL can read ({exc.__class__.__name__}); "
                         f"remove it from the folder or replace it with a PNG/JPEG") from None
+    except MemoryError:
+        raise DataError(f"{quote(path)}: not enough memory to decode this image; remove it from the folder") from None
     except (OSError, SyntaxError, ValueError) as exc:
-        raise DataError(f"{path}: corrupt or truncated image ({exc}); {fix_replace}") from None
+        raise DataError(f"{quote(path)}: corrupt or truncated image ({one_line(str(exc))[:120]}); "
+                        f"{fix_replace}") from None
     if arr.size == 0:
-        raise DataError(f"{path}: empty image; {fix_replace}")
+        raise DataError(f"{quote(path)}: empty image; {fix_replace}")
     return arr
+
+
+def _decode(im, path, grey: bool) -> np.ndarray:
+    """uint8 pixels of an opened image; refuses 16-bit, float and alpha images by name."""
+    path = quote(path)
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        raise DataError(f"{path}: {mode} image (16-bit or float pixels); hinas needs 8-bit grey or "
+                        f"RGB: convert it to 8-bit or remove it")
+    has_alpha = mode in ("RGBA", "LA", "PA", "La", "RGBa") or (
+        mode == "P" and "transparency" in im.info)
+    if has_alpha:
+        raise DataError(f"{path}: image has an alpha channel ({mode}); save it as RGB without "
+                        f"transparency (PIL: Image.open(f).convert('RGB').save(f)) or remove it")
+    if grey:
+        out = im.convert("L") if mode != "L" else im
+    elif mode in ("L", "1"):
+        out = im.convert("L") if mode == "1" else im
+    else:
+        out = im.convert("RGB") if mode != "RGB" else im
+    return np.array(out, dtype=np.uint8)
 
 
 def list_image_files(folder) -> list[Path]:

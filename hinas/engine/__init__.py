@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hinas.engine.config import PROFILES, RunConfig
-from hinas.engine.evaluate import evaluate_run
+from hinas.evaluation import evaluate_run
 from hinas.engine.search import search
 from hinas.engine.train import load_trained, train
 
@@ -21,7 +21,14 @@ __all__ = ["PROFILES", "RunConfig", "search", "train", "evaluate_run", "load_tra
 
 
 def run_dir_for(kind: str, config: RunConfig, root, genotype=None) -> Path:
-    extra = [kind] + ([genotype.architecture()] if genotype is not None else [])
+    """The folder of a cached run: keyed by the settings, the resolved data root and the genotype,
+    so a changed data source gets its own folder instead of being refused on resume."""
+    from hinas.data.datasets import resolve_data_root
+    from hinas.engine.common import IDENTITY_FORMAT
+
+    data = resolve_data_root(config.data_root)
+    extra = [kind, f"identity-{IDENTITY_FORMAT}", str(Path(data).resolve()) if data else "embedded"]
+    extra += [genotype.architecture()] if genotype is not None else []
     return Path(root) / f"{kind}-{config.profile}-{config.task}-{config.key(*extra)}"
 
 

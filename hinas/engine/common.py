@@ -1,10 +1,18 @@
 """Run mechanics shared by search and training: run folders, atomic checkpoints, seeds,
-deterministic resumable batch streams, distributed helpers, tidy CSV files."""
+deterministic resumable batch streams, distributed helpers, tidy CSV files.
+
+A run folder has one identity (:func:`run_identity`: settings, data fingerprint, genotype,
+code version), stored inside its checkpoint by :class:`RunState` and compared on
+``--resume`` by :class:`RunFolder`, which also holds an exclusive lock on the folder for
+the life of the run and lets nothing be written before every input has been checked.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
+import hashlib
 import io
 import json
 import os
@@ -19,6 +27,7 @@ import torch
 import torch.distributed as dist
 
 from hinas.errors import ConfigError, HinasError
+from hinas.safeio import quote
 
 
 class TrainingDiverged(HinasError):
@@ -29,36 +38,315 @@ def check_finite(params, what: str, ckpt_path) -> None:
     """Refuse to checkpoint non-finite weights or buffers (one host sync per checkpoint, not per step)."""
     flags = [torch.isfinite(p.detach()).all() for p in params if p.is_floating_point()]
     if flags and not bool(torch.stack(flags).all()):
-        raise TrainingDiverged(f"{what} weights became NaN or infinite; not overwriting the last good "
-                               f"checkpoint {ckpt_path}; start a new run (another --out) with a lower learning rate")
+        raise TrainingDiverged(f"{what} weights became NaN or infinite; {kept_checkpoint(ckpt_path)}; "
+                               f"start a new run (another --out) with a lower learning rate")
+
+
+def kept_checkpoint(ckpt_path) -> str:
+    """What a diverged run leaves behind, stated truthfully."""
+    p = Path(ckpt_path)
+    if p.exists():
+        return f"the last good checkpoint is kept in {quote(p)}"
+    return "no checkpoint was written"
 
 
 # ---------------------------------------------------------------------------------------------
-# run folders
+# run identity: everything that defines a run, stored inside its checkpoint
 # ---------------------------------------------------------------------------------------------
-def prepare_run_dir(out, config, resume: bool, kind: str, rank: int = 0) -> Path:
-    """Create ``out`` for a new run, or check it for ``--resume``; never overwrite silently."""
-    out = Path(out)
-    cfg_file = out / "config.yaml"
-    if out.exists() and any(out.iterdir()) and not resume:
-        raise HinasError(f"run folder {out} already exists; pass --resume to continue it, or choose another --out")
-    if resume and cfg_file.exists():
-        import yaml
+IDENTITY_FORMAT = 1
+# settings that change how a run is executed or reported, never its result
+EXECUTION_KEYS = ("device", "quiet", "checkpoint_every", "log_every", "threads")
 
-        saved = yaml.safe_load(cfg_file.read_text())
-        now = config.to_dict()
-        ignore = {"device", "quiet", "checkpoint_every", "log_every", "threads"}
-        diff = sorted(k for k in now if k not in ignore and saved.get(k) != now[k])
-        if diff:
-            raise HinasError(f"{out}: --resume with different settings ({', '.join(diff)}) than the run was "
-                             f"started with; use the same settings or another --out")
-    barrier()  # every process has checked the folder before the first one writes to it
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
-        if not cfg_file.exists():
-            atomic_write_text(cfg_file, config.to_yaml())
-            atomic_write_text(out / "environment.json", json.dumps(environment_info(config, kind), indent=1))
-    return out
+
+def code_version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("hinas")
+    except Exception:  # pragma: no cover - running from a source tree
+        return "unknown"
+
+
+def data_fingerprint(cfg, records, used: int | None = None) -> dict:
+    """Where the images come from and which they are.
+
+    ``records`` is the task's whole training set (sorted by name) and ``used`` how many of them
+    the run takes (``max_images``). The fingerprint holds the resolved data root, a digest of
+    every training file's place and size (an image added, removed, renamed or resized changes
+    it), and a digest of a sample of the used images' pixels (an image edited in place changes
+    it, a copy of the same files to a new disk does not). The embedded photos have no files:
+    their names and shapes stand in.
+    """
+    from hinas.data.datasets import resolve_data_root
+
+    root = resolve_data_root(cfg.data_root)
+    root_s = str(Path(root).resolve()) if root is not None else None
+    files = hashlib.sha256()
+    for r in records:
+        if r.path:
+            p = Path(r.path).resolve()
+            where = os.path.relpath(p, root_s) if root_s else str(p)
+            size = p.stat().st_size if p.exists() else -1
+        else:
+            where, size = f"embedded:{r.name}", "x".join(map(str, r.image.shape))
+        files.update(f"{where}\0{size}\n".encode())
+    used = len(records) if used is None else used
+    pixels = hashlib.sha256()
+    for r in records[:used]:
+        flat = np.ascontiguousarray(r.image).reshape(-1)
+        pixels.update(repr(r.image.shape).encode())
+        pixels.update(np.ascontiguousarray(flat[:: max(1, flat.size // 4096)]).tobytes())
+    return {"root": root_s if root_s else "embedded images", "images": len(records), "used": used,
+            "files": files.hexdigest()[:16], "pixels": pixels.hexdigest()[:16]}
+
+
+def genotype_hash(genotype) -> str | None:
+    if genotype is None:
+        return None
+    blob = json.dumps(genotype.architecture(), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def run_identity(kind: str, cfg, records, genotype=None, used: int | None = None) -> dict:
+    """The identity of a run: kind, settings (not execution ones), data, genotype, code.
+
+    ``records``: the whole training set; ``used``: how many of them the run takes."""
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in EXECUTION_KEYS and k != "data_root"}
+    return {"format": IDENTITY_FORMAT, "kind": kind, "code": code_version(), "settings": settings,
+            "data": data_fingerprint(cfg, records, used), "genotype": genotype_hash(genotype)}
+
+
+def _short(v) -> str:
+    s = quote(json.dumps(v) if not isinstance(v, str) else v)
+    return s if len(s) <= 40 else s[:37] + "..."
+
+
+def identity_differences(saved: dict, now: dict) -> list[str]:
+    """Human-readable differences between two identities (empty when they match)."""
+    if not isinstance(saved, dict) or saved.get("format") != IDENTITY_FORMAT:
+        return ["the checkpoint has no run identity (written by an older hinas or not by hinas)"]
+    diffs = []
+    if saved.get("kind") != now["kind"]:
+        return [f"the folder holds a {_short(saved.get('kind'))} run, not a {now['kind']} run"]
+    s_set, n_set = saved.get("settings") or {}, now["settings"]
+    for k in sorted(set(s_set) | set(n_set)):
+        if s_set.get(k, "<absent>") != n_set.get(k, "<absent>"):
+            diffs.append(f"{k} (run {_short(s_set.get(k))}, now {_short(n_set.get(k))})")
+    s_data, n_data = saved.get("data") or {}, now["data"]
+    if s_data.get("root") != n_data["root"]:
+        diffs.append(f"data root (run {_short(s_data.get('root'))}, now {_short(n_data['root'])})")
+    elif s_data.get("files") != n_data["files"]:
+        diffs.append(f"data files (run {s_data.get('images')} images, now {n_data['images']}; "
+                     f"names or sizes changed under the data root)")
+    elif s_data != n_data:
+        diffs.append("image content (the same files were edited)")
+    if saved.get("genotype") != now["genotype"]:
+        diffs.append("genotype (another architecture than the run was started with)")
+    if saved.get("code") != now["code"]:
+        diffs.append(f"hinas version (run {_short(saved.get('code'))}, now {_short(now['code'])})")
+    return diffs
+
+
+# ---------------------------------------------------------------------------------------------
+# run folders: one lock, validate before the first write, never overwrite silently
+# ---------------------------------------------------------------------------------------------
+SETUP_FILES = {"config.yaml", "environment.json", "network.json", "genotype.json"}
+
+
+class RunFolderBusy(HinasError):
+    """Another process holds the run folder."""
+
+
+def _entries(out: Path) -> list[str]:
+    return sorted(p.name for p in out.iterdir() if not p.name.endswith(".tmp"))
+
+
+class RunFolder:
+    """A run folder held for the life of a run.
+
+    :meth:`open` takes an exclusive ``flock`` on the folder itself (so the lock writes no
+    file into it; rank 0 holds it under DDP), checks what is there against ``--resume`` and
+    returns the checkpoint to continue from, or ``None`` for a new run. Nothing is written
+    until :meth:`begin`, which the caller reaches only after every input has been checked.
+    """
+
+    def __init__(self, out, kind: str, resume: bool, rank: int = 0, quiet: bool = False):
+        self.out = Path(out)
+        self.kind, self.resume, self.rank, self.quiet = kind, resume, rank, quiet
+        self.ckpt_path = self.out / CHECKPOINT
+        self._fd = None
+        self._created = False
+
+    # -- locking ------------------------------------------------------------------------------
+    def _lock(self) -> None:
+        import fcntl
+
+        q = quote(self.out)
+        if self.out.exists() and not self.out.is_dir():
+            raise HinasError(f"{q}: --out is a file, not a folder; choose a folder path")
+        if not self.out.exists():
+            try:
+                self.out.mkdir(parents=True)
+                self._created = True
+            except FileExistsError:
+                pass
+            except OSError as exc:
+                raise HinasError(f"{q}: cannot create the run folder ({exc.strerror}); "
+                                 f"choose an --out you can write to") from None
+        if not os.access(self.out, os.W_OK | os.X_OK):
+            raise HinasError(f"{q}: the run folder is not writable; choose an --out you can write to")
+        fd = os.open(self.out, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunFolderBusy(f"{q}: another hinas run is using this folder right now; wait for it to "
+                                f"finish or choose another --out") from None
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+        if self._created:  # a refused new run leaves no empty folder behind
+            try:
+                self.out.rmdir()
+            except OSError:
+                pass
+
+    def open(self):
+        """Lock and inspect the folder; the checkpoint dict to resume from, or ``None``."""
+        if self.rank != 0:
+            return None
+        self._lock()
+        q = quote(self.out)
+        present = _entries(self.out)
+        if not self.resume:
+            if present:
+                raise HinasError(f"{q}: run folder already exists; pass --resume to continue it, "
+                                 f"or choose another --out")
+            return None
+        if self.ckpt_path.exists():
+            ck = load_checkpoint(self.ckpt_path)
+            if not isinstance(ck, dict) or not {"model", "state", "rng"} <= set(ck):
+                raise HinasError(f"{quote(self.ckpt_path)}: not a hinas checkpoint (its keys are missing); "
+                                 f"choose another --out")
+            return ck
+        if present:
+            raise HinasError(f"{q}: --resume, but the folder has no {CHECKPOINT} (it holds "
+                             f"{', '.join(quote(n) for n in present[:4])}{', ...' if len(present) > 4 else ''}); "
+                             f"refusing to start over earlier work: choose another --out")
+        if not self.quiet:
+            print(f"hinas: {q} has no checkpoint yet; starting a new run there", file=sys.stderr)
+        return None
+
+    def check_identity(self, ck, identity: dict) -> None:
+        if ck is None:
+            return
+        diffs = identity_differences(ck.get("identity"), identity)
+        if diffs:
+            raise HinasError(f"{quote(self.out)}: --resume with a different run than the checkpoint holds: "
+                             f"{'; '.join(diffs)}; resume with the same settings, data and genotype, "
+                             f"or choose another --out")
+
+    def begin(self, config, write_setup) -> None:
+        """The first write: from here on the folder is this run's (rank 0)."""
+        if self.rank != 0:
+            return
+        cfg_file = self.out / "config.yaml"
+        write_setup()
+        self._created = False  # the folder now holds a checkpoint: keep it whatever happens next
+        # a readable copy; the identity in the checkpoint is what --resume checks
+        atomic_write_text(cfg_file, config.to_yaml())
+        env_file = self.out / "environment.json"
+        if not env_file.exists():
+            atomic_write_text(env_file, json.dumps(environment_info(config, self.kind), indent=1))
+
+
+def on_rank0(fn):
+    """Run ``fn`` on rank 0 only; a refusal there is raised on every process (one line each)."""
+    err, result = None, None
+    if rank() == 0:
+        if world_size() == 1:
+            return fn()
+        try:
+            result = fn()
+        except HinasError as exc:
+            err = str(exc)
+    err = broadcast_object(err)
+    if err:
+        raise HinasError(err)
+    return result
+
+
+@contextlib.contextmanager
+def deterministic(enabled: bool):
+    """``torch.use_deterministic_algorithms`` for the length of a run, then the caller's setting."""
+    before = torch.are_deterministic_algorithms_enabled()
+    warn = torch.is_deterministic_algorithms_warn_only_enabled()
+    if enabled:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn)
+
+
+# ---------------------------------------------------------------------------------------------
+# the state of a run: model, named optimisers, named batch streams, RNG, counters, identity
+# ---------------------------------------------------------------------------------------------
+CHECKPOINT = "checkpoint.pt"
+
+
+class RunState:
+    """Everything needed to continue a run bit for bit, saved and restored in one place.
+
+    ``optimisers`` and ``streams`` are named (``{"opt_w": ..., "opt_a": ...}``); the names are
+    the checkpoint's keys. ``state`` is the loop's plain dict (counters, history, best).
+    """
+
+    def __init__(self, what: str, identity: dict, model, optimisers: dict, streams: dict, state: dict, path):
+        self.what, self.identity = what, identity
+        self.model, self.optimisers, self.streams = model, optimisers, streams
+        self.state = state
+        self.path = Path(path)
+
+    def checkpoint(self) -> dict:
+        ck = {"identity": self.identity, "model": self.model.state_dict(), "rng": rng_state(), "state": self.state}
+        ck.update({name: opt.state_dict() for name, opt in self.optimisers.items()})
+        ck.update({name: s.state() for name, s in self.streams.items()})
+        return ck
+
+    def save(self) -> None:
+        check_finite(self.model.state_dict().values(), self.what, self.path)
+        atomic_torch_save(self.checkpoint(), self.path)
+
+    def restore(self, ck: dict) -> None:
+        q = quote(self.path)
+        missing = [k for k in [*self.optimisers, *self.streams] if k not in ck]
+        if missing:
+            raise HinasError(f"{q}: not a checkpoint of this kind of run (no {', '.join(missing)}); "
+                             f"choose another --out")
+        weights = ck["model"]
+        if not isinstance(weights, dict) or not all(isinstance(v, torch.Tensor) for v in weights.values()):
+            raise HinasError(f"{q}: the checkpoint's 'model' is not a set of tensors; choose another --out")
+        bad = [k for k, v in weights.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+        if bad:
+            raise HinasError(f"{q}: the checkpoint's weights hold NaN or infinite values ({quote(bad[0])}); "
+                             f"the run diverged: start a new one with another --out")
+        try:
+            self.model.load_state_dict(weights)
+            for name, opt in self.optimisers.items():
+                opt.load_state_dict(ck[name])
+            for name, s in self.streams.items():
+                s.load_state(ck[name])
+            set_rng_state(ck["rng"])
+            state = dict(ck["state"])
+        except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
+            raise HinasError(f"{q}: the checkpoint does not fit this run ({exc.__class__.__name__}); "
+                             f"it is damaged or from another version: choose another --out") from None
+        self.state.clear()
+        self.state.update(state)
 
 
 def environment_info(config, kind: str) -> dict:
@@ -122,19 +410,34 @@ def resolve_device(device: str) -> torch.device:
 def atomic_write_text(path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves the old file, not a stray half
+        raise
 
 
 def atomic_torch_save(obj, path) -> None:
     """temp file + fsync + rename: a crash leaves the old checkpoint or the new one, never half."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)  # serialise first: a full disk then fails as an OSError naming the file
+    write_bytes_durably(path, buf.getbuffer())
+
+
+def write_bytes_durably(path, data) -> None:
+    """temp file + fsync + rename, for bytes."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        torch.save(obj, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def load_checkpoint(path):
@@ -142,7 +445,7 @@ def load_checkpoint(path):
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # unreadable or not a tensor-only file
-        raise HinasError(f"{path}: cannot load this checkpoint safely ({exc.__class__.__name__}); "
+        raise HinasError(f"{quote(path)}: cannot load this checkpoint safely ({exc.__class__.__name__}); "
                          f"it is damaged or was not written by hinas") from None
 
 

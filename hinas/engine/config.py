@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -124,15 +125,19 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path) -> "RunConfig":
-        path = Path(path)
+        from hinas.errors import HinasError
+        from hinas.safeio import load_yaml_file, quote
+
         try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError(f"{path}: no such config file") from None
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+            data = load_yaml_file(path, "config")
+        except HinasError as exc:
+            raise ConfigError(str(exc)) from None
+        path = quote(path)
         if not isinstance(data, dict):
-            raise ConfigError(f"{path}: expected a mapping of settings")
+            raise ConfigError(f"{path}: expected a mapping of settings (key: value lines)")
+        bad = [k for k in data if not isinstance(k, str)]
+        if bad:
+            raise ConfigError(f"{path}: setting names must be text, got {str(bad[0])[:40]!r}")
         profile = data.pop("profile", "paper")
         task = data.pop("task", "denoise")
         scale = data.pop("scale", None)
@@ -205,6 +210,7 @@ class RunConfig:
                      "log_every", "val_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        self._check_ranges()
         if self.lr_schedule not in ("poly_cosine", "cosine"):
             raise ConfigError(f"lr_schedule must be 'poly_cosine' (reference) or 'cosine' (paper), got {self.lr_schedule!r}")
         if self.split_mode not in ("reference", "random"):
@@ -215,6 +221,129 @@ class RunConfig:
             raise ConfigError("model 'dncnn' is a denoising baseline; use task denoise")
         self.supernet_config()  # validates the space settings
 
+
+    def _check_ranges(self) -> None:
+        """Every number finite and within what a run can use; refused by name otherwise."""
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            for x in (v if isinstance(v, list) else [v]):
+                if isinstance(x, float) and not math.isfinite(x):
+                    raise ConfigError(f"setting {f.name!r} must be a finite number, got {x}")
+        for name, (lo, hi) in _INT_RANGES.items():
+            v = getattr(self, name)
+            if v is not None and not (isinstance(v, int) and lo <= v <= hi):
+                raise ConfigError(f"setting {name!r} must be an integer in {lo}..{hi}, got {v!r}")
+        for name, (lo, hi, lo_open, hi_open) in _FLOAT_RANGES.items():
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
+                interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
+                raise ConfigError(f"setting {name!r} must be in {interval}, got {v:g}")
+        for name in ("sigma", "search_sigma"):
+            if any(not 0 <= s <= 255 for s in getattr(self, name)):
+                raise ConfigError(f"setting {name!r}: noise levels are on the 0-255 scale, got {getattr(self, name)}")
+        if any(not 0 < w <= 16 for w in self.width_factors):
+            raise ConfigError(f"setting 'width_factors' must be numbers in (0, 16], got {self.width_factors}")
+        if self.node_channels is not None and any(not 1 <= c <= 2048 for c in self.node_channels):
+            raise ConfigError(f"setting 'node_channels' must be integers in 1..2048, got {self.node_channels}")
+        # the supernet's size, estimated before any tensor is allocated (the paper's: ~1 M)
+        edges = self.steps * (self.steps + 3) // 2
+        params = self.layers * sum(edges * 30 * (self.f * w) ** 2 for w in self.width_factors[: self.levels])
+        if params > MAX_SUPERNET_PARAMS:
+            raise ConfigError(f"settings f={self.f}, layers={self.layers}, steps={self.steps}, width_factors="
+                              f"{self.width_factors} make a supernet of about {params / 1e6:.0f} M parameters "
+                              f"(limit {MAX_SUPERNET_PARAMS / 1e6:.0f} M); choose smaller values")
+
+
+MAX_SUPERNET_PARAMS = 300_000_000
+# (lo, hi) for integers; None values (where allowed) are not checked
+_INT_RANGES = {
+    "seed": (0, 2**40), "max_images": (1, 10**7), "f": (1, 256), "layers": (1, 64), "steps": (1, 16),
+    "levels": (1, 8), "epochs": (1, 10**6), "batch_size": (1, 4096), "patch": (8, 4096),
+    "crops_per_image": (1, 10**4), "arch_start_epoch": (0, 10**6), "val_start_epoch": (0, 10**6),
+    "val_crop": (11, 10**5), "cosine_t_max": (1, 10**6), "net_f": (1, 256), "iterations": (1, 10**9),
+    "train_batch_size": (1, 4096), "val_every": (1, 10**9), "checkpoint_every": (1, 10**9),
+    "log_every": (1, 10**9), "threads": (1, 4096),
+}
+# (lo, hi, lo_open, hi_open); non-finite values are refused before these
+_INF = float("inf")
+_FLOAT_RANGES = {
+    "val_fraction": (0.0, 1.0, True, True), "w_lr": (0.0, _INF, True, False), "w_lr_min": (0.0, _INF, False, False),
+    "w_momentum": (0.0, 1.0, False, True), "w_weight_decay": (0.0, _INF, False, False),
+    "a_lr": (0.0, _INF, True, False), "a_weight_decay": (0.0, _INF, False, False),
+    "search_ssim_weight": (0.0, _INF, False, False), "train_lr": (0.0, _INF, True, False),
+    "train_weight_decay": (0.0, _INF, False, False), "bias_lr_factor": (0.0, _INF, False, False),
+    "grad_clip": (0.0, _INF, True, False), "train_ssim_weight": (0.0, _INF, False, False),
+    "val_after_fraction": (0.0, 1.0, False, True),
+}
+
+
+# One line per RunConfig setting, shown by ``hinas config show``. A new field needs an entry
+# here, or ``field(..., metadata={"help": ...})`` on the field itself (tests/test_config_cli.py
+# checks that every field has one).
+FIELD_HELP = {
+    "task": "what to restore: 'denoise' (grey, x - net(x)) or 'sr' (RGB, bicubic(x) + net(x))",
+    "scale": "SR upscaling factor 2, 3 or 4 (None for denoising)",
+    "search_sigma": "denoising noise levels (0-255) the search draws one of per sample",
+    "sigma": "denoising noise level(s) (0-255) for training and validation",
+    "profile": "named preset the values came from: smoke, quick, gpu or paper",
+    "seed": "seed of weights, crops, noise and the data split",
+    "device": "torch device: 'cpu' or 'cuda' (the gpu and paper profiles use cuda)",
+    "data_root": "folder with the benchmark datasets (None: $HINAS_DATA, else the embedded images)",
+    "max_images": "use only the first N training images, sorted by name (None: all)",
+    "f": "supernet channels per cell node at width level 0 (paper: 10 dn, 8 SR)",
+    "layers": "L, number of cell layers of the supernet (paper: 3 dn, 2 SR)",
+    "steps": "B, intermediate nodes per cell (paper: 4 dn, 3 SR)",
+    "levels": "S, number of width levels in the outer search space (3)",
+    "width_factors": "channel multiplier per width level: [1, 1.5, 2] (code) or [1, 2, 4] (paper)",
+    "lwas": "layer-wise architecture sharing: one alpha per layer (True) or one for all layers",
+    "cell_sharing": "'eq5': one shared cell per target (HiNAS); 'eq6': a cell per incoming path (Auto-DeepLab)",
+    "residual": "residual learning: the network predicts the noise (dn) or the detail over bicubic (SR)",
+    "search_sigmoid": "sigmoid after the residual addition in the search network, as the released code",
+    "epochs": "search epochs (paper: 100)",
+    "batch_size": "search batch size (paper: 6 dn, 24 SR)",
+    "patch": "side of the training crops in pixels (LR pixels for SR)",
+    "crops_per_image": "random crops per training image per epoch (the reference: 1)",
+    "arch_start_epoch": "architecture (alpha, beta) steps start after this epoch (paper: 20)",
+    "val_start_epoch": "search validation starts after this epoch (paper: 60)",
+    "split_mode": "how search images split into W/A/V: 'reference' (sorted by name) or 'random' (seeded)",
+    "val_fraction": "fraction of the search images held out for validation",
+    "val_crop": "validate on central crops of this size (None: whole images)",
+    "w_lr": "search: initial SGD learning rate of the network weights",
+    "w_lr_min": "search: final (minimum) weight learning rate",
+    "w_momentum": "search: SGD momentum of the network weights",
+    "w_weight_decay": "search: weight decay of the network weights",
+    "lr_schedule": "search weight-lr schedule: 'poly_cosine' (released code) or 'cosine' (paper)",
+    "cosine_t_max": "period in epochs of the cosine part of 'poly_cosine'",
+    "a_lr": "search: Adam learning rate of the architecture parameters",
+    "a_weight_decay": "search: weight decay of the architecture parameters",
+    "search_ssim_weight": "search loss weight of log10(1/SSIM) (None: 0.5 dn, 0.6 SR)",
+    "model": "network to train: 'hinas' (from a genotype) or 'dncnn' (denoising baseline)",
+    "net_f": "derived network channels per node at level 0 (None: 20 dn, 16 SR)",
+    "node_channels": "fixed channels per layer instead of the searched widths (HiNAS-w40 / -wm)",
+    "iterations": "training iterations of the derived network (code: 600k; paper: 400k for denoising)",
+    "train_batch_size": "training batch size (None: 24 dn, 16 SR)",
+    "train_lr": "training: initial SGD learning rate (poly decay to 0)",
+    "train_weight_decay": "training: weight decay",
+    "bias_lr_factor": "training: learning-rate multiplier of biases (which get no weight decay)",
+    "grad_clip": "training: gradient-norm clip",
+    "train_ssim_weight": "training loss weight of log10(1/SSIM) (None: 0.6; 0 = MSE/L1 only)",
+    "val_every": "training: validate every N iterations (once validation has started)",
+    "val_after_fraction": "training: validate only after this fraction of the iterations",
+    "checkpoint_every": "steps between atomic checkpoints (and at every epoch end)",
+    "log_every": "steps between progress/history records",
+    "threads": "CPU threads for torch (None: torch's default)",
+    "amp_bf16": "bfloat16 autocast (CUDA only)",
+    "channels_last": "channels-last memory format (CUDA only)",
+    "quiet": "no progress bar",
+}
+
+
+def describe_settings(cfg: RunConfig) -> list[dict]:
+    """``[{"key", "value", "help"}, ...]`` for every RunConfig field, in declaration order."""
+    return [{"key": f.name, "value": getattr(cfg, f.name), "help": f.metadata.get("help") or FIELD_HELP.get(f.name, "")}
+            for f in dataclasses.fields(cfg)]
 
 def _task_defaults(task: str, scale) -> dict:
     if task == "sr":
@@ -282,20 +411,25 @@ def _coerce(name: str, value, annotation):
     if annotation is int:
         if isinstance(value, bool) or not isinstance(value, (int, float, str)):
             raise ConfigError(f"setting {name!r} must be an integer, got {value!r}")
+        if isinstance(value, int):
+            return value
         try:
             f = float(value)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise ConfigError(f"setting {name!r} must be an integer, got {value!r}") from None
-        if f != int(f):
+        if not math.isfinite(f) or f != int(f):
             raise ConfigError(f"setting {name!r} must be an integer, got {value!r}")
         return int(f)
     if annotation is float:
         if isinstance(value, bool):
             raise ConfigError(f"setting {name!r} must be a number, got {value!r}")
         try:
-            return float(value)
-        except (TypeError, ValueError):
+            v = float(value)
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"setting {name!r} must be a number, got {value!r}") from None
+        if not math.isfinite(v):
+            raise ConfigError(f"setting {name!r} must be a finite number, got {value!r}")
+        return v
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"setting {name!r} must be a string, got {value!r}")

@@ -22,7 +22,7 @@ from hinas.engine.config import RunConfig
 from hinas.losses import RestorationLoss
 from hinas.supernet import MOVE_NAMES, Supernet
 
-CHECKPOINT = "checkpoint.pt"
+CHECKPOINT = common.CHECKPOINT
 
 
 def search_lr(cfg: RunConfig, epoch: int) -> float:
@@ -98,24 +98,32 @@ def _beta_rows(net: Supernet, epoch: int) -> list[dict]:
 
 def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | None = None) -> dict:
     """Run (or continue) a search into ``out_dir``; returns the summary dict."""
+    folder = common.RunFolder(out_dir, "search", resume, common.rank(), quiet=cfg.quiet or progress is False)
+    device = common.resolve_device(cfg.device)
+    try:
+        with common.deterministic(device.type == "cpu"):
+            return _search(cfg, folder, device, progress)
+    finally:
+        folder.release()
+
+
+def _search(cfg: RunConfig, folder, device, progress) -> dict:
     from hinas.data import PatchDataset, search_split, task_datasets
     from hinas.genotype import provenance
 
-    device = common.resolve_device(cfg.device)
     common.apply_threads(cfg)
     common.init_distributed(device)
     rank, world = common.rank(), common.world_size()
-    out = common.prepare_run_dir(out_dir, cfg, resume, "search", rank)
-    common.barrier()
-    common.seed_everything(cfg.seed)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
+    out = folder.out
+    # -- every input is checked before the first write ---------------------------------------------
+    ck = common.on_rank0(folder.open)
     data = task_datasets(cfg.task, cfg.data_root)
-    records = sorted(data["train"].records, key=lambda r: r.name)
-    if cfg.max_images:
-        records = records[: cfg.max_images]
+    all_records = sorted(data["train"].records, key=lambda r: r.name)
+    records = all_records[: cfg.max_images] if cfg.max_images else all_records
+    identity = common.run_identity("search", cfg, all_records, used=len(records))
+    common.on_rank0(lambda: folder.check_identity(ck, identity))
     W, A, V = search_split(records, cfg.split_mode, cfg.val_fraction, cfg.seed)
+    common.seed_everything(cfg.seed)
     sigma = cfg.search_sigma if cfg.task == "denoise" else None
     ds_w = PatchDataset(W, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
                         samples_per_epoch=len(W) * cfg.crops_per_image, seed=cfg.seed)
@@ -136,27 +144,22 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
     state = {"epoch": 1, "step_in_epoch": 0, "global_step": 0, "best": None, "history": [], "alpha": [],
              "beta": [], "seconds": 0.0, "sums": [0.0, 0.0, 0, 0]}
     ckpt_path = out / CHECKPOINT
-    if resume and ckpt_path.exists():
+    run = common.RunState("supernet", identity, net, {"opt_w": opt_w, "opt_a": opt_a},
+                          {"stream_w": stream_w, "stream_a": stream_a}, state, ckpt_path)
+    common.barrier()  # rank 0 has checked the folder and the identity
+    if rank != 0 and ckpt_path.exists() and folder.resume:
         ck = common.load_checkpoint(ckpt_path)
-        net.load_state_dict(ck["model"])
-        opt_w.load_state_dict(ck["opt_w"])
-        opt_a.load_state_dict(ck["opt_a"])
-        stream_w.load_state(ck["stream_w"])
-        stream_a.load_state(ck["stream_a"])
-        common.set_rng_state(ck["rng"])
-        state = ck["state"]
+    if ck is not None:
+        run.restore(ck)
         if state.get("finished"):
             return _read_summary(out)
+    else:  # a new run: its first checkpoint carries the identity before any other file is written
+        folder.begin(cfg, lambda: run.save())
+    common.barrier()
 
     def save_checkpoint():
-        if rank != 0:
-            return
-        common.check_finite(net.state_dict().values(), "supernet", ckpt_path)
-        common.atomic_torch_save({
-            "model": net.state_dict(), "opt_w": opt_w.state_dict(), "opt_a": opt_a.state_dict(),
-            "stream_w": stream_w.state(), "stream_a": stream_a.state(), "rng": common.rng_state(),
-            "state": state,
-        }, ckpt_path)
+        if rank == 0:
+            run.save()
 
     def write_logs():
         if rank != 0:
@@ -218,7 +221,7 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
                     bar.close()
                     raise common.TrainingDiverged(
                         f"search loss became {s_w if not math.isfinite(s_w) else s_a} at epoch {epoch}; "
-                        f"the last good checkpoint is kept in {ckpt_path}; start a new run (another --out) with a "
+                        f"{common.kept_checkpoint(ckpt_path)}; start a new run (another --out) with a "
                         f"lower learning rate (--set w_lr=... / a_lr=...)")
                 state["sums"] = [state["sums"][0] + s_w, state["sums"][1] + s_a, state["sums"][2] + n_w,
                                  state["sums"][3] + n_a]
@@ -305,6 +308,6 @@ def _data_note(cfg) -> dict:
 
 
 def _read_summary(out: Path) -> dict:
-    import json
+    from hinas.safeio import load_json_file
 
-    return json.loads((out / "summary.json").read_text())
+    return load_json_file(out / "summary.json", "summary")

@@ -14,30 +14,16 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save
 from tqdm.auto import tqdm
 
 from hinas.engine import common
 from hinas.engine.config import RunConfig
 from hinas.errors import HinasError
+from hinas.evaluation import NETWORK_FILE, build_model, check_network_spec, load_trained  # noqa: F401
 from hinas.losses import RestorationLoss
 
-CHECKPOINT = "checkpoint.pt"
-NETWORK_FILE = "network.json"
-
-
-def build_model(spec: dict):
-    """The network a run folder describes (``network.json``): a HiNAS genotype or DnCNN."""
-    if spec["model"] == "dncnn":
-        from hinas.baselines import DnCNN
-
-        return DnCNN(in_channels=spec.get("in_channels", 1))
-    from hinas.genotype import Genotype
-    from hinas.network import build_network
-
-    g = Genotype.from_dict(spec["genotype"], "network.json")
-    return build_network(g, spec.get("f"), residual=spec.get("residual", True),
-                         node_channels=spec.get("node_channels"))
+CHECKPOINT = common.CHECKPOINT
 
 
 def network_spec(cfg: RunConfig, genotype) -> dict:
@@ -66,9 +52,6 @@ def poly_lr(cfg: RunConfig, it: int) -> float:
 
 def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, progress: bool | None = None) -> dict:
     """Train the network of ``genotype`` (or DnCNN with ``cfg.model='dncnn'``) into ``out_dir``."""
-    from hinas.data import PatchDataset, task_datasets
-    from hinas.engine.search import validate_network
-
     if cfg.model == "hinas" and genotype is None:
         raise HinasError("training a HiNAS network needs a genotype (--genotype FILE)")
     if genotype is not None and cfg.model == "hinas":
@@ -77,33 +60,49 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
                              f"{' x' + str(genotype.scale) if genotype.scale else ''}, "
                              f"but the run is {cfg.task}{' x' + str(cfg.scale) if cfg.scale else ''}; "
                              f"search for this task or pass matching --task/--scale")
+        want = 1 if cfg.task == "denoise" else 3
+        if genotype.in_channels != want:
+            raise HinasError(f"the genotype takes {genotype.in_channels}-channel images, but {cfg.task} data has "
+                             f"{want}; use a genotype searched for this task")
+    if out_dir is None:
+        raise HinasError("training needs a run folder (--out DIR)")
+    if cfg.model != "hinas":
+        genotype = None
+    spec = network_spec(cfg, genotype)
+    check_network_spec(spec, "the network to train")
+    folder = common.RunFolder(out_dir, "train", resume, common.rank(), quiet=cfg.quiet or progress is False)
     device = common.resolve_device(cfg.device)
+    try:
+        with common.deterministic(device.type == "cpu"):
+            return _train(cfg, genotype, spec, folder, device, progress)
+    finally:
+        folder.release()
+
+
+def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> dict:
+    from hinas.data import PatchDataset, task_datasets
+    from hinas.engine.search import validate_network
+
     common.apply_threads(cfg)
     common.init_distributed(device)
     rank, world = common.rank(), common.world_size()
-    out = common.prepare_run_dir(out_dir, cfg, resume, "train", rank)
-    common.barrier()
-    common.seed_everything(cfg.seed)
-    if device.type == "cpu":
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-    spec = network_spec(cfg, genotype)
-    if rank == 0:
-        common.atomic_write_text(out / NETWORK_FILE, json.dumps(spec, indent=1))
-        if genotype is not None:
-            genotype.save(out / "genotype.json")
-    model = build_model(spec).to(device)
-    if cfg.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
-
+    out = folder.out
+    # -- every input is checked before the first write ---------------------------------------------
+    ck = common.on_rank0(folder.open)
     data = task_datasets(cfg.task, cfg.data_root)
-    records = sorted(data["train"].records, key=lambda r: r.name)
-    if cfg.max_images:
-        records = records[: cfg.max_images]
+    all_records = sorted(data["train"].records, key=lambda r: r.name)
+    records = all_records[: cfg.max_images] if cfg.max_images else all_records
+    identity = common.run_identity("train", cfg, all_records, genotype, used=len(records))
+    common.on_rank0(lambda: folder.check_identity(ck, identity))
     n_val = max(1, int(math.floor(cfg.val_fraction * len(records))))
     if len(records) - n_val < 1:
         raise HinasError(f"training needs at least 2 images, found {len(records)}")
     train_recs, val_recs = records[: len(records) - n_val], records[len(records) - n_val:]
+    common.seed_everything(cfg.seed)
+    model = build_model(spec).to(device)
+    if cfg.channels_last and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+
     sigma = cfg.sigma if cfg.task == "denoise" else None
     ds = PatchDataset(train_recs, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
                       samples_per_epoch=len(train_recs) * cfg.crops_per_image, seed=cfg.seed)
@@ -114,27 +113,35 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
 
     state = {"iteration": 0, "best": None, "history": [], "seconds": 0.0, "sum": 0.0, "count": 0}
     ckpt_path = out / CHECKPOINT
-    if resume and ckpt_path.exists():
+    run = common.RunState("network", identity, model, {"opt": opt}, {"stream": stream}, state, ckpt_path)
+    common.barrier()  # rank 0 has checked the folder and the identity
+    if rank != 0 and ckpt_path.exists() and folder.resume:
         ck = common.load_checkpoint(ckpt_path)
-        model.load_state_dict(ck["model"])
-        opt.load_state_dict(ck["opt"])
-        stream.load_state(ck["stream"])
-        common.set_rng_state(ck["rng"])
-        state = ck["state"]
+    if ck is not None:
+        run.restore(ck)
         if state.get("finished"):
-            return json.loads((out / "summary.json").read_text())
+            from hinas.safeio import load_json_file
+
+            return load_json_file(out / "summary.json", "summary")
+    else:  # a new run: the checkpoint (with the identity) first, then the readable copies
+
+        def write_setup():
+            run.save()
+            common.atomic_write_text(out / NETWORK_FILE, json.dumps(spec, indent=1))
+            if genotype is not None:
+                genotype.save(out / "genotype.json")
+
+        folder.begin(cfg, write_setup)
+    common.barrier()
 
     def save_checkpoint():
         if rank == 0:
-            common.check_finite(model.state_dict().values(), "network", ckpt_path)
-            common.atomic_torch_save({"model": model.state_dict(), "opt": opt.state_dict(), "stream": stream.state(),
-                                      "rng": common.rng_state(), "state": state}, ckpt_path)
+            run.save()
 
     def save_weights(name):
         if rank == 0:
-            tmp = out / (name + ".tmp")
-            save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-            tmp.replace(out / name)
+            blob = save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()})
+            common.write_bytes_durably(out / name, blob)
 
     show = (not cfg.quiet) if progress is None else progress
     bar = tqdm(total=cfg.iterations, initial=state["iteration"], disable=not show or rank != 0, desc="train",
@@ -167,7 +174,7 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
             if not math.isfinite(s):
                 bar.close()
                 raise common.TrainingDiverged(
-                    f"training loss became {s} at iteration {it}; the last good checkpoint is kept in {ckpt_path}; "
+                    f"training loss became {s} at iteration {it}; {common.kept_checkpoint(ckpt_path)}; "
                     f"start a new run (another --out) with a lower learning rate (--set train_lr=...)")
             state["sum"] += s
             state["count"] += n_acc
@@ -222,27 +229,3 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
         save_checkpoint()
     common.barrier()
     return summary
-
-
-def load_trained(run_dir, which: str = "best", device="cpu"):
-    """Rebuild a trained network from its run folder (safetensors weights, JSON description)."""
-    run_dir = Path(run_dir)
-    spec_file = run_dir / NETWORK_FILE
-    weights = run_dir / ("weights.safetensors" if which == "best" else "weights_final.safetensors")
-    if not spec_file.exists():
-        raise HinasError(f"{run_dir}: not a training run folder (no {NETWORK_FILE}); give the --out folder of 'hinas train'")
-    if not weights.exists():
-        raise HinasError(f"{run_dir}: no {weights.name} yet; the training has not reached its first validation "
-                         f"(continue it with 'hinas train ... --resume')")
-    try:
-        spec = json.loads(spec_file.read_text())
-    except json.JSONDecodeError as exc:
-        raise HinasError(f"{spec_file}: not valid JSON ({exc.msg})") from None
-    model = build_model(spec)
-    try:
-        state = load_file(str(weights))
-        model.load_state_dict(state)
-    except Exception as exc:
-        raise HinasError(f"{weights}: cannot load these weights into the network described by {spec_file.name} "
-                         f"({exc.__class__.__name__}); the files do not belong together") from None
-    return model.to(device).eval(), spec

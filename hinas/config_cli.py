@@ -1,0 +1,75 @@
+"""``hinas config show``: every run setting with its value and a one-line meaning.
+
+    hinas config show                                  # the quick profile, denoising
+    hinas config show --profile paper --task sr --scale 4
+    hinas config show --config hinas/configs/denoise_sigma50.yaml --set epochs=10 --json
+
+The values are those ``hinas search`` / ``hinas train`` would use with the same options (the
+same :class:`~hinas.engine.config.RunConfig`); the meanings live next to the fields in
+:mod:`hinas.engine.config` (``FIELD_HELP``).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register_cli(subparsers) -> None:
+    from hinas.engine.config import PROFILES
+
+    p = subparsers.add_parser("config", help="show the run settings (hinas config show)")
+    sub = p.add_subparsers(dest="config_command", metavar="ACTION")
+    s = sub.add_parser(
+        "show", help="print every setting with its value and meaning",
+        description="Print every RunConfig setting (what --set KEY=VALUE accepts) with its value and meaning.",
+        epilog="examples:\n"
+               "  hinas config show\n"
+               "  hinas config show --profile paper --task sr --scale 4\n"
+               "  hinas config show --config hinas/configs/denoise_sigma50.yaml --set epochs=10 --json\n"
+               f"profiles: {', '.join(PROFILES)}",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("--profile", default="quick", choices=PROFILES, help="preset (default: quick)")
+    s.add_argument("--task", choices=("denoise", "sr"), default="denoise")
+    s.add_argument("--scale", type=int, default=None, help="SR factor (2, 3, 4)")
+    s.add_argument("--config", default=None, metavar="YAML", help="settings file, as for search/train")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a setting (repeatable), as for search/train")
+    s.add_argument("--json", action="store_true", help="print one JSON object {key: {value, help}}")
+    s.set_defaults(func=_show)
+
+    def _no_action(args):
+        p.print_help()
+        return 2
+
+    p.set_defaults(func=_no_action)
+
+
+def _show(args) -> int:
+    from hinas.cli import print_json
+    from hinas.engine.config import RunConfig, describe_settings
+
+    if args.config:
+        cfg = RunConfig.from_yaml(args.config)
+        if args.scale is not None:
+            cfg = cfg.replace(scale=args.scale)
+    else:
+        cfg = RunConfig.from_profile(args.profile, args.task, args.scale)
+    cfg = cfg.with_overrides(args.overrides)
+    rows = describe_settings(cfg)
+    if args.json:
+        print_json({"profile": cfg.profile, "task": cfg.task, "key": cfg.key(),
+                    "settings": {r["key"]: {"value": r["value"], "help": r["help"]} for r in rows}})
+        return 0
+    print(f"# profile {cfg.profile}, task {cfg.task}{f' x{cfg.scale}' if cfg.scale else ''} "
+          f"(change any with --set KEY=VALUE)")
+    width = max(len(r["key"]) for r in rows)
+    vwidth = min(max(len(_fmt(r["value"])) for r in rows), 18)
+    for r in rows:
+        print(f"{r['key']:<{width}}  {_fmt(r['value']):<{vwidth}}  {r['help']}")
+    return 0
+
+
+def _fmt(value) -> str:
+    import json
+
+    return json.dumps(value) if not isinstance(value, str) else value

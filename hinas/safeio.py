@@ -1,0 +1,129 @@
+"""Reading untrusted files within bounds, and naming them safely in messages.
+
+Every JSON or YAML file a user hands to hinas (genotypes, ``network.json``, config files)
+goes through :func:`load_json_file` / :func:`load_yaml_file`: a size cap before reading,
+a nesting-depth cap after parsing, and one :class:`~hinas.errors.HinasError` line naming the
+file for anything wrong (missing, a folder, unreadable, not UTF-8, malformed, too deep,
+absurd integers), never a traceback. :func:`quote` prints a file name without raw control
+characters, so a name holding a newline or an escape code cannot forge terminal output.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+from hinas.errors import HinasError
+
+MAX_JSON_BYTES = 4 * 1024 * 1024  # a genotype is ~2 KB, a network.json ~3 KB
+MAX_YAML_BYTES = 1 * 1024 * 1024
+MAX_DEPTH = 32
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def quote(name) -> str:
+    """``name`` as text safe to print: plain when it is, else a Python-escaped repr."""
+    s = str(name)
+    return repr(s) if _CONTROL.search(s) else s
+
+
+def one_line(message: str) -> str:
+    """Escape control characters so a message is exactly one printable line."""
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), str(message))
+
+
+def read_text_bounded(path, max_bytes: int, what: str) -> str:
+    """The UTF-8 text of ``path``, refusing folders, missing files and files over ``max_bytes``."""
+    path = Path(path)
+    q = quote(path)
+    try:
+        if path.is_dir():
+            raise HinasError(f"{q}: is a folder, not a {what} file; give the file inside it")
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise HinasError(f"{q}: no such {what} file; check the path") from None
+    except OSError as exc:
+        raise HinasError(f"{q}: cannot read this {what} file ({exc.strerror or exc.__class__.__name__})") from None
+    if size > max_bytes:
+        raise HinasError(f"{q}: {size} bytes is too large for a {what} file (limit {max_bytes}); "
+                         f"give the file hinas wrote")
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise HinasError(f"{q}: cannot read this {what} file ({exc.strerror or exc.__class__.__name__})") from None
+    if len(raw) > max_bytes:
+        raise HinasError(f"{q}: too large for a {what} file (limit {max_bytes} bytes)")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise HinasError(f"{q}: not a UTF-8 text file; a {what} file is plain text") from None
+
+
+def check_depth(obj, source: str, max_depth: int = MAX_DEPTH) -> None:
+    """Refuse structures nested deeper than ``max_depth`` (iteratively: no recursion to blow)."""
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, (dict, list)):
+            if d > max_depth:
+                raise HinasError(f"{source}: nested deeper than {max_depth} levels; not a file hinas wrote")
+            stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
+
+
+def parse_json(text: str, source: str, what: str = "JSON"):
+    """``json.loads`` that turns every failure into one line naming ``source``."""
+    try:
+        data = json.loads(text, parse_constant=lambda c: _bad_constant(c, source))
+    except json.JSONDecodeError as exc:
+        raise HinasError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}); "
+                         f"a {what} is a JSON file written by hinas") from None
+    except RecursionError:
+        raise HinasError(f"{source}: nested too deeply to be a {what}; not a file hinas wrote") from None
+    except ValueError as exc:  # e.g. an integer with thousands of digits
+        raise HinasError(f"{source}: unusable value in the JSON ({str(exc)[:80]}); not a file hinas wrote") from None
+    check_depth(data, source)
+    return data
+
+
+def _bad_constant(name: str, source: str):
+    raise HinasError(f"{source}: the JSON holds {name}; every number must be finite")
+
+
+def load_json_file(path, what: str = "JSON", max_bytes: int = MAX_JSON_BYTES):
+    return parse_json(read_text_bounded(path, max_bytes, what), quote(path), what)
+
+
+def load_yaml_file(path, what: str = "config", max_bytes: int = MAX_YAML_BYTES):
+    """YAML (safe loader only) within bounds; the document as Python objects."""
+    import yaml
+
+    text = read_text_bounded(path, max_bytes, what)
+    source = quote(path)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        first = one_line(str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__)
+        raise HinasError(f"{source}: not valid YAML ({first}); fix the file or start from hinas/configs/*.yaml") from None
+    except RecursionError:
+        raise HinasError(f"{source}: nested too deeply to be a {what} file") from None
+    check_depth(data, source)
+    return data
+
+
+def finite_number(value, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
+    """``value`` as a finite float within bounds, or a :class:`HinasError` naming ``name``."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError, OverflowError):
+        raise HinasError(f"{name} must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise HinasError(f"{name} must be a finite number, got {value!r}")
+    if lo is not None and (v <= lo if lo_open else v < lo):
+        raise HinasError(f"{name} must be {'>' if lo_open else '>='} {lo:g}, got {v:g}")
+    if hi is not None and (v >= hi if hi_open else v > hi):
+        raise HinasError(f"{name} must be {'<' if hi_open else '<='} {hi:g}, got {v:g}")
+    return v

@@ -1,0 +1,47 @@
+"""``hinas data check`` fails when data are missing and says how to get them; ``hinas data
+download`` is data_scripts/download.py behind the CLI."""
+
+import json
+
+import numpy as np
+from PIL import Image
+
+from hinas.cli import main
+
+
+def test_check_without_data_fails_and_names_the_way_to_get_it(monkeypatch, capsys):
+    monkeypatch.delenv("HINAS_DATA", raising=False)
+    assert main(["data", "check", "--no-decode"]) == 1
+    out = capsys.readouterr().out
+    assert "hinas data download BSDS500" in out and "data_scripts/download.py" in out and "--from" in out
+    assert main(["data", "check", "--no-decode", "--json"]) == 1
+    res = json.loads(capsys.readouterr().out)
+    assert res["ok"] is False and {m["dataset"] for m in res["missing"]} >= {"BSDS500-test", "Set5", "Urban100"}
+
+
+def test_check_unknown_dataset_is_bad_input(capsys):
+    assert main(["data", "check", "--no-decode", "--dataset", "NoSuchSet"]) == 2
+    assert "NoSuchSet" in capsys.readouterr().err
+
+
+def test_check_real_data_passes_unless_an_asked_dataset_is_missing(real_data_root, capsys):
+    assert main(["data", "check", "--no-decode", "--data-root", str(real_data_root)]) == 0
+    capsys.readouterr()
+    if (real_data_root / "Manga109").is_dir():
+        return
+    assert main(["data", "check", "--no-decode", "--data-root", str(real_data_root), "--dataset", "manga109"]) == 1
+    assert "manga109.org" in capsys.readouterr().out
+
+
+def test_download_command_imports_a_local_copy(tmp_path, capsys):
+    src = tmp_path / "copy" / "Set5"
+    src.mkdir(parents=True)
+    for i in range(2):
+        Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(src / f"img{i}.png")
+    root = tmp_path / "data"
+    assert main(["data", "download", "Set5", "--from", str(tmp_path / "copy"), "--root", str(root)]) == 0
+    assert sorted(p.name for p in (root / "Set5").iterdir()) == ["img0.png", "img1.png"]
+    assert "Set5" in capsys.readouterr().out
+    assert main(["data", "download", "--list"]) == 0
+    assert "BSDS500" in capsys.readouterr().out
+    assert main(["data", "download", "NoSuchSet", "--root", str(root)]) == 2
