@@ -17,11 +17,13 @@ target cell once per incoming level (``Supernet.cell_evaluations``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
@@ -62,7 +64,7 @@ def _cpu_peak_bytes(net, loss_fn, x, y) -> int:
 
 
 def measure_step(cfg: SupernetConfig, *, batch: int, size: int, device: str, repeats: int = 2,
-                 seed: int = 0) -> dict:
+                 seed: int = 0, keep_grads: bool = False) -> dict:
     torch.manual_seed(seed)
     dev = torch.device(device)
     net = Supernet(cfg).to(dev)
@@ -90,35 +92,95 @@ def measure_step(cfg: SupernetConfig, *, batch: int, size: int, device: str, rep
         peak = torch.cuda.max_memory_allocated(dev) - before
     else:
         peak = _cpu_peak_bytes(net, loss_fn, x, y)
-    return {
+    result = {
         "peak_bytes": int(peak),
         "step_seconds": statistics.median(times),
         "cell_evaluations": net.cell_evaluations(),
         "weights": sum(p.numel() for p in net.weight_parameters()),
     }
+    if keep_grads:  # the gradients of the measured step (same seed, same batch in every mode)
+        result["_grads"] = {n: p.grad.detach().cpu() for n, p in net.named_parameters() if p.grad is not None}
+    return result
 
 
 def supernet_memory(*, device: str = "cpu", batch: int = 6, size: int = 64, layers: int = 3,
                     levels: int = 3, steps: int = 4, f: int = 10, width_factors=(1, 1.5, 2),
-                    repeats: int = 2, seed: int = 0) -> dict:
-    """Eq. 5 vs Eq. 6: peak memory and time of one search training step, and their ratios."""
+                    repeats: int = 2, seed: int = 0, memory_saving: str | None = None,
+                    partial_channels: int = 1, modes=("eq5", "eq6")) -> dict:
+    """Eq. 5 vs Eq. 6: peak memory and time of one search training step, and their ratios.
+
+    With ``memory_saving='recompute'`` and/or ``partial_channels=K``, Eq. 5 is measured again
+    with that saving in the same process, and ``result['saving']`` holds its peak, step time,
+    ratios against plain Eq. 5 and the largest gradient difference from plain Eq. 5 (same
+    weights, same batch; zero up to float rounding for ``recompute``, not for partial channels,
+    which is another network).
+    """
     if device == "cuda" and not torch.cuda.is_available():
         raise HinasError("--device cuda was asked for but CUDA is not available; use --device cpu")
     base = SupernetConfig.paper("denoise", f=f, layers=layers, levels=levels, steps=steps,
                                 width_factors=tuple(width_factors))
+    saving = memory_saving not in (None, "none") or partial_channels > 1
+    if "eq5" not in modes:
+        raise HinasError("the benchmark always measures Eq. 5 (the reference for every ratio)")
     result = {"device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu"}
-    for mode in ("eq5", "eq6"):
+    for mode in modes:
         result[mode] = measure_step(base.replace(cell_sharing=mode), batch=batch, size=size,
-                                    device=device, repeats=repeats, seed=seed)
-    result["memory_ratio"] = result["eq6"]["peak_bytes"] / result["eq5"]["peak_bytes"]
-    result["time_ratio"] = result["eq6"]["step_seconds"] / result["eq5"]["step_seconds"]
-    result["analytic_ratio"] = result["eq6"]["cell_evaluations"] / result["eq5"]["cell_evaluations"]
+                                    device=device, repeats=repeats, seed=seed, keep_grads=saving and mode == "eq5")
+    if "eq6" in result:
+        result["memory_ratio"] = result["eq6"]["peak_bytes"] / result["eq5"]["peak_bytes"]
+        result["time_ratio"] = result["eq6"]["step_seconds"] / result["eq5"]["step_seconds"]
+        result["analytic_ratio"] = result["eq6"]["cell_evaluations"] / result["eq5"]["cell_evaluations"]
+    if saving:
+        plain_grads = result["eq5"].pop("_grads")
+        cfg = base.replace(memory_saving=memory_saving or "none", partial_channels=partial_channels)
+        r = measure_step(cfg, batch=batch, size=size, device=device, repeats=repeats, seed=seed,
+                         keep_grads=partial_channels == 1)
+        grads = r.pop("_grads", None)
+        result["saving"] = {
+            "memory_saving": memory_saving or "none", "partial_channels": partial_channels,
+            "peak_bytes": r["peak_bytes"], "step_seconds": r["step_seconds"],
+            "memory_ratio_vs_eq5": result["eq5"]["peak_bytes"] / r["peak_bytes"],
+            "time_ratio_vs_eq5": r["step_seconds"] / result["eq5"]["step_seconds"],
+            # partial channels is another network: its gradients are not comparable
+            "grad_max_abs_diff": None if grads is None else
+            max(float((grads[n] - g).abs().max()) for n, g in plain_grads.items()),
+        }
     result["config"] = {"task": "denoise", "f": f, "layers": layers, "steps": steps, "levels": levels,
                         "width_factors": list(width_factors), "batch": batch, "size": size,
                         "torch": torch.__version__, "threads": torch.get_num_threads()}
     result["memory_method"] = CUDA_METHOD if device == "cuda" else CPU_METHOD
     result["provenance"] = _provenance()
     return result
+
+
+def memory_modes_table(result: dict) -> list[dict]:
+    """Rows Eq. 6 / Eq. 5 / Eq. 5 + saving of a ``supernet_memory`` result (a dict or a JSON file
+    written by ``hinas bench supernet-memory --memory-saving recompute --json``), for the book.
+
+    The analytic column is the width-weighted cell evaluations relative to Eq. 5 (the cost model
+    of Eq. 5/6); the recompute mode has no such count: it keeps the same cell evaluations and
+    stores only each mixed op's input and output instead of every op's activations.
+    """
+    if not isinstance(result, dict):
+        from hinas.safeio import load_json_file
+
+        result = load_json_file(result, "benchmark result")
+    eq5 = result["eq5"]
+    rows = []
+    for mode, label in (("eq6", "Eq. 6 (Auto-DeepLab, separate cells)"), ("eq5", "Eq. 5 (HiNAS, cell sharing)")):
+        if mode not in result:
+            continue
+        r = result[mode]
+        rows.append({"mode": label, "peak_MiB": r["peak_bytes"] / 2**20, "step_s": r["step_seconds"],
+                     "memory_vs_eq5": r["peak_bytes"] / eq5["peak_bytes"],
+                     "analytic_vs_eq5": r["cell_evaluations"] / eq5["cell_evaluations"]})
+    if "saving" in result:
+        s = result["saving"]
+        name = s["memory_saving"] + (f", partial channels 1/{s['partial_channels']}" if s["partial_channels"] > 1 else "")
+        rows.append({"mode": f"Eq. 5 + {name}", "peak_MiB": s["peak_bytes"] / 2**20, "step_s": s["step_seconds"],
+                     "memory_vs_eq5": s["peak_bytes"] / eq5["peak_bytes"], "analytic_vs_eq5": None,
+                     "grad_max_abs_diff": s["grad_max_abs_diff"]})
+    return rows
 
 
 def _provenance() -> dict:
@@ -130,6 +192,289 @@ def _provenance() -> dict:
     return {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             "git_revision": git_revision(), "command": " ".join(["hinas"] + sys.argv[1:]) if sys.argv else None,
             "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+
+
+def train_stability(*, iterations: int = 500, batch: int = 24, patch: int = 64, f: int = 20, lr: float = 0.05,
+                    sigma: float = 50.0, seed: int = 0, device: str = "cpu", data_root=None, genotype=None,
+                    bn_init: str = "torch1", nonpositive_ssim: str = "gradient", rescale_aug: bool = True,
+                    max_images: int | None = None, threads: int | None = None) -> dict:
+    """Train a derived denoising network with the released recipe (SGD momentum 0.9, ``lr`` with
+    poly decay over the paper's 600k iterations, wd 4e-5, bias lr x2, clip 5, the train loss) on
+    real training images and return every iteration's loss: does lr 0.05 stay finite and fall?
+
+    The steps are the engine's own pieces (``param_groups``, ``poly_lr``, ``RestorationLoss``,
+    ``PatchDataset``), so this measures what ``hinas train`` does, without its files."""
+    import math
+
+    import numpy as np
+
+    from hinas.data import PatchDataset, task_datasets
+    from hinas.engine.config import RunConfig
+    from hinas.engine.train import param_groups, poly_lr
+    from hinas.genotype import random_genotype
+    from hinas.network import build_network
+
+    if threads:
+        torch.set_num_threads(threads)
+    cfg = RunConfig.from_profile("paper", "denoise", train_lr=lr, bn_init=bn_init, nonpositive_ssim=nonpositive_ssim,
+                                 seed=seed, device=device)
+    torch.manual_seed(seed)
+    g = genotype or random_genotype("denoise", seed=seed)
+    net = build_network(g, f, bn_init=bn_init).to(device).train()
+    records = sorted(task_datasets("denoise", data_root)["train"].records, key=lambda r: r.name)[:max_images]
+    ds = PatchDataset(records, "denoise", patch=patch, sigma=sigma, seed=seed, rescale=rescale_aug,
+                      samples_per_epoch=max(len(records), batch))
+    loss_fn = RestorationLoss("denoise", "train", nonpositive_ssim=nonpositive_ssim).to(device)
+    opt = torch.optim.SGD(param_groups(net, cfg), lr=lr, momentum=0.9)
+    losses, events = [], 0
+    t0 = time.perf_counter()
+    order = np.random.default_rng(seed)
+    for it in range(iterations):
+        cur = poly_lr(cfg, it)
+        for group in opt.param_groups:
+            group["lr"] = cur * group["lr_factor"]
+        ds.set_epoch(it)
+        idx = order.choice(len(ds), size=batch, replace=len(ds) < batch)
+        x, y = (torch.stack(t).to(device) for t in zip(*(ds[int(i)] for i in idx)))
+        opt.zero_grad(set_to_none=True)
+        loss = loss_fn(net(x), y)
+        loss.backward()
+        torch.nn.utils.clip_grad_value_(net.parameters(), cfg.grad_clip)
+        opt.step()
+        losses.append(float(loss.detach()))
+    events = loss_fn.take_nonpositive_events()
+    seconds = time.perf_counter() - t0
+    window = max(1, min(10, iterations // 6))
+    first, last = float(np.mean(losses[:window])), float(np.mean(losses[-window:]))
+    return {"losses": [round(v, 6) for v in losses], "first": first, "last": last, "window": window,
+            "ratio_last_first": last / first if first else None, "finite": all(math.isfinite(v) for v in losses),
+            "max_loss": max(losses), "nonpositive_ssim": events, "iterations": iterations, "batch": batch,
+            "patch": patch, "f": f, "lr": lr, "sigma": sigma, "bn_init": bn_init, "nonpositive_ssim_mode": nonpositive_ssim,
+            "rescale_aug": rescale_aug, "genotype": g.to_dict(), "images": len(records), "seed": seed,
+            "seconds": round(seconds, 3), "device": str(device), "provenance": _provenance()}
+
+
+def _reference_cfg(genotype, f: int, out_dir: str):
+    """A stand-in for the released code's yacs config (train_s50.yaml + defaults.py), enough for
+    its ``Dn_compnet`` and ``make_normal_optimizer``."""
+    from types import SimpleNamespace as NS
+
+    return NS(
+        OUTPUT_DIR=out_dir,
+        DATASET=NS(TASK="dn", DATA_NAME="BSD500_300", TRAIN_DATASETS=[]),
+        SEARCH=NS(TIE_CELL=False, SEARCH_ON=False),
+        MODEL=NS(NUM_LAYERS=genotype.layers, NUM_BLOCKS=genotype.steps, USE_ASPP=False, USE_RES=True,
+                 PRIMITIVES="NO_DEF_L", ACTIVATION_F="Leaky", FILTER_MULTIPLIER=f, NUM_STRIDES=3,
+                 WS_FACTORS=list(genotype.width_factors), IN_CHANNEL=1, ASPP_RATES=(2, 4, 6), AFFINE=True),
+        SOLVER=NS(LOSS=["mse", "log_ssim"], LOSS_WEIGHT=[1.0, 0.6], BIAS_LR_FACTOR=2, WEIGHT_DECAY_BIAS=0,
+                  WEIGHT_DECAY=0.00004, MOMENTUM=0.9, TRAIN=NS(INIT_LR=0.05, POWER=0.9, MAX_ITER=600_000)),
+    )
+
+
+def _copy_into_reference(ours, theirs) -> None:
+    """Copy a hinas DerivedNetwork's weights and BN statistics into the released ``Dn_compnet``
+    (module by module; the decoder's concat order differs: ours [high 128, low 48], theirs
+    [low 48, high 128], so the first fuse unit's channels are permuted)."""
+    pairs = [(ours.stem1, theirs.stem1), (ours.stem2, theirs.stem2), (ours.reduce, theirs.reduce)]
+    for l in range(len(ours.cells)):
+        pairs += [(ours.cells[l], theirs.cells[l]), (ours.scalers0[l].proj, theirs.scalers[2 * l].conv),
+                  (ours.scalers1[l].proj, theirs.scalers[2 * l + 1].conv)]
+    d = theirs.decoder
+    pairs += [(ours.pre_conv, d.pre_conv), (ours.proj, d.proj), (ours.fuse[1], d.conv1), (ours.classifier, d.clf)]
+    n_high = ours.fuse[0][0].in_channels - ours.proj[0].out_channels
+    perm = torch.cat([torch.arange(n_high, ours.fuse[0][0].in_channels), torch.arange(n_high)])
+    fuse0 = {}
+    for k, v in ours.fuse[0].state_dict().items():
+        if k.startswith("0.") or k.startswith("1.") and v.ndim == 1:  # depthwise conv, its BN
+            v = v[perm]
+        elif k == "3.weight":  # pointwise conv: permute its inputs
+            v = v[:, perm]
+        fuse0[k] = v
+    pairs.append((fuse0, d.conv0))
+    with torch.no_grad():
+        for src, dst in pairs:
+            a = list((src if isinstance(src, dict) else src.state_dict()).values())
+            b = list(dst.state_dict().values())
+            if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
+                raise HinasError("the released network's modules do not match ours; is this the HiNAS release?")
+            for x, y in zip(a, b):
+                y.copy_(x)
+
+
+def reference_side_by_side(code: str, *, iterations: int = 40, batch: int = 24, patch: int = 64, f: int = 20,
+                           sigma: float = 50.0, seed: int = 0, device: str = "cpu", data_root=None, genotype=None,
+                           max_images: int | None = None) -> dict:
+    """Train the same derived network with the released code's own ``Dn_compnet`` (its losses,
+    ``make_normal_optimizer``, clip 5) and with hinas, from the same initial weights (hinas'
+    torch-1.0 BN init copied across) on the same batches, and return both loss traces.
+
+    ``code`` is the path of a checkout of hkzhang-git/HiNAS (fetched by the user; never vendored).
+    The released loss is NaN where its batch mean SSIM is <= 0; hinas logs a finite value there.
+    """
+    import contextlib
+    import math
+    import sys
+    from pathlib import Path
+
+    import numpy as np
+
+    from hinas.data import PatchDataset, task_datasets
+    from hinas.engine.config import RunConfig
+    from hinas.engine.train import param_groups, poly_lr
+    from hinas.genotype import random_genotype
+    from hinas.losses import differentiable_ssim as ssim
+    from hinas.network import build_network
+    from hinas.ops import REFERENCE_NAMES
+
+    root = Path(code)
+    if not (root / "one_stage_nas" / "modeling" / "dn_compnet.py").exists():
+        raise HinasError(f"{root}: not a checkout of the released HiNAS code (no one_stage_nas/modeling/"
+                         f"dn_compnet.py); clone https://github.com/hkzhang-git/HiNAS and pass its folder")
+    sys.path.insert(0, str(root))
+    try:
+        from one_stage_nas.modeling.dn_compnet import Dn_compnet
+        from one_stage_nas.solver.build import make_normal_optimizer
+    finally:
+        sys.path.remove(str(root))
+    cfg = RunConfig.from_profile("paper", "denoise", seed=seed, device=device)
+    torch.manual_seed(seed)
+    g = genotype or random_genotype("denoise", seed=seed)
+    ours = build_network(g, f, bn_init="torch1").to(device)
+    theirs_names = {v: k for k, v in REFERENCE_NAMES.items()}
+    gene = ([[(theirs_names[op], j) for op, j in cell] for cell in g.cells], list(g.path))
+    with tempfile.TemporaryDirectory() as tmp:
+        rcfg = _reference_cfg(g, f, tmp)
+        models = Path(tmp, "dn", "BSD500_300", f"Outline-{g.layers}c{g.steps}n_TC-False_ASPP-False_Res-True_Prim-NO_DEF_L",
+                      "search", "models")
+        models.mkdir(parents=True)
+        torch.save(gene, models / "model_best.geno")
+        patch_cuda = contextlib.nullcontext()
+        if not torch.cuda.is_available():  # its SSIM window is .cuda()'d at construction
+            patch_cuda = _identity_cuda()
+        with patch_cuda, contextlib.redirect_stdout(sys.stderr):  # it prints where it loads the genotype
+            theirs = Dn_compnet(rcfg).to(device)
+    _copy_into_reference(ours, theirs)
+    for loss in getattr(theirs, "loss_dict", None) or []:
+        if hasattr(loss, "window"):
+            loss.window = loss.window.to(device)
+    x0 = torch.rand(2, 1, patch, patch, device=device)
+    ours.eval(), theirs.eval()
+    with torch.no_grad():
+        init_diff = float((ours(x0) - theirs(x0)).abs().max())
+    ours.train(), theirs.train()
+    opt_ours = torch.optim.SGD(param_groups(ours, cfg), lr=cfg.train_lr, momentum=0.9)
+    opt_theirs = make_normal_optimizer(rcfg, theirs)
+    base_lrs = [grp["lr"] for grp in opt_theirs.param_groups]
+    loss_fn = RestorationLoss("denoise", "train").to(device)
+    records = sorted(task_datasets("denoise", data_root)["train"].records, key=lambda r: r.name)[:max_images]
+    ds = PatchDataset(records, "denoise", patch=patch, sigma=sigma, seed=seed, rescale=True,
+                      samples_per_epoch=max(len(records), batch))
+    order = np.random.default_rng(seed)
+    trace = []
+    t0 = time.perf_counter()
+    for it in range(iterations):
+        ds.set_epoch(it)
+        idx = order.choice(len(ds), size=batch, replace=len(ds) < batch)
+        x, y = (torch.stack(t).to(device) for t in zip(*(ds[int(i)] for i in idx)))
+        lr = poly_lr(cfg, it)
+        for grp in opt_ours.param_groups:
+            grp["lr"] = lr * grp["lr_factor"]
+        for grp, base in zip(opt_theirs.param_groups, base_lrs):
+            grp["lr"] = base * lr / cfg.train_lr
+        opt_ours.zero_grad(set_to_none=True)
+        pred = ours(x)
+        l_ours = loss_fn(pred, y)
+        l_ours.backward()
+        torch.nn.utils.clip_grad_value_(ours.parameters(), 5.0)
+        opt_ours.step()
+        opt_theirs.zero_grad()
+        pred_t, ld = theirs(x, y)
+        l_theirs = ld["decoder_loss"]
+        l_theirs.backward()
+        torch.nn.utils.clip_grad_value_(theirs.parameters(), 5.0)
+        opt_theirs.step()
+        trace.append({"iteration": it + 1, "hinas": float(l_ours.detach()), "released": float(l_theirs.detach()),
+                      "hinas_ssim": float(ssim(pred.detach(), y)), "released_ssim": float(ssim(pred_t.detach(), y))})
+        if (it + 1) % 10 == 0:
+            print(f"side-by-side: iteration {it + 1}/{iterations}", file=sys.stderr)
+    seconds = time.perf_counter() - t0
+    first_np = next((r["iteration"] for r in trace if r["released_ssim"] <= 0 or r["hinas_ssim"] <= 0), None)
+    agree = [r for r in trace if first_np is None or r["iteration"] < first_np]
+    max_diff = max((abs(r["hinas"] - r["released"]) for r in agree), default=None)
+    return {"trace": trace, "initial_output_max_abs_diff": init_diff, "first_nonpositive_ssim_iteration": first_np,
+            "max_loss_diff_before_it": max_diff, "released_nan_iterations": [r["iteration"] for r in trace
+                                                                           if not math.isfinite(r["released"])],
+            "iterations": iterations, "batch": batch, "patch": patch, "f": f, "sigma": sigma, "lr": cfg.train_lr,
+            "seed": seed, "genotype": g.to_dict(), "images": len(records), "device": str(device),
+            "seconds": round(seconds, 3), "torch": torch.__version__, "provenance": _provenance(),
+            "released_code": {"path": str(root), "commit": _git_head(root)}}
+
+
+def _git_head(root) -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip() or None
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+@contextlib.contextmanager
+def _identity_cuda():
+    """Make ``Tensor.cuda()`` a no-op while the released modules are built on a CPU-only machine."""
+    original = torch.Tensor.cuda
+    torch.Tensor.cuda = lambda self, *a, **k: self
+    try:
+        yield
+    finally:
+        torch.Tensor.cuda = original
+
+
+def _cli_side_by_side(args) -> int:
+    from hinas.cli import print_json
+
+    res = reference_side_by_side(args.code, iterations=args.iterations, batch=args.batch, patch=args.patch,
+                                 f=args.f, seed=args.seed, device=args.device, data_root=args.data_root,
+                                 max_images=args.max_images)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+    if args.json:
+        print_json(res)
+    else:
+        for r in res["trace"]:
+            print(f"{r['iteration']:4d}  hinas {r['hinas']:.4f}  released {r['released']:.4f}  "
+                  f"SSIM {r['hinas_ssim']:.3f} / {r['released_ssim']:.3f}")
+        print(f"initial outputs differ by {res['initial_output_max_abs_diff']:.2e}; losses agree to "
+              f"{res['max_loss_diff_before_it']} before iteration {res['first_nonpositive_ssim_iteration']} "
+              f"(first SSIM <= 0) [{res['seconds']:.1f} s, {res['device']}]")
+    return 0
+
+
+def _cli_train_stability(args) -> int:
+    from hinas.cli import print_json
+
+    for name in ("iterations", "batch", "patch", "f"):
+        if getattr(args, name) < 1:
+            raise HinasError(f"--{name.replace('_', '-')} must be at least 1")
+    genotype = None
+    if args.genotype:
+        from hinas.genotype import Genotype
+
+        genotype = Genotype.load(args.genotype)
+    res = train_stability(iterations=args.iterations, batch=args.batch, patch=args.patch, f=args.f, lr=args.lr,
+                          sigma=args.sigma, seed=args.seed, device=args.device, data_root=args.data_root,
+                          genotype=genotype, bn_init=args.bn_init, nonpositive_ssim=args.nonpositive_ssim,
+                          rescale_aug=not args.no_rescale_aug, max_images=args.max_images)
+    if args.json:
+        print_json(res)
+    else:
+        print(f"lr {res['lr']} bn_init {res['bn_init']}: loss {res['first']:.4f} (first {res['window']}) -> "
+              f"{res['last']:.4f} (last {res['window']}), ratio {res['ratio_last_first']:.3f}, max {res['max_loss']:.3f}, "
+              f"finite {res['finite']}, non-positive SSIM batches {res['nonpositive_ssim']} "
+              f"[{res['seconds']:.1f} s, {res['device']}]")
+    return 0
 
 
 def register_cli(subparsers) -> None:
@@ -145,6 +490,11 @@ def register_cli(subparsers) -> None:
     m.add_argument("--f", type=int, default=10, help="channels per node at level 0 (search: 10)")
     m.add_argument("--widths", default="1,1.5,2", help="width factors, comma separated")
     m.add_argument("--repeats", type=int, default=2, help="timed steps (median reported)")
+    m.add_argument("--memory-saving", choices=("none", "recompute"), default=None,
+                   help="also measure Eq. 5 with this memory saving (result['saving'])")
+    m.add_argument("--partial-channels", type=int, default=1, metavar="K",
+                   help="also measure Eq. 5 with PC-DARTS partial channels 1/K (changes the search)")
+    m.add_argument("--no-eq6", action="store_true", help="skip Eq. 6 (the slowest part on a CPU)")
     m.add_argument("--json", action="store_true", help="print one JSON object")
     m.set_defaults(func=_cli_supernet_memory)
 
@@ -156,6 +506,40 @@ def register_cli(subparsers) -> None:
     sp.add_argument("--data-root", default=None)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cli_search_speed)
+
+    ts = sub.add_parser("train-stability", help="losses of derived-network training at the released lr 0.05 "
+                                                "(batch 24, 64x64, f=20) on real images: finite and falling?")
+    ts.add_argument("--iterations", type=int, default=500)
+    ts.add_argument("--batch", type=int, default=24)
+    ts.add_argument("--patch", type=int, default=64)
+    ts.add_argument("--f", type=int, default=20)
+    ts.add_argument("--lr", type=float, default=0.05)
+    ts.add_argument("--sigma", type=float, default=50.0)
+    ts.add_argument("--seed", type=int, default=0)
+    ts.add_argument("--bn-init", choices=("torch1", "ones"), default="torch1")
+    ts.add_argument("--nonpositive-ssim", choices=("gradient", "clamp"), default="gradient")
+    ts.add_argument("--no-rescale-aug", action="store_true", help="no RandomRescaleCrop")
+    ts.add_argument("--genotype", default=None, help="genotype JSON (default: random_genotype(seed))")
+    ts.add_argument("--max-images", type=int, default=None, help="only the first N training images")
+    ts.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    ts.add_argument("--data-root", default=None)
+    ts.add_argument("--json", action="store_true")
+    ts.set_defaults(func=_cli_train_stability)
+
+    sb = sub.add_parser("side-by-side", help="hinas vs the released code's own training step (needs a checkout of "
+                                             "hkzhang-git/HiNAS; not run in CI)")
+    sb.add_argument("--code", required=True, help="folder of a checkout of https://github.com/hkzhang-git/HiNAS")
+    sb.add_argument("--iterations", type=int, default=40)
+    sb.add_argument("--batch", type=int, default=24)
+    sb.add_argument("--patch", type=int, default=64)
+    sb.add_argument("--f", type=int, default=20)
+    sb.add_argument("--seed", type=int, default=0)
+    sb.add_argument("--max-images", type=int, default=None)
+    sb.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    sb.add_argument("--data-root", default=None)
+    sb.add_argument("--out", default=None, help="also write the JSON trace here (e.g. results/side_by_side.json)")
+    sb.add_argument("--json", action="store_true")
+    sb.set_defaults(func=_cli_side_by_side)
 
 
 def search_speed(*, profile: str = "paper", task: str = "denoise", device: str = "cpu", steps: int = 3,
@@ -247,16 +631,29 @@ def _cli_supernet_memory(args) -> int:
         widths = tuple(float(w) for w in args.widths.split(","))
     except ValueError:
         raise HinasError(f"--widths must be numbers separated by commas, got {args.widths!r}") from None
+    if args.partial_channels < 1:
+        raise HinasError("--partial-channels must be at least 1 (1 = off)")
     res = supernet_memory(device=args.device, batch=args.batch, size=args.size, layers=args.layers,
                           levels=args.levels, steps=args.steps, f=args.f, width_factors=widths,
-                          repeats=args.repeats)
+                          repeats=args.repeats, memory_saving=args.memory_saving,
+                          partial_channels=args.partial_channels,
+                          modes=("eq5",) if args.no_eq6 else ("eq5", "eq6"))
     if args.json:
         print_json(res)
     else:
         for mode in ("eq5", "eq6"):
+            if mode not in res:
+                continue
             r = res[mode]
             print(f"{mode}: peak {r['peak_bytes'] / 2**20:.1f} MiB, step {r['step_seconds']:.3f} s, "
                   f"{r['cell_evaluations']:g} width-weighted cell evaluations")
-        print(f"memory ratio eq6/eq5 {res['memory_ratio']:.2f}, time ratio {res['time_ratio']:.2f}, "
-              f"analytic {res['analytic_ratio']:.2f} ({res['device']})")
+        if "memory_ratio" in res:
+            print(f"memory ratio eq6/eq5 {res['memory_ratio']:.2f}, time ratio {res['time_ratio']:.2f}, "
+                  f"analytic {res['analytic_ratio']:.2f} ({res['device']})")
+        if "saving" in res:
+            s = res["saving"]
+            diff = "n/a (another network)" if s["grad_max_abs_diff"] is None else f"{s['grad_max_abs_diff']:.2e}"
+            print(f"eq5 + {s['memory_saving']}, partial channels {s['partial_channels']}: peak "
+                  f"{s['peak_bytes'] / 2**20:.1f} MiB, step {s['step_seconds']:.3f} s; memory {s['memory_ratio_vs_eq5']:.2f}x "
+                  f"lower, time {s['time_ratio_vs_eq5']:.2f}x, max gradient difference {diff}")
     return 0

@@ -31,8 +31,15 @@ COMMAND_MODULES = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (with where to look) rather than usage + error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {one_line(message)}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="hinas",
         description="HiNAS: hierarchical NAS for image restoration (search, train, evaluate).",
     )
@@ -111,6 +118,7 @@ def _os_error_message(exc: OSError) -> str:
         errno.ENOSPC: "free some disk space (or choose another --out / data root) and run again; "
                       "a run continues with --resume",
         errno.EDQUOT: "free some space in your quota and run again",
+        errno.EFBIG: "the file is larger than this system allows (ulimit -f?); raise the limit or free space",
         errno.EACCES: "check the permissions, or choose a path you can write to",
         errno.EPERM: "check the permissions, or choose a path you can write to",
         errno.EROFS: "the file system is read-only; choose another path",

@@ -13,11 +13,12 @@ import dataclasses
 from dataclasses import dataclass
 
 from hinas.errors import ConfigError
-from hinas.ops import OPS, PRIMITIVE_SETS
+from hinas.ops import BN_INITS, OPS, PRIMITIVE_SETS
 
 TASKS = ("denoise", "sr")
 CELL_SHARING = ("eq5", "eq6")
 SR_SKIP_MODES = ("bilinear", "bicubic")
+MEMORY_SAVING = ("none", "recompute")
 
 # Width factors of the three levels: the released code's default, and the paper's 2^i.
 REFERENCE_WIDTHS = (1.0, 1.5, 2.0)
@@ -52,8 +53,16 @@ class SupernetConfig:
         act: activation inside ops ('leaky_relu', 'relu', 'prelu').
         stem_channels: width of the stem convolutions (64).
         aspp_rate: dilation of the search decoder's separable atrous branch (16).
+        bn_init: initial scale of the affine BatchNorms: ``'torch1'`` = U(0, 1) as the torch
+            1.0.0 the release pins (the default), ``'ones'`` = today's torch.
         mask_value: logit for impossible beta moves. ``-inf`` gives them exactly zero weight;
             the reference uses -50 (weight ~e-22), which is the same up to float rounding.
+        memory_saving: ``'none'`` (as the code) or ``'recompute'``: every mixed op is
+            checkpointed, so its seven ops' activations are recomputed in backward instead of
+            stored. Same loss, same gradients, same BatchNorm statistics; about one more forward.
+        partial_channels: K > 1 sends only a 1/K channel slice through each mixed op (the rest
+            bypasses it; channels are then shuffled) and adds an edge-normalisation weight per
+            edge, as PC-DARTS. Cuts memory further but changes the search (not the paper's).
     """
 
     task: str = "denoise"
@@ -74,7 +83,10 @@ class SupernetConfig:
     act: str = "leaky_relu"
     stem_channels: int = 64
     aspp_rate: int = 16
+    bn_init: str = "torch1"
     mask_value: float = float("-inf")
+    memory_saving: str = "none"
+    partial_channels: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "width_factors", tuple(float(w) for w in self.width_factors))
@@ -150,5 +162,12 @@ class SupernetConfig:
             raise ConfigError(f"unknown primitive(s) {unknown}; known: {', '.join(OPS)}")
         if self.cell_sharing not in CELL_SHARING:
             raise ConfigError(f"cell_sharing must be 'eq5' or 'eq6', got {self.cell_sharing!r}")
+        if self.bn_init not in BN_INITS:
+            raise ConfigError(f"bn_init must be one of {BN_INITS}, got {self.bn_init!r}")
+        if self.memory_saving not in MEMORY_SAVING:
+            raise ConfigError(f"memory_saving must be one of {MEMORY_SAVING}, got {self.memory_saving!r}")
+        if not isinstance(self.partial_channels, int) or not 1 <= self.partial_channels <= self.channels(0):
+            raise ConfigError(f"partial_channels must be an integer from 1 (off) to the level-0 width "
+                              f"{self.channels(0)}, got {self.partial_channels!r}")
         if self.sr_skip not in SR_SKIP_MODES:
             raise ConfigError(f"sr_skip must be one of {SR_SKIP_MODES}, got {self.sr_skip!r}")

@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 
 from hinas.errors import DataError, HinasError
-from hinas.safeio import finite_number, quote
+from hinas.safeio import finite_number, names_file, quote
 
-__all__ = ["PROTOCOLS", "evaluate", "bicubic_restore", "bm3d_restore", "add_eval_arguments", "register_cli",
-           "run_eval", "evaluate_run", "load_trained", "build_model", "check_network_spec"]
+__all__ = ["PROTOCOLS", "VALIDATION_PROTOCOLS", "evaluate", "validate_reference", "bicubic_restore", "bm3d_restore",
+           "add_eval_arguments", "register_cli", "run_eval", "evaluate_run", "load_trained", "build_model",
+           "check_network_spec"]
 
 PROTOCOLS: dict[str, dict] = {
     "standard": {
@@ -57,6 +58,21 @@ PROTOCOLS: dict[str, dict] = {
     },
 }
 
+# How a search epoch's supernet (and a training run's best weights) are scored on the held-out
+# images: the released code's ``dn_inference`` / ``sr_inference``, or :func:`evaluate`'s standard.
+VALIDATION_PROTOCOLS: dict[str, dict] = {
+    "reference": {
+        "summary": "the released code's search/training validation (engine/inference.py): 64x64 patches, "
+                   "stride 64, last patch aligned to the border, overlaps averaged then clamped to [0, 1]; "
+                   "denoising: one sigma drawn per patch from the sigma list, fresh noise per patch (seeded "
+                   "here by image and patch position); SR: LR patches, RGB; float output (no uint8), PSNR "
+                   "on floats, zero-padded SSIM, no border",
+    },
+    "standard": {
+        "summary": "the 'standard' evaluation protocol on whole images, one pass per sigma, averaged",
+    },
+}
+
 EVAL_SCALES = (2, 3, 4, 8)
 _TASKS = {"dn": "denoise", "denoise": "denoise", "denoising": "denoise", "sr": "sr"}
 
@@ -76,7 +92,7 @@ def _to_tensor(a: np.ndarray, device):
     return t[None].to(device)
 
 
-def _from_tensor(t) -> np.ndarray:
+def _from_tensor(t, clamp: bool = True) -> np.ndarray:
     import torch
 
     if not isinstance(t, torch.Tensor):
@@ -89,9 +105,9 @@ def _from_tensor(t) -> np.ndarray:
     if t.ndim != 3:
         raise HinasError(f"restore_fn returned shape {tuple(t.shape)}; it must return 1xCxHxW")
     if not bool(torch.isfinite(t).all()):
-        raise HinasError("the network's output holds NaN or infinite values; its weights are not usable "
-                         "(retrain it, or evaluate another run)")
-    a = t.clamp_(0.0, 1.0).numpy()
+        raise HinasError("the restored image holds NaN or infinite values, so it cannot be scored "
+                         "(a diverged network: retrain it, or evaluate another run)")
+    a = (t.clamp_(0.0, 1.0) if clamp else t).numpy()
     return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
 
 
@@ -111,6 +127,77 @@ def _patch_positions(length: int, patch: int, stride: int) -> list[int]:
     if pos[-1] != length - patch:
         pos.append(length - patch)
     return pos
+
+
+def _patchwise(restore_fn, image01: np.ndarray, patch: int, stride: int, make_input, device, scale: int = 1,
+               batch: int = 1) -> np.ndarray:
+    """Run ``restore_fn`` on ``patch``-sized tiles of ``image01`` (HxW or HxWxC, float in [0, 1]) at
+    ``stride``, the last tile aligned to the border, and average the overlapping outputs (in an
+    output ``scale`` times larger). ``make_input(tile, y, x)`` turns a tile into the network input
+    (adds noise). The average is NOT clamped: the released code averages, then clamps."""
+    import torch
+
+    h, w = image01.shape[:2]
+    out_shape = (h * scale, w * scale) + image01.shape[2:]
+    acc = np.zeros(out_shape, dtype=np.float64)
+    cnt = np.zeros(out_shape[:2] + (1,) * (len(out_shape) - 2), dtype=np.float64)
+    q = patch * scale
+    tiles = [(y, x) for y in _patch_positions(h, patch, stride) for x in _patch_positions(w, patch, stride)]
+    for start in range(0, len(tiles), batch):
+        chunk = tiles[start:start + batch]
+        xs = torch.cat([_to_tensor(make_input(image01[y:y + patch, x:x + patch], y, x), device) for y, x in chunk])
+        ys = restore_fn(xs)
+        for k, (y, x) in enumerate(chunk):
+            o = _from_tensor(ys[k:k + 1], clamp=False)
+            if o.shape[:2] != (q, q):
+                raise HinasError(f"restore_fn returned {o.shape} for a {patch}x{patch} patch")
+            acc[y * scale:y * scale + q, x * scale:x * scale + q] += o
+            cnt[y * scale:y * scale + q, x * scale:x * scale + q] += 1
+    return acc / cnt
+
+
+def validate_reference(restore_fn, records, task: str, *, sigmas=None, scale=None, device="cpu",
+                       patch: int = 64, batch: int = 32) -> dict:
+    """Score ``restore_fn`` on ``records`` (ImageRecords) as the released search/training
+    validation does (:data:`VALIDATION_PROTOCOLS` 'reference'): mean PSNR/SSIM over images.
+
+    ``restore_fn`` takes a batch Nx C x p x p; for denoising ``sigmas`` is the list one sigma per
+    patch is drawn from (seeded by image name and patch position, so the score is repeatable)."""
+    import torch
+
+    from hinas import metrics
+    from hinas.data.degrade import add_noise_seeded, make_lr, noise_seed, to_grey
+
+    task = _norm_task(task)
+    psnrs, ssims = [], []
+    with torch.no_grad():
+        for rec in records:
+            if task == "denoise":
+                clean = to_grey(rec.image)
+                levels = [float(s) for s in sigmas]
+
+                def noisy(tile, y, x, name=rec.name):
+                    rng = np.random.default_rng(noise_seed(name, 0.0, f"val-sigma|{y},{x}"))
+                    sigma = levels[int(rng.integers(len(levels)))]
+                    return add_noise_seeded(tile, sigma, name, extra=f"val|{y},{x}")
+
+                p = min(patch, *clean.shape)
+                out = _patchwise(restore_fn, clean.astype(np.float32) / 255.0, p, p, noisy, device, batch=batch)
+                target = clean
+            else:
+                hr, lr = make_lr(rec.image, scale, rec.path or rec.name)
+                if hr.ndim == 2:
+                    hr, lr = np.repeat(hr[..., None], 3, axis=2), np.repeat(lr[..., None], 3, axis=2)
+                p = min(patch, *lr.shape[:2])
+                out = _patchwise(restore_fn, lr.astype(np.float32) / 255.0, p, p, lambda t, y, x: t, device,
+                                 scale=scale, batch=batch)
+                target = hr
+            out = np.clip(out, 0.0, 1.0) * 255.0
+            psnrs.append(metrics.calculate_psnr(out, target))
+            ssims.append(metrics.reference_ssim(out, target))
+    finite = [v for v in psnrs if math.isfinite(v)]
+    return {"psnr": float(np.mean(finite)) if finite else float("inf"), "ssim": float(np.mean(ssims)),
+            "protocol": "reference", "images": len(psnrs)}
 
 
 def evaluate(restore_fn, dataset, task, *, sigma=None, scale=None, protocol: str = "standard",
@@ -133,7 +220,7 @@ def evaluate(restore_fn, dataset, task, *, sigma=None, scale=None, protocol: str
     if task == "denoise":
         if sigma is None:
             raise HinasError("denoising evaluation needs --sigma (noise level on the 0-255 scale, e.g. 50)")
-        sigma = finite_number(sigma, "--sigma", lo=0, hi=255)
+        sigma = finite_number(sigma, "--sigma", lo=0, hi=255, lo_open=True)  # 0: nothing to denoise, PSNR inf
     else:
         if scale is None:
             raise HinasError("SR evaluation needs --scale (2, 3 or 4)")
@@ -168,19 +255,11 @@ def evaluate(restore_fn, dataset, task, *, sigma=None, scale=None, protocol: str
                     psnr = metrics.calculate_psnr(out8, clean)
                     ssim = metrics.calculate_ssim(out8, clean)
                 else:
+                    # dn_eval.py: stride-48 patches, fresh noise each, averaged, THEN clamped
                     p = min(64, h, w)
-                    acc = np.zeros((h, w), dtype=np.float64)
-                    cnt = np.zeros((h, w), dtype=np.float64)
-                    base = clean.astype(np.float32) / 255.0
-                    for y in _patch_positions(h, p, 48):
-                        for x in _patch_positions(w, p, 48):
-                            noisy = add_noise_seeded(base[y:y + p, x:x + p], sigma, rec.name, extra=f"{y},{x}")
-                            o = _from_tensor(restore_fn(_to_tensor(noisy, device)))
-                            if o.shape != (p, p):
-                                raise HinasError(f"restore_fn returned {o.shape} for a {p}x{p} patch")
-                            acc[y:y + p, x:x + p] += o
-                            cnt[y:y + p, x:x + p] += 1
-                    out = acc / cnt * 255.0
+                    out = _patchwise(restore_fn, clean.astype(np.float32) / 255.0, p, 48,
+                                     lambda t, y, x: add_noise_seeded(t, sigma, rec.name, extra=f"{y},{x}"), device)
+                    out = np.clip(out, 0.0, 1.0) * 255.0
                     psnr = metrics.calculate_psnr(out, clean)
                     ssim = metrics.reference_ssim(out, clean)
             else:
@@ -333,6 +412,8 @@ def check_network_spec(spec, source: str = NETWORK_FILE):
                          f"genotype's; the file was edited")
     if not isinstance(spec.get("residual", True), bool):
         raise HinasError(f"{source}: residual must be true or false")
+    if spec.get("bn_init", "torch1") not in ("torch1", "ones"):
+        raise HinasError(f"{source}: bn_init must be 'torch1' or 'ones', got {quote(spec.get('bn_init'))}")
     check_network_size(g, spec.get("f"), spec.get("node_channels"), source)
     return g
 
@@ -347,7 +428,7 @@ def build_model(spec: dict, source: str = NETWORK_FILE):
     from hinas.network import build_network
 
     return build_network(g, spec.get("f"), residual=spec.get("residual", True),
-                         node_channels=spec.get("node_channels"))
+                         node_channels=spec.get("node_channels"), bn_init=spec.get("bn_init", "torch1"))
 
 
 def load_trained(run_dir, which: str = "best", device="cpu"):
@@ -460,7 +541,7 @@ def evaluate_weights(args) -> dict:
     if args.limit is not None and args.limit < 1:
         raise HinasError(f"--limit must be at least 1, got {args.limit}")
     if args.sigma is not None:
-        finite_number(args.sigma, "--sigma", lo=0, hi=255)
+        finite_number(args.sigma, "--sigma", lo=0, hi=255, lo_open=True)
     return evaluate_run(args.weights, args.dataset, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
                         data_root=args.data_root, device=args.device, limit=args.limit,
                         progress=sys.stderr.isatty())  # per-image lines on a terminal
@@ -526,7 +607,7 @@ def run_eval(args) -> dict:
             raise HinasError("bm3d is the denoising baseline: use --sigma, not --scale (bicubic is the SR one)")
         if args.sigma is None:
             raise HinasError("bm3d needs --sigma (noise level on the 0-255 scale, e.g. 50)")
-        finite_number(args.sigma, "--sigma", lo=0, hi=255)
+        finite_number(args.sigma, "--sigma", lo=0, hi=255, lo_open=True)
         task, fn = "denoise", bm3d_restore(args.sigma)
     dataset = args.dataset or _default_dataset(task, args.data_root)
     res = evaluate(fn, dataset, task, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
@@ -546,6 +627,34 @@ def _summary(res: dict) -> dict:
     return out
 
 
+def _write_result(path: Path, text: str, force: bool) -> None:
+    """Write ``path`` atomically through a temp file of its own (two evaluations never share one);
+    without ``force`` the file is created exclusively, so a file that appeared meanwhile is kept."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with names_file(path), os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        if force:
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                raise HinasError(f"{quote(path)}: appeared while evaluating; pass --force to overwrite it, "
+                                 f"or choose another --save") from None
+            except OSError:  # a file system without hard links: check, then rename
+                if path.exists():
+                    raise HinasError(f"{quote(path)}: appeared while evaluating; pass --force to overwrite "
+                                     f"it, or choose another --save") from None
+                os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
 def _eval_command(args) -> int:
     from hinas.cli import print_json
 
@@ -553,6 +662,10 @@ def _eval_command(args) -> int:
     if save is not None:  # refuse before minutes of evaluation, not after
         if save.is_dir():
             raise HinasError(f"{quote(save)}: --save names a folder; give a file name (e.g. result.json)")
+        blocker = next((p for p in save.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():
+            raise HinasError(f"{quote(blocker)}: is a file, so --save {quote(save)} cannot be written; "
+                             f"choose another --save")
         if save.exists() and not getattr(args, "force", False):
             raise HinasError(f"{quote(save)}: already exists; pass --force to overwrite it, or choose another --save")
     res = evaluate_weights(args) if args.weights is not None else run_eval(args)
@@ -562,13 +675,7 @@ def _eval_command(args) -> int:
                               "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                               "device": str(getattr(args, "device", "cpu"))}
         save.parent.mkdir(parents=True, exist_ok=True)
-        tmp = save.with_name(save.name + ".tmp")
-        try:
-            tmp.write_text(json.dumps(full, indent=1) + "\n")
-            tmp.replace(save)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        _write_result(save, json.dumps(full, indent=1) + "\n", force=getattr(args, "force", False))
     if args.json:
         print_json(res if args.per_image else _summary(res))
     else:

@@ -54,12 +54,17 @@ PROTOCOLS = ("standard", "hinas-reference")
 # ``bm3d_limit``: test images for the (slow) BM3D baseline;
 # ``memory``: the Eq. 5 vs Eq. 6 memory benchmark's supernet (hinas.bench.supernet_memory).
 SETTINGS = {
-    "smoke": dict(seeds=[0], minor_seeds=1, search={}, train=dict(train_lr=0.01), eval_limit=1, eval_crop=48, bm3d_limit=1, rsws_n=2, rsws_iterations=4,
+    "smoke": dict(seeds=[0], minor_seeds=1, search={}, train={}, eval_limit=1, eval_crop=48, bm3d_limit=1, rsws_n=2, rsws_iterations=4,
                   rn_edges=2, memory=dict(batch=1, size=16, layers=2, levels=3, steps=2, f=2, repeats=1)),
+<<<<<<< HEAD
     "quick": dict(seeds=[0, 1], minor_seeds=1, dncnn_seeds=1,
-                  search=dict(epochs=6, arch_start_epoch=2, val_start_epoch=3, a_lr=0.03),
-                  train=dict(iterations=600, train_lr=0.02, val_every=50),
+                  search=dict(epochs=6, arch_start_epoch=2, val_start_epoch=3),
+                  train=dict(iterations=600, val_every=50),
                   ablation_train=dict(iterations=150, val_every=25), eval_limit=None, eval_crop=128,
+=======
+    "quick": dict(seeds=[0, 1], minor_seeds=1, search=dict(epochs=6, arch_start_epoch=2, val_start_epoch=3),
+                  train=dict(iterations=100, val_every=25), eval_limit=None, eval_crop=128,
+>>>>>>> main
                   bm3d_limit=None,
                   rsws_n=3, rsws_iterations=25, rn_edges=2,
                   memory=dict(batch=2, size=32, layers=3, levels=3, steps=3, f=4, repeats=2)),
@@ -220,6 +225,60 @@ def rsws(profile: str, seed: int, runs_root, *, device="cpu", data_root=None, pr
     return train_and_score(cfg, best[2], runs_root, protocols=protocols, limit=s["eval_limit"], data_root=data_root,
                            method=f"RSWS (N={s['rsws_n']})", lwas=False, residual=False,
                            search_seconds=brief_seconds, rsws_best=best[1])
+
+
+def rsws_weight_sharing(supernet, val_records, cfg: RunConfig, *, n: int = 30, seed: int = 0,
+                        device="cpu") -> dict:
+    """Table 1's RSWS as the paper defines it: random search WITH weight sharing. Sample ``n``
+    architectures (cells and width path) uniformly, score each on ``val_records`` with the trained
+    ``supernet``'s shared weights (one-hot alpha/beta, :meth:`Supernet.fixed_architecture`) under
+    ``cfg.val_protocol`` by SSIM + PSNR/100, and keep the best. No sample is trained.
+
+    Returns ``{"genotype": best Genotype, "scores": [{sample, psnr, ssim, score, path}], "best": i}``.
+    """
+    from hinas.engine.search import validate_network
+    from hinas.genotype import provenance
+
+    c = supernet.cfg
+    ops = [p for p in c.primitives if p != "none"]
+    scored = []
+    for i in range(n):
+        g = random_genotype(c.task, layers=c.layers, steps=c.steps, levels=c.levels, scale=c.scale,
+                            ops=ops, seed=1000 * seed + i)
+        if not c.lwas:  # one cell for every layer
+            g = Genotype.from_dict(dict(g.to_dict(), cells=[g.cells[0]] * c.layers, lwas=False))
+        with supernet.fixed_architecture(g):
+            m = validate_network(supernet, val_records, cfg, device)
+        scored.append({"sample": i, "psnr": m["psnr"], "ssim": m["ssim"], "score": m["ssim"] + m["psnr"] / 100,
+                       "path": list(g.path), "genotype": g})
+    best = max(range(n), key=lambda i: scored[i]["score"])
+    g = scored[best]["genotype"]
+    g = Genotype.from_dict(dict(g.to_dict(), provenance=provenance(
+        source="rsws_weight_sharing", seed=seed, samples=n, sample=best, val_protocol=cfg.val_protocol,
+        selection="best SSIM + PSNR/100 on V with the supernet's shared weights")))
+    return {"genotype": g, "best": best, "scores": [{k: v for k, v in r.items() if k != "genotype"} for r in scored]}
+
+
+def rsws_from_search(cfg: RunConfig, runs_root, *, n: Optional[int] = None, seed: int = 0) -> dict:
+    """:func:`rsws_weight_sharing` on the supernet the (cached) search of ``cfg`` trained, scored
+    on that search's V images; ``n`` defaults to the profile's ``rsws_n`` (30 at ``paper``)."""
+    import torch
+
+    from hinas.data import search_split, task_datasets
+    from hinas.engine import common
+    from hinas.supernet import Supernet
+
+    s = run_search(cfg, runs_root)
+    device = common.resolve_device(cfg.device)
+    net = Supernet(cfg.supernet_config())
+    net.load_state_dict(common.load_checkpoint(Path(s["run_dir"]) / "checkpoint.pt")["model"])
+    net = net.to(device).eval()
+    records = sorted(task_datasets(cfg.task, cfg.data_root)["train"].records, key=lambda r: r.name)
+    if cfg.max_images:
+        records = records[: cfg.max_images]
+    _, _, val = search_split(records, cfg.split_mode, cfg.val_fraction, cfg.seed)
+    with torch.no_grad():
+        return rsws_weight_sharing(net, val, cfg, n=n or settings(cfg.profile)["rsws_n"], seed=seed, device=device)
 
 
 def table3(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:

@@ -95,8 +95,10 @@ def viterbi_trace(beta_weights: torch.Tensor, layers: int, levels: int) -> Viter
         cur = [-math.inf] * n
         back: list[int | None] = [None] * n
         for target in range(n):
-            # candidates in the reference's order: from the wider, the same, the narrower level
-            for col, src_level in ((0, target + 1), (1, target), (2, target - 1)):
+            # candidates in the reference's order (its loop runs over source levels upwards):
+            # from the narrower, the same, the wider level; with the strict '>' below, an exact
+            # tie keeps the narrower predecessor, as the released ``viterbi`` does
+            for col, src_level in ((2, target - 1), (1, target), (0, target + 1)):
                 if not 0 <= src_level < len(prev_scores):
                     continue
                 row = row_of[(layer - 1, src_level)] if layer > 0 else 0
@@ -334,8 +336,11 @@ class Genotype:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
+        from hinas.safeio import names_file
+
         try:
-            tmp.write_text(self.to_json() + "\n", encoding="utf-8")
+            with names_file(tmp):
+                tmp.write_text(self.to_json() + "\n", encoding="utf-8")
             tmp.replace(path)
         except BaseException:
             tmp.unlink(missing_ok=True)  # a full disk leaves the old file, not a stray half

@@ -27,6 +27,13 @@ from hinas.errors import ConfigError
 
 SSIM_FLOOR = 1e-4
 
+# What the SSIM term does when the batch's mean SSIM is <= 0 (a wild early prediction):
+# "gradient": as the released code, whose ``-log10(mean SSIM)`` is NaN there but whose gradient,
+#   -1/(x ln 10), stays finite, so its training goes on along that gradient (REFERENCE 12). We
+#   follow the same gradient and report the finite value -log10(SSIM_FLOOR) instead of NaN.
+# "clamp": floor SSIM at SSIM_FLOOR before log10, which zeroes that term's gradient.
+NONPOSITIVE_SSIM_MODES = ("gradient", "clamp")
+
 DEFAULT_TERMS = {
     ("denoise", "search"): ("mse", 0.5),
     ("denoise", "train"): ("mse", 0.6),
@@ -64,16 +71,47 @@ def differentiable_ssim(img1: torch.Tensor, img2: torch.Tensor, window: torch.Te
     return ssim_map.mean()
 
 
+class _NegLog10Reference(torch.autograd.Function):
+    """``-log10(x)`` whose value is floored (finite) but whose gradient is -1/(x ln 10) for any
+    x, positive or not: the gradient the released code follows when its loss value is NaN."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return -torch.log10(x.clamp_min(SSIM_FLOOR))
+
+    @staticmethod
+    def backward(ctx, grad):
+        (x,) = ctx.saved_tensors
+        return -grad / (x * math.log(10.0))
+
+
+def neg_log10_ssim(mean_ssim: torch.Tensor, mode: str = "gradient") -> torch.Tensor:
+    """``log10(1 / SSIM)`` with the behaviour at SSIM <= 0 named by ``mode``."""
+    if mode == "gradient":
+        return _NegLog10Reference.apply(mean_ssim)
+    if mode == "clamp":
+        return -torch.log10(mean_ssim.clamp_min(SSIM_FLOOR))
+    raise ConfigError(f"loss: nonpositive_ssim must be one of {NONPOSITIVE_SSIM_MODES}, got {mode!r}")
+
+
 class RestorationLoss(nn.Module):
     """``(w_data * data(pred, target) + w_ssim * log10(1 / SSIM)) / n_terms``.
 
     ``n_terms`` counts the terms with non-zero weight (2 by default), as the reference.
+    ``nonpositive_ssim`` names what happens at a mean SSIM <= 0 (see
+    :data:`NONPOSITIVE_SSIM_MODES`); ``nonpositive_events`` counts those batches on the device
+    (read it at a log interval, not every step, to keep the step free of host syncs).
     """
 
     def __init__(self, task: str = "denoise", phase: str = "train", *, data: str | None = None,
                  data_weight: float = 1.0, ssim_weight: float | None = None,
-                 divide_by_terms: bool = True):
+                 divide_by_terms: bool = True, nonpositive_ssim: str = "gradient"):
         super().__init__()
+        if nonpositive_ssim not in NONPOSITIVE_SSIM_MODES:
+            raise ConfigError(f"loss: nonpositive_ssim must be one of {NONPOSITIVE_SSIM_MODES}, "
+                              f"got {nonpositive_ssim!r}")
+        self.nonpositive_ssim = nonpositive_ssim
         if (task, phase) not in DEFAULT_TERMS:
             raise ConfigError(f"loss: unknown task/phase {task!r}/{phase!r}; use denoise|sr and search|train")
         default_data, default_ssim = DEFAULT_TERMS[(task, phase)]
@@ -87,12 +125,19 @@ class RestorationLoss(nn.Module):
             raise ConfigError("loss: both weights are zero; nothing to minimise")
         self.n_terms = n if divide_by_terms else 1
         self.register_buffer("window", gaussian_window(), persistent=False)
+        self.register_buffer("nonpositive_events", torch.zeros((), dtype=torch.long), persistent=False)
+
+    def take_nonpositive_events(self) -> int:
+        """Batches with mean SSIM <= 0 since the last call (one host sync)."""
+        n = int(self.nonpositive_events.item())
+        self.nonpositive_events.zero_()
+        return n
 
     def terms(self, pred: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
         data = F.mse_loss(pred, target) if self.data == "mse" else F.l1_loss(pred, target)
-        # SSIM can be <= 0 for a wild early prediction, where log10 is undefined (the reference
-        # would return NaN); clamping keeps the data term in charge until SSIM is positive.
-        log_ssim = -torch.log10(differentiable_ssim(pred, target, self.window).clamp_min(SSIM_FLOOR))
+        s = differentiable_ssim(pred, target, self.window)
+        self.nonpositive_events += (s.detach() <= 0).long()
+        log_ssim = neg_log10_ssim(s, self.nonpositive_ssim)
         return {"data": data, "log_ssim": log_ssim}
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from hinas.genotype import Genotype
-from hinas.ops import LEAKY_SLOPE, build_op, canonical_op_name
+from hinas.ops import LEAKY_SLOPE, build_op, canonical_op_name, init_batchnorm
 from hinas.supernet import conv_bn, conv_bn_act, sep3x3_bn
 
 DEFAULT_F = {"denoise": 20, "sr": 16}
@@ -81,9 +81,11 @@ class DerivedNetwork(nn.Module):
 
     def __init__(self, genotype: Genotype, f: int | None = None, *, act: str = "leaky_relu",
                  stem_channels: int = 64, residual: bool = True,
-                 node_channels: list[int] | None = None):
+                 node_channels: list[int] | None = None, bn_init: str = "torch1"):
         """``node_channels`` overrides the searched widths with fixed per-layer channels per
-        node (the paper's HiNAS-w40 = [40]*L and HiNAS-wm = [20, 40, 80], Table 3)."""
+        node (the paper's HiNAS-w40 = [40]*L and HiNAS-wm = [20, 40, 80], Table 3).
+        ``bn_init``: affine BatchNorm scales from U(0, 1) (``'torch1'``, as the release's torch
+        1.0.0) or at 1 (``'ones'``); see :func:`hinas.ops.init_batchnorm`."""
         super().__init__()
         g = genotype
         self.genotype = g
@@ -133,6 +135,8 @@ class DerivedNetwork(nn.Module):
         )
         self.classifier = nn.Conv2d(DECODER_CHANNELS, c_final, 3, padding=1, bias=True)
         self.shuffle = nn.PixelShuffle(g.scale) if g.task == "sr" else nn.Identity()
+        self.bn_init = bn_init
+        init_batchnorm(self, bn_init)
 
     def residual(self, x: torch.Tensor) -> torch.Tensor:
         """The network's output before the skip is added (what the cells learn)."""

@@ -18,6 +18,30 @@ from torch import nn
 
 LEAKY_SLOPE = 0.2  # the reference uses LeakyReLU(0.2) everywhere
 
+# Initial scale (gamma) of affine BatchNorms. The released code pins torch 1.0.0, whose
+# BatchNorm drew gamma from U(0, 1); torch >= 1.2 starts it at 1. With gamma = 1 the untrained
+# derived network's residual is as large as the image and SGD at the code's lr 0.05 explodes
+# within a few iterations (REFERENCE 12), so "torch1" is the default everywhere.
+BN_INITS = ("torch1", "ones")
+
+
+def init_batchnorm(module: nn.Module, mode: str = "torch1") -> nn.Module:
+    """Set every affine BatchNorm's weight in ``module`` as ``mode`` says; shifts start at 0.
+
+    ``"torch1"`` draws the weights from U(0, 1) with the global torch RNG, in module order, so a
+    seeded run is deterministic; ``"ones"`` keeps today's torch default. Used by both the
+    supernet and the derived network, so the two always agree.
+    """
+    if mode not in BN_INITS:
+        raise ValueError(f"bn_init must be one of {', '.join(BN_INITS)}, got {mode!r}")
+    if mode == "ones":
+        return module
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.affine:
+                m.weight.uniform_(0.0, 1.0)
+    return module
+
 
 def make_activation(act: str) -> nn.Module:
     if act == "leaky_relu":

@@ -10,9 +10,12 @@ characters, so a name holding a newline or an escape code cannot forge terminal 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
 import re
+import stat
 from pathlib import Path
 
 from hinas.errors import HinasError
@@ -35,6 +38,17 @@ def one_line(message: str) -> str:
     return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), str(message))
 
 
+@contextlib.contextmanager
+def names_file(path):
+    """Give an ``OSError`` raised without a file name (a write on a full disk) the name of ``path``."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename is None and exc.errno is not None:
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
+        raise
+
+
 def read_text_bounded(path, max_bytes: int, what: str) -> str:
     """The UTF-8 text of ``path``, refusing folders, missing files and files over ``max_bytes``."""
     path = Path(path)
@@ -42,7 +56,10 @@ def read_text_bounded(path, max_bytes: int, what: str) -> str:
     try:
         if path.is_dir():
             raise HinasError(f"{q}: is a folder, not a {what} file; give the file inside it")
-        size = path.stat().st_size
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):
+            raise HinasError(f"{q}: not a regular file (a device, pipe or socket); give a {what} file")
+        size = st.st_size
     except FileNotFoundError:
         raise HinasError(f"{q}: no such {what} file; check the path") from None
     except OSError as exc:
@@ -65,12 +82,15 @@ def read_text_bounded(path, max_bytes: int, what: str) -> str:
 
 def check_depth(obj, source: str, max_depth: int = MAX_DEPTH) -> None:
     """Refuse structures nested deeper than ``max_depth`` (iteratively: no recursion to blow)."""
-    stack = [(obj, 1)]
+    stack, seen = [(obj, 1)], set()
     while stack:
         o, d = stack.pop()
         if isinstance(o, (dict, list)):
             if d > max_depth:
                 raise HinasError(f"{source}: nested deeper than {max_depth} levels; not a file hinas wrote")
+            if id(o) in seen:  # YAML aliases share objects: visit each once (no 'billion laughs')
+                continue
+            seen.add(id(o))
             stack.extend((v, d + 1) for v in (o.values() if isinstance(o, dict) else o))
 
 

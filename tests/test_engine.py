@@ -147,6 +147,16 @@ def test_search_train_eval_contract(tmp_path):
     hinas("train", "--genotype", s / "genotype.json", "--task", "denoise", "--sigma", "50", "--profile", "smoke",
           "--out", t, "--quiet")
     assert (t / "weights.safetensors").exists()
+    # a history row every log interval (smoke: 12 iterations, log_every 2, validation at 8 and 12)
+    import csv
+
+    rows = list(csv.DictReader((t / "history.csv").open()))
+    assert [int(r["iteration"]) for r in rows] == [2, 4, 6, 8, 10, 12]
+    assert [bool(r["val_psnr"]) for r in rows] == [False, False, False, True, False, True]
+    assert all(r["loss"] and r["lr"] and r["seconds"] and r["nonpositive_ssim"] for r in rows)
+    from hinas.genotype import Genotype
+
+    assert Genotype.load(s / "genotype.json").provenance.get("val_protocol") == "standard"  # smoke's
     res = json.loads(hinas("eval", "--weights", t, "--sigma", "50", "--protocol", "standard", "--limit", "1",
                            "--json").stdout)
     assert set(res) >= {"psnr", "ssim", "params", "flops", "seconds", "images"}

@@ -142,3 +142,28 @@ def test_book_parameters_and_paths(tmp_path, monkeypatch):
     assert len(cells) == 1
     assert "profile: str = 'smoke'  # size" in cells[0].source
     assert "runs_root: Optional[str] = 'runs'  # cache" in cells[0].source
+
+
+def test_rsws_weight_sharing_smoke():
+    import torch
+
+    from hinas.supernet import Supernet
+
+    cfg = ex.base_config("smoke")
+    torch.manual_seed(0)
+    net = Supernet(cfg.supernet_config()).eval()
+    records = ex.test_set("denoise", None, crop=32, limit=1).records
+    res = ex.rsws_weight_sharing(net, records, cfg.replace(val_protocol="reference"), n=3, seed=0)
+    assert len(res["scores"]) == 3 and 0 <= res["best"] < 3
+    best = res["scores"][res["best"]]
+    assert best["score"] == max(r["score"] for r in res["scores"])
+    assert all(math.isfinite(r["psnr"]) for r in res["scores"])
+    g = res["genotype"]
+    assert g.path == best["path"] and g.provenance["source"] == "rsws_weight_sharing"
+    assert g.provenance["val_protocol"] == "reference" and g.layers == cfg.layers
+
+
+def test_rsws_from_search_smoke(root):
+    cfg = ex.base_config("smoke")
+    res = ex.rsws_from_search(cfg, root, n=2)
+    assert len(res["scores"]) == 2 and res["genotype"].provenance["samples"] == 2

@@ -207,6 +207,9 @@ def test_resume_with_another_data_source_or_changed_files_is_refused(tmp_path, c
     _write_image(train / "train0.png", (64, 48), seed=5)
     refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=1", contains="data files")
     assert folder_hash(s) == before
+    # a refused new run leaves no folders behind, parents included
+    refused(capsys, "search", *SMOKE, "--out", tmp_path / "a" / "b" / "c", "--data-root", tmp_path / "nowhere")
+    assert not (tmp_path / "a").exists()
 
 
 def test_resume_after_an_image_was_edited_in_place_is_refused(tmp_path, capsys):
@@ -241,9 +244,30 @@ def test_deleting_or_breaking_config_yaml_does_not_disable_the_check(runs, tmp_p
     before = folder_hash(s)
     refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=2", "--seed", "7", contains="seed")
     assert folder_hash(s) == before
-    # the matching resume works from the checkpoint alone
+    # the matching resume works from the checkpoint alone, and heals the readable copy
     rc, _, err = hinas(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=2")
     assert rc == 0, err
+    assert RunConfig.from_dict(__import__("yaml").safe_load((s / "config.yaml").read_text())).seed == 0
+
+
+def test_resume_restores_missing_readable_copies(runs, tmp_path, capsys):
+    """A run killed between its first checkpoint and its readable copies still evaluates after --resume."""
+    t = copy_run(runs, "t", tmp_path)
+    for name in ("network.json", "genotype.json", "config.yaml", "environment.json"):
+        (t / name).unlink()
+    rc, _, err = hinas(capsys, "train", *SMOKE, "--genotype", runs / "t" / "genotype.json", "--out", t, "--resume",
+                       "--set", "iterations=4")
+    assert rc == 0, err
+    assert json.loads((t / "network.json").read_text()) == json.loads((runs / "t" / "network.json").read_text())
+    rc, out, err = hinas(capsys, "eval", "--weights", t, "--sigma", "50", "--limit", "1", "--json")
+    assert rc == 0, err
+    s = copy_run(runs, "s", tmp_path)
+    for name in ("summary.json", "genotype.json"):
+        (s / name).unlink()
+    rc, _, err = hinas(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=2")
+    assert rc == 0, err
+    assert Genotype.load(s / "genotype.json").architecture() == Genotype.load(runs / "s" / "genotype.json").architecture()
+    assert json.loads((s / "summary.json").read_text())["best_epoch"] == 2
 
 
 def test_execution_settings_may_change_on_resume(runs, tmp_path, capsys):
@@ -274,6 +298,18 @@ def test_a_checkpoint_from_another_kind_of_run_is_refused(runs, tmp_path, capsys
     (s / "checkpoint.pt").write_bytes(b"garbage")
     refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=2", contains="cannot load")
     assert set(folder_hash(s)) == set(before)
+
+
+def test_hostile_checkpoint_contents_are_refused(runs, tmp_path, capsys):
+    s = copy_run(runs, "s", tmp_path)
+    good = torch.load(s / "checkpoint.pt", weights_only=True)
+    for change in ({"identity": dict(good["identity"], settings=[1, 2])}, {"identity": "x"},
+                   {"state": dict(good["state"], epoch="one", finished=False)}, {"model": {"w": 1}},
+                   {"rng": {"torch": 5}}):
+        torch.save(dict(good, **change), s / "checkpoint.pt")
+        before = folder_hash(s)
+        refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=2")
+        assert folder_hash(s) == before
 
 
 def test_identity_lives_in_the_checkpoint(runs):
@@ -309,10 +345,10 @@ def test_decompression_bomb_is_one_line_naming_the_file(tmp_path, capsys):
     folder = tmp_path / "imgs"
     _write_image(folder / "ok.png", (32, 32))
     png_claiming(folder / "bomb.png", 20000, 20000)
-    line = refused(capsys, "eval", "bm3d", "--sigma", "50", "--dataset", folder, contains="bomb.png")
+    line = refused(capsys, "eval", "bicubic", "--scale", "2", "--dataset", folder, contains="bomb.png")
     assert "pixels" in line
     png_claiming(folder / "bomb.png", 9000, 9000)  # below PIL's own guard, above hinas's
-    refused(capsys, "eval", "bm3d", "--sigma", "50", "--dataset", folder, contains="bomb.png")
+    refused(capsys, "eval", "bicubic", "--scale", "2", "--dataset", folder, contains="bomb.png")
 
 
 def test_decompression_bomb_in_training_data_is_refused_before_the_run_folder(tmp_path, capsys):
@@ -320,6 +356,14 @@ def test_decompression_bomb_in_training_data_is_refused_before_the_run_folder(tm
     png_claiming(data / "BSDS500" / "train" / "zbomb.png", 20000, 20000)
     out = tmp_path / "s"
     refused(capsys, "search", *SMOKE, "--out", out, "--data-root", data, contains="zbomb.png")
+    assert not out.exists()
+
+
+def test_images_too_small_to_validate_are_refused_before_the_run_folder(tmp_path, capsys):
+    data = tiny_data_root(tmp_path / "data")
+    _write_image(data / "BSDS500" / "val" / "val1.png", (8, 8))
+    out = tmp_path / "t"
+    refused(capsys, "train", *SMOKE, "--model", "dncnn", "--out", out, "--data-root", data, contains="val1.png")
     assert not out.exists()
 
 
@@ -388,6 +432,14 @@ def test_non_finite_sigma_and_settings_are_refused_by_name(value, tmp_path, caps
         RunConfig.from_profile("smoke", epochs=float(value))
 
 
+def test_non_finite_outputs_and_zero_sigma_are_not_scored(capsys):
+    from hinas.evaluation import evaluate
+
+    with pytest.raises(HinasError, match="NaN or infinite"):
+        evaluate(lambda x: x * float("nan"), "embedded-test", "denoise", sigma=25, limit=1)
+    refused(capsys, "eval", "bm3d", "--sigma", "0", "--limit", "1", contains="--sigma")
+
+
 def test_divergence_message_is_truthful_about_the_checkpoint(tmp_path):
     assert "no checkpoint was written" in common.kept_checkpoint(tmp_path / "checkpoint.pt")
     (tmp_path / "checkpoint.pt").write_bytes(b"x")
@@ -449,6 +501,11 @@ def test_hostile_config_files_and_out_paths(tmp_path, capsys):
     deep = tmp_path / "deep.yaml"
     deep.write_text("a: " + "[" * 5000 + "]" * 5000 + "\n")
     refused(capsys, "search", "--config", deep, "--out", tmp_path / "r", contains="deep.yaml")
+    laughs = tmp_path / "laughs.yaml"
+    lines = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, 10)]
+    laughs.write_text("\n".join(lines) + "\nsigma: *a9\n")
+    refused(capsys, "search", "--config", laughs, "--out", tmp_path / "r", contains="laughs.yaml")
     keys = tmp_path / "keys.yaml"
     keys.write_text("1: 2\n")
     refused(capsys, "search", "--config", keys, "--out", tmp_path / "r", contains="keys.yaml")

@@ -6,8 +6,9 @@ Reference behaviour (REFERENCE.md sections 5.2, 6, 8), with our deliberate diffe
   halved into W (first) and A (second); ``mode="random"`` shuffles first with ``seed``.
 * one "epoch" = one random crop per image (``samples_per_epoch`` defaults to ``len(records)``);
 * augmentation: one of the 8 elements of the dihedral group (rot90 k times, then an optional
-  horizontal flip) - the same set as the reference's rot90 + h-flip. The reference's
-  denoising RandomRescaleCrop (PIL rescale by U(0.8, 1.2) with p=0.5) is *not* applied;
+  horizontal flip) - the same set as the reference's rot90 + h-flip; for denoising, before
+  it, the reference's RandomRescaleCrop when ``rescale=True`` (with p=0.5 the whole image is
+  resized by U(0.8, 1.2) with PIL bicubic, then cropped; :func:`rescale_crop`);
 * denoising noise is added after cropping/augmenting, unclipped, sigma drawn per sample from
   the list when several are given (the search uses [30, 50, 70]);
 * every item is a pure function of (seed, epoch, index): :meth:`PatchDataset.set_epoch`
@@ -24,7 +25,10 @@ import torch
 from hinas.data.degrade import make_lr
 from hinas.errors import DataError
 
-__all__ = ["search_split", "PatchDataset", "augment8"]
+__all__ = ["search_split", "PatchDataset", "augment8", "rescale_crop"]
+
+RESCALE_PROB = 0.5
+RESCALE_RANGE = (0.8, 1.2)
 
 
 def search_split(records, mode: str = "reference", val_fraction: float = 0.02, seed: int = 0):
@@ -61,6 +65,24 @@ def augment8(arr: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+def rescale_crop(img: np.ndarray, patch: int, rng: np.random.Generator) -> np.ndarray:
+    """The released code's ``RandomRescaleCrop`` (transforms.py): with probability 0.5 scale the
+    whole image by f ~ U(0.8, 1.2) (size floor(h f) x floor(w f), PIL bicubic), then take a
+    ``patch`` crop at a uniformly drawn relative position. Draws 3 or 4 numbers from ``rng``."""
+    from PIL import Image
+
+    factor = float(rng.uniform(*RESCALE_RANGE)) if rng.random() <= RESCALE_PROB else 1.0
+    h, w = img.shape[:2]
+    nh, nw = math.floor(h * factor), math.floor(w * factor)
+    if nh < patch or nw < patch:  # only for images within 25% of the crop size
+        factor, nh, nw = 1.0, h, w
+    loc_h, loc_w = float(rng.random()), float(rng.random())
+    y, x = math.floor((nh - patch) * loc_h), math.floor((nw - patch) * loc_w)
+    if factor != 1.0:
+        img = np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((nw, nh), Image.BICUBIC))
+    return img[y:y + patch, x:x + patch]
+
+
 def _to_tensor(a: np.ndarray) -> torch.Tensor:
     a = np.ascontiguousarray(a, dtype=np.float32) / 255.0
     if a.ndim == 2:
@@ -80,11 +102,12 @@ class PatchDataset(torch.utils.data.Dataset):
       (MATLAB bicubic, computed once per image and cached), target = the aligned HR crop of
       ``patch*scale``. Images must be RGB.
 
+    ``rescale`` (denoising only): the reference's RandomRescaleCrop before the rotation/flip.
     Item ``i`` of epoch ``e`` draws from ``numpy.random.default_rng([seed, e, i])``.
     """
 
     def __init__(self, records, task: str, *, patch: int = 64, sigma=None, scale=None, augment: bool = True,
-                 samples_per_epoch: int | None = None, seed: int = 0):
+                 samples_per_epoch: int | None = None, seed: int = 0, rescale: bool = False):
         recs = list(records.records if hasattr(records, "records") else records)
         if not recs:
             raise DataError("no training images: the image list is empty")
@@ -97,6 +120,7 @@ class PatchDataset(torch.utils.data.Dataset):
         self.records = recs
         self.patch = int(patch)
         self.augment = augment
+        self.rescale = bool(rescale) and t == "denoise"
         self.seed = int(seed)
         self.epoch = 0
         self.samples_per_epoch = int(samples_per_epoch) if samples_per_epoch else len(recs)
@@ -156,10 +180,14 @@ class PatchDataset(torch.utils.data.Dataset):
         k = int(rng.integers(8)) if self.augment else 0
         if self.task == "denoise":
             img = self.records[j].image
-            h, w = img.shape[:2]
-            y = int(rng.integers(h - p + 1))
-            x = int(rng.integers(w - p + 1))
-            clean = augment8(img[y:y + p, x:x + p], k)
+            if self.rescale:
+                crop = rescale_crop(img, p, rng)
+            else:
+                h, w = img.shape[:2]
+                y = int(rng.integers(h - p + 1))
+                x = int(rng.integers(w - p + 1))
+                crop = img[y:y + p, x:x + p]
+            clean = augment8(crop, k)
             target = _to_tensor(clean)
             sigma = self.sigmas[int(rng.integers(len(self.sigmas)))] if len(self.sigmas) > 1 else self.sigmas[0]
             noise = rng.standard_normal(target.shape, dtype=np.float32) * np.float32(sigma / 255.0)

@@ -27,7 +27,7 @@ import torch
 import torch.distributed as dist
 
 from hinas.errors import ConfigError, HinasError
-from hinas.safeio import quote
+from hinas.safeio import names_file, quote
 
 
 class TrainingDiverged(HinasError):
@@ -128,11 +128,14 @@ def identity_differences(saved: dict, now: dict) -> list[str]:
     diffs = []
     if saved.get("kind") != now["kind"]:
         return [f"the folder holds a {_short(saved.get('kind'))} run, not a {now['kind']} run"]
-    s_set, n_set = saved.get("settings") or {}, now["settings"]
-    for k in sorted(set(s_set) | set(n_set)):
+    s_set, n_set = saved.get("settings"), now["settings"]
+    s_set = s_set if isinstance(s_set, dict) else {}
+    first = ("profile", "task", "scale", "model", "seed")  # the differences that explain the others
+    for k in sorted(set(s_set) | set(n_set), key=lambda k: (k not in first, first.index(k) if k in first else 0, k)):
         if s_set.get(k, "<absent>") != n_set.get(k, "<absent>"):
             diffs.append(f"{k} (run {_short(s_set.get(k))}, now {_short(n_set.get(k))})")
-    s_data, n_data = saved.get("data") or {}, now["data"]
+    s_data, n_data = saved.get("data"), now["data"]
+    s_data = s_data if isinstance(s_data, dict) else {}
     if s_data.get("root") != n_data["root"]:
         diffs.append(f"data root (run {_short(s_data.get('root'))}, now {_short(n_data['root'])})")
     elif s_data.get("files") != n_data["files"]:
@@ -175,7 +178,7 @@ class RunFolder:
         self.kind, self.resume, self.rank, self.quiet = kind, resume, rank, quiet
         self.ckpt_path = self.out / CHECKPOINT
         self._fd = None
-        self._created = False
+        self._created = None  # the top folder this run created, until its first write
 
     # -- locking ------------------------------------------------------------------------------
     def _lock(self) -> None:
@@ -185,9 +188,12 @@ class RunFolder:
         if self.out.exists() and not self.out.is_dir():
             raise HinasError(f"{q}: --out is a file, not a folder; choose a folder path")
         if not self.out.exists():
+            top = self.out.absolute()
+            while not top.parent.exists():
+                top = top.parent
             try:
                 self.out.mkdir(parents=True)
-                self._created = True
+                self._created = top  # the first folder this run made: removed again if refused
             except FileExistsError:
                 pass
             except OSError as exc:
@@ -209,10 +215,16 @@ class RunFolder:
             os.close(self._fd)  # closing the descriptor drops the flock
             self._fd = None
         if self._created:  # a refused new run leaves no empty folder behind
+            p = self.out.absolute()
             try:
-                self.out.rmdir()
+                while True:
+                    p.rmdir()
+                    if p == self._created:
+                        break
+                    p = p.parent
             except OSError:
                 pass
+            self._created = None
 
     def open(self):
         """Lock and inspect the folder; the checkpoint dict to resume from, or ``None``."""
@@ -244,23 +256,45 @@ class RunFolder:
         if ck is None:
             return
         diffs = identity_differences(ck.get("identity"), identity)
+        if len(diffs) > 6:  # e.g. another --profile: name the first few
+            diffs = diffs[:5] + [f"and {len(diffs) - 5} more settings"]
         if diffs:
             raise HinasError(f"{quote(self.out)}: --resume with a different run than the checkpoint holds: "
                              f"{'; '.join(diffs)}; resume with the same settings, data and genotype, "
                              f"or choose another --out")
 
-    def begin(self, config, write_setup) -> None:
-        """The first write: from here on the folder is this run's (rank 0)."""
+    def begin(self, config, files: dict | None = None, first_checkpoint=None) -> None:
+        """The first write, once every input has been checked (rank 0).
+
+        A new run writes its first checkpoint (which carries the identity) before anything
+        else; a resumed one restores the readable copies that are missing (a run killed
+        between its first checkpoint and them, or a deleted ``config.yaml``). ``files``
+        (name -> text) are written only where absent: they describe the same run.
+        """
         if self.rank != 0:
             return
+        if first_checkpoint is not None:
+            first_checkpoint()
+        self._created = None  # the folder now holds a checkpoint: keep it whatever happens next
+        for name, text in (files or {}).items():
+            if not (self.out / name).exists():
+                atomic_write_text(self.out / name, text)
+        # a readable copy of the settings; the identity in the checkpoint is what --resume checks
         cfg_file = self.out / "config.yaml"
-        write_setup()
-        self._created = False  # the folder now holds a checkpoint: keep it whatever happens next
-        # a readable copy; the identity in the checkpoint is what --resume checks
-        atomic_write_text(cfg_file, config.to_yaml())
+        if not _readable_mapping(cfg_file):
+            atomic_write_text(cfg_file, config.to_yaml())
         env_file = self.out / "environment.json"
         if not env_file.exists():
             atomic_write_text(env_file, json.dumps(environment_info(config, self.kind), indent=1))
+
+
+def _readable_mapping(path: Path) -> bool:
+    import yaml
+
+    try:
+        return isinstance(yaml.safe_load(path.read_text()), dict)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return False
 
 
 def on_rank0(fn):
@@ -342,6 +376,9 @@ class RunState:
                 s.load_state(ck[name])
             set_rng_state(ck["rng"])
             state = dict(ck["state"])
+            for k, fresh in self.state.items():  # the loop's counters keep their types
+                if fresh is not None and not isinstance(state[k], type(fresh)):
+                    raise TypeError(k)
         except (RuntimeError, ValueError, KeyError, TypeError, AttributeError, IndexError) as exc:
             raise HinasError(f"{q}: the checkpoint does not fit this run ({exc.__class__.__name__}); "
                              f"it is damaged or from another version: choose another --out") from None
@@ -411,7 +448,8 @@ def atomic_write_text(path, text: str) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(text)
+        with names_file(tmp):
+            tmp.write_text(text)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk leaves the old file, not a stray half
@@ -430,7 +468,7 @@ def write_bytes_durably(path, data) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with open(tmp, "wb") as fh:
+        with names_file(tmp), open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -30,6 +30,7 @@ from hinas.config import SupernetConfig
 from hinas.errors import ConfigError
 
 PROFILES = ("smoke", "quick", "gpu", "paper")
+VAL_PROTOCOLS = ("reference", "standard")
 
 
 @dataclass
@@ -56,6 +57,9 @@ class RunConfig:
     cell_sharing: str = "eq5"
     residual: bool = True
     search_sigmoid: bool = True
+    bn_init: str = "torch1"  # affine BN scales: 'torch1' = U(0,1) as the release's torch 1.0.0; 'ones'
+    memory_saving: str = "none"  # 'recompute': same search, less memory (not in the paper)
+    partial_channels: int = 1  # K > 1: PC-DARTS partial channels (changes the search)
     # -- search schedule (REFERENCE 6) -----------------------------------------------------
     epochs: int = 100
     batch_size: int = 6
@@ -66,6 +70,10 @@ class RunConfig:
     split_mode: str = "reference"
     val_fraction: float = 0.02
     val_crop: typing.Optional[int] = None  # validate on central crops of this size (None: whole)
+    # validation that picks the search's genotype and training's best weights: 'reference' = the
+    # released code's (stride-64 patches, one sigma per patch, float output; hinas.evaluation),
+    # 'standard' = whole images, one pass per sigma, the standard metrics
+    val_protocol: str = "reference"
     w_lr: float = 0.025
     w_lr_min: float = 0.001
     w_momentum: float = 0.9
@@ -86,6 +94,11 @@ class RunConfig:
     bias_lr_factor: float = 2.0
     grad_clip: float = 5.0
     train_ssim_weight: typing.Optional[float] = None  # None: 0.6; 0 = MSE only (Table 4)
+    # at a batch mean SSIM <= 0: 'gradient' = follow -1/(x ln 10) as the released code (its loss
+    # value is NaN there; we log a finite one and count the event), 'clamp' = floor at 1e-4
+    nonpositive_ssim: str = "gradient"
+    # denoising search and training patches: RandomRescaleCrop (p=0.5, x U(0.8, 1.2)), as the code
+    rescale_aug: bool = True
     val_every: int = 1000
     val_after_fraction: float = 0.75  # validate only after this fraction of iterations
     # -- mechanics -------------------------------------------------------------------------
@@ -186,7 +199,9 @@ class RunConfig:
         return SupernetConfig.paper(
             self.task, self.scale, f=self.f, layers=self.layers, steps=self.steps, levels=self.levels,
             width_factors=tuple(self.width_factors), lwas=self.lwas, cell_sharing=self.cell_sharing,
-            residual=self.residual, search_sigmoid=self.search_sigmoid,
+            residual=self.residual, search_sigmoid=self.search_sigmoid, bn_init=self.bn_init,
+            memory_saving=self.memory_saving,
+            partial_channels=self.partial_channels,
         )
 
     @property
@@ -215,6 +230,10 @@ class RunConfig:
             raise ConfigError(f"lr_schedule must be 'poly_cosine' (reference) or 'cosine' (paper), got {self.lr_schedule!r}")
         if self.split_mode not in ("reference", "random"):
             raise ConfigError(f"split_mode must be 'reference' or 'random', got {self.split_mode!r}")
+        if self.val_protocol not in VAL_PROTOCOLS:
+            raise ConfigError(f"val_protocol must be one of {', '.join(VAL_PROTOCOLS)}, got {self.val_protocol!r}")
+        if self.nonpositive_ssim not in ("gradient", "clamp"):
+            raise ConfigError(f"nonpositive_ssim must be 'gradient' (code) or 'clamp', got {self.nonpositive_ssim!r}")
         if self.model not in ("hinas", "dncnn"):
             raise ConfigError(f"model must be 'hinas' or 'dncnn', got {self.model!r}")
         if self.model == "dncnn" and self.task != "denoise":
@@ -260,7 +279,7 @@ MAX_SUPERNET_PARAMS = 300_000_000
 # (lo, hi) for integers; None values (where allowed) are not checked
 _INT_RANGES = {
     "seed": (0, 2**40), "max_images": (1, 10**7), "f": (1, 256), "layers": (1, 64), "steps": (1, 16),
-    "levels": (1, 8), "epochs": (1, 10**6), "batch_size": (1, 4096), "patch": (8, 4096),
+    "levels": (1, 8), "partial_channels": (1, 256), "epochs": (1, 10**6), "batch_size": (1, 4096), "patch": (8, 4096),
     "crops_per_image": (1, 10**4), "arch_start_epoch": (0, 10**6), "val_start_epoch": (0, 10**6),
     "val_crop": (11, 10**5), "cosine_t_max": (1, 10**6), "net_f": (1, 256), "iterations": (1, 10**9),
     "train_batch_size": (1, 4096), "val_every": (1, 10**9), "checkpoint_every": (1, 10**9),
@@ -301,6 +320,9 @@ FIELD_HELP = {
     "cell_sharing": "'eq5': one shared cell per target (HiNAS); 'eq6': a cell per incoming path (Auto-DeepLab)",
     "residual": "residual learning: the network predicts the noise (dn) or the detail over bicubic (SR)",
     "search_sigmoid": "sigmoid after the residual addition in the search network, as the released code",
+    "bn_init": "initial affine BatchNorm scale: 'torch1' = U(0, 1) as the release's torch 1.0.0, 'ones' = today's torch",
+    "memory_saving": "'none' (as the code) or 'recompute': checkpoint every mixed op; same gradients, less memory",
+    "partial_channels": "K > 1: PC-DARTS partial channels, 1/K of each edge's channels through the ops (changes the search)",
     "epochs": "search epochs (paper: 100)",
     "batch_size": "search batch size (paper: 6 dn, 24 SR)",
     "patch": "side of the training crops in pixels (LR pixels for SR)",
@@ -310,6 +332,8 @@ FIELD_HELP = {
     "split_mode": "how search images split into W/A/V: 'reference' (sorted by name) or 'random' (seeded)",
     "val_fraction": "fraction of the search images held out for validation",
     "val_crop": "validate on central crops of this size (None: whole images)",
+    "val_protocol": "validation that picks the genotype / best weights: 'reference' (the code's patch-wise one, "
+                    "one sigma per patch) or 'standard' (whole images, one pass per sigma)",
     "w_lr": "search: initial SGD learning rate of the network weights",
     "w_lr_min": "search: final (minimum) weight learning rate",
     "w_momentum": "search: SGD momentum of the network weights",
@@ -329,6 +353,9 @@ FIELD_HELP = {
     "bias_lr_factor": "training: learning-rate multiplier of biases (which get no weight decay)",
     "grad_clip": "training: gradient-norm clip",
     "train_ssim_weight": "training loss weight of log10(1/SSIM) (None: 0.6; 0 = MSE/L1 only)",
+    "nonpositive_ssim": "at a batch mean SSIM <= 0: 'gradient' = follow -1/(x ln 10) as the code (finite value "
+                        "logged, event counted) or 'clamp' = floor SSIM at 1e-4 (zero gradient)",
+    "rescale_aug": "denoising patches: the code's RandomRescaleCrop (p=0.5, scale U(0.8, 1.2), PIL bicubic)",
     "val_every": "training: validate every N iterations (once validation has started)",
     "val_after_fraction": "training: validate only after this fraction of the iterations",
     "checkpoint_every": "steps between atomic checkpoints (and at every epoch end)",
@@ -351,9 +378,10 @@ def _task_defaults(task: str, scale) -> dict:
     return {}
 
 
-# Training learning rate: the reference's 0.05 makes our derived networks' loss explode within
-# ten iterations (measured on the CPU at batch 24, 64x64 crops, f=20, and at the quick sizes);
-# 0.01 trains stably, so smoke, quick and gpu use it. ``paper`` keeps 0.05, as the code.
+# Training learning rate: 0.05 in every profile, as the released code. (It once exploded here:
+# that was BatchNorm's initial scale, 1 in torch >= 1.2 but U(0, 1) in the torch 1.0.0 the code
+# pins; with ``bn_init='torch1'`` lr 0.05 trains, spikes and recovers as the release does;
+# ``hinas bench train-stability`` measures it.)
 #
 # smoke and quick use one CPU thread: on these small tensors two threads are 2-3x slower than
 # one (measured: quick supernet fwd+bwd 1.5 s with 2 threads, 0.5 s with 1).
@@ -361,25 +389,27 @@ def _task_defaults(task: str, scale) -> dict:
 
 def _smoke(task):
     return dict(f=4, layers=2, steps=2, epochs=4, batch_size=2, patch=32 if task == "denoise" else 16,
-                crops_per_image=2, arch_start_epoch=1, val_start_epoch=2, val_crop=48, max_images=8,
-                net_f=4, iterations=12, train_batch_size=2, train_lr=0.01, val_every=4, val_after_fraction=0.5,
+                crops_per_image=2, arch_start_epoch=1, val_start_epoch=2, val_crop=48, val_protocol="standard", max_images=8,
+                net_f=4, iterations=12, train_batch_size=2, val_every=4, val_after_fraction=0.5,
                 checkpoint_every=2, log_every=2, threads=1)
 
 
 def _quick(task):
     return dict(f=4, layers=3, steps=3, epochs=12, batch_size=4, patch=32 if task == "denoise" else 24,
-                crops_per_image=4, arch_start_epoch=4, val_start_epoch=6, val_crop=96, max_images=None,
-                net_f=8, iterations=300, train_batch_size=8, train_lr=0.01, val_every=50, val_after_fraction=0.5,
-                checkpoint_every=25, log_every=10, threads=1)
+                crops_per_image=4, arch_start_epoch=4, val_start_epoch=6, val_crop=96, val_protocol="standard", max_images=None,
+                net_f=8, iterations=600, train_batch_size=8, val_every=50, val_after_fraction=0.5,
+                # arch lr x30: the quick search takes ~100x fewer architecture steps than the paper's;
+                # with 1e-3 alpha ends within 0.0005 of uniform (measured), with 0.03 it moves ~0.06
+                a_lr=0.03, checkpoint_every=25, log_every=10, threads=1)
 
 
 def _gpu(task):
-    return dict(epochs=40, arch_start_epoch=8, val_start_epoch=24, val_crop=None, iterations=20_000, train_lr=0.01,
-                val_every=1000, checkpoint_every=200, log_every=50, device="cuda")
+    return dict(epochs=40, arch_start_epoch=8, val_start_epoch=24, val_crop=None, iterations=20_000,
+                val_protocol="reference", val_every=1000, checkpoint_every=200, log_every=50, device="cuda")
 
 
 def _paper(task):
-    return dict(device="cuda")
+    return dict(device="cuda", val_protocol="reference")
 
 
 _PROFILE_VALUES = {"smoke": _smoke, "quick": _quick, "gpu": _gpu, "paper": _paper}

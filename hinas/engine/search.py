@@ -50,17 +50,38 @@ def _crop_center(rec, size):
     return ImageRecord(rec.name, rec.path, np.ascontiguousarray(rec.image[y:y + ch, x:x + cw]))
 
 
+def check_validation_images(records, cfg: RunConfig) -> None:
+    """Refuse, before the run folder is written, held-out images too small to score (SSIM needs
+    11x11, after the border crop for SR), instead of failing at the first validation."""
+    from hinas.errors import DataError
+    from hinas.safeio import quote
+
+    need = 11 + (2 * cfg.scale if cfg.task == "sr" else 0)
+    for r in records:
+        h, w = r.image.shape[:2]
+        if cfg.val_crop:
+            h, w = min(h, cfg.val_crop), min(w, cfg.val_crop)
+        if min(h, w) < need:
+            raise DataError(f"{quote(r.path or r.name)}: {w}x{h} is too small to validate on (at least {need}x{need}); "
+                            f"remove it from the training set")
+
+
 def validate_network(net, records, cfg: RunConfig, device) -> dict:
-    """PSNR/SSIM of a network on held-out images (standard protocol; denoising: mean over
-    the sigmas), on central crops of ``cfg.val_crop`` pixels when set."""
+    """PSNR/SSIM of a network on held-out images under ``cfg.val_protocol`` (hinas.evaluation's
+    VALIDATION_PROTOCOLS: 'reference' = the released code's patch-wise validation, one sigma per
+    patch; 'standard' = whole images, mean over the sigmas), on central crops of
+    ``cfg.val_crop`` pixels when set."""
     from hinas.data.datasets import ImageDataset
-    from hinas.evaluation import evaluate
+    from hinas.evaluation import evaluate, validate_reference
 
     ds = ImageDataset("search-V", [_crop_center(r, cfg.val_crop) for r in records],
                       grey=cfg.task == "denoise", allows_grey=True)
     was_training = net.training
     net.eval()
     try:
+        if cfg.val_protocol == "reference":
+            levels = cfg.search_sigma if isinstance(net, Supernet) else cfg.sigma
+            return validate_reference(net, ds.records, cfg.task, sigmas=levels, scale=cfg.scale, device=device)
         if cfg.task == "denoise":
             levels = cfg.search_sigma if isinstance(net, Supernet) else cfg.sigma
             results = [evaluate(net, ds, "denoise", sigma=s, device=device) for s in levels]
@@ -123,19 +144,21 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
     identity = common.run_identity("search", cfg, all_records, used=len(records))
     common.on_rank0(lambda: folder.check_identity(ck, identity))
     W, A, V = search_split(records, cfg.split_mode, cfg.val_fraction, cfg.seed)
+    check_validation_images(V, cfg)
     common.seed_everything(cfg.seed)
     sigma = cfg.search_sigma if cfg.task == "denoise" else None
     ds_w = PatchDataset(W, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
-                        samples_per_epoch=len(W) * cfg.crops_per_image, seed=cfg.seed)
+                        samples_per_epoch=len(W) * cfg.crops_per_image, seed=cfg.seed, rescale=cfg.rescale_aug)
     ds_a = PatchDataset(A, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
-                        samples_per_epoch=len(A) * cfg.crops_per_image, seed=cfg.seed + 1)
+                        samples_per_epoch=len(A) * cfg.crops_per_image, seed=cfg.seed + 1, rescale=cfg.rescale_aug)
     stream_w = common.BatchStream(ds_w, cfg.batch_size, cfg.seed, rank, world)
     stream_a = common.BatchStream(ds_a, cfg.batch_size, cfg.seed + 1, rank, world)
 
     net = Supernet(cfg.supernet_config()).to(device)
     if cfg.channels_last and device.type == "cuda":
         net = net.to(memory_format=torch.channels_last)
-    loss_fn = RestorationLoss(cfg.task, "search", ssim_weight=cfg.search_ssim_weight).to(device)
+    loss_fn = RestorationLoss(cfg.task, "search", ssim_weight=cfg.search_ssim_weight,
+                              nonpositive_ssim=cfg.nonpositive_ssim).to(device)
     opt_w = torch.optim.SGD(net.weight_parameters(), lr=cfg.w_lr, momentum=cfg.w_momentum,
                             weight_decay=cfg.w_weight_decay)
     opt_a = torch.optim.Adam(net.arch_parameters(), lr=cfg.a_lr, weight_decay=cfg.a_weight_decay)
@@ -146,15 +169,15 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
     ckpt_path = out / CHECKPOINT
     run = common.RunState("supernet", identity, net, {"opt_w": opt_w, "opt_a": opt_a},
                           {"stream_w": stream_w, "stream_a": stream_a}, state, ckpt_path)
-    common.barrier()  # rank 0 has checked the folder and the identity
-    if rank != 0 and ckpt_path.exists() and folder.resume:
+    resuming = common.broadcast_object(ck is not None)  # rank 0 has checked the folder and the identity
+    if rank != 0 and resuming:
         ck = common.load_checkpoint(ckpt_path)
     if ck is not None:
         run.restore(ck)
-        if state.get("finished"):
-            return _read_summary(out)
-    else:  # a new run: its first checkpoint carries the identity before any other file is written
-        folder.begin(cfg, lambda: run.save())
+    # a new run: its first checkpoint carries the identity before any other file is written
+    folder.begin(cfg, first_checkpoint=None if ck is not None else run.save)
+    if state.get("finished") and (out / "summary.json").is_file():  # else: the end is written again
+        return _read_summary(out)
     common.barrier()
 
     def save_checkpoint():
@@ -205,8 +228,8 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
                 lw = loss_fn(net(xw).float(), yw)
             lw.backward()
             # DARTS: the weight step leaves alpha/beta alone; their grads are discarded here.
-            net.arch_alpha.grad = None
-            net.arch_beta.grad = None
+            for p in net.arch_parameters():
+                p.grad = None
             common.all_reduce_gradients(net.weight_parameters())
             opt_w.step()
             acc_w += lw.detach()
@@ -225,6 +248,8 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
                         f"lower learning rate (--set w_lr=... / a_lr=...)")
                 state["sums"] = [state["sums"][0] + s_w, state["sums"][1] + s_a, state["sums"][2] + n_w,
                                  state["sums"][3] + n_a]
+                # batches with mean SSIM <= 0 this epoch (the release's NaN loss value): counted, not fatal
+                state["nonpositive_ssim"] = state.get("nonpositive_ssim", 0) + loss_fn.take_nonpositive_events()
                 acc_w.zero_()
                 acc_a.zero_()
                 n_w = n_a = 0
@@ -236,7 +261,7 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
         row = {"epoch": epoch, "lr": lr, "arch_steps": arch_on,
                "loss_w": state["sums"][0] / max(state["sums"][2], 1),
                "loss_a": state["sums"][1] / state["sums"][3] if state["sums"][3] else None,
-               "val_psnr": None, "val_ssim": None}
+               "val_psnr": None, "val_ssim": None, "nonpositive_ssim": state.pop("nonpositive_ssim", 0)}
         if epoch > cfg.val_start_epoch:
             metrics = validate_network(net, V, cfg, device) if rank == 0 else None
             metrics = common.broadcast_object(metrics)
@@ -244,7 +269,8 @@ def _search(cfg: RunConfig, folder, device, progress) -> dict:
             score = metrics["ssim"] + metrics["psnr"] / 100
             if state["best"] is None or score > state["best"]["score"]:
                 g = net.genotype(provenance(run=str(out), seed=cfg.seed, epoch=epoch, profile=cfg.profile,
-                                            selection="best SSIM + PSNR/100 on V"))
+                                            selection="best SSIM + PSNR/100 on V",
+                                            val_protocol=cfg.val_protocol))
                 state["best"] = {"score": score, "epoch": epoch, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
                                  "genotype": g.to_json()}
         state["seconds"] = time.perf_counter() - t_start

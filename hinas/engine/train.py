@@ -8,10 +8,11 @@ SSIM + PSNR/100. Weights are saved as safetensors, the network description as JS
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import math
 import time
-from pathlib import Path
 
 import torch
 from safetensors.torch import save
@@ -31,7 +32,7 @@ def network_spec(cfg: RunConfig, genotype) -> dict:
         return {"model": "dncnn", "task": "denoise", "in_channels": 1, "scale": None}
     return {"model": "hinas", "task": cfg.task, "scale": cfg.scale, "genotype": genotype.to_dict(),
             "f": cfg.net_f, "residual": cfg.residual, "node_channels": cfg.node_channels,
-            "in_channels": genotype.in_channels}
+            "in_channels": genotype.in_channels, "bn_init": cfg.bn_init}
 
 
 def param_groups(model, cfg: RunConfig):
@@ -44,6 +45,26 @@ def param_groups(model, cfg: RunConfig):
         {"params": no_decay, "lr": cfg.train_lr * cfg.bias_lr_factor, "weight_decay": 0.0,
          "lr_factor": cfg.bias_lr_factor},
     ]
+
+
+HISTORY_FIELDS = ("iteration", "lr", "loss", "val_psnr", "val_ssim", "seconds", "nonpositive_ssim")
+
+
+def _flush_history(path: Path, rows: list[dict], written: int) -> int:
+    """Bring ``history.csv`` up to ``rows``: rewrite it whole the first time in this process
+    (so a resumed run's file matches its checkpoint), then append only the new rows, so a
+    long run's log costs O(rows), not O(rows^2). Returns the number of rows now in the file."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS, extrasaction="ignore")
+    if written == 0:
+        w.writeheader()
+    w.writerows(rows[written:])
+    if written == 0:
+        common.atomic_write_text(path, buf.getvalue())
+    else:
+        with open(path, "a", newline="") as fh:
+            fh.write(buf.getvalue())
+    return len(rows)
 
 
 def poly_lr(cfg: RunConfig, it: int) -> float:
@@ -81,7 +102,7 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
 
 def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> dict:
     from hinas.data import PatchDataset, task_datasets
-    from hinas.engine.search import validate_network
+    from hinas.engine.search import check_validation_images, validate_network
 
     common.apply_threads(cfg)
     common.init_distributed(device)
@@ -98,6 +119,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
     if len(records) - n_val < 1:
         raise HinasError(f"training needs at least 2 images, found {len(records)}")
     train_recs, val_recs = records[: len(records) - n_val], records[len(records) - n_val:]
+    check_validation_images(val_recs, cfg)
     common.seed_everything(cfg.seed)
     model = build_model(spec).to(device)
     if cfg.channels_last and device.type == "cuda":
@@ -105,33 +127,31 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
 
     sigma = cfg.sigma if cfg.task == "denoise" else None
     ds = PatchDataset(train_recs, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
-                      samples_per_epoch=len(train_recs) * cfg.crops_per_image, seed=cfg.seed)
+                      samples_per_epoch=len(train_recs) * cfg.crops_per_image, seed=cfg.seed,
+                      rescale=cfg.rescale_aug)
     stream = common.BatchStream(ds, cfg.effective_train_batch, cfg.seed, rank, world)
-    loss_fn = RestorationLoss(cfg.task, "train", ssim_weight=cfg.train_ssim_weight).to(device)
+    loss_fn = RestorationLoss(cfg.task, "train", ssim_weight=cfg.train_ssim_weight,
+                              nonpositive_ssim=cfg.nonpositive_ssim).to(device)
     opt = torch.optim.SGD(param_groups(model, cfg), lr=cfg.train_lr, momentum=0.9)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp_bf16 and device.type == "cuda")
 
     state = {"iteration": 0, "best": None, "history": [], "seconds": 0.0, "sum": 0.0, "count": 0}
     ckpt_path = out / CHECKPOINT
     run = common.RunState("network", identity, model, {"opt": opt}, {"stream": stream}, state, ckpt_path)
-    common.barrier()  # rank 0 has checked the folder and the identity
-    if rank != 0 and ckpt_path.exists() and folder.resume:
+    resuming = common.broadcast_object(ck is not None)  # rank 0 has checked the folder and the identity
+    if rank != 0 and resuming:
         ck = common.load_checkpoint(ckpt_path)
     if ck is not None:
         run.restore(ck)
-        if state.get("finished"):
-            from hinas.safeio import load_json_file
+    # a new run: the checkpoint (with the identity) first, then the readable copies
+    files = {NETWORK_FILE: json.dumps(spec, indent=1)}
+    if genotype is not None:
+        files["genotype.json"] = genotype.to_json() + "\n"
+    folder.begin(cfg, files, first_checkpoint=None if ck is not None else run.save)
+    if state.get("finished") and (out / "summary.json").is_file():  # else: the end is written again
+        from hinas.safeio import load_json_file
 
-            return load_json_file(out / "summary.json", "summary")
-    else:  # a new run: the checkpoint (with the identity) first, then the readable copies
-
-        def write_setup():
-            run.save()
-            common.atomic_write_text(out / NETWORK_FILE, json.dumps(spec, indent=1))
-            if genotype is not None:
-                genotype.save(out / "genotype.json")
-
-        folder.begin(cfg, write_setup)
+        return load_json_file(out / "summary.json", "summary")
     common.barrier()
 
     def save_checkpoint():
@@ -147,6 +167,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
     bar = tqdm(total=cfg.iterations, initial=state["iteration"], disable=not show or rank != 0, desc="train",
                unit="it", dynamic_ncols=True)
     t_start = time.perf_counter() - state["seconds"]
+    csv_rows = 0  # rows of state["history"] already in history.csv (after a resume: rewrite it all)
     acc = torch.zeros((), device=device)
     n_acc = 0
     model.train()
@@ -169,7 +190,8 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
         state["iteration"] += 1
         bar.update(1)
         it = state["iteration"]
-        if it % cfg.log_every == 0 or it == cfg.iterations:
+        validate_now = (it % cfg.val_every == 0 or it == cfg.iterations) and it > cfg.val_after_fraction * cfg.iterations
+        if it % cfg.log_every == 0 or it == cfg.iterations or validate_now:
             s = acc.item()
             if not math.isfinite(s):
                 bar.close()
@@ -178,24 +200,26 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
                     f"start a new run (another --out) with a lower learning rate (--set train_lr=...)")
             state["sum"] += s
             state["count"] += n_acc
+            # batches whose mean SSIM was <= 0 (the release's NaN loss value): counted, not fatal
+            events = loss_fn.take_nonpositive_events()
+            state["nonpositive_ssim"] = state.get("nonpositive_ssim", 0) + events
+            state["history"].append({"iteration": it, "lr": lr, "loss": s / max(n_acc, 1), "val_psnr": None,
+                                     "val_ssim": None, "seconds": round(time.perf_counter() - t_start, 3),
+                                     "nonpositive_ssim": events})
             acc.zero_()
             n_acc = 0
             bar.set_postfix(loss=f"{state['sum'] / max(state['count'], 1):.4f}")
-        validate_now = (it % cfg.val_every == 0 or it == cfg.iterations) and it > cfg.val_after_fraction * cfg.iterations
         if validate_now:
             m = validate_network(model, val_recs, cfg, device) if rank == 0 else None
             m = common.broadcast_object(m)
-            state["seconds"] = time.perf_counter() - t_start
-            state["history"].append({"iteration": it, "lr": lr, "loss": state["sum"] / max(state["count"], 1),
-                                     "val_psnr": m["psnr"], "val_ssim": m["ssim"],
-                                     "seconds": round(state["seconds"], 3)})
+            state["history"][-1].update(val_psnr=m["psnr"], val_ssim=m["ssim"])
             state["sum"], state["count"] = 0.0, 0
             score = m["ssim"] + m["psnr"] / 100
             if state["best"] is None or score > state["best"]["score"]:
                 state["best"] = {"score": score, "iteration": it, "psnr": m["psnr"], "ssim": m["ssim"]}
                 save_weights("weights.safetensors")
-            if rank == 0:
-                common.write_csv(out / "history.csv", state["history"])
+        if rank == 0 and len(state["history"]) > csv_rows:  # a row per log interval, flushed now
+            csv_rows = _flush_history(out / "history.csv", state["history"], csv_rows)
         if it % cfg.checkpoint_every == 0 or validate_now:
             state["seconds"] = time.perf_counter() - t_start
             save_checkpoint()
@@ -222,6 +246,8 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress) -> di
         "params": count_parameters(model),
         "iterations": cfg.iterations,
         "world_size": world,
+        "nonpositive_ssim": state.get("nonpositive_ssim", 0),
+        "val_protocol": cfg.val_protocol,
     }
     state["finished"] = True
     if rank == 0:
