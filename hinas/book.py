@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -79,9 +80,71 @@ def find_notebooks(paths: Paths, only: list[str] | None = None) -> list[Path]:
 
 
 def default_device(profile: str) -> str:
+    """The device a profile runs on: CUDA for ``gpu``/``paper`` when a GPU is visible, else CPU."""
     if profile in ("gpu", "paper"):
-        return "cuda"
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                return "cuda"
+        except ImportError:  # pragma: no cover - torch is a dependency
+            pass
     return "cpu"
+
+
+def default_runs_root() -> Path:
+    """The repository's ``runs/`` folder, wherever a notebook or the build is started from."""
+    return REPO_ROOT / "runs"
+
+
+def display_path(path, root: Path = REPO_ROOT) -> str:
+    """A path as the book shows it: relative to the repository, never the machine's own folders."""
+    if path is None:
+        return "None"
+    p = Path(path)
+    try:
+        return str(p.resolve().relative_to(Path(root).resolve())) or "."
+    except ValueError:
+        return f"<{p.name or 'folder'} outside the repository>"
+
+
+def merge_parameters(out: Path, parameters: dict, root: Path) -> None:
+    """Show one parameters cell: the notebook's own, with the values this build injected.
+
+    papermill adds a cell tagged ``injected-parameters`` after the one tagged ``parameters``;
+    it is dropped from the executed copy (its values already took effect) and the original
+    cell's assignments are rewritten with those values, paths shown relative to the repository.
+    """
+    import nbformat
+
+    nb = nbformat.read(out, as_version=4)
+    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
+    env_data = os.environ.get("HINAS_DATA")
+    for cell in nb.cells:
+        if "parameters" not in cell.metadata.get("tags", []):
+            continue
+        lines = []
+        for line in cell.source.splitlines():
+            m = re.match(r"^(\s*)(\w+)(\s*:\s*[^=]+)?=\s*([^#]*?)(\s*#.*)?$", line)
+            if m and m.group(2) in parameters:
+                name, value = m.group(2), parameters[m.group(2)]
+                comment = m.group(5) or ""
+                if name in ("runs_root", "data_root") and value is not None:
+                    if env_data and name == "data_root" and Path(value) == Path(env_data):
+                        shown = '"$HINAS_DATA"'
+                    else:
+                        shown = repr(display_path(value, root))
+                else:
+                    shown = repr(value)
+                line = f"{m.group(1)}{name}{m.group(3) or ' '}= {shown}{comment}"
+            lines.append(line)
+        cell.source = "\n".join(lines)
+        if "# Parameters" in cell.source and "this build" not in cell.source:
+            cell.source = cell.source.replace(
+                "# Parameters (papermill injects the book's values after this cell).",
+                "# Parameters: the values this build of the book used (papermill -p name value changes them).")
+        break
+    nbformat.write(nb, out)
 
 
 def _format_failure(nb: Path, exc: Exception) -> str:
@@ -207,6 +270,7 @@ def execute_notebooks(paths: Paths, notebooks: list[Path], parameters: dict, *,
                     break
                 continue
             elapsed = time.perf_counter() - t0
+            merge_parameters(out, parameters, paths.root)
             _stamp(out, key, parameters, elapsed)
             print(f"[book]   done in {elapsed:.1f} s", flush=True)
     finally:
@@ -247,6 +311,32 @@ def copy_npm_assets(paths: Paths) -> None:
             shutil.copytree(s, d, ignore=shutil.ignore_patterns("*.map", "*.d.ts", "sre"))
         else:
             shutil.copy2(s, d)
+
+
+GLANCE_FILE = "glance.md"  # in book/generated; included by book/intro.md
+
+
+def write_glance(paths: Paths, runs_root, profile: str) -> Path:
+    """The intro's results-at-a-glance table, from the headline numbers the chapters recorded
+    (:func:`hinas.experiments.record_glance`) when they were executed."""
+    from hinas.experiments import glance_path
+
+    src = glance_path(runs_root, profile)
+    data = json.loads(src.read_text(encoding="utf-8")) if src.exists() else {}
+    lines = [f"Measured by this build (profile `{profile}`); *published* numbers are the paper's, on its data "
+             "(BSD200), and are not comparable with crops of the embedded photos.", ""]
+    rows = [r for chapter in sorted(data) for r in data[chapter]]
+    if rows:
+        lines += ["| chapter | what | measured here | published |", "|---|---|---|---|"]
+        for r in rows:
+            cells = [str(r.get(k, "–")).replace("|", "\\|") for k in ("chapter", "what", "measured", "published")]
+            lines.append("| " + " | ".join(cells) + " |")
+    else:
+        lines.append("No chapter has recorded its results yet: build the book with its notebooks executed.")
+    paths.generated.mkdir(parents=True, exist_ok=True)
+    out = paths.generated / GLANCE_FILE
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
 
 
 def write_index_redirect(paths: Paths, favicon: str = "_static/favicon.svg") -> None:
@@ -341,6 +431,7 @@ def build(profile: str = "quick", *, data_root: str | None = None, seed: int = 0
     t_start = time.perf_counter()
     data_root = data_root or os.environ.get("HINAS_DATA") or None
     runs_root = str(Path(runs_root).resolve()) if runs_root else str(paths.root / "runs")
+    device = device or default_device(profile)
     parameters = {
         "profile": profile,
         "data_root": data_root,
@@ -364,6 +455,7 @@ def build(profile: str = "quick", *, data_root: str | None = None, seed: int = 0
     if absent:
         raise BookError("no executed notebook for chapter(s) " + ", ".join(absent)
                         + "; run without --no-execute (or with --only covering them) first")
+    write_glance(paths, runs_root, profile)
     t0 = time.perf_counter()
     jupyter_book_build(paths, strict=strict)
     copy_npm_assets(paths)

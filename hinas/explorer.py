@@ -21,6 +21,7 @@ import copy
 import html
 import re
 from dataclasses import dataclass, field
+from pathlib import PurePath
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
@@ -120,7 +121,9 @@ def summary_html(genotype: Genotype, stats: Stats, label: str = "") -> str:
     task = genotype.task + (f" x{genotype.scale}" if genotype.task == "sr" else "")
     h, w = stats.size
     prov = genotype.provenance or {}
-    source = html.escape(", ".join(f"{k}={v}" for k, v in prov.items() if k in ("source", "run", "seed", "run_id", "created")))
+    # a run is named by its folder, never by the machine's path to it
+    source = html.escape(", ".join(f"{k}={PurePath(str(v)).name if k == 'run' else v}" for k, v in prov.items()
+                                   if k in ("source", "run", "seed", "run_id", "created")))
     return (
         f"<div class='{CSS_PREFIX}-summary'>"
         f"<b>{html.escape(label)}</b><br>"

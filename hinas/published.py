@@ -2,7 +2,7 @@
 
 They are shown in the book beside our measurements, always labelled "published". Means are
 over three seeds where the paper says so; ``std`` holds its reported standard deviation.
-Protocol notes (REFERENCE.md 5.3): the released code evaluates denoising on overlapping
+Protocol notes: the released code evaluates denoising on overlapping
 64x64 patches with fresh noise per patch, and SR on a Y channel with R/B swapped, no border
 shave; our ``hinas-reference`` protocol reproduces that, ``standard`` does not.
 """
@@ -51,9 +51,9 @@ TABLE2_SR_ABLATION = [
 
 # Table 3: searched widths vs fixed widths, denoising sigma=30.
 TABLE3_WIDTHS = [
-    {"method": "HiNAS-ws", "params_m": 0.34, "psnr": 29.25, "ssim": 0.8420, "node_channels": None},
-    {"method": "HiNAS-w40", "params_m": 0.57, "psnr": 29.14, "ssim": 0.8409, "node_channels": [40, 40, 40]},
-    {"method": "HiNAS-wm", "params_m": 0.75, "psnr": 29.19, "ssim": 0.8413, "node_channels": [20, 40, 80]},
+    {"method": "HiNAS-ws", "params_m": 0.34, "psnr": 29.25, "ssim": 0.8420, "node_channels": None, "sigma": 30},
+    {"method": "HiNAS-w40", "params_m": 0.57, "psnr": 29.14, "ssim": 0.8409, "node_channels": [40, 40, 40], "sigma": 30},
+    {"method": "HiNAS-wm", "params_m": 0.75, "psnr": 29.19, "ssim": 0.8413, "node_channels": [20, 40, 80], "sigma": 30},
 ]
 
 # Table 4: MSE only (HiNAS*) vs MSE + lssim (HiNAS**), denoising.
@@ -72,9 +72,9 @@ TABLE5_LOSS_SR = [
 
 # Tables 6/7: modified cells (R1: ops replaced, R2: connections changed).
 TABLE6_ARCH_DENOISE = [
-    {"method": "HiNAS", "psnr": 29.25, "ssim": 0.8420},
-    {"method": "HiNAS, R1", "psnr": 29.21, "ssim": 0.8418},
-    {"method": "HiNAS, R2", "psnr": 29.12, "ssim": 0.8304},
+    {"method": "HiNAS", "psnr": 29.25, "ssim": 0.8420, "sigma": 30},
+    {"method": "HiNAS, R1", "psnr": 29.21, "ssim": 0.8418, "sigma": 30},
+    {"method": "HiNAS, R2", "psnr": 29.12, "ssim": 0.8304, "sigma": 30},
 ]
 TABLE7_ARCH_SR = [
     {"method": "HiNAS", "metrics": {"Set5": (31.74, 0.8928), "B100": (27.35, 0.7467), "Urban100": (25.52, 0.7785)}},

@@ -248,3 +248,76 @@ def test_explorer_switches_layer(browser, server):
     _wait(browser, lambda d: _visible_cell(d) and _visible_cell(d)[0][0].startswith(labels[-1] + "/"),
           timeout=20, what=f"the explorer to show run {labels[-1]!r}")
     _assert_local_network(browser, server)
+
+
+# ------------------------------------------------------------------------------ hygiene
+
+MACHINE_PATHS = ("/work/", "/tmp/", "/home/", "/root/", "/usr/", "file://")
+
+
+def _page_text(driver):
+    return driver.execute_script(
+        "const m = document.querySelector('main') || document.body; return m.textContent")
+
+
+def _table_cells(driver):
+    return driver.execute_script(
+        "return Array.from(document.querySelectorAll('main table td, main table th')).map(c => c.textContent.trim())")
+
+
+def test_pages_hygiene(browser, server):
+    """What a reader must never see: machine paths, NaN/None cells, pandas row numbers,
+    citations of files outside the book, a second parameters cell."""
+    for page in ["book/intro"] + [f"book/generated/{c}" for c in CHAPTERS]:
+        _visit(browser, f"{server}/{page}.html")
+        text = _page_text(browser)
+        for bad in MACHINE_PATHS:
+            assert bad not in text, f"{page}: machine path {bad!r} in the page: " \
+                f"...{text[max(0, text.find(bad) - 80):text.find(bad) + 80]}..."
+        assert "REFERENCE.md" not in text, f"{page}: cites REFERENCE.md, a file outside the book"
+        cells = _table_cells(browser)
+        bad_cells = [c for c in cells if c in ("NaN", "nan", "None", "NaT", "<NA>")]
+        assert not bad_cells, f"{page}: table cells {bad_cells[:5]}"
+        row_numbers = browser.execute_script("""
+            return Array.from(document.querySelectorAll('main table tbody th'))
+                .map(th => th.textContent.trim()).filter(t => /^\\d+$/.test(t));""")
+        assert not row_numbers, f"{page}: pandas row indices {row_numbers[:5]} shown"
+        if page.startswith("book/generated/"):
+            n_params = browser.execute_script("return document.querySelectorAll('.tag_parameters').length")
+            injected = browser.execute_script("return document.querySelectorAll('.tag_injected-parameters').length")
+            assert n_params == 1 and injected == 0, f"{page}: {n_params} parameters cell(s), {injected} injected"
+            assert "Sec. 3.4" not in text, f"{page}: the paper has no Sec. 3.4"
+    _assert_local_network(browser, server)
+
+
+def test_intro_links_paper_and_glance(browser, server):
+    _visit(browser, f"{server}/book/intro.html")
+    hrefs = browser.execute_script("return Array.from(document.querySelectorAll('main a')).map(a => a.href)")
+    assert any("doi.org/10.1007/s11263-021-01537-w" in h for h in hrefs), "no link to the IJCV paper (DOI)"
+    assert any("arxiv.org/abs/2012.13212" in h for h in hrefs), "no link to the arXiv preprint"
+    cells = _table_cells(browser)
+    assert any("noisy input" in c for c in cells), "the results-at-a-glance table lacks the noisy input"
+    assert any(c.endswith(" dB") and c[0].isdigit() for c in cells), "no measured PSNR at a glance"
+
+
+def test_sota_has_noisy_input_and_verdict(browser, server):
+    _visit(browser, f"{server}/book/generated/06_sota_comparison.html")
+    first_cells = browser.execute_script(
+        "return Array.from(document.querySelectorAll('main table tbody tr')).map(r => r.cells[0] && r.cells[0].textContent.trim())")
+    assert any(c and c.startswith("noisy input") for c in first_cells), "chapter 6 has no noisy-input row"
+    text = _page_text(browser)
+    assert "Learning." in text and "noisy input scores" in text, "chapter 6 does not compare with the noisy input"
+
+
+def test_notebook_runs_from_any_folder(tmp_path):
+    """papermill straight on a chapter, from another folder, with only the profile given:
+    runs_root and device resolve through hinas.book (the repository's runs/, the profile's device)."""
+    import nbformat
+    import papermill as pm
+
+    out = tmp_path / "03.ipynb"
+    pm.execute_notebook(str(REPO / "notebooks" / "03_residual_heads.ipynb"), str(out), parameters={"profile": "smoke"},
+                        cwd=str(tmp_path), kernel_name="python3", progress_bar=False)
+    nb = nbformat.read(out, as_version=4)
+    errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors

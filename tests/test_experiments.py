@@ -81,8 +81,67 @@ def test_summaries():
     assert (pub.source == "published").all()
     df["method"] = ["HiNAS* (MSE)", "HiNAS* (MSE)", "HiNAS** (MSE + lssim)"]
     out = ex.ours_vs_published(df, pub, ["method"], sigma=50)
-    assert list(out["published PSNR"]) == [26.77, 26.77]
-    assert out["ours PSNR (measured)"].iloc[0] == "21.00 ± 1.41"
+    assert list(out["PSNR (paper)"]) == ["26.77", "26.77"]
+    assert out["PSNR (ours)"].iloc[0] == "21.00 ± 1.41"
+    assert not out.isna().any().any()  # missing values are shown as '–'
+    # a published table at another noise level is not merged into our rows
+    t3 = df.assign(method=["HiNAS-ws", "HiNAS-ws", "HiNAS-wm"])
+    assert "PSNR (paper)" not in ex.ours_vs_published(t3, ex.published("table3"), ["method"]).columns
+
+
+def test_compare_calls_ties_by_the_seed_spread():
+    assert ex.compare(25.0, 0.2, 24.5, 0.1) == "ahead"
+    assert ex.compare(25.0, 0.6, 24.5, 0.1) == "tie"  # inside the larger spread
+    assert ex.compare(24.0, float("nan"), 25.0, float("nan"), spread=0.3) == "behind"
+    assert ex.compare(24.0, None, 24.3, None, spread=0.5) == "tie"
+    assert ex.compare(24.0, None, 24.3, None) == "tie"  # the one-seed default margin
+    assert ex.compare(20.0, None, 24.0, None) == "behind"
+    assert "tie" in ex.TIE_RULE
+
+
+def test_ordering_vs_paper_and_tidy_tables():
+    ours = pd.DataFrame({"method": ["a", "b", "c"], "psnr_mean": [25.0, 24.0, 14.0], "psnr_std": [0.1, 0.1, 0.1]})
+    pub = pd.DataFrame({"method": ["a", "b", "c"], "psnr": [26.8, 26.9, 26.0]})
+    o = ex.ordering_vs_paper(ours, pub, [("a", "b"), ("b", "a"), ("a", "c")], floor=14.2).set_index("comparison")
+    assert o.loc["a vs b", "agrees with the paper"] == "no"  # paper: a behind b; ours: a ahead
+    assert o.loc["b vs a", "agrees with the paper"] == "no"
+    assert o.loc["a vs c", "agrees with the paper"] == "cannot tell (not learned)"  # c is below the noisy input
+    t = ex.tidy_table(pd.DataFrame({"psnr": [24.123456, float("nan")], "params": [116361.0, None],
+                                    "ok": [True, False], "x": [None, "y"], "params_m": [0.68, 1.5]}))
+    assert list(t.psnr) == ["24.12", "–"] and list(t.params) == ["116,361", "–"]
+    assert list(t.ok) == ["yes", "no"] and list(t.x) == ["–", "y"] and list(t.params_m) == ["0.68", "1.50"]
+    html = ex.show(pd.DataFrame({"a": [1, 2]})).to_html()
+    assert "row_heading" not in html  # no pandas index
+
+
+def test_noisy_input_row_is_the_floor(root):
+    row = ex.noisy_input_row("smoke", 50.0, "standard", root)
+    assert row["method"] == ex.NOISY_INPUT and 10 < row["psnr"] < 20  # sigma 50: about 14 dB
+    assert ex.noisy_input_row("smoke", 50.0, "standard", root) == row  # cached
+
+
+def test_book_parameters_and_paths(tmp_path, monkeypatch):
+    import nbformat
+
+    from hinas import book
+
+    assert book.default_runs_root() == book.REPO_ROOT / "runs"
+    assert book.default_device("quick") == "cpu" and book.default_device("smoke") == "cpu"
+    assert book.display_path(book.REPO_ROOT / "runs" / "x") == "runs/x"
+    assert "/" not in book.display_path("/somewhere/else/data").strip("<>").split(" ")[0]
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell('profile: str = "quick"  # size\nruns_root: Optional[str] = None  # cache')
+    p.metadata["tags"] = ["parameters"]
+    inj = nbformat.v4.new_code_cell('profile = "smoke"\nruns_root = "/abs/path/runs"')
+    inj.metadata["tags"] = ["injected-parameters"]
+    nb.cells = [p, inj]
+    out = tmp_path / "nb.ipynb"
+    nbformat.write(nb, out)
+    book.merge_parameters(out, {"profile": "smoke", "runs_root": str(tmp_path / "runs")}, tmp_path)
+    cells = nbformat.read(out, as_version=4).cells
+    assert len(cells) == 1
+    assert "profile: str = 'smoke'  # size" in cells[0].source
+    assert "runs_root: Optional[str] = 'runs'  # cache" in cells[0].source
 
 
 def test_rsws_weight_sharing_smoke():
