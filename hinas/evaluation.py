@@ -423,8 +423,10 @@ def build_model(spec: dict, source: str = NETWORK_FILE):
     g = check_network_spec(spec, source)
     if g is None:
         from hinas.baselines import DnCNN
+        from hinas.ops import init_batchnorm
 
-        return DnCNN(in_channels=spec.get("in_channels", 1))
+        # the same BatchNorm init as the HiNAS networks it is compared with (same recipe, same budget)
+        return init_batchnorm(DnCNN(in_channels=spec.get("in_channels", 1)), spec.get("bn_init", "torch1"))
     from hinas.network import build_network
 
     return build_network(g, spec.get("f"), residual=spec.get("residual", True),

@@ -29,7 +29,7 @@ CHECKPOINT = common.CHECKPOINT
 
 def network_spec(cfg: RunConfig, genotype) -> dict:
     if cfg.model == "dncnn":
-        return {"model": "dncnn", "task": "denoise", "in_channels": 1, "scale": None}
+        return {"model": "dncnn", "task": "denoise", "in_channels": 1, "scale": None, "bn_init": cfg.bn_init}
     return {"model": "hinas", "task": cfg.task, "scale": cfg.scale, "genotype": genotype.to_dict(),
             "f": cfg.net_f, "residual": cfg.residual, "node_channels": cfg.node_channels,
             "in_channels": genotype.in_channels, "bn_init": cfg.bn_init}
