@@ -59,7 +59,7 @@ SETTINGS = {
     "quick": dict(seeds=[0, 1], minor_seeds=1, dncnn_seeds=1,
                   search=dict(epochs=6, arch_start_epoch=2, val_start_epoch=3),
                   train=dict(iterations=600, val_every=50),
-                  ablation_train=dict(iterations=150, val_every=25), eval_limit=None, eval_crop=128,
+                  ablation_train=dict(iterations=100, val_every=25), eval_limit=None, eval_crop=128,
                   bm3d_limit=None,
                   rsws_n=3, rsws_iterations=25, rn_edges=2,
                   memory=dict(batch=2, size=32, layers=3, levels=3, steps=3, f=4, repeats=2)),
