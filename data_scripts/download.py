@@ -171,6 +171,20 @@ def safe_extract(archive: Path, dest: Path) -> None:
 
 
 # ------------------------------------------------------------------------------- download
+def _copy_with_progress(src, dst, name: str, start: int, total: int | None) -> None:
+    """Copy in 1 MiB chunks with a progress bar on stderr (tqdm; plain copy without it)."""
+    try:
+        from tqdm import tqdm
+    except ImportError:  # the script also runs with the standard library alone
+        shutil.copyfileobj(src, dst, 1 << 20)
+        return
+    with tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
+              disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+        while chunk := src.read(1 << 20):
+            dst.write(chunk)
+            bar.update(len(chunk))
+
+
 def fetch(url: str, target: Path, sha256: str | None) -> Path:
     """Download url to target, resuming a previous ``target.part``; verify sha256 if known."""
     if target.exists():
@@ -184,7 +198,7 @@ def fetch(url: str, target: Path, sha256: str | None) -> Path:
             length = resp.headers.get("Content-Length")
             expected = (have if resumed else 0) + int(length) if length else None
             with open(part, "ab" if resumed else "wb") as fh:
-                shutil.copyfileobj(resp, fh, 1 << 20)
+                _copy_with_progress(resp, fh, target.name, have if resumed else 0, expected)
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise DownloadError(f"{url}: download failed ({exc}); run again to resume, or fetch it by hand "
                             f"and use --from") from None

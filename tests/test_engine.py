@@ -196,3 +196,26 @@ def test_nan_loss_stops_with_clear_message_and_keeps_good_checkpoint(tmp_path):
     if (out / "checkpoint.pt").exists():  # whatever was kept holds finite weights only
         ck = torch.load(out / "checkpoint.pt", weights_only=True)
         assert all(torch.isfinite(v).all() for v in ck["model"].values() if v.is_floating_point())
+
+
+def test_training_writes_tensorboard_events_when_installed(tmp_path):
+    """Optional live monitoring: with the tensorboard package, a training run leaves event files
+    holding the same loss rows as history.csv."""
+    pytest.importorskip("tensorboard")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from hinas.engine import RunConfig
+    from hinas.engine.train import train
+    from hinas.genotype import random_genotype
+
+    cfg = RunConfig.from_profile("smoke", "denoise", quiet=True)
+    g = random_genotype("denoise", layers=cfg.layers, steps=cfg.steps, seed=0)
+    train(cfg, g, tmp_path / "t")
+    acc = EventAccumulator(str(tmp_path / "t" / "tensorboard"))
+    acc.Reload()
+    losses = [e.value for e in acc.Scalars("train/loss")]
+    import csv
+
+    rows = list(csv.DictReader(open(tmp_path / "t" / "history.csv")))
+    assert len(losses) == len(rows) > 0
+    assert losses == pytest.approx([float(r["loss"]) for r in rows], rel=1e-5)

@@ -67,6 +67,37 @@ def _flush_history(path: Path, rows: list[dict], written: int) -> int:
     return len(rows)
 
 
+class _TensorBoardLog:
+    """TensorBoard event files in ``out/tensorboard`` beside ``history.csv``, when the
+    ``tensorboard`` package is installed (nothing otherwise). Only rows made by this process
+    are written, so a resumed run does not repeat the events of the run it continues."""
+
+    def __init__(self, out: Path | None, first_row: int):
+        self.next_row, self.writer = first_row, None
+        if out is None:  # not rank 0
+            return
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            self.writer = None
+            return
+        self.writer = SummaryWriter(log_dir=str(out / "tensorboard"))
+
+    def write(self, rows: list[dict]) -> None:
+        if self.writer is None:
+            return
+        for row in rows[self.next_row:]:
+            for key in ("loss", "lr", "val_psnr", "val_ssim"):
+                if row.get(key) is not None:
+                    self.writer.add_scalar(f"train/{key}", row[key], row["iteration"])
+        self.next_row = len(rows)
+        self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
 def poly_lr(cfg: RunConfig, it: int) -> float:
     return cfg.train_lr * max(1 - it / cfg.iterations, 0.0) ** 0.9
 
@@ -178,6 +209,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
                unit="it", dynamic_ncols=True)
     t_start = time.perf_counter() - state["seconds"]
     csv_rows = 0  # rows of state["history"] already in history.csv (after a resume: rewrite it all)
+    tensorboard = _TensorBoardLog(out if rank == 0 else None, len(state["history"]))
     acc = torch.zeros((), device=device)
     n_acc = 0
     model.train()
@@ -232,13 +264,16 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
                 save_weights("weights.safetensors")
         if rank == 0 and len(state["history"]) > csv_rows:  # a row per log interval, flushed now
             csv_rows = _flush_history(out / "history.csv", state["history"], csv_rows)
+            tensorboard.write(state["history"])
         if it % cfg.checkpoint_every == 0 or validate_now or pause:
             state["seconds"] = time.perf_counter() - t_start
             save_checkpoint()
             if pause:
                 bar.close()
+                tensorboard.close()
                 return {"status": "paused", "iteration": it, "seconds": round(state["seconds"], 3)}
     bar.close()
+    tensorboard.close()
     state["seconds"] = time.perf_counter() - t_start
     save_weights("weights_final.safetensors")
     if state["best"] is None:
