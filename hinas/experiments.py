@@ -51,6 +51,8 @@ PROTOCOLS = ("standard", "hinas-reference")
 # many of them Tables 3, 4 and 6 use (1 at quick, to fit the 15-minute book); ``eval_limit``: test images
 # scored per evaluation (None = all); ``eval_crop``: score central crops of this size (None =
 # whole images; a CPU budget measure, so the dataset is then named e.g. 'embedded-test[crop128]');
+# ``ablation_eval_crop``: the crop for chapter 5's many ablation networks (default: ``eval_crop``;
+# at quick, chapters 4 and 6 score whole images and the ablations central 128-px crops);
 # ``bm3d_limit``: test images for the (slow) BM3D baseline;
 # ``memory``: the Eq. 5 vs Eq. 6 memory benchmark's supernet (hinas.bench.supernet_memory).
 SETTINGS = {
@@ -59,7 +61,8 @@ SETTINGS = {
     "quick": dict(seeds=[0, 1], minor_seeds=1, dncnn_seeds=1,
                   search=dict(epochs=6, arch_start_epoch=2, val_start_epoch=3),
                   train=dict(iterations=600, val_every=50),
-                  ablation_train=dict(iterations=100, val_every=25), eval_limit=None, eval_crop=128,
+                  ablation_train=dict(iterations=100, val_every=25), eval_limit=None, eval_crop=None,
+                  ablation_eval_crop=128,
                   bm3d_limit=None,
                   rsws_n=3, rsws_iterations=25, rn_edges=2,
                   memory=dict(batch=2, size=32, layers=3, levels=3, steps=3, f=4, repeats=2)),
@@ -68,6 +71,12 @@ SETTINGS = {
     "paper": dict(seeds=[0, 1, 2], minor_seeds=3, search={}, train={}, eval_limit=None, eval_crop=None, bm3d_limit=None, rsws_n=30,
                   rsws_iterations=20000, rn_edges=2, memory=dict(batch=6, size=64, layers=3, levels=3, steps=4, f=10)),
 }
+
+
+def eval_crop(profile: str, ablation: bool = False) -> Optional[int]:
+    """The central crop test images are scored on (None: whole images); ``ablation``: chapter 5's."""
+    s = settings(profile)
+    return s.get("ablation_eval_crop", s["eval_crop"]) if ablation else s["eval_crop"]
 
 
 def settings(profile: str) -> dict:
@@ -160,10 +169,12 @@ def _row(cfg: RunConfig, train: dict, ev: dict, **extra) -> dict:
 
 
 def train_and_score(cfg: RunConfig, genotype: Optional[Genotype], runs_root, *,
-                    protocols: Iterable[str] = ("standard",), limit=None, data_root=None, **extra) -> list:
-    """Train (cached) and evaluate on the test set at the training sigma; one row per protocol."""
+                    protocols: Iterable[str] = ("standard",), limit=None, data_root=None, ablation: bool = False,
+                    **extra) -> list:
+    """Train (cached) and evaluate on the test set at the training sigma; one row per protocol
+    (``ablation``: on chapter 5's test crops, :func:`eval_crop`)."""
     tr = run_train(cfg, genotype, runs_root)
-    ds = test_set(cfg.task, data_root, settings(cfg.profile)["eval_crop"], limit)
+    ds = test_set(cfg.task, data_root, eval_crop(cfg.profile, ablation), limit)
     rows = []
     for protocol in protocols:
         if cfg.task == "denoise":
@@ -195,7 +206,7 @@ def table1(profile: str, seeds, runs_root, *, device="cpu", data_root=None, prot
             for residual in (False, True):
                 cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True, lwas=lwas, residual=residual)
                 found = run_search(cfg, runs_root)
-                rows += train_and_score(cfg, found["genotype"], runs_root, protocols=protocols,
+                rows += train_and_score(cfg, found["genotype"], runs_root, ablation=True, protocols=protocols,
                                         limit=s["eval_limit"], data_root=data_root, method="HiNAS",
                                         lwas=lwas, residual=residual, search_seconds=found["seconds"])
         rows += rsws(profile, seed, runs_root, device=device, data_root=data_root, protocols=protocols)
@@ -217,7 +228,7 @@ def rsws(profile: str, seed: int, runs_root, *, device="cpu", data_root=None, pr
         scored.append((score, i, g, tr["seconds"]))
     best = max(scored, key=lambda t: t[0])
     brief_seconds = sum(t[3] for t in scored)
-    return train_and_score(cfg, best[2], runs_root, protocols=protocols, limit=s["eval_limit"], data_root=data_root,
+    return train_and_score(cfg, best[2], runs_root, ablation=True, protocols=protocols, limit=s["eval_limit"], data_root=data_root,
                            method=f"RSWS (N={s['rsws_n']})", lwas=False, residual=False,
                            search_seconds=brief_seconds, rsws_best=best[1])
 
@@ -291,7 +302,7 @@ def table3(profile: str, seeds, runs_root, *, device="cpu", data_root=None, prot
         k = f / 20
         for name, channels in (("HiNAS-ws", None), ("HiNAS-w40", [round(40 * k)] * g.layers),
                                ("HiNAS-wm", [round(c * k) for c in (20, 40, 80)][: g.layers])):
-            rows += train_and_score(cfg.replace(node_channels=channels), g, runs_root, protocols=protocols,
+            rows += train_and_score(cfg.replace(node_channels=channels), g, runs_root, ablation=True, protocols=protocols,
                                     limit=s["eval_limit"], data_root=data_root, method=name,
                                     node_channels=str(channels or "searched"))
     return pd.DataFrame(rows)
@@ -305,7 +316,7 @@ def table4(profile: str, seeds, runs_root, *, device="cpu", data_root=None, prot
         cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True)
         g = run_search(cfg, runs_root)["genotype"]
         for name, w in (("HiNAS* (MSE)", 0.0), ("HiNAS** (MSE + lssim)", None)):
-            rows += train_and_score(cfg.replace(train_ssim_weight=w), g, runs_root, protocols=protocols,
+            rows += train_and_score(cfg.replace(train_ssim_weight=w), g, runs_root, ablation=True, protocols=protocols,
                                     limit=s["eval_limit"], data_root=data_root, method=name,
                                     ssim_weight=0.6 if w is None else w)
     return pd.DataFrame(rows)
@@ -322,7 +333,7 @@ def table6(profile: str, seeds, runs_root, *, device="cpu", data_root=None, prot
         for kind in ("R1", "R2"):
             variants[f"HiNAS, {kind}"] = modify_genotype(g, kind, s["rn_edges"], seed=seed)
         for name, gv in variants.items():
-            rows += train_and_score(cfg, gv, runs_root, protocols=protocols, limit=s["eval_limit"],
+            rows += train_and_score(cfg, gv, runs_root, ablation=True, protocols=protocols, limit=s["eval_limit"],
                                     data_root=data_root, method=name)
     return pd.DataFrame(rows)
 
@@ -342,7 +353,7 @@ def table8(profile: str, seeds, runs_root, *, device="cpu", data_root=None, prot
                         val_psnr=found["val_psnr"], val_ssim=found["val_ssim"], source="measured",
                         run=Path(found["run_dir"]).name)
             if train:
-                for r in train_and_score(cfg, found["genotype"], runs_root, protocols=protocols,
+                for r in train_and_score(cfg, found["genotype"], runs_root, ablation=True, protocols=protocols,
                                          limit=s["eval_limit"], data_root=data_root):
                     rows.append(dict(r, **base))
             else:
@@ -429,7 +440,7 @@ def bm3d_row(profile: str, sigma: float, protocol: str, runs_root, *, data_root=
     from hinas.evaluation import bm3d_restore, evaluate
 
     limit = settings(profile)["bm3d_limit"]
-    dataset = test_set("denoise", data_root, settings(profile)["eval_crop"], limit)
+    dataset = test_set("denoise", data_root, eval_crop(profile), limit)
     key = hashlib.sha1(json.dumps([sigma, protocol, limit, dataset.name, str(data_root)]).encode()).hexdigest()[:10]
     path = Path(runs_root) / f"baseline-bm3d-{key}.json"
     if path.exists():
@@ -562,13 +573,14 @@ def seed_spread(df: pd.DataFrame, col: str = "psnr") -> float:
     return float(df.groupby("seed")[col].mean().std())
 
 
-def noisy_input_row(profile: str, sigma: float, protocol: str, runs_root, *, data_root=None) -> dict:
+def noisy_input_row(profile: str, sigma: float, protocol: str, runs_root, *, data_root=None,
+                    ablation: bool = False) -> dict:
     """The noisy input itself scored as a restoration (identity), under the same protocol and
     test images as the networks: the floor every denoiser must clear (cached under runs_root)."""
     from hinas.evaluation import evaluate
 
     s = settings(profile)
-    dataset = test_set("denoise", data_root, s["eval_crop"], s["eval_limit"])
+    dataset = test_set("denoise", data_root, eval_crop(profile, ablation), s["eval_limit"])
     key = hashlib.sha1(json.dumps([sigma, protocol, s["eval_limit"], dataset.name, str(data_root)]).encode()).hexdigest()[:10]
     path = Path(runs_root) / f"baseline-noisy-{key}.json"
     if path.exists():
@@ -584,9 +596,11 @@ def noisy_input_row(profile: str, sigma: float, protocol: str, runs_root, *, dat
     return row
 
 
-def with_noisy_input(df: pd.DataFrame, profile: str, runs_root, *, data_root=None) -> pd.DataFrame:
-    """``df`` plus one noisy-input row per (protocol, sigma) it contains."""
-    rows = [noisy_input_row(profile, float(sig), prot, runs_root, data_root=data_root)
+def with_noisy_input(df: pd.DataFrame, profile: str, runs_root, *, data_root=None,
+                     ablation: bool = False) -> pd.DataFrame:
+    """``df`` plus one noisy-input row per (protocol, sigma) it contains, on the same test images
+    (``ablation``: chapter 5's crops)."""
+    rows = [noisy_input_row(profile, float(sig), prot, runs_root, data_root=data_root, ablation=ablation)
             for prot, sig in df[["protocol", "sigma"]].drop_duplicates().itertuples(index=False)]
     return pd.concat([df, pd.DataFrame(rows)], ignore_index=True)
 
