@@ -84,8 +84,8 @@ def _stream(ds, batch, seed, cfg, device):
 
 def plan_search(cfg: RunConfig, seconds: float) -> tuple[RunConfig, dict]:
     """The search configuration whose schedule fits ``seconds``, and the plan behind it."""
-    from hinas.data import PatchDataset, search_split, task_datasets
-    from hinas.engine.common import apply_threads, resolve_device
+    from hinas.data import PatchDataset, search_split
+    from hinas.engine.common import apply_threads, resolve_device, training_records
     from hinas.engine.search import validate_network
     from hinas.losses import RestorationLoss
     from hinas.supernet import Supernet
@@ -93,9 +93,7 @@ def plan_search(cfg: RunConfig, seconds: float) -> tuple[RunConfig, dict]:
     seconds = _check_budget(seconds)
     device = resolve_device(cfg.device)
     apply_threads(cfg)
-    records = sorted(task_datasets(cfg.task, cfg.data_root)["train"].records, key=lambda r: r.name)
-    if cfg.max_images:
-        records = records[: cfg.max_images]
+    _, records = training_records(cfg)
     W, A, V = search_split(records, cfg.split_mode, cfg.val_fraction, cfg.seed)
     sigma = cfg.search_sigma if cfg.task == "denoise" else None
     ds = PatchDataset(W, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
@@ -162,8 +160,8 @@ def plan_search(cfg: RunConfig, seconds: float) -> tuple[RunConfig, dict]:
 
 def plan_train(cfg: RunConfig, genotype, seconds: float) -> tuple[RunConfig, dict]:
     """The training configuration whose iteration count fits ``seconds``, and the plan."""
-    from hinas.data import PatchDataset, task_datasets
-    from hinas.engine.common import apply_threads, resolve_device
+    from hinas.data import PatchDataset
+    from hinas.engine.common import apply_threads, resolve_device, training_records
     from hinas.engine.search import validate_network
     from hinas.engine.train import network_spec, param_groups
     from hinas.evaluation import build_model
@@ -172,9 +170,7 @@ def plan_train(cfg: RunConfig, genotype, seconds: float) -> tuple[RunConfig, dic
     seconds = _check_budget(seconds)
     device = resolve_device(cfg.device)
     apply_threads(cfg)
-    records = sorted(task_datasets(cfg.task, cfg.data_root)["train"].records, key=lambda r: r.name)
-    if cfg.max_images:
-        records = records[: cfg.max_images]
+    _, records = training_records(cfg)
     n_val = max(1, int(math.floor(cfg.val_fraction * len(records))))
     train_recs, val_recs = records[: len(records) - n_val], records[len(records) - n_val:]
     ds = PatchDataset(train_recs, cfg.task, patch=cfg.patch, sigma=cfg.sigma if cfg.task == "denoise" else None,

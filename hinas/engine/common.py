@@ -107,6 +107,17 @@ def genotype_hash(genotype) -> str | None:
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def training_records(cfg) -> tuple[list, list]:
+    """The task's whole training set sorted by name, and the part a run uses (``max_images``).
+
+    One place for what search, training and their time budgets read: the identity fingerprints
+    the whole list, the run takes the first ``max_images``."""
+    from hinas.data import task_datasets
+
+    all_records = sorted(task_datasets(cfg.task, cfg.data_root)["train"].records, key=lambda r: r.name)
+    return all_records, (all_records[: cfg.max_images] if cfg.max_images else all_records)
+
+
 def run_identity(kind: str, cfg, records, genotype=None, used: int | None = None) -> dict:
     """The identity of a run: kind, settings (not execution ones), data, genotype, code.
 

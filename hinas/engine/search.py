@@ -133,7 +133,7 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
 
 
 def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
-    from hinas.data import PatchDataset, search_split, task_datasets
+    from hinas.data import PatchDataset, search_split
     from hinas.genotype import provenance
 
     common.apply_threads(cfg)
@@ -142,9 +142,7 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
     out = folder.out
     # -- every input is checked before the first write ---------------------------------------------
     ck = common.on_rank0(folder.open)
-    data = task_datasets(cfg.task, cfg.data_root)
-    all_records = sorted(data["train"].records, key=lambda r: r.name)
-    records = all_records[: cfg.max_images] if cfg.max_images else all_records
+    all_records, records = common.training_records(cfg)
     identity = common.run_identity("search", cfg, all_records, used=len(records))
     common.on_rank0(lambda: folder.check_identity(ck, identity))
     W, A, V = search_split(records, cfg.split_mode, cfg.val_fraction, cfg.seed)

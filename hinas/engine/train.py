@@ -136,7 +136,7 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
 
 
 def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_at=None) -> dict:
-    from hinas.data import PatchDataset, task_datasets
+    from hinas.data import PatchDataset
     from hinas.engine.search import check_validation_images, validate_network
 
     common.apply_threads(cfg)
@@ -145,9 +145,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
     out = folder.out
     # -- every input is checked before the first write ---------------------------------------------
     ck = common.on_rank0(folder.open)
-    data = task_datasets(cfg.task, cfg.data_root)
-    all_records = sorted(data["train"].records, key=lambda r: r.name)
-    records = all_records[: cfg.max_images] if cfg.max_images else all_records
+    all_records, records = common.training_records(cfg)
     identity = common.run_identity("train", cfg, all_records, genotype, used=len(records))
     common.on_rank0(lambda: folder.check_identity(ck, identity))
     n_val = max(1, int(math.floor(cfg.val_fraction * len(records))))
