@@ -310,6 +310,7 @@ class Supernet(nn.Module):
             yield self
         finally:
             self._fixed = previous
+
     def edge_weights(self) -> torch.Tensor | None:
         """Partial channels only: softmax of ``arch_edge`` over the edges entering each node."""
         if self.arch_edge is None or self._fixed is not None:  # a fixed (one-hot) architecture: no rescaling

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import time
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -55,8 +57,15 @@ def test_table4_tidy_and_cached(root):
 
 def test_rsws_and_table8(root):
     rows = ex.rsws("smoke", 0, root)
-    assert len(rows) == 1 and rows[0]["method"].startswith("RSWS")
+    assert len(rows) == 1 and rows[0]["method"] == "RSWS (N=2)"
     assert rows[0]["lwas"] is False and rows[0]["residual"] is False
+    # the trained network is the architecture the shared weights ranked best (cached ranking)
+    cfg = ex.base_config("smoke", ablation=True, lwas=False, residual=False)
+    ranked = ex.rsws_cached(cfg, root)
+    assert rows[0]["rsws_best"] == ranked["best"] and ranked["ranking_seconds"] > 0
+    trained = ex.run_train(cfg, ranked["genotype"], root)
+    assert rows[0]["run"] == Path(trained["run_dir"]).name
+    assert ranked["genotype"].provenance["source"] == "rsws_weight_sharing" and not ranked["genotype"].lwas
     t8 = ex.table8("smoke", [0], root)
     assert list(t8.cell_sharing) == ["eq5", "eq6"]
     assert (t8.search_seconds > 0).all()
