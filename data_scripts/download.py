@@ -55,7 +55,8 @@ SOURCES = {
     "Urban100": {"folder": "Urban100",
                  "urls": ["https://huggingface.co/datasets/eugenesiow/Urban100/resolve/main/data/Urban100_HR.tar.gz"],
                  "sha256": None, "subdir": None},
-    "DIV2K": {"folder": "DIV2K/train_HR",
+    # the folder name hinas.data.datasets looks for first (DIV2K's own archive layout)
+    "DIV2K": {"folder": "DIV2K/DIV2K_train_HR",
               "urls": ["https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip"], "sha256": None, "subdir": None},
 }
 ALIASES = {"B100": "BSDS500", "BSD100": "BSDS500", "BSD200": "BSDS500"}

@@ -46,7 +46,7 @@ from hinas.genotype import Genotype, modify_genotype, random_genotype
 PROTOCOLS = ("standard", "hinas-reference")
 
 # Per-profile experiment sizes. ``search``/``train``: RunConfig overrides (documented above);
-# ``seeds``: seeds of chapter 4's search, of Tables 1 and 8 and of chapter 6; ``minor_seeds``: how
+# ``seeds``: seeds of chapter 4's search, of Table 1 and of chapter 6; ``minor_seeds``: how
 # many of them Tables 3, 4, 6 and 8 use (1 at quick, to fit the 20-minute book); ``eval_limit``: test images
 # scored per evaluation (None = all); ``eval_crop``: score central crops of this size (None =
 # whole images; a CPU budget measure, so the dataset is then named e.g. 'embedded-test[crop128]');

@@ -52,6 +52,23 @@ def test_import_from_tar_archive(tmp_path):
     assert len(list((root / "Set5").glob("*.png"))) == 2
 
 
+def test_div2k_import_lands_where_the_loader_looks(tmp_path):
+    """DIV2K's archive (DIV2K_train_HR/*.png) imported, then found as DIV2K-train for SR training."""
+    from hinas.data.datasets import list_datasets, load_dataset
+
+    archive = tmp_path / "DIV2K_train_HR.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for i in range(2):
+            buf = io.BytesIO()
+            Image.fromarray((np.random.default_rng(i).random((24, 24, 3)) * 255).astype("uint8")).save(buf, "PNG")
+            zf.writestr(f"DIV2K_train_HR/{i + 1:04d}.png", buf.getvalue())
+    root = tmp_path / "data"
+    p = run("DIV2K", "--from", archive, "--root", root)
+    assert p.returncode == 0, p.stderr
+    assert list_datasets(root)["DIV2K-train"]["found"]
+    assert len(load_dataset("DIV2K-train", root)) == 2
+
+
 def _tar_with(tmp_path, member: tarfile.TarInfo, data: bytes = b"x") -> Path:
     archive = tmp_path / "evil.tar"
     with tarfile.open(archive, "w") as tf:

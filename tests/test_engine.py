@@ -185,6 +185,30 @@ def test_dncnn_baseline_trains(tmp_path):
     assert json.loads((t / "summary.json").read_text())["model"] == "dncnn"
 
 
+def test_sr_training_on_the_embedded_photos_reads_grey_ones_as_rgb(tmp_path):
+    """The embedded training set holds a grey photo ('brick'); SR training takes it as equal-channel
+    RGB (the rule SR evaluation applies) instead of refusing the default data."""
+    from hinas.data import task_datasets
+    from hinas.engine.common import training_records
+
+    assert any(r.is_grey for r in task_datasets("sr", None)["train"].records)
+    cfg = RunConfig.from_profile("smoke", "sr", 2, data_root=None)
+    env = {k: v for k, v in ENV.items() if k != "HINAS_DATA"}
+    if "HINAS_DATA" not in os.environ:
+        _, records = training_records(cfg)
+        assert all(r.image.ndim == 3 for r in records)
+    from hinas.genotype import random_genotype
+
+    g = tmp_path / "g.json"
+    random_genotype("sr", layers=cfg.layers, steps=cfg.steps, levels=cfg.levels, scale=2, seed=0).save(g)
+    t = tmp_path / "sr"
+    p = subprocess.run([sys.executable, "-m", "hinas", "train", "--genotype", str(g), "--task", "sr", "--scale", "2",
+                        "--profile", "smoke", "--out", str(t), "--quiet", "--set", "iterations=2"],
+                       capture_output=True, text=True, env=env)
+    assert p.returncode == 0, p.stderr
+    assert json.loads((t / "summary.json").read_text())["iterations"] == 2
+
+
 def test_nan_loss_stops_with_clear_message_and_keeps_good_checkpoint(tmp_path):
     import torch
 

@@ -123,6 +123,12 @@ class ImageRecord:
     def shape(self) -> tuple:
         return self.image.shape
 
+    def as_rgb(self) -> "ImageRecord":
+        """Equal-channel RGB for a grey image (the rule SR evaluation applies to grey inputs)."""
+        if not self.is_grey:
+            return self
+        return ImageRecord(self.name, self.path, np.repeat(self.image[..., None], 3, axis=2))
+
 
 class ImageDataset:
     """A named list of :class:`ImageRecord`, decoded on first access and kept in memory."""

@@ -97,7 +97,7 @@ def plan_search(cfg: RunConfig, seconds: float) -> tuple[RunConfig, dict]:
     W, A, V = search_split(records, cfg.split_mode, cfg.val_fraction, cfg.seed)
     sigma = cfg.search_sigma if cfg.task == "denoise" else None
     ds = PatchDataset(W, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
-                      samples_per_epoch=len(W) * cfg.crops_per_image, seed=cfg.seed)
+                      samples_per_epoch=len(W) * cfg.crops_per_image, seed=cfg.seed, rescale=cfg.rescale_aug)
     stream = _stream(ds, cfg.batch_size, cfg.seed, cfg, device)
     steps_per_epoch = stream.batches_per_cycle
 
@@ -174,7 +174,8 @@ def plan_train(cfg: RunConfig, genotype, seconds: float) -> tuple[RunConfig, dic
     n_val = max(1, int(math.floor(cfg.val_fraction * len(records))))
     train_recs, val_recs = records[: len(records) - n_val], records[len(records) - n_val:]
     ds = PatchDataset(train_recs, cfg.task, patch=cfg.patch, sigma=cfg.sigma if cfg.task == "denoise" else None,
-                      scale=cfg.scale, samples_per_epoch=len(train_recs) * cfg.crops_per_image, seed=cfg.seed)
+                      scale=cfg.scale, samples_per_epoch=len(train_recs) * cfg.crops_per_image, seed=cfg.seed,
+                      rescale=cfg.rescale_aug)
     stream = _stream(ds, cfg.effective_train_batch, cfg.seed, cfg, device)
 
     torch.manual_seed(cfg.seed)

@@ -111,10 +111,14 @@ def training_records(cfg) -> tuple[list, list]:
     """The task's whole training set sorted by name, and the part a run uses (``max_images``).
 
     One place for what search, training and their time budgets read: the identity fingerprints
-    the whole list, the run takes the first ``max_images``."""
+    the whole list, the run takes the first ``max_images``. For SR, a set that allows grey images
+    gives them as equal-channel RGB (sets that do not are refused by the patch sampler)."""
     from hinas.data import task_datasets
 
-    all_records = sorted(task_datasets(cfg.task, cfg.data_root)["train"].records, key=lambda r: r.name)
+    train = task_datasets(cfg.task, cfg.data_root)["train"]
+    all_records = sorted(train.records, key=lambda r: r.name)
+    if cfg.task == "sr" and train.allows_grey:  # e.g. the embedded photos' grey 'brick'
+        all_records = [r.as_rgb() for r in all_records]
     return all_records, (all_records[: cfg.max_images] if cfg.max_images else all_records)
 
 
