@@ -550,8 +550,8 @@ def search_speed(*, profile: str = "paper", task: str = "denoise", device: str =
     in the two optimisation steps, per variant: ``fp32``, ``bf16`` (autocast) and
     ``channels_last`` (both CUDA only). Ratios are within this one run.
     """
-    from hinas.data import PatchDataset, task_datasets
-    from hinas.engine.common import BatchStream, resolve_device
+    from hinas.data import BatchStream, PatchDataset, task_datasets
+    from hinas.engine.common import resolve_device
     from hinas.engine.config import RunConfig
 
     cfg = RunConfig.from_profile(profile, task, device=device)

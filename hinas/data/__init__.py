@@ -6,7 +6,7 @@ Names are exported lazily so that ``hinas --help`` does not import torch.
   (``hinas.data.datasets``): folders of images, the embedded scikit-image default;
 * :func:`imresize`, :func:`modcrop` (``hinas.data.imresize``): MATLAB ``imresize`` bicubic;
 * :func:`add_noise_seeded`, :func:`make_lr`, :func:`to_grey` (``hinas.data.degrade``);
-* :func:`search_split`, :class:`PatchDataset` (``hinas.data.sampling``).
+* :func:`search_split`, :class:`PatchDataset`, :class:`BatchStream` (``hinas.data.sampling``).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ _EXPORTS = {
     "make_lr": "hinas.data.degrade",
     "to_grey": "hinas.data.degrade",
     "search_split": "hinas.data.sampling",
+    "BatchStream": "hinas.data.sampling",
     "PatchDataset": "hinas.data.sampling",
     "augment8": "hinas.data.sampling",
 }

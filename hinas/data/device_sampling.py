@@ -1,6 +1,6 @@
 """Training batches made on the device: no per-step host work (the fast CUDA path).
 
-:class:`DeviceBatchStream` is a drop-in for :class:`hinas.engine.common.BatchStream` built from
+:class:`DeviceBatchStream` is a drop-in for :class:`hinas.data.sampling.BatchStream` built from
 the same :class:`~hinas.data.PatchDataset` (``RunConfig.device_data``). The training images
 live on the device once, as uint8 tensors padded into one ``N x H x W x C`` block (SR: the
 MATLAB-bicubic LR images too, made once on the host); every batch is then one gather:
@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hinas.data.sampling import augment8
+from hinas.data.sampling import BatchCursor, augment8
 
 __all__ = ["DeviceBatchStream", "on_device"]
 
@@ -48,25 +48,20 @@ def _pack(images: list[np.ndarray], device) -> tuple[torch.Tensor, torch.Tensor]
     return torch.from_numpy(block).to(device), torch.from_numpy(sizes).to(device)
 
 
-class DeviceBatchStream:
+class DeviceBatchStream(BatchCursor):
     """Batches of a :class:`~hinas.data.PatchDataset` made on ``device`` (see the module doc).
 
-    Same interface as :class:`hinas.engine.common.BatchStream`: ``next()`` -> (input, target)
-    float32 ``B x C x h x w`` on ``device``; ``state()`` / ``load_state()``;
-    ``batches_per_cycle``.
+    Same interface as :class:`hinas.data.sampling.BatchStream` (the same :class:`BatchCursor`):
+    ``next()`` -> (input, target) float32 ``B x C x h x w`` on ``device``; ``state()`` /
+    ``load_state()``; ``batches_per_cycle``.
     """
 
     def __init__(self, dataset, batch_size: int, seed: int, device, rank: int = 0, world: int = 1):
+        super().__init__(len(dataset), batch_size, seed, rank, world)
         self.device = torch.device(device)
         self.task = dataset.task
         self.patch = dataset.patch
         self.augment = dataset.augment
-        self.samples = len(dataset)
-        self.batch_size = int(batch_size)
-        self.seed = int(seed)
-        self.rank, self.world = rank, world
-        self.cycle, self.position = 0, 0
-        self._perm_cycle, self._perm = None, None
         self.n_images = len(dataset.records)
         if self.task == "denoise":
             self.images, self.sizes = _pack([r.image for r in dataset.records], self.device)
@@ -83,36 +78,14 @@ class DeviceBatchStream:
         self.rows, self.cols = _dihedral_maps(self.patch, self.device)
         self.generator = torch.Generator(device=self.device)
 
-    # -- the BatchStream interface ----------------------------------------------------------
-    @property
-    def batches_per_cycle(self) -> int:
-        return -(-self.samples // self.batch_size)
-
-    def state(self) -> dict:
-        return {"cycle": self.cycle, "position": self.position}
-
-    def load_state(self, state: dict) -> None:
-        self.cycle, self.position = int(state["cycle"]), int(state["position"])
-
-    def _permutation(self) -> torch.Tensor:
-        if self._perm_cycle != self.cycle:
-            self.generator.manual_seed(self.seed * 100_003 + self.cycle)
-            self._perm = torch.randperm(self.samples, generator=self.generator, device=self.device)
-            self._perm_cycle = self.cycle
-        return self._perm
+    def _draw_permutation(self) -> torch.Tensor:
+        self.generator.manual_seed(self.permutation_seed())
+        return torch.randperm(self.samples, generator=self.generator, device=self.device)
 
     def next(self):
-        if self.position >= self.batches_per_cycle:
-            self.cycle += 1
-            self.position = 0
-        perm = self._permutation()
-        start = self.position * self.batch_size
-        index = perm[start : start + self.batch_size] % self.n_images
-        if self.world > 1:
-            index = index[self.rank :: self.world] if len(index) > self.rank else index[:1]
+        index = self._advance() % self.n_images
         # one seed per batch: the stream's state is (cycle, position) alone
-        self.generator.manual_seed((self.seed * 1_000_003 + self.cycle) * 1_000_003 + self.position + 1)
-        self.position += 1
+        self.generator.manual_seed((self.seed * 1_000_003 + self.cycle) * 1_000_003 + self.position)
         return self._make(index)
 
     # -- the gather ---------------------------------------------------------------------------
@@ -143,5 +116,5 @@ class DeviceBatchStream:
 
 
 def on_device(stream, device) -> DeviceBatchStream:
-    """The device-made equivalent of a host :class:`~hinas.engine.common.BatchStream`."""
+    """The device-made equivalent of a host :class:`~hinas.data.sampling.BatchStream`."""
     return DeviceBatchStream(stream.dataset, stream.batch_size, stream.seed, device, stream.rank, stream.world)

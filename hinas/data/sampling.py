@@ -12,7 +12,9 @@ Reference behaviour (REFERENCE.md sections 5.2, 6, 8), with our deliberate diffe
 * denoising noise is added after cropping/augmenting, unclipped, sigma drawn per sample from
   the list when several are given (the search uses [30, 50, 70]);
 * every item is a pure function of (seed, epoch, index): :meth:`PatchDataset.set_epoch`
-  lets a resumed run see exactly the samples it would have seen.
+  lets a resumed run see exactly the samples it would have seen;
+* batches come from a :class:`BatchStream` (host) or its device twin
+  (:class:`hinas.data.device_sampling.DeviceBatchStream`); both walk a :class:`BatchCursor`.
 """
 
 from __future__ import annotations
@@ -200,3 +202,69 @@ class PatchDataset(torch.utils.data.Dataset):
         lr_p = augment8(lr[y:y + p, x:x + p], k)
         hr_p = augment8(hr[y * s:(y + p) * s, x * s:(x + p) * s], k)
         return _to_tensor(lr_p), _to_tensor(hr_p)
+
+
+class BatchCursor:
+    """Where a seeded stream of batches stands; shared by the host and the device streams.
+
+    Cycle ``c`` visits every one of ``samples`` once, in a permutation seeded by ``(seed, c)``
+    (the subclass draws it); the whole state is ``(cycle, position)``, so a resumed run draws
+    exactly the batches the interrupted one would have. With several processes, each takes its
+    share ``[rank::world]`` of every global batch.
+    """
+
+    def __init__(self, samples: int, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        self.samples = int(samples)
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.rank, self.world = rank, world
+        self.cycle, self.position = 0, 0
+        self._perm_cycle, self._perm = None, None
+
+    @property
+    def batches_per_cycle(self) -> int:
+        return -(-self.samples // self.batch_size)
+
+    def state(self) -> dict:
+        return {"cycle": self.cycle, "position": self.position}
+
+    def load_state(self, state: dict) -> None:
+        self.cycle, self.position = int(state["cycle"]), int(state["position"])
+
+    def permutation_seed(self) -> int:
+        return self.seed * 100_003 + self.cycle
+
+    def _draw_permutation(self):
+        raise NotImplementedError
+
+    def _advance(self):
+        """The next global batch's sample indices (this process's share); moves the cursor."""
+        if self.position >= self.batches_per_cycle:
+            self.cycle += 1
+            self.position = 0
+        if self._perm_cycle != self.cycle:
+            self._perm = self._draw_permutation()
+            self._perm_cycle = self.cycle
+        start = self.position * self.batch_size
+        idx = self._perm[start : start + self.batch_size]
+        self.position += 1
+        if self.world > 1:
+            idx = idx[self.rank :: self.world] if len(idx) > self.rank else idx[:1]
+        return idx
+
+
+class BatchStream(BatchCursor):
+    """Batches of a :class:`PatchDataset` made on the host, the dataset's epoch set to the cycle."""
+
+    def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world: int = 1):
+        super().__init__(len(dataset), batch_size, seed, rank, world)
+        self.dataset = dataset
+
+    def _draw_permutation(self):
+        return torch.randperm(self.samples, generator=torch.Generator().manual_seed(self.permutation_seed())).tolist()
+
+    def next(self):
+        idx = self._advance()
+        self.dataset.set_epoch(self.cycle)
+        items = [self.dataset[i] for i in idx]
+        return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])

@@ -72,7 +72,7 @@ def _check_budget(seconds) -> float:
 
 
 def _stream(ds, batch, seed, cfg, device):
-    from hinas.engine.common import BatchStream
+    from hinas.data import BatchStream
 
     stream = BatchStream(ds, batch, seed)
     if cfg.device_data:

@@ -551,55 +551,6 @@ def set_rng_state(state: dict) -> None:
 # ---------------------------------------------------------------------------------------------
 # batches: deterministic given (seed, cycle), resumable from (cycle, position)
 # ---------------------------------------------------------------------------------------------
-class BatchStream:
-    """Batches from a :class:`~hinas.data.PatchDataset` in a seeded order per cycle.
-
-    Cycle ``c`` visits every sample once in the order ``randperm(n, seed=(seed, c))`` with the
-    dataset's epoch set to ``c``; the stream's whole state is ``(cycle, position)``, so a
-    resumed run draws exactly the batches the interrupted one would have. With several
-    processes, each takes its share ``[rank::world]`` of every global batch.
-    """
-
-    def __init__(self, dataset, batch_size: int, seed: int, rank: int = 0, world: int = 1):
-        self.dataset = dataset
-        self.batch_size = batch_size
-        self.seed = seed
-        self.rank, self.world = rank, world
-        self.cycle, self.position = 0, 0
-        self._perm_cycle, self._perm = None, None
-
-    @property
-    def batches_per_cycle(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
-
-    def state(self) -> dict:
-        return {"cycle": self.cycle, "position": self.position}
-
-    def load_state(self, state: dict) -> None:
-        self.cycle, self.position = int(state["cycle"]), int(state["position"])
-
-    def _permutation(self):
-        if self._perm_cycle != self.cycle:
-            g = torch.Generator().manual_seed(self.seed * 100_003 + self.cycle)
-            self._perm = torch.randperm(len(self.dataset), generator=g).tolist()
-            self._perm_cycle = self.cycle
-        return self._perm
-
-    def next(self):
-        if self.position >= self.batches_per_cycle:
-            self.cycle += 1
-            self.position = 0
-        perm = self._permutation()
-        self.dataset.set_epoch(self.cycle)
-        start = self.position * self.batch_size
-        idx = perm[start : start + self.batch_size]
-        self.position += 1
-        if self.world > 1:
-            idx = idx[self.rank :: self.world] or idx[:1]
-        items = [self.dataset[i] for i in idx]
-        return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
-
-
 # ---------------------------------------------------------------------------------------------
 # distributed (torchrun)
 # ---------------------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
 
 
 def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
-    from hinas.data import PatchDataset, search_split
+    from hinas.data import BatchStream, PatchDataset, search_split
     from hinas.genotype import provenance
 
     common.apply_threads(cfg)
@@ -153,8 +153,8 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
                         samples_per_epoch=len(W) * cfg.crops_per_image, seed=cfg.seed, rescale=cfg.rescale_aug)
     ds_a = PatchDataset(A, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
                         samples_per_epoch=len(A) * cfg.crops_per_image, seed=cfg.seed + 1, rescale=cfg.rescale_aug)
-    stream_w = common.BatchStream(ds_w, cfg.batch_size, cfg.seed, rank, world)
-    stream_a = common.BatchStream(ds_a, cfg.batch_size, cfg.seed + 1, rank, world)
+    stream_w = BatchStream(ds_w, cfg.batch_size, cfg.seed, rank, world)
+    stream_a = BatchStream(ds_a, cfg.batch_size, cfg.seed + 1, rank, world)
     if cfg.device_data:  # the same batches made on the device (hinas.data.device_sampling)
         from hinas.data.device_sampling import on_device
         stream_w, stream_a = on_device(stream_w, device), on_device(stream_a, device)

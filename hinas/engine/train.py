@@ -136,7 +136,7 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
 
 
 def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_at=None) -> dict:
-    from hinas.data import PatchDataset
+    from hinas.data import BatchStream, PatchDataset
     from hinas.engine.search import check_validation_images, validate_network
 
     common.apply_threads(cfg)
@@ -165,7 +165,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
     ds = PatchDataset(train_recs, cfg.task, patch=cfg.patch, sigma=sigma, scale=cfg.scale,
                       samples_per_epoch=len(train_recs) * cfg.crops_per_image, seed=cfg.seed,
                       rescale=cfg.rescale_aug)
-    stream = common.BatchStream(ds, cfg.effective_train_batch, cfg.seed, rank, world)
+    stream = BatchStream(ds, cfg.effective_train_batch, cfg.seed, rank, world)
     if cfg.device_data:  # the same batches made on the device (hinas.data.device_sampling)
         from hinas.data.device_sampling import on_device
         stream = on_device(stream, device)
