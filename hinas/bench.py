@@ -149,7 +149,7 @@ def supernet_memory(*, device: str = "cpu", batch: int = 6, size: int = 64, laye
                         "width_factors": list(width_factors), "batch": batch, "size": size,
                         "torch": torch.__version__, "threads": torch.get_num_threads()}
     result["memory_method"] = CUDA_METHOD if device == "cuda" else CPU_METHOD
-    result["provenance"] = _provenance()
+    result["provenance"] = _provenance(device)
     return result
 
 
@@ -183,15 +183,10 @@ def memory_modes_table(result: dict) -> list[dict]:
     return rows
 
 
-def _provenance() -> dict:
-    import datetime as dt
-    import sys
+def _provenance(device="cpu") -> dict:
+    from hinas.engine.common import provenance
 
-    from hinas.engine.common import git_revision
-
-    return {"created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            "git_revision": git_revision(), "command": " ".join(["hinas"] + sys.argv[1:]) if sys.argv else None,
-            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+    return provenance(device)
 
 
 def train_stability(*, iterations: int = 500, batch: int = 24, patch: int = 64, f: int = 20, lr: float = 0.05,
@@ -251,7 +246,7 @@ def train_stability(*, iterations: int = 500, batch: int = 24, patch: int = 64, 
             "max_loss": max(losses), "nonpositive_ssim": events, "iterations": iterations, "batch": batch,
             "patch": patch, "f": f, "lr": lr, "sigma": sigma, "bn_init": bn_init, "nonpositive_ssim_mode": nonpositive_ssim,
             "rescale_aug": rescale_aug, "genotype": g.to_dict(), "images": len(records), "seed": seed,
-            "seconds": round(seconds, 3), "device": str(device), "provenance": _provenance()}
+            "seconds": round(seconds, 3), "device": str(device), "provenance": _provenance(device)}
 
 
 def _reference_cfg(genotype, f: int, out_dir: str):
@@ -406,7 +401,7 @@ def reference_side_by_side(code: str, *, iterations: int = 40, batch: int = 24, 
                                                                            if not math.isfinite(r["released"])],
             "iterations": iterations, "batch": batch, "patch": patch, "f": f, "sigma": sigma, "lr": cfg.train_lr,
             "seed": seed, "genotype": g.to_dict(), "images": len(records), "device": str(device),
-            "seconds": round(seconds, 3), "torch": torch.__version__, "provenance": _provenance(),
+            "seconds": round(seconds, 3), "torch": torch.__version__, "provenance": _provenance(device),
             "released_code": {"path": str(root), "commit": _git_head(root)}}
 
 
@@ -601,7 +596,7 @@ def search_speed(*, profile: str = "paper", task: str = "denoise", device: str =
         for v, r in out["variants"].items():
             if r:
                 r["speedup_vs_fp32"] = base / r["step_seconds"]
-    out["provenance"] = _provenance()
+    out["provenance"] = _provenance(device)
     return out
 
 

@@ -239,7 +239,12 @@ def execute_notebooks(paths: Paths, notebooks: list[Path], parameters: dict, *,
     # Kernels inherit the environment. OpenMP threads that spin while waiting make small
     # PyTorch CPU ops hundreds of times slower when the cores are shared (measured: a BN call
     # on a 1x2x8x8 tensor took 18 ms on a busy 2-core machine); passive waiting avoids it.
+    # But waking sleeping threads for every small op costs too: a short spin (GNU OpenMP's
+    # GOMP_SPINCOUNT, which overrides the passive policy) made a quick-profile training step
+    # 0.22 -> 0.13 s alone on 2 cores; it only loses when several multi-threaded processes
+    # share the cores (two at once: 0.30 -> 0.63 s), and a book build runs one kernel at a time.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
     try:
         for nb in notebooks:
             out = paths.generated / nb.name

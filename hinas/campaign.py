@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -220,24 +219,10 @@ def campaign_status(plan: Plan, results) -> dict:
 
 
 def _provenance(plan: Plan, item: Item, cfg=None, device: str = "cpu") -> dict:
-    import numpy as np
-    import torch
+    from hinas.engine.common import provenance
 
-    from hinas.engine.common import device_name, git_revision
-
-    prov = {
-        "plan": plan.name,
-        "item": item.name,
-        "kind": item.kind,
-        "device": device_name(device),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "python": sys.version.split()[0],
-        "host": platform.node(),
-        "platform": platform.platform(),
-        "git_revision": git_revision(),
-        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
+    prov = {"plan": plan.name, "item": item.name, "kind": item.kind, **provenance(device),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if cfg is not None:
         prov.update(profile=cfg.profile, seed=cfg.seed, task=cfg.task, scale=cfg.scale,
                     data_root=cfg.data_root, amp_bf16=cfg.amp_bf16, device_data=cfg.device_data)
@@ -449,8 +434,8 @@ def _run_eval(ctx: _Context, item: Item):
     import torch
 
     from hinas.data.datasets import resolve_data_root
-    from hinas.evaluation import load_trained
-    from hinas.evaluation import PROTOCOLS, evaluate
+    from hinas.engine.common import device_name
+    from hinas.evaluation import PROTOCOLS, evaluate, load_trained
     from hinas.network import count_flops, count_parameters
 
     folder = ctx.results / item.name
@@ -486,7 +471,7 @@ def _run_eval(ctx: _Context, item: Item):
                        scale=spec.get("scale"), protocol=part["protocol"], device=device,
                        data_root=ctx.data_root, limit=item.options.get("limit"))
         res.update(precision=part["precision"], inference_seconds=timer["seconds"], seconds_total=res["seconds"],
-                   device_name=_provenance(ctx.plan, item, None, device)["device"], data_root=ctx.data_root)
+                   device_name=device_name(device), data_root=ctx.data_root)
         _write_json(path, res)
         evaluations.append(res)
         progress.piece(time.monotonic() - t0, {"status": "part", "part": part["part"]})

@@ -185,18 +185,18 @@ def test_dncnn_baseline_trains(tmp_path):
     assert json.loads((t / "summary.json").read_text())["model"] == "dncnn"
 
 
-def test_sr_training_on_the_embedded_photos_reads_grey_ones_as_rgb(tmp_path):
+def test_sr_training_on_the_embedded_photos_reads_grey_ones_as_rgb(tmp_path, monkeypatch):
     """The embedded training set holds a grey photo ('brick'); SR training takes it as equal-channel
     RGB (the rule SR evaluation applies) instead of refusing the default data."""
     from hinas.data import task_datasets
     from hinas.engine.common import training_records
 
+    monkeypatch.delenv("HINAS_DATA", raising=False)  # the embedded photos
     assert any(r.is_grey for r in task_datasets("sr", None)["train"].records)
     cfg = RunConfig.from_profile("smoke", "sr", 2, data_root=None)
+    _, records = training_records(cfg)
+    assert all(r.image.ndim == 3 for r in records)
     env = {k: v for k, v in ENV.items() if k != "HINAS_DATA"}
-    if "HINAS_DATA" not in os.environ:
-        _, records = training_records(cfg)
-        assert all(r.image.ndim == 3 for r in records)
     from hinas.genotype import random_genotype
 
     g = tmp_path / "g.json"

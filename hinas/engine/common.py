@@ -401,26 +401,32 @@ class RunState:
         self.state.update(state)
 
 
-def environment_info(config, kind: str) -> dict:
-    info = {
-        "kind": kind,
+def provenance(device="cpu") -> dict:
+    """Where and with what a result was made: the one provenance block of run folders
+    (``environment.json``), campaign summaries and benchmark JSON files."""
+    try:
+        from importlib.metadata import version
+
+        hinas_version = version("hinas")
+    except Exception:  # pragma: no cover - running from a source tree
+        hinas_version = "unknown"
+    return {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "numpy": np.__version__,
         "platform": platform.platform(),
-        "device": device_name(config.device),
+        "host": platform.node(),
+        "device": device_name(device),
         "git_revision": git_revision(),
-        "seed": config.seed,
-        "world_size": world_size(),
+        "hinas": hinas_version,
+        "command": " ".join(["hinas"] + sys.argv[1:]) if sys.argv else None,
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
-    try:
-        from importlib.metadata import version
 
-        info["hinas"] = version("hinas")
-    except Exception:  # pragma: no cover - running from a source tree
-        info["hinas"] = "unknown"
-    return info
+
+def environment_info(config, kind: str) -> dict:
+    return {"kind": kind, **provenance(config.device), "seed": config.seed, "world_size": world_size()}
 
 
 def git_revision() -> str | None:

@@ -27,7 +27,8 @@ from pathlib import Path
 import yaml
 
 from hinas.config import SupernetConfig
-from hinas.errors import ConfigError
+from hinas.errors import ConfigError, HinasError
+from hinas.safeio import finite_number
 
 PROFILES = ("smoke", "quick", "gpu", "paper")
 VAL_PROTOCOLS = ("reference", "standard")
@@ -258,12 +259,11 @@ class RunConfig:
             if v is not None and not (isinstance(v, int) and lo <= v <= hi):
                 raise ConfigError(f"setting {name!r} must be an integer in {lo}..{hi}, got {v!r}")
         for name, (lo, hi, lo_open, hi_open) in _FLOAT_RANGES.items():
-            v = getattr(self, name)
-            if v is None:
-                continue
-            if (v <= lo if lo_open else v < lo) or (v >= hi if hi_open else v > hi):
-                interval = f"{'(' if lo_open else '['}{lo:g}, {hi:g}{')' if hi_open else ']'}"
-                raise ConfigError(f"setting {name!r} must be in {interval}, got {v:g}")
+            if getattr(self, name) is not None:
+                try:
+                    finite_number(getattr(self, name), f"setting {name!r}", lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open)
+                except HinasError as exc:
+                    raise ConfigError(str(exc)) from None
         for name in ("sigma", "search_sigma"):
             if any(not 0 <= s <= 255 for s in getattr(self, name)):
                 raise ConfigError(f"setting {name!r}: noise levels are on the 0-255 scale, got {getattr(self, name)}")
