@@ -390,8 +390,12 @@ def _task_defaults(task: str, scale) -> dict:
 # pins; with ``bn_init='torch1'`` lr 0.05 trains, spikes and recovers as the release does;
 # ``hinas bench train-stability`` measures it.)
 #
-# smoke and quick use one CPU thread: on these small tensors two threads are 2-3x slower than
-# one (measured: quick supernet fwd+bwd 1.5 s with 2 threads, 0.5 s with 1).
+# CPU threads. smoke uses one: under OMP_WAIT_POLICY=PASSIVE (what `make` and the tests set, so
+# that processes sharing cores do not spin) two threads are 2-3x slower on these small tensors
+# (quick supernet step 1.7 s with 2 threads, 0.58 s with 1). quick uses two, for the book, whose
+# kernels also set a short spin (GOMP_SPINCOUNT=10000, hinas.book): then a quick derived-network
+# training step takes 0.13 s with 2 threads against 0.19 s with 1, and a supernet step 0.59 s
+# against 0.58 s (measured alone on 2 cores).
 
 
 def _smoke(task):
@@ -407,7 +411,7 @@ def _quick(task):
                 net_f=8, iterations=600, train_batch_size=8, val_every=50, val_after_fraction=0.5,
                 # arch lr x30: the quick search takes ~100x fewer architecture steps than the paper's;
                 # with 1e-3 alpha ends within 0.0005 of uniform (measured), with 0.03 it moves ~0.06
-                a_lr=0.03, checkpoint_every=25, log_every=10, threads=1)
+                a_lr=0.03, checkpoint_every=25, log_every=10, threads=2)
 
 
 def _gpu(task):
