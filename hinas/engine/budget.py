@@ -86,7 +86,7 @@ def plan_search(cfg: RunConfig, seconds: float) -> tuple[RunConfig, dict]:
     """The search configuration whose schedule fits ``seconds``, and the plan behind it."""
     from hinas.data import PatchDataset, search_split
     from hinas.engine.common import apply_threads, resolve_device, training_records
-    from hinas.engine.search import validate_network
+    from hinas.engine.search import arch_step, validate_network, weight_step
     from hinas.losses import RestorationLoss
     from hinas.supernet import Supernet
 
@@ -110,21 +110,18 @@ def plan_search(cfg: RunConfig, seconds: float) -> tuple[RunConfig, dict]:
     opt_a = torch.optim.Adam(net.arch_parameters(), lr=cfg.a_lr)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp_bf16 and device.type == "cuda")
 
-    def step(opt):
-        x, y = stream.next()
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            loss = loss_fn(net(x).float(), y)
-        loss.backward()
-        opt.step()
+    def step_a():
+        arch_step(net, opt_a, loss_fn, stream, autocast, device)
+
+    def step_w():
+        weight_step(net, opt_w, loss_fn, stream, autocast, device)
 
     t0 = time.perf_counter()
     for _ in range(WARMUP_STEPS):
-        step(opt_a)
-        step(opt_w)
-    t_weight = _timed(lambda: step(opt_w), device, TIMED_STEPS)
-    t_both = _timed(lambda: (step(opt_a), step(opt_w)), device, TIMED_STEPS)
+        step_a()
+        step_w()
+    t_weight = _timed(step_w, device, TIMED_STEPS)
+    t_both = _timed(lambda: (step_a(), step_w()), device, TIMED_STEPS)
     t_val = _timed(lambda: validate_network(net, V, cfg, device), device, 1)
     warmup_seconds = time.perf_counter() - t0
     del net, opt_w, opt_a
@@ -163,7 +160,7 @@ def plan_train(cfg: RunConfig, genotype, seconds: float) -> tuple[RunConfig, dic
     from hinas.data import PatchDataset
     from hinas.engine.common import apply_threads, resolve_device, training_records
     from hinas.engine.search import validate_network
-    from hinas.engine.train import network_spec, param_groups
+    from hinas.engine.train import network_spec, param_groups, train_step
     from hinas.evaluation import build_model
     from hinas.losses import RestorationLoss
 
@@ -187,14 +184,7 @@ def plan_train(cfg: RunConfig, genotype, seconds: float) -> tuple[RunConfig, dic
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp_bf16 and device.type == "cuda")
 
     def step():
-        x, y = stream.next()
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            loss = loss_fn(model(x).float(), y)
-        loss.backward()
-        torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        train_step(model, opt, loss_fn, stream, autocast, device, cfg)
 
     t0 = time.perf_counter()
     for _ in range(WARMUP_STEPS):

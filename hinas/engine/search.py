@@ -92,6 +92,35 @@ def validate_network(net, records, cfg: RunConfig, device) -> dict:
     return {"psnr": float(np.mean([r["psnr"] for r in results])), "ssim": float(np.mean([r["ssim"] for r in results]))}
 
 
+def arch_step(net, opt_a, loss_fn, stream_a, autocast, device) -> torch.Tensor:
+    """One architecture step on an A batch (the search's and its time budget's)."""
+    x, y = stream_a.next()
+    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    opt_a.zero_grad(set_to_none=True)
+    with autocast:
+        loss = loss_fn(net(x).float(), y)
+    loss.backward()
+    common.all_reduce_gradients(net.arch_parameters())
+    opt_a.step()
+    return loss
+
+
+def weight_step(net, opt_w, loss_fn, stream_w, autocast, device) -> torch.Tensor:
+    """One weight step on a W batch (the search's and its time budget's)."""
+    x, y = stream_w.next()
+    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    opt_w.zero_grad(set_to_none=True)
+    with autocast:
+        loss = loss_fn(net(x).float(), y)
+    loss.backward()
+    # DARTS: the weight step leaves alpha/beta alone; their grads are discarded here.
+    for p in net.arch_parameters():
+        p.grad = None
+    common.all_reduce_gradients(net.weight_parameters())
+    opt_w.step()
+    return loss
+
+
 def _alpha_rows(net: Supernet, epoch: int) -> list[dict]:
     w = net.alpha_weights().detach().cpu()
     if not net.cfg.lwas:
@@ -216,28 +245,9 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
         n_w = n_a = 0
         while state["step_in_epoch"] < steps_per_epoch:
             if arch_on:
-                xa, ya = stream_a.next()
-                xa, ya = xa.to(device, non_blocking=True), ya.to(device, non_blocking=True)
-                opt_a.zero_grad(set_to_none=True)
-                with autocast:
-                    la = loss_fn(net(xa).float(), ya)
-                la.backward()
-                common.all_reduce_gradients(net.arch_parameters())
-                opt_a.step()
-                acc_a += la.detach()
+                acc_a += arch_step(net, opt_a, loss_fn, stream_a, autocast, device).detach()
                 n_a += 1
-            xw, yw = stream_w.next()
-            xw, yw = xw.to(device, non_blocking=True), yw.to(device, non_blocking=True)
-            opt_w.zero_grad(set_to_none=True)
-            with autocast:
-                lw = loss_fn(net(xw).float(), yw)
-            lw.backward()
-            # DARTS: the weight step leaves alpha/beta alone; their grads are discarded here.
-            for p in net.arch_parameters():
-                p.grad = None
-            common.all_reduce_gradients(net.weight_parameters())
-            opt_w.step()
-            acc_w += lw.detach()
+            acc_w += weight_step(net, opt_w, loss_fn, stream_w, autocast, device).detach()
             n_w += 1
             state["step_in_epoch"] += 1
             state["global_step"] += 1

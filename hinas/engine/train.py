@@ -102,6 +102,21 @@ def poly_lr(cfg: RunConfig, it: int) -> float:
     return cfg.train_lr * max(1 - it / cfg.iterations, 0.0) ** 0.9
 
 
+def train_step(model, opt, loss_fn, stream, autocast, device, cfg: RunConfig) -> torch.Tensor:
+    """One training iteration, as the run and its time budget both take it: the next batch, the
+    loss, gradients averaged over processes, clipped by value (the released code), one step."""
+    x, y = stream.next()
+    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    opt.zero_grad(set_to_none=True)
+    with autocast:
+        loss = loss_fn(model(x).float(), y)
+    loss.backward()
+    common.all_reduce_gradients(model.parameters())
+    torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)
+    opt.step()
+    return loss
+
+
 def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, progress: bool | None = None,
           stop_at: float | None = None) -> dict:
     """Train the network of ``genotype`` (or DnCNN with ``cfg.model='dncnn'``) into ``out_dir``.
@@ -216,15 +231,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
         lr = poly_lr(cfg, it)
         for g in opt.param_groups:
             g["lr"] = lr * g["lr_factor"]
-        x, y = stream.next()
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            loss = loss_fn(model(x).float(), y)
-        loss.backward()
-        common.all_reduce_gradients(model.parameters())
-        torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)
-        opt.step()
+        loss = train_step(model, opt, loss_fn, stream, autocast, device, cfg)
         acc += loss.detach()
         n_acc += 1
         state["iteration"] += 1
