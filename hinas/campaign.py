@@ -265,13 +265,16 @@ class _Context:
 
 
 def _copy_files(src: Path, dst: Path, names) -> list[str]:
+    # plain copies, stamped now: the window's archive takes the files written since the call
+    # began, and a file the run wrote in an earlier window (config.yaml of a resumed training)
+    # must still travel with the finished item (copy2 kept the old time and left it behind)
     copied = []
     if (src.parent / "run.budget.json").exists():  # the time-budget plan (hinas.engine.budget)
-        shutil.copy2(src.parent / "run.budget.json", dst / "budget.json")
+        shutil.copyfile(src.parent / "run.budget.json", dst / "budget.json")
         copied.append("budget.json")
     for name in names:
         if (src / name).exists():
-            shutil.copy2(src / name, dst / name)
+            shutil.copyfile(src / name, dst / name)
             copied.append(name)
     return copied
 
@@ -635,10 +638,16 @@ def verify(results, *, images: int | None = 3, data_root=None) -> dict:
     if images is not None and images < 1:
         raise HinasError(f"--images must be at least 1, got {images}")
     networks: dict[str, dict] = {}
+    incomplete = []  # done items whose summary names files the folder lacks (a lossy unpack)
     for summary_file in sorted(results.rglob("summary.json")):
         folder = summary_file.parent
         summary = _read_json(summary_file)
-        if not (folder / DONE).exists() or not isinstance(summary, dict) or summary.get("kind") != "eval":
+        if not (folder / DONE).exists() or not isinstance(summary, dict):
+            continue
+        missing = [name for name in summary.get("files", []) if not (folder / name).is_file()]
+        if missing:
+            incomplete.append({"path": str(folder), "missing": missing})
+        if summary.get("kind") != "eval":
             continue
         net_dir = folder.parent / summary["network"]
         entry = networks.setdefault(str(net_dir), {"path": str(net_dir), "device": summary.get("device"),
@@ -662,7 +671,7 @@ def verify(results, *, images: int | None = 3, data_root=None) -> dict:
             entry["match"] = entry["match"] and ok
     nets = list(networks.values())
     return {"results": str(results), "images": images, "tolerance_db": TOLERANCE_DB, "networks": nets,
-            "match": all(n["match"] for n in nets)}
+            "incomplete": incomplete, "match": all(n["match"] for n in nets) and not incomplete}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -747,6 +756,9 @@ def _cli_verify(args) -> int:
         for n in report["networks"]:
             print(f"{'match' if n['match'] else 'DIFFERS':7s} {n['path']} ({n['device']}): max "
                   f"{n['max_diff_db']:.4f} dB over {len(n['checked'])} evaluations")
+        for item in report["incomplete"]:
+            print(f"MISSING {item['path']}: {', '.join(item['missing'])} (named in its summary.json; unpack "
+                  "every window's archive in order, or run the item again)")
         if not report["networks"]:
             print(f"no evaluated networks under {args.results}")
     return 0 if report["match"] else 1

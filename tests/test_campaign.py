@@ -90,6 +90,12 @@ def test_smoke_plan_in_two_budgeted_calls_without_book_packages_then_verify(tmp_
         with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts)), mode="r:gz") as tar:
             tar.extractall(rebuilt, filter="data")
     assert json.loads(second.stdout)["archive"] == [str(tmp_path / "out2" / "results.tgz")]
+    # ... whole: every file of the finished plan, byte for byte (files a resumed run wrote in the
+    # first call, such as its config.yaml, travel again with the finished item)
+    finished = {p.relative_to(results): p.read_bytes() for p in results.rglob("*") if p.is_file()}
+    assert finished and all((rebuilt / rel).is_file() and (rebuilt / rel).read_bytes() == data
+                            for rel, data in finished.items()), sorted(
+        str(rel) for rel in finished if not (rebuilt / rel).is_file())
     st = json.loads(_hinas(bare_env, "campaign", "status", "--plan", "smoke", "--results", results, "--json").stdout)
     assert [i["status"] for i in st["items"]] == ["done"] * 5, st
     assert st["items"][0]["pieces"] == (2 if search["status"] == "pending" else 1)
@@ -119,6 +125,7 @@ def test_smoke_plan_in_two_budgeted_calls_without_book_packages_then_verify(tmp_
     assert campaign_status(smoke, rebuilt)["done"] == 5
     ver = _hinas(bare_env, "verify", rebuilt, "--images", 1, "--json")
     assert ver.returncode == 0, ver.stderr
+    assert json.loads(ver.stdout)["incomplete"] == []
     nets = json.loads(ver.stdout)["networks"]
     assert [Path(n["path"]).name for n in nets] == ["train-dn50"] and len(nets[0]["checked"]) == 2
     assert all(n["match"] and n["max_diff_db"] <= 0.05 and n["device"] == "cpu" for n in nets)
