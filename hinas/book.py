@@ -331,6 +331,10 @@ def write_glance(paths: Paths, runs_root, profile: str) -> Path:
     lines = [f"Measured by this build (profile `{profile}`); *published* numbers are the paper's, on its data "
              "(BSD200), and are not comparable with crops of the embedded photos.", ""]
     rows = [r for chapter in sorted(data) for r in data[chapter]]
+    if any("GPU" in str(r.get("chapter")) for r in rows):
+        lines[0] += (" Rows marked *GPU, committed* are not measured by this build: they are GPU campaign results "
+                     "committed under `results/` (BSD200 itself), comparable with the published number under the "
+                     "protocol they name.")
     if rows:
         lines += ["| chapter | what | measured here | published |", "|---|---|---|---|"]
         for r in rows:

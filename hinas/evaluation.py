@@ -553,8 +553,9 @@ def evaluate_weights(args) -> dict:
 
 def add_eval_arguments(parser) -> None:
     """Arguments of ``hinas eval`` (shared with the engine's ``evaluate_weights``)."""
-    parser.add_argument("method", nargs="?", choices=["bicubic", "bm3d"], default=None,
-                        help="baseline to evaluate: bicubic (SR) or bm3d (denoising); omit with --weights")
+    parser.add_argument("method", nargs="?", choices=["bicubic", "bm3d", "noisy"], default=None,
+                        help="baseline to evaluate: bicubic (SR), bm3d (denoising) or noisy (the noisy input "
+                             "itself, the floor a denoiser must clear); omit with --weights")
     parser.add_argument("--weights", default=None, metavar="DIR", help="evaluate a trained run folder")
     parser.add_argument("--dataset", default=None,
                         help="dataset name (Set5, Set14, B100, Urban100, Manga109, BSDS500-test, BSD68, Set12, "
@@ -575,7 +576,7 @@ def add_eval_arguments(parser) -> None:
 
 
 def register_cli(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="evaluate a baseline (bicubic, bm3d) or trained weights on a dataset",
+    p = subparsers.add_parser("eval", help="evaluate a baseline (bicubic, bm3d, noisy) or trained weights on a dataset",
                               description="Evaluate a baseline or a trained network. Protocols: " + "; ".join(
                                   f"{k}: {v['summary']}" for k, v in PROTOCOLS.items()))
     add_eval_arguments(p)
@@ -593,7 +594,7 @@ def _default_dataset(task: str, data_root) -> str:
 def run_eval(args) -> dict:
     """Run ``hinas eval`` for a baseline from parsed ``args``; returns the result dict."""
     if args.method is None:
-        raise HinasError("give a method (bicubic or bm3d) or --weights DIR")
+        raise HinasError("give a method (bicubic, bm3d or noisy) or --weights DIR")
     if args.limit is not None and args.limit < 1:
         raise HinasError(f"--limit must be at least 1, got {args.limit}")
     if args.method == "bicubic":
@@ -606,11 +607,12 @@ def run_eval(args) -> dict:
         task, fn = "sr", bicubic_restore(args.scale)
     else:
         if args.scale is not None:
-            raise HinasError("bm3d is the denoising baseline: use --sigma, not --scale (bicubic is the SR one)")
+            raise HinasError(f"{args.method} is a denoising baseline: use --sigma, not --scale (bicubic is the SR one)")
         if args.sigma is None:
-            raise HinasError("bm3d needs --sigma (noise level on the 0-255 scale, e.g. 50)")
+            raise HinasError(f"{args.method} needs --sigma (noise level on the 0-255 scale, e.g. 50)")
         finite_number(args.sigma, "--sigma", lo=0, hi=255, lo_open=True)
-        task, fn = "denoise", bm3d_restore(args.sigma)
+        # noisy: the identity, scored under the same protocol and noise draws as any denoiser
+        task, fn = "denoise", (bm3d_restore(args.sigma) if args.method == "bm3d" else (lambda x: x))
     dataset = args.dataset or _default_dataset(task, args.data_root)
     res = evaluate(fn, dataset, task, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
                    device=args.device, data_root=args.data_root, limit=args.limit,

@@ -506,17 +506,6 @@ def published(table: str) -> pd.DataFrame:
     return pd.DataFrame(flat_rows(table))
 
 
-def committed_results(repo) -> dict:
-    """Search/train results committed under ``results/`` by GPU runs: ``{name: summary}``."""
-    out = {}
-    for p in sorted(Path(repo, "results").rglob("summary.json")):
-        try:
-            out[str(p.parent.relative_to(Path(repo, "results")))] = json.loads(p.read_text())
-        except (OSError, ValueError):
-            continue
-    return out
-
-
 def ours_vs_published(ours: pd.DataFrame, pub: Optional[pd.DataFrame], keys, *, sigma=None,
                       protocol: str = "standard") -> pd.DataFrame:
     """One row per setting: our mean ± std over seeds beside the paper's number for the same

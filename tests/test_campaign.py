@@ -123,6 +123,15 @@ def test_smoke_plan_in_two_budgeted_calls_without_book_packages_then_verify(tmp_
     assert third["ran"] == [] and third["done"] == 5
 
     assert campaign_status(smoke, rebuilt)["done"] == 5
+    from hinas.campaign import result_rows
+
+    rr = result_rows(rebuilt)  # what the book tabulates: every row names its network, size and schedule
+    assert [len(rr[k]) for k in ("search", "train", "eval", "bench")] == [1, 2, 2, 1]
+    assert sorted(t["model"] for t in rr["train"]) == ["dncnn", "hinas"]
+    assert {(e["protocol"], e["model"], e["seed"], e["params"]) for e in rr["eval"]} == {
+        ("standard", "hinas", 0, train["params"]), ("hinas-reference", "hinas", 0, train["params"])}
+    hinas_train = next(t for t in rr["train"] if t["item"] == "train-dn50")
+    assert hinas_train["iterations"] == sched["planned_iterations"] and hinas_train["paper_iterations"] == 600_000
     ver = _hinas(bare_env, "verify", rebuilt, "--images", 1, "--json")
     assert ver.returncode == 0, ver.stderr
     assert json.loads(ver.stdout)["incomplete"] == []

@@ -37,3 +37,15 @@ def test_bad_inputs_exit_2(tmp_path, kind):
     assert r.returncode == 2
     assert r.stderr.startswith("hinas: error:") and "Traceback" not in r.stderr
     assert str(d) in r.stderr
+
+
+def test_noisy_input_baseline_is_the_noise_floor(tmp_path):
+    # the identity under the standard protocol: PSNR of Gaussian noise of sigma 50 on 0-255
+    # (20 log10(255/50) = 14.15 dB; clipping to [0, 255] removes a little of the error)
+    r = _run("eval", "noisy", "--sigma", "50", "--dataset", "embedded-test", "--limit", "1", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["method"] == "noisy" and out["images"] == 1 and out["sigma"] == 50
+    assert 14.15 <= out["psnr"] < 15.5
+    bad = _run("eval", "noisy", "--scale", "2", "--dataset", "embedded-test")
+    assert bad.returncode == 2 and "use --sigma, not --scale" in bad.stderr and "Traceback" not in bad.stderr

@@ -1,0 +1,90 @@
+"""Committed results as the book reads them (hinas.committed): the readings are computed from the
+numbers with the tie rule, whatever the numbers are."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from hinas import committed as cm
+from hinas import experiments as ex
+
+PAPER_50 = float(ex.published("table10").query("method == 'HiNAS' and sigma == 50").psnr.iloc[0])
+
+
+def _row(model, protocol, psnr, seed=0, precision="fp32", params=250_000, iterations=7_500, best=7_500):
+    trained = model in ("hinas", "dncnn")
+    return {"model": model, "network": f"results/x/train-{model}-s{seed}" if trained else None,
+            "seed": seed if trained else None, "params": params if trained else None,
+            "train_iterations": iterations if trained else None, "paper_iterations": 600_000 if trained else None,
+            "best_iteration": best if trained else None, "protocol": protocol, "precision": precision,
+            "images": 200, "psnr": psnr, "ssim": 0.7, "evaluated on": "gpu", "trained on": "gpu" if trained else None}
+
+
+@pytest.mark.parametrize("offset", [-0.78, 0.31])
+def test_reading_against_the_paper_follows_the_numbers(offset):
+    rows = pd.DataFrame([_row("hinas", "hinas-reference", PAPER_50 + offset), _row("hinas", "standard", 25.2)])
+    text = " ".join(cm.denoise_reading(rows, 50.0))
+    assert f"{abs(offset):.2f} dB {'below' if offset < 0 else 'above'}" in text
+    assert "7,500 iterations, 1.2% of the released code's 600,000" in text
+    assert "still improving" in text  # best validation at the last iteration
+    stopped = rows.assign(best_iteration=2_000)
+    assert "stopped improving" in " ".join(cm.denoise_reading(stopped, 50.0))
+
+
+@pytest.mark.parametrize("hinas, dncnn, verdict", [(25.22, 25.18, "tie"), (25.9, 25.2, "ahead"),
+                                                   (24.5, 25.2, "behind")])
+def test_reading_against_dncnn_uses_the_tie_rule(hinas, dncnn, verdict):
+    rows = pd.DataFrame([_row("hinas", "standard", hinas),
+                         _row("dncnn", "standard", dncnn, params=556_096, iterations=17_918)])
+    line = next(s for s in cm.denoise_reading(rows, 50.0) if "DnCNN" in s)
+    assert f"**{verdict}**" in line and f"{hinas - dncnn:+.2f} dB" in line
+    assert "0.45x DnCNN's parameters" in line and "7,500 iterations to DnCNN's 17,918" in line
+    # with seeds, the margin is their spread: 0.05 dB apart is a tie only inside a wide spread
+    seeded = pd.DataFrame([_row("hinas", "standard", 25.30, seed=0), _row("hinas", "standard", 25.32, seed=1),
+                           _row("dncnn", "standard", 25.20, seed=0), _row("dncnn", "standard", 25.21, seed=1)])
+    assert "**ahead**" in next(s for s in cm.denoise_reading(seeded, 50.0) if "DnCNN" in s)
+
+
+def test_missing_numbers_are_said_missing_and_table_is_labelled():
+    rows = pd.DataFrame([_row("hinas", "standard", 25.2), _row("noisy", "standard", 14.9)])
+    reading = cm.denoise_reading(rows, 50.0)
+    assert any("Against the paper" in s and "missing" in s for s in reading)
+    assert any("DnCNN" in s and "missing" in s for s in reading)
+    table = cm.denoise_table(rows, 50.0)
+    assert list(table.method[:2]) == ["HiNAS (ours)", ex.NOISY_INPUT]
+    assert {"HiNAS (published, Table 10)", "BM3D (published, Table 10)"} <= set(table.method)
+    assert cm.denoise_reading(pd.DataFrame(), 50.0) == []
+
+
+def test_committed_files_become_rows(tmp_path):
+    """A campaign folder, a CPU evaluation of its network and full-test-set baselines; a baseline on
+    a subset of the images or another sigma is left out."""
+    repo = tmp_path
+    net = repo / "results" / "plan-x" / "train-a"
+    net.mkdir(parents=True)
+    (net / "done").write_text("{}")
+    (net / "summary.json").write_text(json.dumps({
+        "item": "train-a", "kind": "train", "model": "dncnn", "params": 556096, "device": "gpu",
+        "metrics": {"val_psnr": 24.7, "best_iteration": 90},
+        "schedule": {"planned_iterations": 100, "paper_iterations": 600000},
+        "config": {"task": "denoise", "sigma": [50.0], "seed": 3, "profile": "gpu"}, "provenance": {"plan": "smoke"}}))
+    (repo / "results" / "cpu-eval").mkdir()
+    (repo / "results" / "cpu-eval" / "a.json").write_text(json.dumps({
+        "dataset": "BSDS500-test", "sigma": 50.0, "protocol": "standard", "psnr": 25.1, "ssim": 0.69, "images": 200,
+        "run": "results/plan-x/train-a", "model": "dncnn", "params": 556096, "embedded": False}))
+    base = repo / "results" / "baselines"
+    base.mkdir()
+    for name, method, images, sigma in (("bm3d_all", "bm3d", 200, 50.0), ("bm3d_first10", "bm3d", 10, 50.0),
+                                        ("noisy_30", "noisy", 200, 30.0)):
+        (base / f"{name}.json").write_text(json.dumps({
+            "dataset": "BSDS500-test", "sigma": sigma, "protocol": "standard", "psnr": 25.5, "ssim": 0.68,
+            "images": images, "method": method, "device": "cpu", "embedded": False}))
+    rows = cm.denoise_rows(repo, 50.0)
+    assert sorted(rows.model) == ["bm3d", "dncnn"]
+    dn = rows[rows.model == "dncnn"].iloc[0]
+    assert dn.seed == 3 and dn.train_iterations == 100 and dn["evaluated on"].startswith("cpu")
+    assert dn["trained on"] == "gpu" and len(cm.campaign_rows(repo, "train")) == 1
+    assert len(cm.campaign_folders(repo)) == 1 and len(cm.campaign_rows(repo, "eval")) == 0
+    left = cm.not_done(repo)  # every item of the named plan but this one (not in the smoke plan)
+    assert len(left) and "train-a" not in set(left.item)
