@@ -187,8 +187,8 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
         out.append(f"**Against the paper**: missing; no HiNAS network has been evaluated under `hinas-reference` "
                    f"at sigma {sigma:g} yet (published: {float(paper.iloc[0]):.2f} dB).")
     ours = _mean(rows, "hinas", "standard")
-    for other, what in (("dncnn", "DnCNN trained with the same time budget"), ("bm3d", "BM3D"),
-                        ("noisy", "the noisy input")):
+    for other, what, short in (("dncnn", "DnCNN trained with the same time budget", "DnCNN"), ("bm3d", "BM3D", "BM3D"),
+                               ("noisy", "the noisy input", "the noisy input")):
         theirs = _mean(rows, other, "standard")
         if ours is None or theirs is None:
             if ours is not None:
@@ -196,7 +196,7 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
             continue
         diff = ours["psnr"] - theirs["psnr"]
         verdict = ex.compare(ours["psnr"], ours["std"], theirs["psnr"], theirs["std"])
-        text = (f"**Against {what}** (protocol `standard`): HiNAS {ours['psnr']:.2f} dB, {what} "
+        text = (f"**Against {what}** (protocol `standard`): HiNAS {ours['psnr']:.2f} dB, {short} "
                 f"{theirs['psnr']:.2f} dB, a difference of {diff:+.2f} dB: **{verdict}** by the tie rule")
         if ours["std"] is None and theirs["std"] is None:
             text += f" (single runs, no seed spread, so the margin is {ex.ONE_SEED_MARGIN_DB} dB)"

@@ -321,3 +321,26 @@ def test_notebook_runs_from_any_folder(tmp_path):
     nb = nbformat.read(out, as_version=4)
     errors = [o for c in nb.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
     assert not errors
+
+
+def test_committed_gpu_results_come_first(browser, server):
+    """Chapters 4-6 show the GPU campaign results committed under results/ (or say there are none),
+    and the intro's glance table carries them, marked as committed."""
+    from hinas import committed as cm
+
+    folders = cm.campaign_folders(REPO)
+    _visit(browser, f"{server}/book/generated/06_sota_comparison.html")
+    text = _page_text(browser)
+    if not folders:
+        assert "No GPU results committed yet" in text
+        return
+    searches, evals = cm.campaign_rows(REPO, "search"), cm.campaign_rows(REPO, "eval")
+    for sigma in sorted(evals[evals.task == "denoise"].sigma.unique()) if len(evals) else []:
+        assert f"BSD200, sigma {sigma:g}" in text and "Against the paper" in text
+        assert "HiNAS (published, Table 10)" in _table_cells(browser)
+    _visit(browser, f"{server}/book/generated/04_search.html")
+    text = _page_text(browser)
+    assert all(item in text for item in searches.item), "chapter 4 lacks a committed search"
+    _visit(browser, f"{server}/book/intro.html")
+    if len(evals):
+        assert any("GPU, committed" in c for c in _table_cells(browser)), "the glance lacks the GPU rows"
