@@ -573,6 +573,19 @@ def init_distributed(device: torch.device) -> None:
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
 
 
+def backward_on_next_batch(net, opt, loss_fn, stream, autocast, device) -> torch.Tensor:
+    """The part every optimisation step shares (training, and the search's weight and
+    architecture steps): the next batch on ``device``, fresh gradients, the loss (in fp32 after a
+    possibly bf16 forward) and its backward pass. The caller handles the gradients and steps."""
+    x, y = stream.next()
+    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    opt.zero_grad(set_to_none=True)
+    with autocast:
+        loss = loss_fn(net(x).float(), y)
+    loss.backward()
+    return loss
+
+
 def all_reduce_gradients(params) -> None:
     """Average gradients over processes in one flat all-reduce (weights and alpha/beta alike)."""
     if world_size() == 1 or not dist.is_initialized():

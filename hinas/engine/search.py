@@ -94,12 +94,7 @@ def validate_network(net, records, cfg: RunConfig, device) -> dict:
 
 def arch_step(net, opt_a, loss_fn, stream_a, autocast, device) -> torch.Tensor:
     """One architecture step on an A batch (the search's and its time budget's)."""
-    x, y = stream_a.next()
-    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-    opt_a.zero_grad(set_to_none=True)
-    with autocast:
-        loss = loss_fn(net(x).float(), y)
-    loss.backward()
+    loss = common.backward_on_next_batch(net, opt_a, loss_fn, stream_a, autocast, device)
     common.all_reduce_gradients(net.arch_parameters())
     opt_a.step()
     return loss
@@ -107,12 +102,7 @@ def arch_step(net, opt_a, loss_fn, stream_a, autocast, device) -> torch.Tensor:
 
 def weight_step(net, opt_w, loss_fn, stream_w, autocast, device) -> torch.Tensor:
     """One weight step on a W batch (the search's and its time budget's)."""
-    x, y = stream_w.next()
-    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-    opt_w.zero_grad(set_to_none=True)
-    with autocast:
-        loss = loss_fn(net(x).float(), y)
-    loss.backward()
+    loss = common.backward_on_next_batch(net, opt_w, loss_fn, stream_w, autocast, device)
     # DARTS: the weight step leaves alpha/beta alone; their grads are discarded here.
     for p in net.arch_parameters():
         p.grad = None

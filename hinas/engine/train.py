@@ -105,12 +105,7 @@ def poly_lr(cfg: RunConfig, it: int) -> float:
 def train_step(model, opt, loss_fn, stream, autocast, device, cfg: RunConfig) -> torch.Tensor:
     """One training iteration, as the run and its time budget both take it: the next batch, the
     loss, gradients averaged over processes, clipped by value (the released code), one step."""
-    x, y = stream.next()
-    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-    opt.zero_grad(set_to_none=True)
-    with autocast:
-        loss = loss_fn(model(x).float(), y)
-    loss.backward()
+    loss = common.backward_on_next_batch(model, opt, loss_fn, stream, autocast, device)
     common.all_reduce_gradients(model.parameters())
     torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)
     opt.step()
