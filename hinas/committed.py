@@ -10,14 +10,13 @@ are sentences computed from those numbers with the book's tie rule, never writte
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 
 from hinas import experiments as ex
-from hinas.campaign import DONE, campaign_status, load_plan, result_rows
+from hinas.campaign import DONE, _read_json, campaign_status, load_plan, result_rows
 
 # the paper's claims for Eq. 5 against Eq. 6 (Sec. 3.2 and Table 8): memory "by a factor of 3",
 # search 3.6 vs 1.0 GTX 1080Ti GPU-hours
@@ -47,7 +46,8 @@ def not_done(repo) -> pd.DataFrame:
     """The plan items of each campaign folder that are not finished (pending or failed)."""
     rows = []
     for d in campaign_folders(repo):
-        plans = {json.loads(p.read_text()).get("provenance", {}).get("plan") for p in d.glob("*/summary.json")}
+        summaries = (_read_json(p) for p in d.glob("*/summary.json"))
+        plans = {s.get("provenance", {}).get("plan") for s in summaries if isinstance(s, dict)}
         for name in sorted(p for p in plans if p):
             for it in campaign_status(load_plan(name), d)["items"]:
                 if it["status"] != "done":
@@ -57,10 +57,8 @@ def not_done(repo) -> pd.DataFrame:
 
 
 def _saved(path: Path) -> Optional[dict]:
-    try:
-        d = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+    """A saved ``hinas eval`` result, or None for anything else."""
+    d = _read_json(path)
     return d if isinstance(d, dict) and "psnr" in d else None
 
 
@@ -76,8 +74,9 @@ def denoise_rows(repo, sigma: float, dataset: str = "BSDS500-test") -> pd.DataFr
         for r in ev.itertuples():
             rows.append({"model": r.model, "network": f"{r.results}/{r.network}", "seed": r.seed, "params": r.params,
                          "train_iterations": r.train_iterations, "paper_iterations": r.paper_iterations,
-                         "best_iteration": r.best_iteration, "protocol": r.protocol, "precision": r.precision, "images": r.images, "psnr": r.psnr,
-                         "ssim": r.ssim, "evaluated on": r.device, "trained on": r.device})
+                         "best_iteration": r.best_iteration, "protocol": r.protocol, "precision": r.precision,
+                         "images": r.images, "psnr": r.psnr, "ssim": r.ssim, "evaluated on": r.device,
+                         "trained on": r.device})
     seen = {(r["network"], r["protocol"], r["precision"]) for r in rows}
     nets = {(Path(repo) / r.results / r.item).resolve(): r for r in trained.itertuples()} if len(trained) else {}
     for p in sorted((_results(repo) / "cpu-eval").glob("*.json")):
@@ -99,13 +98,14 @@ def denoise_rows(repo, sigma: float, dataset: str = "BSDS500-test") -> pd.DataFr
         if (not d or d.get("method") not in ("bm3d", "noisy") or d.get("dataset") != dataset
                 or d.get("sigma") != sigma or d.get("embedded")):
             continue
-        if d["method"] == "bm3d" and d.get("images", 0) < 200 and dataset == "BSDS500-test":
-            continue  # a subset (first N images) is not the test set
         rows.append({"model": d["method"], "network": None, "seed": None, "params": None, "train_iterations": None,
                      "paper_iterations": None, "best_iteration": None, "protocol": d["protocol"], "precision": "fp32",
                      "images": d.get("images"), "psnr": d["psnr"], "ssim": d["ssim"],
                      "evaluated on": d.get("device"), "trained on": None})
-    return pd.DataFrame(rows)
+    # a score on the first N images only (``--limit``) is not a score on the test set: keep the
+    # rows that cover as many images as the most complete one
+    full = max((r["images"] or 0 for r in rows), default=0)
+    return pd.DataFrame([r for r in rows if (r["images"] or 0) == full])
 
 
 METHOD_LABELS = {"hinas": "HiNAS (ours)", "dncnn": "DnCNN (ours, same time budget)", "bm3d": "BM3D",

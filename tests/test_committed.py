@@ -76,7 +76,7 @@ def test_committed_files_become_rows(tmp_path):
     base = repo / "results" / "baselines"
     base.mkdir()
     for name, method, images, sigma in (("bm3d_all", "bm3d", 200, 50.0), ("bm3d_first10", "bm3d", 10, 50.0),
-                                        ("noisy_30", "noisy", 200, 30.0)):
+                                        ("noisy_first10", "noisy", 10, 50.0), ("noisy_30", "noisy", 200, 30.0)):
         (base / f"{name}.json").write_text(json.dumps({
             "dataset": "BSDS500-test", "sigma": sigma, "protocol": "standard", "psnr": 25.5, "ssim": 0.68,
             "images": images, "method": method, "device": "cpu", "embedded": False}))
