@@ -60,10 +60,16 @@ clean:
 GPU_DATA ?= $(or $(HINAS_DATA),../shared/data)
 GPU_SETS ?= BSDS500 Set5 Set14
 GPU_RESULTS ?= results/paper-gpu
+# a checkout of the released code (hkzhang-git/HiNAS) for `hinas bench gpu-speed --code`; copied, never committed
+GPU_CODE ?=
 gpu-pack:
 	@for s in $(GPU_SETS); do test -d "$(GPU_DATA)/$$s" || { echo "gpu-pack: $(GPU_DATA)/$$s not found; set HINAS_DATA or GPU_DATA to the datasets folder (python data_scripts/download.py $$s)" >&2; exit 2; }; done
 	rm -rf .gpu && mkdir -p .gpu/data
 	for s in $(GPU_SETS); do cp -R "$(GPU_DATA)/$$s" .gpu/data/; done
+	@if [ -n "$(GPU_CODE)" ]; then test -d "$(GPU_CODE)/one_stage_nas" || { echo "gpu-pack: $(GPU_CODE) is not a checkout of hkzhang-git/HiNAS (no one_stage_nas/)" >&2; exit 2; }; \
+	  mkdir -p .gpu/released && cp -R "$(GPU_CODE)/one_stage_nas" "$(GPU_CODE)/configs" .gpu/released/ && \
+	  find .gpu/released -name __pycache__ -prune -exec rm -rf {} + ; \
+	  git -C "$(GPU_CODE)" rev-parse HEAD > .gpu/released/COMMIT 2>/dev/null || true; echo "gpu-pack: released code from $(GPU_CODE) in .gpu/released"; fi
 	@bytes=$$( { git ls-files -z -co --exclude-standard; find .gpu -type f -print0; \
 	  test -d $(GPU_RESULTS) && find $(GPU_RESULTS) -type f -print0; } | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1); \
 	echo "gpu-pack: .gpu/data $$(du -sm .gpu | cut -f1) MiB; travelling tree $$((bytes / 1048576)) MiB (limit 60)"; \

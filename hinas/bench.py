@@ -17,7 +17,6 @@ target cell once per incoming level (``Supernet.cell_evaluations``).
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import statistics
@@ -249,184 +248,8 @@ def train_stability(*, iterations: int = 500, batch: int = 24, patch: int = 64, 
             "seconds": round(seconds, 3), "device": str(device), "provenance": _provenance(device)}
 
 
-def _reference_cfg(genotype, f: int, out_dir: str):
-    """A stand-in for the released code's yacs config (train_s50.yaml + defaults.py), enough for
-    its ``Dn_compnet`` and ``make_normal_optimizer``."""
-    from types import SimpleNamespace as NS
-
-    return NS(
-        OUTPUT_DIR=out_dir,
-        DATASET=NS(TASK="dn", DATA_NAME="BSD500_300", TRAIN_DATASETS=[]),
-        SEARCH=NS(TIE_CELL=False, SEARCH_ON=False),
-        MODEL=NS(NUM_LAYERS=genotype.layers, NUM_BLOCKS=genotype.steps, USE_ASPP=False, USE_RES=True,
-                 PRIMITIVES="NO_DEF_L", ACTIVATION_F="Leaky", FILTER_MULTIPLIER=f, NUM_STRIDES=3,
-                 WS_FACTORS=list(genotype.width_factors), IN_CHANNEL=1, ASPP_RATES=(2, 4, 6), AFFINE=True),
-        SOLVER=NS(LOSS=["mse", "log_ssim"], LOSS_WEIGHT=[1.0, 0.6], BIAS_LR_FACTOR=2, WEIGHT_DECAY_BIAS=0,
-                  WEIGHT_DECAY=0.00004, MOMENTUM=0.9, TRAIN=NS(INIT_LR=0.05, POWER=0.9, MAX_ITER=600_000)),
-    )
-
-
-def _copy_into_reference(ours, theirs) -> None:
-    """Copy a hinas DerivedNetwork's weights and BN statistics into the released ``Dn_compnet``
-    (module by module; the decoder's concat order differs: ours [high 128, low 48], theirs
-    [low 48, high 128], so the first fuse unit's channels are permuted)."""
-    pairs = [(ours.stem1, theirs.stem1), (ours.stem2, theirs.stem2), (ours.reduce, theirs.reduce)]
-    for l in range(len(ours.cells)):
-        pairs += [(ours.cells[l], theirs.cells[l]), (ours.scalers0[l].proj, theirs.scalers[2 * l].conv),
-                  (ours.scalers1[l].proj, theirs.scalers[2 * l + 1].conv)]
-    d = theirs.decoder
-    pairs += [(ours.pre_conv, d.pre_conv), (ours.proj, d.proj), (ours.fuse[1], d.conv1), (ours.classifier, d.clf)]
-    n_high = ours.fuse[0][0].in_channels - ours.proj[0].out_channels
-    perm = torch.cat([torch.arange(n_high, ours.fuse[0][0].in_channels), torch.arange(n_high)])
-    fuse0 = {}
-    for k, v in ours.fuse[0].state_dict().items():
-        if k.startswith("0.") or k.startswith("1.") and v.ndim == 1:  # depthwise conv, its BN
-            v = v[perm]
-        elif k == "3.weight":  # pointwise conv: permute its inputs
-            v = v[:, perm]
-        fuse0[k] = v
-    pairs.append((fuse0, d.conv0))
-    with torch.no_grad():
-        for src, dst in pairs:
-            a = list((src if isinstance(src, dict) else src.state_dict()).values())
-            b = list(dst.state_dict().values())
-            if len(a) != len(b) or any(x.shape != y.shape for x, y in zip(a, b)):
-                raise HinasError("the released network's modules do not match ours; is this the HiNAS release?")
-            for x, y in zip(a, b):
-                y.copy_(x)
-
-
-def reference_side_by_side(code: str, *, iterations: int = 40, batch: int = 24, patch: int = 64, f: int = 20,
-                           sigma: float = 50.0, seed: int = 0, device: str = "cpu", data_root=None, genotype=None,
-                           max_images: int | None = None) -> dict:
-    """Train the same derived network with the released code's own ``Dn_compnet`` (its losses,
-    ``make_normal_optimizer``, clip 5) and with hinas, from the same initial weights (hinas'
-    torch-1.0 BN init copied across) on the same batches, and return both loss traces.
-
-    ``code`` is the path of a checkout of hkzhang-git/HiNAS (fetched by the user; never vendored).
-    The released loss is NaN where its batch mean SSIM is <= 0; hinas logs a finite value there.
-    """
-    import contextlib
-    import math
-    import sys
-    from pathlib import Path
-
-    import numpy as np
-
-    from hinas.data import PatchDataset, task_datasets
-    from hinas.engine.config import RunConfig
-    from hinas.engine.train import param_groups, poly_lr
-    from hinas.genotype import random_genotype
-    from hinas.losses import differentiable_ssim as ssim
-    from hinas.network import build_network
-    from hinas.ops import REFERENCE_NAMES
-
-    root = Path(code)
-    if not (root / "one_stage_nas" / "modeling" / "dn_compnet.py").exists():
-        raise HinasError(f"{root}: not a checkout of the released HiNAS code (no one_stage_nas/modeling/"
-                         f"dn_compnet.py); clone https://github.com/hkzhang-git/HiNAS and pass its folder")
-    sys.path.insert(0, str(root))
-    try:
-        from one_stage_nas.modeling.dn_compnet import Dn_compnet
-        from one_stage_nas.solver.build import make_normal_optimizer
-    finally:
-        sys.path.remove(str(root))
-    cfg = RunConfig.from_profile("paper", "denoise", seed=seed, device=device)
-    torch.manual_seed(seed)
-    g = genotype or random_genotype("denoise", seed=seed)
-    ours = build_network(g, f, bn_init="torch1").to(device)
-    theirs_names = {v: k for k, v in REFERENCE_NAMES.items()}
-    gene = ([[(theirs_names[op], j) for op, j in cell] for cell in g.cells], list(g.path))
-    with tempfile.TemporaryDirectory() as tmp:
-        rcfg = _reference_cfg(g, f, tmp)
-        models = Path(tmp, "dn", "BSD500_300", f"Outline-{g.layers}c{g.steps}n_TC-False_ASPP-False_Res-True_Prim-NO_DEF_L",
-                      "search", "models")
-        models.mkdir(parents=True)
-        torch.save(gene, models / "model_best.geno")
-        patch_cuda = contextlib.nullcontext()
-        if not torch.cuda.is_available():  # its SSIM window is .cuda()'d at construction
-            patch_cuda = _identity_cuda()
-        with patch_cuda, contextlib.redirect_stdout(sys.stderr):  # it prints where it loads the genotype
-            theirs = Dn_compnet(rcfg).to(device)
-    _copy_into_reference(ours, theirs)
-    for loss in getattr(theirs, "loss_dict", None) or []:
-        if hasattr(loss, "window"):
-            loss.window = loss.window.to(device)
-    x0 = torch.rand(2, 1, patch, patch, device=device)
-    ours.eval(), theirs.eval()
-    with torch.no_grad():
-        init_diff = float((ours(x0) - theirs(x0)).abs().max())
-    ours.train(), theirs.train()
-    opt_ours = torch.optim.SGD(param_groups(ours, cfg), lr=cfg.train_lr, momentum=0.9)
-    opt_theirs = make_normal_optimizer(rcfg, theirs)
-    base_lrs = [grp["lr"] for grp in opt_theirs.param_groups]
-    loss_fn = RestorationLoss("denoise", "train").to(device)
-    records = sorted(task_datasets("denoise", data_root)["train"].records, key=lambda r: r.name)[:max_images]
-    ds = PatchDataset(records, "denoise", patch=patch, sigma=sigma, seed=seed, rescale=True,
-                      samples_per_epoch=max(len(records), batch))
-    order = np.random.default_rng(seed)
-    trace = []
-    t0 = time.perf_counter()
-    for it in range(iterations):
-        ds.set_epoch(it)
-        idx = order.choice(len(ds), size=batch, replace=len(ds) < batch)
-        x, y = (torch.stack(t).to(device) for t in zip(*(ds[int(i)] for i in idx)))
-        lr = poly_lr(cfg, it)
-        for grp in opt_ours.param_groups:
-            grp["lr"] = lr * grp["lr_factor"]
-        for grp, base in zip(opt_theirs.param_groups, base_lrs):
-            grp["lr"] = base * lr / cfg.train_lr
-        opt_ours.zero_grad(set_to_none=True)
-        pred = ours(x)
-        l_ours = loss_fn(pred, y)
-        l_ours.backward()
-        torch.nn.utils.clip_grad_value_(ours.parameters(), 5.0)
-        opt_ours.step()
-        opt_theirs.zero_grad()
-        pred_t, ld = theirs(x, y)
-        l_theirs = ld["decoder_loss"]
-        l_theirs.backward()
-        torch.nn.utils.clip_grad_value_(theirs.parameters(), 5.0)
-        opt_theirs.step()
-        trace.append({"iteration": it + 1, "hinas": float(l_ours.detach()), "released": float(l_theirs.detach()),
-                      "hinas_ssim": float(ssim(pred.detach(), y)), "released_ssim": float(ssim(pred_t.detach(), y))})
-        if (it + 1) % 10 == 0:
-            print(f"side-by-side: iteration {it + 1}/{iterations}", file=sys.stderr)
-    seconds = time.perf_counter() - t0
-    first_np = next((r["iteration"] for r in trace if r["released_ssim"] <= 0 or r["hinas_ssim"] <= 0), None)
-    agree = [r for r in trace if first_np is None or r["iteration"] < first_np]
-    max_diff = max((abs(r["hinas"] - r["released"]) for r in agree), default=None)
-    return {"trace": trace, "initial_output_max_abs_diff": init_diff, "first_nonpositive_ssim_iteration": first_np,
-            "max_loss_diff_before_it": max_diff, "released_nan_iterations": [r["iteration"] for r in trace
-                                                                           if not math.isfinite(r["released"])],
-            "iterations": iterations, "batch": batch, "patch": patch, "f": f, "sigma": sigma, "lr": cfg.train_lr,
-            "seed": seed, "genotype": g.to_dict(), "images": len(records), "device": str(device),
-            "seconds": round(seconds, 3), "torch": torch.__version__, "provenance": _provenance(device),
-            "released_code": {"path": str(root), "commit": _git_head(root)}}
-
-
-def _git_head(root) -> str | None:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True).stdout.strip() or None
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
-@contextlib.contextmanager
-def _identity_cuda():
-    """Make ``Tensor.cuda()`` a no-op while the released modules are built on a CPU-only machine."""
-    original = torch.Tensor.cuda
-    torch.Tensor.cuda = lambda self, *a, **k: self
-    try:
-        yield
-    finally:
-        torch.Tensor.cuda = original
-
-
 def _cli_side_by_side(args) -> int:
+    from hinas.bench_released import reference_side_by_side
     from hinas.cli import print_json
 
     res = reference_side_by_side(args.code, iterations=args.iterations, batch=args.batch, patch=args.patch,
@@ -535,6 +358,10 @@ def register_cli(subparsers) -> None:
     sb.add_argument("--out", default=None, help="also write the JSON trace here (e.g. results/side_by_side.json)")
     sb.add_argument("--json", action="store_true")
     sb.set_defaults(func=_cli_side_by_side)
+
+    from hinas.bench_gpu import register_cli as register_gpu_speed
+
+    register_gpu_speed(sub)
 
 
 def search_speed(*, profile: str = "paper", task: str = "denoise", device: str = "cpu", steps: int = 3,

@@ -19,7 +19,9 @@ most work and loses none:
 Item kinds: ``bench`` (Eq. 5 vs Eq. 6 memory/time, search-step speed), ``search``, ``train``
 (``genotype_from`` a search item, or ``model: dncnn``), ``eval`` (``network_from`` a train
 item; protocols x precisions, each part saved as it finishes). ``budget: SECONDS`` on a search
-or train item sizes its schedule to fit (:mod:`hinas.engine.budget`).
+or train item sizes its schedule to fit (:mod:`hinas.engine.budget`); ``long: true`` runs its config's fixed
+length over as many calls as it takes, optionally with a learning ``curve`` (:mod:`hinas.campaign_long`, which
+also keeps a train item ``waiting`` while its search did not move, and estimates the seconds to finish).
 
 ``hinas verify DIR`` re-evaluates every stored network on the CPU against its stored
 per-image scores (:data:`TOLERANCE_DB`).
@@ -143,6 +145,10 @@ def load_plan(name_or_file) -> Plan:
         if unknown:
             raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}; "
                               f"known: {', '.join(sorted(_OPTIONS[kind]))}")
+        if kind in ("search", "train"):
+            from hinas.campaign_long import check_item
+
+            check_item(item, where)  # long / curve options
         items.append(item)
         seen.add(name)
     return Plan(name=str(data.get("name") or path.stem), description=str(data.get("description", "")),
@@ -151,16 +157,38 @@ def load_plan(name_or_file) -> Plan:
 
 _OPTIONS = {
     "bench": {"batch", "size", "f", "layers", "steps", "levels", "repeats", "speed_steps", "speed_profile"},
-    "search": set(),
-    "train": set(),
+    "search": {"long"},
+    "train": {"long", "curve"},
     "eval": {"datasets", "sigma", "protocols", "precisions", "limit"},
 }
 
 
-def _item_config(item: Item, device, data_root):
+# what ``campaign run --set`` may change: how items run, never what they compute
+SETTABLE = ("cuda_graphs", "fused_optimizer", "cudnn_benchmark", "native_batchnorm", "channels_last", "threads",
+            "checkpoint_every")
+
+
+def parse_settings(assignments) -> dict:
+    """``["key=value", ...]`` of ``campaign run --set`` (values read as YAML scalars); only
+    :data:`SETTABLE` keys, so a call changes how the plan runs, never its results."""
+    out = {}
+    for item in assignments or ():
+        key, sep, raw = str(item).partition("=")
+        key = key.strip()
+        if not sep or key not in SETTABLE:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE with KEY one of {', '.join(SETTABLE)} "
+                              f"(settings that change results belong in the plan file)")
+        try:
+            out[key] = yaml.safe_load(raw)
+        except yaml.YAMLError:
+            out[key] = raw
+    return out
+
+
+def _item_config(item: Item, device, data_root, settings: dict | None = None):
     from hinas.engine.config import RunConfig
 
-    values = dict(item.config)
+    values = {**item.config, **(settings or {})}
     profile = values.pop("profile", "smoke")
     task = values.pop("task", "denoise")
     scale = values.pop("scale", None)
@@ -215,7 +243,11 @@ def campaign_status(plan: Plan, results) -> dict:
     results = Path(results)
     items = [item_status(results, it) for it in plan.items]
     counts = {s: sum(1 for i in items if i["status"] == s) for s in ("done", "pending", "failed")}
-    return {"plan": plan.name, "results": str(results), **counts, "items": items}
+    report = {"plan": plan.name, "results": str(results), **counts, "items": items}
+    from hinas.campaign_long import annotate
+
+    annotate(plan, results, report)  # waiting items, search movement, seconds spent and to finish
+    return report
 
 
 def _provenance(plan: Plan, item: Item, cfg=None, device: str = "cpu") -> dict:
@@ -251,9 +283,11 @@ class _Progress:
 # running items
 # ---------------------------------------------------------------------------------------------
 class _Context:
-    def __init__(self, plan: Plan, results: Path, deadline: float, budget: float, device, data_root, log):
+    def __init__(self, plan: Plan, results: Path, deadline: float, budget: float, device, data_root, log,
+                 settings: dict | None = None):
         self.plan, self.results, self.deadline = plan, results, deadline
         self.device, self.data_root, self.log = device, data_root, log
+        self.settings = settings or {}
 
         self.reserve = min(FINAL_RESERVE, 0.1 * budget)
 
@@ -287,7 +321,7 @@ def _run_engine(ctx: _Context, item: Item, kind: str, genotype=None) -> dict | N
 
     folder = ctx.results / item.name
     run = folder / "run"
-    cfg = _item_config(item, ctx.device, ctx.data_root)
+    cfg = _item_config(item, ctx.device, ctx.data_root, ctx.settings)
     progress = _Progress(folder)
     started = time.monotonic()
     for attempt in (1, 2):
@@ -321,6 +355,7 @@ def _run_engine(ctx: _Context, item: Item, kind: str, genotype=None) -> dict | N
 
 
 def _finish_search(ctx: _Context, item: Item, out: dict) -> dict:
+    from hinas.campaign_long import movement_of
     from hinas.supernet import Supernet
 
     folder, run, cfg = ctx.results / item.name, ctx.results / item.name / "run", out["config"]
@@ -335,6 +370,7 @@ def _finish_search(ctx: _Context, item: Item, out: dict) -> dict:
         "timings": {"search_seconds": engine.get("seconds"), "wall_seconds": out["progress"]["seconds"],
                     "pieces": out["progress"]["pieces"], "steps": engine.get("steps")},
         "schedule": _schedule(cfg, out["budget"], "epochs"),
+        "movement": engine.get("movement") or movement_of(folder),  # see hinas.engine.movement
         "engine_summary": engine,
         "files": files,
     }
@@ -370,6 +406,7 @@ def _schedule(cfg, plan, what: str) -> dict:
 
     sched = {"profile": cfg.profile, f"planned_{what}": getattr(cfg, what), **paper_lengths(cfg.task, cfg.scale),
              "budgeted": plan is not None}
+    sched["share_of_paper"] = sched[f"planned_{what}"] / sched[f"paper_{what}"]
     if what == "epochs":
         sched.update(arch_start_epoch=cfg.arch_start_epoch, val_start_epoch=cfg.val_start_epoch)
     else:
@@ -511,12 +548,16 @@ def _run_item(ctx: _Context, item: Item) -> str:
         genotype = None
         if item.kind == "train" and item.genotype_from:
             genotype = Genotype.load(ctx.results / item.genotype_from / "genotype.json")
-        out = _run_engine(ctx, item, item.kind, genotype)
+        from hinas import campaign_long
+
+        run_piece = campaign_long.run_long if campaign_long.is_long(item) else _run_engine
+        out = run_piece(ctx, item, item.kind, genotype)
         if out is None:
             return "paused"
         cfg = out["config"]
         body = (_finish_search if item.kind == "search" else _finish_train)(ctx, item, out)
         body["config"] = cfg.to_dict()
+        campaign_long.finish_extras(folder, item, body)
     summary = {"item": item.name, "kind": item.kind, "status": "done", **body,
                "provenance": _provenance(ctx.plan, item, cfg, ctx.device or (cfg.device if cfg else "cpu"))}
     summary["device"] = summary["provenance"]["device"]
@@ -529,8 +570,9 @@ def _run_item(ctx: _Context, item: Item) -> str:
 
 
 def run_campaign(plan: Plan, results, budget: float, *, device=None, data_root=None, retry_failed: bool = False,
-                 log=None, started: float | None = None) -> dict:
-    """Run the next undone items of ``plan`` into ``results`` within ``budget`` seconds."""
+                 log=None, started: float | None = None, settings: dict | None = None) -> dict:
+    """Run the next undone items of ``plan`` into ``results`` within ``budget`` seconds;
+    ``settings`` (:func:`parse_settings`) change how every search/train item runs."""
     if budget <= 0:
         raise ConfigError(f"--budget must be a positive number of seconds, got {budget:g}")
     log = log or (lambda msg: print(f"campaign: {msg}", file=sys.stderr, flush=True))
@@ -540,14 +582,23 @@ def run_campaign(plan: Plan, results, budget: float, *, device=None, data_root=N
         raise HinasError(f"--results {results}: exists and is not a folder; give a folder")
     for item in plan.items:  # validate the settings with this call's device/data root before writing
         if item.kind in ("search", "train"):
-            _item_config(item, device, data_root)
+            _item_config(item, device, data_root, settings)
     results.mkdir(parents=True, exist_ok=True)
-    ctx = _Context(plan, results, t0 + budget, budget, device, data_root, log)
-    ran, blocked = [], set()
+    ctx = _Context(plan, results, t0 + budget, budget, device, data_root, log, settings)
+    ran, blocked, waiting = [], set(), {}
+    from hinas.campaign_long import wait_reason
+
     for item in plan.items:
         st = item_status(results, item)
         if st["status"] == "done":
             shutil.rmtree(results / item.name / "run", ignore_errors=True)  # left by an older archive
+            continue
+        reason = wait_reason(plan, results, item, waiting)  # e.g. its search did not move: never run, no error
+        if reason:
+            waiting[item.name] = reason
+            blocked.add(item.name)
+            ran.append({"name": item.name, "status": "waiting", "reason": reason})
+            log(f"{item.name}: waiting ({reason})")
             continue
         if any(d in blocked or item_status(results, _by_name(plan, d))["status"] != "done" for d in item.depends):
             blocked.add(item.name)
@@ -656,6 +707,8 @@ def result_rows(results) -> dict[str, list[dict]]:
             rows["search"].append({**common(s), "task": s.get("config", {}).get("task"), **schedule(s, "epochs"),
                                    "seconds": s.get("timings", {}).get("search_seconds"),
                                    "val_psnr": metrics.get("val_psnr"), "val_ssim": metrics.get("val_ssim"),
+                                   **{k: (s.get("movement") or {}).get(k) for k in ("moved", "alpha_max_dev",
+                                                                                    "beta_max_change")},
                                    "genotype": str(results / name / "genotype.json")})
         elif kind == "train":
             cfg = s.get("config", {})
@@ -758,6 +811,9 @@ def register_cli(subparsers) -> None:
     r.add_argument("--archive", default=None, metavar="FILE.tgz",
                    help="afterwards, pack every file this call wrote under DIR into FILE.tgz (split into "
                         "FILE.tgz.1, .2, ... above 15 MiB); unpack with: cat FILE.tgz* | tar xzf - -C DIR")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help=f"how every search/train item runs (repeatable): {', '.join(SETTABLE)}; e.g. the "
+                        f"levers of `hinas bench gpu-levers REPORT`")
     r.add_argument("--json", action="store_true", help="print the report as one JSON object (the default)")
     r.set_defaults(func=_cli_run)
     s = sub.add_parser("status", help="which items of a plan are done or pending in a results folder")
@@ -786,12 +842,13 @@ def _cli_run(args) -> int:
 
     started, wall = time.monotonic(), time.time()
     plan = load_plan(args.plan)
+    settings = parse_settings(args.set)
     if args.archive and Path(args.archive).resolve().is_relative_to(Path(args.results).resolve()):
         raise HinasError(f"--archive {args.archive}: must not be inside --results {args.results}")
     report = None
     try:
         report = run_campaign(plan, args.results, args.budget, device=args.device, data_root=args.data_root,
-                              retry_failed=args.retry_failed, started=started)
+                              retry_failed=args.retry_failed, started=started, settings=settings)
     finally:  # whatever happened, what was written comes back
         if args.archive and Path(args.results).is_dir():
             parts = write_archive(args.results, wall - 1.0, args.archive)
@@ -808,9 +865,9 @@ def _cli_status(args) -> int:
     if args.json:
         print_json(report)
     else:
-        for it in report["items"]:
-            print(f"{it['status']:8s} {it['name']} ({it['kind']}; {it['pieces']} pieces, {it['seconds']:.0f} s)")
-        print(f"{report['done']} done, {report['pending']} pending, {report['failed']} failed")
+        from hinas.campaign_long import format_status
+
+        print("\n".join(format_status(report)))
     return 0
 
 

@@ -161,7 +161,7 @@ def test_lr005_training_on_real_images_stays_finite_and_falls():
 
 
 def test_side_by_side_needs_a_checkout(tmp_path):
-    from hinas.bench import reference_side_by_side
+    from hinas.bench_released import reference_side_by_side
     from hinas.errors import HinasError
 
     with pytest.raises(HinasError, match="not a checkout of the released HiNAS code"):
@@ -172,7 +172,7 @@ def test_side_by_side_with_released_code():
     """Only where a checkout of hkzhang-git/HiNAS is named by HINAS_REFERENCE_CODE (never in CI)."""
     import os
 
-    from hinas.bench import reference_side_by_side
+    from hinas.bench_released import reference_side_by_side
     from hinas.data.datasets import resolve_data_root
 
     code = os.environ.get("HINAS_REFERENCE_CODE")

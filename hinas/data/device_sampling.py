@@ -12,7 +12,15 @@ MATLAB-bicubic LR images too, made once on the host); every batch is then one ga
   the stream's whole state is ``(cycle, position)`` and a resumed run draws the same batches;
 * the 8 flips/rotations are index maps: ``augment8`` applied once to coordinate grids, so a
   patch is gathered already transformed (exactly what :func:`~hinas.data.augment8` gives);
-* denoising noise is ``N(0, sigma/255)`` drawn on the device, added unclipped.
+* denoising noise is ``N(0, sigma/255)`` drawn on the device, added unclipped;
+* denoising with ``rescale`` (the released RandomRescaleCrop, :func:`~hinas.data.rescale_crop`):
+  with probability 0.5 the image is scaled by U(0.8, 1.2) to ``floor(h f) x floor(w f)`` and a
+  crop is taken at a uniform relative position. Only the crop's pixels are resampled, with
+  Pillow's bicubic filter reproduced exactly (its support widened when shrinking, weights
+  normalised per output pixel, 22-bit fixed point, the horizontal pass rounded to uint8 before
+  the vertical one), so a patch equals Pillow's resize-then-crop bit for bit (tested), in the
+  pass order of Pillow up to 12 (the released code's); Pillow 13, which the host path calls,
+  runs the vertical pass first where that is cheaper, one grey level apart on some pixels.
 
 The draws differ from the host stream's numpy draws (same distribution, other numbers), so a
 run with ``device_data`` is a different, equally valid sample; its run key says so.
@@ -23,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hinas.data.sampling import BatchCursor, augment8
+from hinas.data.sampling import RESCALE_PROB, RESCALE_RANGE, BatchCursor, augment8
 
 __all__ = ["DeviceBatchStream", "on_device"]
 
@@ -62,6 +70,7 @@ class DeviceBatchStream(BatchCursor):
         self.task = dataset.task
         self.patch = dataset.patch
         self.augment = dataset.augment
+        self.rescale = bool(getattr(dataset, "rescale", False)) and dataset.task == "denoise"
         self.n_images = len(dataset.records)
         if self.task == "denoise":
             self.images, self.sizes = _pack([r.image for r in dataset.records], self.device)
@@ -97,7 +106,12 @@ class DeviceBatchStream(BatchCursor):
         x = (torch.rand(b, generator=g, device=dev) * (w - p + 1)).long().clamp_(max=w - p)
         k = (torch.randint(0, 8, (b,), generator=g, device=dev) if self.augment
              else torch.zeros(b, dtype=torch.long, device=dev))
-        patch = self._gather(self.images, index, y, x, k, self.rows, self.cols)
+        if self.rescale:
+            crop = _rescaled_crops(self.images, index, h, w, p, g)  # B x p x p x C uint8
+            patch = crop[torch.arange(b, device=dev).view(-1, 1, 1), self.rows[k], self.cols[k]]
+            patch = patch.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+        else:
+            patch = self._gather(self.images, index, y, x, k, self.rows, self.cols)
         if self.task == "denoise":
             pick = torch.randint(0, len(self.sigmas), (b,), generator=g, device=dev)
             sigma = self.sigmas[pick].view(b, 1, 1, 1) / 255.0
@@ -113,6 +127,89 @@ class DeviceBatchStream(BatchCursor):
         c = x.view(-1, 1, 1) + cols[k]
         out = block[index.view(-1, 1, 1), r, c]  # B x p x p x C, uint8
         return out.permute(0, 3, 1, 2).float().div_(255.0).contiguous()
+
+
+# ---------------------------------------------------------------------------------------------
+# RandomRescaleCrop on the device: Pillow's bicubic resize, computed for the crop's pixels only
+# ---------------------------------------------------------------------------------------------
+PRECISION_BITS = 22  # Pillow's fixed point for 8-bit resampling (Resample.c: 32 - 8 - 2)
+BICUBIC_A = -0.5  # Pillow's bicubic (Keys' a = -0.5), support 2
+
+
+def _bicubic(x: torch.Tensor) -> torch.Tensor:
+    x = x.abs()
+    a = BICUBIC_A
+    near = ((a + 2) * x - (a + 3)) * x * x + 1
+    far = (((x - 5) * x + 8) * x - 4) * a
+    return torch.where(x < 1, near, torch.where(x < 2, far, torch.zeros_like(x)))
+
+
+def _pillow_weights(start: torch.Tensor, size_in: torch.Tensor, size_out: torch.Tensor, first: torch.Tensor,
+                    p: int, window: int) -> torch.Tensor:
+    """Pillow's fixed-point bicubic coefficients (Resample.c ``precompute_coeffs`` +
+    ``normalize_coeffs_8bpc``) of output pixels ``start .. start+p-1`` of a resize from
+    ``size_in`` to ``size_out`` (per sample), over source pixels ``first .. first+window-1``;
+    B x p x window, float64 holding exact integers."""
+    dev = start.device
+    scale = size_in.double() / size_out.double()  # B
+    filterscale = scale.clamp(min=1.0)
+    support = 2.0 * filterscale
+    center = (start.double().view(-1, 1) + torch.arange(p, device=dev, dtype=torch.float64) + 0.5) * scale.view(-1, 1)
+    lo = torch.floor(center - support.view(-1, 1) + 0.5).clamp(min=0)  # (int) truncation; >= 0 after the clamp
+    hi = torch.minimum(torch.floor(center + support.view(-1, 1) + 0.5), size_in.double().view(-1, 1))
+    src = first.double().view(-1, 1, 1) + torch.arange(window, device=dev, dtype=torch.float64)  # B x 1 x K
+    inside = (src >= lo.unsqueeze(-1)) & (src < hi.unsqueeze(-1))
+    wgt = torch.where(inside, _bicubic((src - center.unsqueeze(-1) + 0.5) / filterscale.view(-1, 1, 1)),
+                      torch.zeros((), dtype=torch.float64, device=dev))
+    total = wgt.sum(-1, keepdim=True)
+    wgt = torch.where(total != 0, wgt / total, wgt)
+    one = float(1 << PRECISION_BITS)
+    return torch.where(wgt < 0, torch.trunc(-0.5 + wgt * one), torch.trunc(0.5 + wgt * one))
+
+
+def _round_pass(acc: torch.Tensor) -> torch.Tensor:
+    """Pillow's ``clip8``: add half, shift right by PRECISION_BITS, clamp to 0..255 (exact in float64)."""
+    return torch.floor((acc + float(1 << (PRECISION_BITS - 1))) / float(1 << PRECISION_BITS)).clamp_(0, 255)
+
+
+def _rescaled_crops(block: torch.Tensor, index: torch.Tensor, h: torch.Tensor, w: torch.Tensor, p: int,
+                    g: torch.Generator) -> torch.Tensor:
+    """``B x p x p x C`` uint8 crops of RandomRescaleCrop (module doc) of images ``index``."""
+    dev = block.device
+    b = index.shape[0]
+    lo_f, hi_f = RESCALE_RANGE
+    scaled = torch.rand(b, generator=g, device=dev, dtype=torch.float64) <= RESCALE_PROB
+    factor = lo_f + (hi_f - lo_f) * torch.rand(b, generator=g, device=dev, dtype=torch.float64)
+    factor = torch.where(scaled, factor, torch.ones_like(factor))
+    nh, nw = torch.floor(h.double() * factor).long(), torch.floor(w.double() * factor).long()
+    small = (nh < p) | (nw < p)  # only for images within 25% of the crop size: not rescaled
+    nh, nw = torch.where(small, h, nh), torch.where(small, w, nw)
+    y = torch.floor((nh - p).double() * torch.rand(b, generator=g, device=dev, dtype=torch.float64)).long()
+    x = torch.floor((nw - p).double() * torch.rand(b, generator=g, device=dev, dtype=torch.float64)).long()
+    return pillow_crops(block, index, h, w, nh, nw, y, x, p)
+
+
+def pillow_crops(block, index, h, w, nh, nw, y, x, p: int) -> torch.Tensor:
+    """The ``p x p`` crops at ``(y, x)`` of images ``index`` (true sizes ``h x w``) resized to
+    ``nh x nw`` with Pillow's bicubic (``Image.resize(..., BICUBIC)``), bit for bit; B x p x p x C uint8."""
+    dev, b = block.device, index.shape[0]
+    lo_f = RESCALE_RANGE[0]
+    # source windows: every source pixel the crop's output pixels read (scale <= 1 / 0.8 here)
+    window = int(np.ceil(p / lo_f)) + 2 * int(np.ceil(2 / lo_f)) + 4
+    first_y = torch.floor((y.double() + 0.5) * h.double() / nh.double() - 2.0 * (h.double() / nh.double()).clamp(min=1)
+                          + 0.5).clamp(min=0).long()
+    first_x = torch.floor((x.double() + 0.5) * w.double() / nw.double() - 2.0 * (w.double() / nw.double()).clamp(min=1)
+                          + 0.5).clamp(min=0).long()
+    wy = _pillow_weights(y, h, nh, first_y, p, window)  # B x p x K
+    wx = _pillow_weights(x, w, nw, first_x, p, window)
+    rows = (first_y.view(-1, 1) + torch.arange(window, device=dev)).clamp(max=block.shape[1] - 1)
+    cols = (first_x.view(-1, 1) + torch.arange(window, device=dev)).clamp(max=block.shape[2] - 1)
+    src = block[index.view(-1, 1, 1), rows.view(b, -1, 1), cols.view(b, 1, -1)].double()  # B x K x K x C
+    out = []
+    for c in range(src.shape[-1]):  # horizontal pass first, rounded to uint8, then vertical (Resample.c)
+        tmp = _round_pass(torch.bmm(src[..., c], wx.transpose(1, 2)))  # B x K x p
+        out.append(_round_pass(torch.bmm(wy, tmp)))  # B x p x p
+    return torch.stack(out, dim=-1).to(torch.uint8)
 
 
 def on_device(stream, device) -> DeviceBatchStream:

@@ -86,7 +86,8 @@ def plan_search(cfg: RunConfig, seconds: float) -> tuple[RunConfig, dict]:
     """The search configuration whose schedule fits ``seconds``, and the plan behind it."""
     from hinas.data import PatchDataset, search_split
     from hinas.engine.common import apply_threads, resolve_device, training_records
-    from hinas.engine.search import arch_step, validate_network, weight_step
+    from hinas.engine import fast
+    from hinas.engine.search import validate_network
     from hinas.losses import RestorationLoss
     from hinas.supernet import Supernet
 
@@ -102,29 +103,30 @@ def plan_search(cfg: RunConfig, seconds: float) -> tuple[RunConfig, dict]:
     steps_per_epoch = stream.batches_per_cycle
 
     torch.manual_seed(cfg.seed)
-    net = Supernet(cfg.supernet_config()).to(device)
-    if cfg.channels_last and device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
+    net = fast.prepare_network(Supernet(cfg.supernet_config()).to(device), cfg, device)
     loss_fn = RestorationLoss(cfg.task, "search", ssim_weight=cfg.search_ssim_weight).to(device)
     opt_w = torch.optim.SGD(net.weight_parameters(), lr=cfg.w_lr_min, momentum=cfg.w_momentum)
     opt_a = torch.optim.Adam(net.arch_parameters(), lr=cfg.a_lr)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp_bf16 and device.type == "cuda")
+    for opt in (opt_w, opt_a):
+        fast.arm_optimizer(opt, cfg, device)
+    arch_stepper, weight_stepper = fast.search_steppers(net, opt_w, opt_a, loss_fn, cfg, device)
 
     def step_a():
-        arch_step(net, opt_a, loss_fn, stream, autocast, device)
+        arch_stepper(stream)
 
     def step_w():
-        weight_step(net, opt_w, loss_fn, stream, autocast, device)
+        weight_stepper(stream)
 
     t0 = time.perf_counter()
-    for _ in range(WARMUP_STEPS):
-        step_a()
-        step_w()
-    t_weight = _timed(step_w, device, TIMED_STEPS)
-    t_both = _timed(lambda: (step_a(), step_w()), device, TIMED_STEPS)
-    t_val = _timed(lambda: validate_network(net, V, cfg, device), device, 1)
+    with fast.backend_flags(cfg, device):  # the run's kernels: timed after the graphs are captured
+        for _ in range(WARMUP_STEPS + fast.capture_steps(cfg, device)):
+            step_a()
+            step_w()
+        t_weight = _timed(step_w, device, TIMED_STEPS)
+        t_both = _timed(lambda: (step_a(), step_w()), device, TIMED_STEPS)
+        t_val = _timed(lambda: validate_network(net, V, cfg, device), device, 1)
     warmup_seconds = time.perf_counter() - t0
-    del net, opt_w, opt_a
+    del net, opt_w, opt_a, arch_stepper, weight_stepper
 
     arch_frac = cfg.arch_start_epoch / cfg.epochs
     val_frac = cfg.val_start_epoch / cfg.epochs
@@ -160,7 +162,8 @@ def plan_train(cfg: RunConfig, genotype, seconds: float) -> tuple[RunConfig, dic
     from hinas.data import PatchDataset
     from hinas.engine.common import apply_threads, resolve_device, training_records
     from hinas.engine.search import validate_network
-    from hinas.engine.train import network_spec, param_groups, train_step
+    from hinas.engine import fast
+    from hinas.engine.train import network_spec, param_groups
     from hinas.evaluation import build_model
     from hinas.losses import RestorationLoss
 
@@ -176,23 +179,23 @@ def plan_train(cfg: RunConfig, genotype, seconds: float) -> tuple[RunConfig, dic
     stream = _stream(ds, cfg.effective_train_batch, cfg.seed, cfg, device)
 
     torch.manual_seed(cfg.seed)
-    model = build_model(network_spec(cfg, genotype)).to(device)
-    if cfg.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = fast.prepare_network(build_model(network_spec(cfg, genotype)).to(device), cfg, device)
     loss_fn = RestorationLoss(cfg.task, "train", ssim_weight=cfg.train_ssim_weight).to(device)
     opt = torch.optim.SGD(param_groups(model, cfg), lr=0.0, momentum=0.9)  # lr 0: the timing, not the weights
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp_bf16 and device.type == "cuda")
+    fast.arm_optimizer(opt, cfg, device)
+    stepper = fast.train_stepper(model, opt, loss_fn, cfg, device)
 
     def step():
-        train_step(model, opt, loss_fn, stream, autocast, device, cfg)
+        stepper(stream)
 
     t0 = time.perf_counter()
-    for _ in range(WARMUP_STEPS):
-        step()
-    t_iter = _timed(step, device, TIMED_STEPS + 2)
-    t_val = _timed(lambda: validate_network(model, val_recs, cfg, device), device, 1)
+    with fast.backend_flags(cfg, device):  # the run's kernels: timed after the graph is captured
+        for _ in range(WARMUP_STEPS + fast.capture_steps(cfg, device)):
+            step()
+        t_iter = _timed(step, device, TIMED_STEPS + 2)
+        t_val = _timed(lambda: validate_network(model, val_recs, cfg, device), device, 1)
     warmup_seconds = time.perf_counter() - t0
-    del model, opt
+    del model, opt, stepper
 
     fit = int((SAFETY * seconds - VALIDATIONS * t_val) // t_iter)
     iterations = max(VALIDATIONS, min(cfg.iterations, fit))

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from hinas.engine.config import FAST_PATH_KEYS
 from hinas.errors import ConfigError, HinasError
 from hinas.safeio import names_file, quote
 
@@ -55,7 +56,7 @@ def kept_checkpoint(ckpt_path) -> str:
 # ---------------------------------------------------------------------------------------------
 IDENTITY_FORMAT = 1
 # settings that change how a run is executed or reported, never its result
-EXECUTION_KEYS = ("device", "quiet", "checkpoint_every", "log_every", "threads")
+EXECUTION_KEYS = ("device", "quiet", "checkpoint_every", "log_every", "threads", *FAST_PATH_KEYS)
 
 
 def code_version() -> str:
@@ -362,7 +363,7 @@ class RunState:
 
     def checkpoint(self) -> dict:
         ck = {"identity": self.identity, "model": self.model.state_dict(), "rng": rng_state(), "state": self.state}
-        ck.update({name: opt.state_dict() for name, opt in self.optimisers.items()})
+        ck.update({name: plain_optimizer_state(opt.state_dict()) for name, opt in self.optimisers.items()})
         ck.update({name: s.state() for name, s in self.streams.items()})
         return ck
 
@@ -399,6 +400,19 @@ class RunState:
                              f"it is damaged or from another version: choose another --out") from None
         self.state.clear()
         self.state.update(state)
+
+
+def plain_optimizer_state(state: dict) -> dict:
+    """An optimiser ``state_dict`` as the eager path keeps it: the fast path's device learning
+    rates as floats and its kernel flags off (:func:`hinas.engine.fast.arm_optimizer` sets them
+    again), so either path can continue a checkpoint of the other."""
+    for g in state.get("param_groups", []):
+        if isinstance(g.get("lr"), torch.Tensor):
+            g["lr"] = float(g["lr"])
+        for flag, plain in (("fused", None), ("foreach", None), ("capturable", False)):
+            if flag in g:
+                g[flag] = plain
+    return state
 
 
 def provenance(device="cpu") -> dict:

@@ -31,6 +31,10 @@ from hinas.errors import ConfigError, HinasError
 from hinas.safeio import finite_number
 
 PROFILES = ("smoke", "quick", "gpu", "paper")
+# the fast CUDA path's levers (hinas.engine.fast): how a step runs, not what it computes (float
+# rounding apart), so a run may be continued with other values; ignored on the CPU
+FAST_PATH_KEYS = ("cuda_graphs", "fused_optimizer", "cudnn_benchmark", "native_batchnorm", "channels_last")
+FAST_PATH = {k: True for k in FAST_PATH_KEYS}
 VAL_PROTOCOLS = ("reference", "standard")
 
 
@@ -110,6 +114,11 @@ class RunConfig:
     channels_last: bool = False  # CUDA only
     device_data: bool = False  # training crops, flips and noise made on the device (hinas.data.device_sampling)
     compile: bool = False  # training: torch.compile the network, eager fallback (hinas.engine.compile)
+    # the fast CUDA path (hinas.engine.fast), each lever a switch; on in the gpu/paper profiles
+    cuda_graphs: bool = False
+    fused_optimizer: bool = False
+    cudnn_benchmark: bool = False
+    native_batchnorm: bool = False
     quiet: bool = False
 
     def __post_init__(self):
@@ -194,7 +203,7 @@ class RunConfig:
         d = self.to_dict()
         for k in ("device", "quiet", "checkpoint_every", "log_every", "threads"):
             d.pop(k)
-        for k in ("device_data", "compile"):
+        for k in ("device_data", "compile", *FAST_PATH_KEYS[:-1]):  # channels_last was always keyed
             if not d[k]:  # keeps the keys of runs made before the switch existed
                 d.pop(k)
         blob = json.dumps([d, *extra], sort_keys=True, default=str)
@@ -370,6 +379,10 @@ FIELD_HELP = {
     "channels_last": "channels-last memory format (CUDA only)",
     "device_data": "training crops, flips and noise made on the device, no per-step host work (hinas.data.device_sampling)",
     "compile": "training: torch.compile the network in place, eager fallback on a compile error (hinas.engine.compile)",
+    "cuda_graphs": "CUDA: each training/search step captured once as a CUDA graph and replayed (needs fused_optimizer)",
+    "fused_optimizer": "CUDA: fused SGD (learning rate as a device tensor) and capturable Adam",
+    "cudnn_benchmark": "CUDA: cuDNN autotunes its convolution algorithms per shape",
+    "native_batchnorm": "CUDA: BatchNorm through PyTorch's kernels instead of cuDNN's (fast with channels_last)",
     "quiet": "no progress bar",
 }
 
@@ -416,11 +429,12 @@ def _quick(task):
 
 def _gpu(task):
     return dict(epochs=40, arch_start_epoch=8, val_start_epoch=24, val_crop=None, iterations=20_000,
-                val_protocol="reference", val_every=1000, checkpoint_every=200, log_every=50, device="cuda")
+                val_protocol="reference", val_every=1000, checkpoint_every=200, log_every=50, device="cuda",
+                **FAST_PATH)
 
 
 def _paper(task):
-    return dict(device="cuda", val_protocol="reference")
+    return dict(device="cuda", val_protocol="reference", **FAST_PATH)
 
 
 _PROFILE_VALUES = {"smoke": _smoke, "quick": _quick, "gpu": _gpu, "paper": _paper}

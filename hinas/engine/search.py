@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hinas.engine import common
+from hinas.engine import common, fast
 from hinas.engine.config import RunConfig
 from hinas.losses import RestorationLoss
 from hinas.supernet import MOVE_NAMES, Supernet
@@ -92,25 +92,6 @@ def validate_network(net, records, cfg: RunConfig, device) -> dict:
     return {"psnr": float(np.mean([r["psnr"] for r in results])), "ssim": float(np.mean([r["ssim"] for r in results]))}
 
 
-def arch_step(net, opt_a, loss_fn, stream_a, autocast, device) -> torch.Tensor:
-    """One architecture step on an A batch (the search's and its time budget's)."""
-    loss = common.backward_on_next_batch(net, opt_a, loss_fn, stream_a, autocast, device)
-    common.all_reduce_gradients(net.arch_parameters())
-    opt_a.step()
-    return loss
-
-
-def weight_step(net, opt_w, loss_fn, stream_w, autocast, device) -> torch.Tensor:
-    """One weight step on a W batch (the search's and its time budget's)."""
-    loss = common.backward_on_next_batch(net, opt_w, loss_fn, stream_w, autocast, device)
-    # DARTS: the weight step leaves alpha/beta alone; their grads are discarded here.
-    for p in net.arch_parameters():
-        p.grad = None
-    common.all_reduce_gradients(net.weight_parameters())
-    opt_w.step()
-    return loss
-
-
 def _alpha_rows(net: Supernet, epoch: int) -> list[dict]:
     w = net.alpha_weights().detach().cpu()
     if not net.cfg.lwas:
@@ -145,7 +126,7 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
     folder = common.RunFolder(out_dir, "search", resume, common.rank(), quiet=cfg.quiet or progress is False)
     device = common.resolve_device(cfg.device)
     try:
-        with common.deterministic(device.type == "cpu"):
+        with common.deterministic(device.type == "cpu"), fast.backend_flags(cfg, device):
             return _search(cfg, folder, device, progress, stop_at)
     finally:
         folder.release()
@@ -178,15 +159,12 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
         from hinas.data.device_sampling import on_device
         stream_w, stream_a = on_device(stream_w, device), on_device(stream_a, device)
 
-    net = Supernet(cfg.supernet_config()).to(device)
-    if cfg.channels_last and device.type == "cuda":
-        net = net.to(memory_format=torch.channels_last)
+    net = fast.prepare_network(Supernet(cfg.supernet_config()).to(device), cfg, device)
     loss_fn = RestorationLoss(cfg.task, "search", ssim_weight=cfg.search_ssim_weight,
                               nonpositive_ssim=cfg.nonpositive_ssim).to(device)
     opt_w = torch.optim.SGD(net.weight_parameters(), lr=cfg.w_lr, momentum=cfg.w_momentum,
                             weight_decay=cfg.w_weight_decay)
     opt_a = torch.optim.Adam(net.arch_parameters(), lr=cfg.a_lr, weight_decay=cfg.a_weight_decay)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp_bf16 and device.type == "cuda")
 
     state = {"epoch": 1, "step_in_epoch": 0, "global_step": 0, "best": None, "history": [], "alpha": [],
              "beta": [], "seconds": 0.0, "sums": [0.0, 0.0, 0, 0]}
@@ -198,6 +176,9 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
         ck = common.load_checkpoint(ckpt_path)
     if ck is not None:
         run.restore(ck)
+    for opt in (opt_w, opt_a):  # after the restore, which brings back the saved group flags
+        fast.arm_optimizer(opt, cfg, device)
+    arch_step, weight_step = fast.search_steppers(net, opt_w, opt_a, loss_fn, cfg, device)
     # a new run: its first checkpoint carries the identity before any other file is written
     folder.begin(cfg, first_checkpoint=None if ck is not None else run.save)
     if state.get("finished") and (out / "summary.json").is_file():  # else: the end is written again
@@ -224,8 +205,7 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
     while state["epoch"] <= cfg.epochs:
         epoch = state["epoch"]
         lr = search_lr(cfg, epoch)
-        for g in opt_w.param_groups:
-            g["lr"] = lr
+        fast.set_lr(opt_w, lr)
         arch_on = epoch > cfg.arch_start_epoch
         if state["step_in_epoch"] == 0:
             stream_w.load_state({"cycle": epoch - 1, "position": 0})
@@ -235,9 +215,9 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
         n_w = n_a = 0
         while state["step_in_epoch"] < steps_per_epoch:
             if arch_on:
-                acc_a += arch_step(net, opt_a, loss_fn, stream_a, autocast, device).detach()
+                acc_a += arch_step(stream_a)
                 n_a += 1
-            acc_w += weight_step(net, opt_w, loss_fn, stream_w, autocast, device).detach()
+            acc_w += weight_step(stream_w)
             n_w += 1
             state["step_in_epoch"] += 1
             state["global_step"] += 1
@@ -295,14 +275,16 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
             bar.close()
             return _paused(state, epoch=state["epoch"], step_in_epoch=0)
     bar.close()
-    return _finish(net, cfg, out, state, device, save_checkpoint, rank)
+    return _finish(net, cfg, out, state, device, save_checkpoint, rank,
+                   execution=fast.describe(cfg, device, arch_step, weight_step))
 
 
 def _paused(state, **where) -> dict:
     return {"status": "paused", **where, "steps": state["global_step"], "seconds": round(state["seconds"], 3)}
 
 
-def _finish(net, cfg, out: Path, state, device, save_checkpoint, rank) -> dict:
+def _finish(net, cfg, out: Path, state, device, save_checkpoint, rank, execution: dict | None = None) -> dict:
+    from hinas.engine.movement import search_movement
     from hinas.genotype import Genotype, provenance
 
     final = net.genotype(provenance(run=str(out), seed=cfg.seed, epoch=cfg.epochs, profile=cfg.profile,
@@ -332,6 +314,10 @@ def _finish(net, cfg, out: Path, state, device, save_checkpoint, rank) -> dict:
         "world_size": common.world_size(),
         "path": best_g.path,
         "data": _data_note(cfg),
+        # how far alpha/beta went from their start: a search that did not move decoded noise and ties
+        "movement": search_movement(net),
+        "steps_per_second": round(state["global_step"] / max(state["seconds"], 1e-9), 3),
+        "execution": execution,
     }
     state["finished"] = True
     if rank == 0:

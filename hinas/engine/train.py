@@ -18,7 +18,7 @@ import torch
 from safetensors.torch import save
 from tqdm.auto import tqdm
 
-from hinas.engine import common
+from hinas.engine import common, fast
 from hinas.engine.config import RunConfig
 from hinas.errors import HinasError
 from hinas.evaluation import NETWORK_FILE, build_model, check_network_spec, load_trained  # noqa: F401
@@ -103,17 +103,16 @@ def poly_lr(cfg: RunConfig, it: int) -> float:
 
 
 def train_step(model, opt, loss_fn, stream, autocast, device, cfg: RunConfig) -> torch.Tensor:
-    """One training iteration, as the run and its time budget both take it: the next batch, the
-    loss, gradients averaged over processes, clipped by value (the released code), one step."""
-    loss = common.backward_on_next_batch(model, opt, loss_fn, stream, autocast, device)
-    common.all_reduce_gradients(model.parameters())
-    torch.nn.utils.clip_grad_value_(model.parameters(), cfg.grad_clip)
-    opt.step()
-    return loss
+    """One eager training iteration (the next batch, the loss, gradients averaged over processes,
+    clipped by value as the released code, one step). Runs and their time budgets use
+    :func:`hinas.engine.fast.train_stepper`, the same step, eager or as a CUDA graph."""
+    x, y = stream.next()
+    body = fast.backward_step(model, opt, loss_fn, autocast, model.parameters(), clip=cfg.grad_clip)
+    return body(x.to(device, non_blocking=True), y.to(device, non_blocking=True))
 
 
 def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, progress: bool | None = None,
-          stop_at: float | None = None) -> dict:
+          stop_at: float | None = None, stop_iteration: int | None = None) -> dict:
     """Train the network of ``genotype`` (or DnCNN with ``cfg.model='dncnn'``) into ``out_dir``.
 
     ``stop_at`` (a ``time.monotonic()`` deadline): once passed, the run checkpoints at the next
@@ -139,13 +138,13 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
     folder = common.RunFolder(out_dir, "train", resume, common.rank(), quiet=cfg.quiet or progress is False)
     device = common.resolve_device(cfg.device)
     try:
-        with common.deterministic(device.type == "cpu"):
-            return _train(cfg, genotype, spec, folder, device, progress, stop_at)
+        with common.deterministic(device.type == "cpu"), fast.backend_flags(cfg, device):
+            return _train(cfg, genotype, spec, folder, device, progress, stop_at, stop_iteration)
     finally:
         folder.release()
 
 
-def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_at=None) -> dict:
+def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_at=None, stop_iteration=None) -> dict:
     from hinas.data import BatchStream, PatchDataset
     from hinas.engine.search import check_validation_images, validate_network
 
@@ -164,9 +163,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
     train_recs, val_recs = records[: len(records) - n_val], records[len(records) - n_val:]
     check_validation_images(val_recs, cfg)
     common.seed_everything(cfg.seed)
-    model = build_model(spec).to(device)
-    if cfg.channels_last and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    model = fast.prepare_network(build_model(spec).to(device), cfg, device)
     if cfg.compile:
         from hinas.engine.compile import compile_module
         compile_module(model)
@@ -182,7 +179,6 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
     loss_fn = RestorationLoss(cfg.task, "train", ssim_weight=cfg.train_ssim_weight,
                               nonpositive_ssim=cfg.nonpositive_ssim).to(device)
     opt = torch.optim.SGD(param_groups(model, cfg), lr=cfg.train_lr, momentum=0.9)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp_bf16 and device.type == "cuda")
 
     state = {"iteration": 0, "best": None, "history": [], "seconds": 0.0, "sum": 0.0, "count": 0}
     ckpt_path = out / CHECKPOINT
@@ -192,6 +188,8 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
         ck = common.load_checkpoint(ckpt_path)
     if ck is not None:
         run.restore(ck)
+    fast.arm_optimizer(opt, cfg, device)  # after the restore, which brings back the saved group flags
+    stepper = fast.train_stepper(model, opt, loss_fn, cfg, device)
     # a new run: the checkpoint (with the identity) first, then the readable copies
     files = {NETWORK_FILE: json.dumps(spec, indent=1)}
     if genotype is not None:
@@ -224,9 +222,8 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
     while state["iteration"] < cfg.iterations:
         it = state["iteration"]
         lr = poly_lr(cfg, it)
-        for g in opt.param_groups:
-            g["lr"] = lr * g["lr_factor"]
-        loss = train_step(model, opt, loss_fn, stream, autocast, device, cfg)
+        fast.set_lr(opt, lr)
+        loss = stepper(stream)
         acc += loss.detach()
         n_acc += 1
         state["iteration"] += 1
@@ -235,7 +232,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
         validate_now = (it % cfg.val_every == 0 or it == cfg.iterations) and it > cfg.val_after_fraction * cfg.iterations
         pause = False
         if it % cfg.log_every == 0 or it == cfg.iterations or validate_now:
-            pause = stop_at is not None and time.monotonic() >= stop_at and it < cfg.iterations
+            pause = it < cfg.iterations and (it == stop_iteration or stop_at is not None and time.monotonic() >= stop_at)
             s = acc.item()
             if not math.isfinite(s):
                 bar.close()
@@ -298,6 +295,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
         "world_size": world,
         "nonpositive_ssim": state.get("nonpositive_ssim", 0),
         "val_protocol": cfg.val_protocol,
+        "execution": fast.describe(cfg, device, stepper),
     }
     state["finished"] = True
     if rank == 0:

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# One GPU window, as one command on the GPU machine (README "Reproduce on a GPU"):
+#   1. the fast path's check: its CUDA tests (equivalence with the eager path) and
+#      `hinas bench gpu-speed` beside the released code (.gpu/released, from `make gpu-pack`);
+#   2. the campaign (paper-gpu plan) with the time that is left, on the levers the check
+#      measured as fastest, or on the eager path if the fast one failed its equivalence check.
+# Usage, from the repository root: scripts/gpu_window.sh SECONDS OUTDIR
+# OUTDIR receives the logs, the benchmark JSON and results.tgz (unpack it into results/paper-gpu).
+set -u
+total=${1:?usage: scripts/gpu_window.sh SECONDS OUTDIR}
+out=${2:?usage: scripts/gpu_window.sh SECONDS OUTDIR}
+start=$(date +%s)
+export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+mkdir -p "$out"
+elapsed() { echo $(( $(date +%s) - start )); }
+gpu=$(python3 -c "import re, torch; m = re.search(r'\b([A-Z][0-9]{2,3})\b', torch.cuda.get_device_name(0)); print(m.group(1).lower() if m else 'gpu')" 2>/dev/null || echo gpu)
+bench="results/bench/gpu_speed_${gpu}.json"
+code=""; [ -d .gpu/released/one_stage_nas ] && code="--code .gpu/released"
+genotype="results/paper-gpu/train-dn50-s0/genotype.json"
+
+echo "== check: CUDA tests of the fast path ($(elapsed) s)"
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_fast_path.py tests/test_device_rescale.py 2>&1 | tee "$out/check_pytest.log" | tail -15
+echo "== check: hinas bench gpu-speed ($(elapsed) s)"
+timeout 240 python3 -m hinas bench gpu-speed $code --genotype "$genotype" --equivalence --out "$bench" \
+  > "$out/check_bench.log" 2>&1
+echo "bench exit $?"; tail -25 "$out/check_bench.log"
+[ -f "$bench" ] && cp "$bench" "$out/"
+sets=$(python3 -m hinas bench gpu-levers "$bench" 2>>"$out/check_bench.log" || echo "--set cuda_graphs=false --set fused_optimizer=false --set native_batchnorm=false --set channels_last=false")
+echo "== campaign with $sets ($(elapsed) s)"
+left=$(( total - $(elapsed) - 25 ))
+if [ "$left" -gt 60 ]; then
+  python3 -m hinas campaign run --plan paper-gpu --budget "$left" --results results/paper-gpu --data-root .gpu/data \
+    --device cuda --archive "$out/results.tgz" $sets 2>&1 | tee "$out/campaign.log" | tail -40
+else
+  echo "no time left for the campaign ($left s)"
+fi
+echo "== window done after $(elapsed) s"

@@ -1,0 +1,260 @@
+"""Long campaign items (fixed length over several calls, learning curves), the movement gate and the
+plan's accounting (hinas.campaign_long). Smoke profile, CPU, embedded photos, seconds."""
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hinas.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1")
+    env.pop("HINAS_DATA", None)
+    return env
+
+
+def _hinas(*args):
+    return subprocess.run([sys.executable, "-m", "hinas", *map(str, args)], capture_output=True, text=True,
+                          env=_env(), cwd=REPO)
+
+
+def _done_search(results: Path, name: str, moved: bool | None, csv: bool = False) -> None:
+    """A finished search item as the campaign leaves it: genotype, summary (with or without a
+    movement record), alpha/beta CSVs when asked, the done marker."""
+    from hinas.engine.common import write_csv
+    from hinas.engine.config import RunConfig
+    from hinas.engine.movement import search_movement
+    from hinas.engine.search import _alpha_rows, _beta_rows
+    from hinas.supernet import Supernet
+
+    cfg = RunConfig.from_profile("smoke", "denoise", quiet=True)
+    torch.manual_seed(0)
+    net = Supernet(cfg.supernet_config())
+    folder = results / name
+    folder.mkdir(parents=True)
+    net.genotype().save(folder / "genotype.json")
+    summary = {"item": name, "kind": "search", "status": "done", "config": cfg.to_dict()}
+    if moved is not None:
+        summary["movement"] = {**search_movement(net), "moved": moved}
+    if csv:
+        write_csv(folder / "alpha.csv", _alpha_rows(net, 1))
+        write_csv(folder / "beta.csv", _beta_rows(net, 1))
+    (folder / "summary.json").write_text(json.dumps(summary))
+    (folder / "done").write_text("{}")
+
+
+PLAN = """
+name: longtest
+defaults: {profile: smoke, device: cpu}
+items:
+  - name: search-still  # finished, but alpha/beta never left uniform (from its CSVs)
+    kind: search
+    config: {task: denoise}
+  - name: train-waits
+    kind: train
+    genotype_from: search-still
+    budget: 2
+    config: {sigma: [50]}
+  - name: eval-waits
+    kind: eval
+    network_from: train-waits
+    sigma: 50
+  - name: search-moved
+    kind: search
+    config: {task: denoise}
+  - name: train-long
+    kind: train
+    genotype_from: search-moved
+    long: true
+    estimate: 1
+    curve: {every: 2, dataset: embedded-test, limit: 1, protocol: standard}
+    config: {sigma: [50], iterations: ITERATIONS}
+"""
+
+
+def _plan(tmp_path, iterations=8, name="plan.yaml"):
+    from hinas.campaign import load_plan
+
+    f = tmp_path / name
+    f.write_text(PLAN.replace("ITERATIONS", str(iterations)))
+    return load_plan(f)
+
+
+def test_long_train_with_curve_over_two_calls_waits_on_an_unmoved_search_and_accounts(tmp_path, monkeypatch):
+    from hinas import campaign_long
+    from hinas.campaign import campaign_status, run_campaign, write_archive
+
+    results = tmp_path / "r"
+    _done_search(results, "search-still", None, csv=True)
+    _done_search(results, "search-moved", True)
+    plan = _plan(tmp_path)
+    quiet = lambda msg: None  # noqa: E731
+
+    # call 1: the window ends right after the first curve point (as a deadline would)
+    real = campaign_long._owe_point
+
+    def window_ends_after_a_point(ctx, item, *args, **kw):
+        ok = real(ctx, item, *args, **kw)
+        if (ctx.results / item.name / "curve.json").exists():
+            ctx.deadline = time.monotonic() - 1
+        return ok
+
+    monkeypatch.setattr(campaign_long, "_owe_point", window_ends_after_a_point)
+    wall = time.time()
+    first = run_campaign(plan, results, 300, log=quiet)
+    monkeypatch.setattr(campaign_long, "_owe_point", real)
+    ran = {r["name"]: r for r in first["ran"]}
+    assert ran["train-waits"]["status"] == "waiting" and "search-still did not move" in ran["train-waits"]["reason"]
+    assert "continue the search" in ran["train-waits"]["reason"] and "largest |alpha-1/" in ran["train-waits"]["reason"]
+    assert ran["eval-waits"]["status"] == "waiting" and "train-waits" in ran["eval-waits"]["reason"]
+    assert ran["train-long"]["status"] == "paused"
+    assert not list(results.rglob("error.json")) and not (results / "train-waits").exists()
+    long_dir = results / "train-long"
+    assert (long_dir / "run" / "checkpoint.pt").exists() and not (long_dir / "done").exists()
+    curve = json.loads((long_dir / "curve.json").read_text())
+    assert [p["iteration"] for p in curve["points"]] == [2]
+    assert set(curve["points"][0]) >= {"iteration", "psnr", "ssim", "seconds", "gpu_seconds"}
+    assert curve["points"][0]["seconds"] > 0 and curve["points"][0]["gpu_seconds"] >= curve["points"][0]["seconds"]
+    assert not (results / "train-long" / "run.budget.json").exists()  # a fixed length, never planned
+    # the window's archive carries the paused run (its checkpoint) and the curve
+    parts = write_archive(results, wall - 1.0, tmp_path / "out" / "results.tgz")
+    with tarfile.open(fileobj=io.BytesIO(b"".join(Path(p).read_bytes() for p in parts)), mode="r:gz") as tar:
+        names = set(tar.getnames())
+    assert {"train-long/run/checkpoint.pt", "train-long/curve.json", "train-long/progress.json"} <= names
+
+    # status: waiting with the reason, seconds spent, estimates at the measured speed, totals
+    st = campaign_status(plan, results)
+    items = {i["name"]: i for i in st["items"]}
+    assert items["train-waits"]["status"] == "waiting" and items["eval-waits"]["status"] == "waiting"
+    assert items["search-still"]["movement"]["moved"] is False
+    long_st = items["train-long"]
+    assert long_st["status"] == "pending" and long_st["seconds"] > 0 and long_st["position"] == 2
+    assert long_st["total"] == 8 and long_st["speed"] > 0 and long_st["estimate"] > 0
+    assert long_st["estimate_from"] == "the last piece"
+    assert items["train-waits"]["estimate"] == 2  # its budget
+    t = st["totals"]
+    assert (t["done"], t["pending"], t["waiting"], t["failed"]) == (2, 1, 2, 0)
+    assert t["seconds_spent"] == pytest.approx(long_st["seconds"], abs=1e-3)
+    assert t["seconds_to_finish"] == pytest.approx(long_st["estimate"], abs=0.1)
+    out = _hinas("campaign", "status", "--plan", tmp_path / "plan.yaml", "--results", results)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    line = next(x for x in lines if "train-long" in x)
+    assert line.startswith("pending") and " s spent" in line and "s to finish" in line and "2/8 iterations" in line
+    assert any(x.startswith("waiting  train-waits") and "did not move" in x for x in lines)
+    assert "2 done, 1 pending, 2 waiting, 0 failed" in lines[-1] and "estimated to finish" in lines[-1]
+
+    # the paused run's settings changed: an error naming the folder, and the checkpoint is kept
+    changed = _plan(tmp_path, iterations=10, name="changed.yaml")
+    bad = run_campaign(changed, results, 300, log=quiet)
+    assert next(r for r in bad["ran"] if r["name"] == "train-long")["status"] == "failed"
+    error = json.loads((long_dir / "error.json").read_text())["error"]
+    assert "cannot be resumed" in error and "checkpoint is kept" in error
+    assert (long_dir / "run" / "checkpoint.pt").exists()
+
+    # call 2 (the original plan again): resumes, gains the other points, finishes at the fixed length
+    second = run_campaign(plan, results, 300, retry_failed=True, log=quiet)
+    assert next(r for r in second["ran"] if r["name"] == "train-long")["status"] == "done"
+    assert (long_dir / "done").exists() and not (long_dir / "run").exists()
+    curve = json.loads((long_dir / "curve.json").read_text())
+    assert [p["iteration"] for p in curve["points"]] == [2, 4, 6, 8]
+    assert [p["seconds"] for p in curve["points"]] == sorted(p["seconds"] for p in curve["points"])
+    summary = json.loads((long_dir / "summary.json").read_text())
+    sched = summary["schedule"]
+    assert sched["planned_iterations"] == 8 and not sched["budgeted"] and sched["long"]
+    assert sched["share_of_paper"] == pytest.approx(8 / 600_000)
+    assert summary["config"]["iterations"] == 8 and summary["curve"]["points"] == 4
+    assert "curve.json" in summary["files"]
+    progress = json.loads((long_dir / "progress.json").read_text())
+    assert progress["pieces"] >= 5  # training pieces and curve points, over two calls
+    assert campaign_status(plan, results)["totals"]["pending"] == 0
+
+
+@pytest.mark.parametrize("item,message", [
+    ("{name: t, kind: train, model: x, long: true, budget: 5, config: {model: dncnn}}", "unknown key"),
+    ("{name: t, kind: train, long: true, budget: 5, config: {model: dncnn}}", "remove 'budget: 5'"),
+    ("{name: t, kind: train, long: yes please, config: {model: dncnn}}", "'long' must be true or false"),
+    ("{name: t, kind: train, curve: {every: 2}, config: {model: dncnn}}", "'curve' needs 'long: true'"),
+    ("{name: t, kind: train, long: true, curve: {every: 3}, config: {model: dncnn}}", "use a multiple of 2"),
+    ("{name: t, kind: train, long: true, curve: {every: 0}, config: {model: dncnn}}", "positive number"),
+    ("{name: t, kind: train, long: true, curve: {every: 20}, config: {model: dncnn}}", "use at most 12"),
+    ("{name: t, kind: train, long: true, curve: {every: 2, when: now}, config: {model: dncnn}}", "unknown curve key"),
+    ("{name: t, kind: train, long: true, curve: {every: 2, protocol: x}, config: {model: dncnn}}", "unknown curve protocol"),
+    ("{name: t, kind: train, long: true, curve: {every: 2, limit: -1}, config: {model: dncnn}}", "'limit' must be"),
+    ("{name: t, kind: train, long: true, curve: 5, config: {model: dncnn}}", "'curve' must be a mapping"),
+    ("{name: s, kind: search, long: true, curve: {every: 2}}", "unknown key"),
+    ("{name: t, kind: train, config: {model: dncnn}}, {name: e, kind: eval, network_from: t, sigma: 50, long: true}",
+     "unknown key"),
+])
+def test_bad_long_options_are_refused_naming_file_item_and_fix(tmp_path, item, message):
+    from hinas.campaign import load_plan
+
+    f = tmp_path / "bad.yaml"
+    f.write_text(f"defaults: {{profile: smoke, device: cpu}}\nitems: [{item}]\n")
+    with pytest.raises(ConfigError, match=message) as info:
+        load_plan(f)
+    assert str(f) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_bad_long_option_exits_2_before_writing(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("defaults: {profile: smoke, device: cpu}\n"
+                 "items: [{name: t, kind: train, long: true, budget: 5, config: {model: dncnn}}]\n")
+    out = _hinas("campaign", "run", "--plan", f, "--budget", 5, "--results", tmp_path / "r")
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and "Traceback" not in out.stderr
+    assert "'t'" in out.stderr and str(f) in out.stderr and "remove 'budget" in out.stderr
+    assert not (tmp_path / "r").exists()
+
+
+def test_shipped_paper_plan_keeps_the_finished_items_and_orders_the_long_ones():
+    from hinas.campaign import load_plan
+
+    gpu = load_plan("paper-gpu")
+    names = [i.name for i in gpu.items]
+    assert names[:7] == ["bench", "search-dn-s0", "train-dn50-s0", "eval-dn50-s0", "eval-dn50-s0-ref",
+                         "train-dncnn50-s0", "eval-dncnn50-s0"]
+    assert names[7:10] == ["search-dn-s0-full", "train-dncnn50-s0-long", "train-dn50-s0-long"]
+    by = {i.name: i for i in gpu.items}
+    assert by["search-dn-s0-full"].options["long"] and by["search-dn-s0-full"].config["epochs"] == 100
+    for name in ("train-dncnn50-s0-long", "train-dn50-s0-long"):
+        it = by[name]
+        assert it.options["long"] and it.budget is None and it.config["iterations"] == 120_000
+        assert it.options["curve"] == {"every": 5000, "dataset": "BSDS500-test", "limit": 20, "protocol": "standard"}
+    assert by["train-dn50-s0-long"].genotype_from == "search-dn-s0-full"
+    # nothing is trained from the search that did not move any more
+    assert [i.name for i in gpu.items if i.genotype_from == "search-dn-s0"] == ["train-dn50-s0"]
+    for i in gpu.items:
+        if i.kind == "search" and i.name != "search-dn-s0":
+            assert i.options.get("long") and i.config["epochs"] == 100, i.name
+
+
+def test_long_search_runs_its_fixed_length_over_two_calls(tmp_path):
+    from hinas.campaign import load_plan, run_campaign
+
+    f = tmp_path / "search.yaml"
+    f.write_text("defaults: {profile: smoke, device: cpu}\n"
+                 "items: [{name: s, kind: search, long: true, estimate: 0.5, "
+                 "config: {epochs: 2, val_start_epoch: 1, a_lr: 0.03}}]\n")
+    plan = load_plan(f)
+    results = tmp_path / "r"
+    first = run_campaign(plan, results, 1.0, log=lambda msg: None)  # the deadline passes during start-up
+    assert first["ran"][0]["status"] == "paused" and (results / "s" / "run" / "checkpoint.pt").exists()
+    assert not (results / "s" / "run.budget.json").exists()
+    second = run_campaign(plan, results, 120, log=lambda msg: None)
+    assert second["ran"][0]["status"] == "done"
+    summary = json.loads((results / "s" / "summary.json").read_text())
+    assert summary["schedule"]["planned_epochs"] == 2 and summary["schedule"]["long"]
+    assert summary["schedule"]["share_of_paper"] == pytest.approx(2 / 100)
+    assert summary["movement"] == summary["engine_summary"]["movement"] and "moved" in summary["movement"]
+    assert summary["timings"]["pieces"] == 2
