@@ -4,7 +4,8 @@
 #      `hinas bench gpu-speed` beside the released code (.gpu/released, from `make gpu-pack`);
 #   2. the campaign (paper-gpu plan) with the time that is left, on the levers the check
 #      measured as fastest, or on the eager path if the fast one failed its equivalence check.
-# Usage, from the repository root: scripts/gpu_window.sh SECONDS OUTDIR
+# Usage, from the repository root: HINAS_GIT_REVISION=<commit> scripts/gpu_window.sh SECONDS OUTDIR
+# (the commit goes into every provenance block where the tree travelled without .git)
 # OUTDIR receives the logs, the benchmark JSON and results.tgz (unpack it into results/paper-gpu).
 set -u
 total=${1:?usage: scripts/gpu_window.sh SECONDS OUTDIR}

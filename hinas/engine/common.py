@@ -444,16 +444,18 @@ def environment_info(config, kind: str) -> dict:
 
 
 def git_revision() -> str | None:
+    """The checkout's commit (``+dirty`` with uncommitted changes); where the tree travelled
+    without its ``.git`` (a GPU machine), the ``HINAS_GIT_REVISION`` its caller set."""
     try:
         root = Path(__file__).resolve().parents[2]
         out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
         if out.returncode != 0:
-            return None
+            return os.environ.get("HINAS_GIT_REVISION") or None
         dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True, timeout=5).stdout.strip()
         return out.stdout.strip() + ("+dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
-        return None
+        return os.environ.get("HINAS_GIT_REVISION") or None
 
 
 def device_name(device: str) -> str:
