@@ -11,12 +11,23 @@
   is recorded below. The mirrors could not be reached from the offline machine this was
   written on, so no archive checksum is recorded yet: the script prints the SHA-256 of each
   archive it fetches so that it can be added here.
-* Archives (zip, tar, tar.gz) are extracted safely: absolute paths, ``..`` components, links
-  and special files are refused, and nothing is written outside the target folder.
+* Archives (zip, tar, tar.gz) are extracted safely into a temporary folder: absolute paths,
+  ``..`` components, links and special files are refused; only image members are extracted,
+  each at most 64 MiB (``HINAS_MAX_IMAGE_BYTES``), all together at most the free space and
+  ``HINAS_MAX_EXTRACT_BYTES``; a damaged or truncated archive is one line.
+* Only a folder that is (or holds) the named set is installed -- ``Set5`` or ``Set5_HR`` for
+  Set5, ``DIV2K_train_HR`` for DIV2K, ``train/val/test`` under a ``BSDS500``/``BSR`` folder --
+  and only when every image in it passes the checks of ``hinas data check`` (readable, 8-bit,
+  no alpha, at most ``hinas.data.datasets.MAX_IMAGE_PIXELS`` pixels); checking needs the
+  hinas package (numpy, Pillow).
+* Every set of the call is found and checked before anything is installed; sets are copied
+  into a temporary folder under the root and renamed into place, so a full disk or an
+  interrupt leaves no half-installed set (and no temporary files).
 * Imported or extracted images are checked against ``reference_files.sha256`` (the checksums
   of ``../shared/data``) where that file lists them.
 * It is idempotent: datasets already present are left alone.
-* Manga109 needs a licence application; ``download.py Manga109`` says how.
+* Manga109 needs a licence application; ``download.py Manga109`` says how, and imports your
+  copy with ``--from``.
 
 Errors print one line and exit with status 2.
 """
@@ -27,46 +38,96 @@ import argparse
 import hashlib
 import http.client
 import os
+import re
 import shutil
 import sys
-import tarfile
 import tempfile
 import urllib.error
 import urllib.request
-import zipfile
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+# as hinas.data.datasets.IMAGE_EXTENSIONS: what the loaders read
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
 
-# dataset -> where it lives under the root, and where it comes from.
+# dataset -> where it lives under the root, where it comes from, which folder names are the set
+# ("set5" also accepts Set5_HR, set5-hr, ...), how many images it has, and the name that
+# hinas.data.datasets checks it as.
 SOURCES = {
     "BSDS500": {
         "folder": "BSDS500",
         "urls": ["https://www2.eecs.berkeley.edu/Research/Projects/CS/vision/grouping/BSR/BSR_bsds500.tgz"],
         "sha256": None,
         # inside the archive: BSR/BSDS500/data/images/{train,val,test}/*.jpg
-        "subdir": "images",
+        "names": ("bsds500", "bsr"), "expected": {"train": 200, "val": 100, "test": 200},
     },
     "Set5": {"folder": "Set5", "urls": ["https://huggingface.co/datasets/eugenesiow/Set5/resolve/main/data/Set5_HR.tar.gz"],
-             "sha256": None, "subdir": None},
+             "sha256": None, "names": ("set5",), "expected": 5, "check_as": "Set5"},
     "Set14": {"folder": "Set14", "urls": ["https://huggingface.co/datasets/eugenesiow/Set14/resolve/main/data/Set14_HR.tar.gz"],
-              "sha256": None, "subdir": None},
+              "sha256": None, "names": ("set14",), "expected": 14, "check_as": "Set14"},
     "Urban100": {"folder": "Urban100",
                  "urls": ["https://huggingface.co/datasets/eugenesiow/Urban100/resolve/main/data/Urban100_HR.tar.gz"],
-                 "sha256": None, "subdir": None},
+                 "sha256": None, "names": ("urban100",), "expected": 100, "check_as": "Urban100"},
     # the folder name hinas.data.datasets looks for first (DIV2K's own archive layout)
-    "DIV2K": {"folder": "DIV2K/DIV2K_train_HR",
-              "urls": ["https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip"], "sha256": None, "subdir": None},
+    "DIV2K": {"folder": "DIV2K/DIV2K_train_HR", "urls": ["https://data.vision.ee.ethz.ch/cvl/DIV2K/DIV2K_train_HR.zip"],
+              "sha256": None, "names": ("div2k_train_hr",), "expected": 800, "check_as": "DIV2K-train"},
 }
+# importable with --from only
+MANGA109_SOURCE = {"folder": "Manga109", "urls": [], "sha256": None, "names": ("manga109",), "expected": 109,
+                   "check_as": "Manga109"}
 ALIASES = {"B100": "BSDS500", "BSD100": "BSDS500", "BSD200": "BSDS500"}
 MANGA109 = ("Manga109 is distributed under a licence for academic use: apply at "
             "http://www.manga109.org/en/download.html, then import your copy with "
-            "'download.py --from DIR --root ROOT' (folder Manga109/ with the PNG pages).")
+            "'download.py Manga109 --from DIR --root ROOT' (folder Manga109/ with the PNG pages).")
+_DISK_FIX = "free some space or check the permissions, and run again"
 
 
 class DownloadError(Exception):
     pass
+
+
+def _spec(name: str) -> dict:
+    return MANGA109_SOURCE if name == "Manga109" else SOURCES[name]
+
+
+def q(path) -> str:
+    """A path safe to print: escaped when it holds control characters."""
+    s = str(path)
+    return repr(s) if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in s) else s
+
+
+def _local_error(exc: OSError, path: Path) -> DownloadError:
+    """A write that failed on this machine (full disk, permission): one line naming ``path``."""
+    return DownloadError(f"{q(path)}: {exc.strerror or exc}; {_DISK_FIX}; nothing was installed")
+
+
+def max_image_bytes() -> int:
+    """Cap on one image file (the largest benchmark image, a DIV2K PNG, is ~6 MB)."""
+    return int(os.environ.get("HINAS_MAX_IMAGE_BYTES", 64 * 1024**2))
+
+
+def _importing():
+    """:mod:`hinas.data.importing`: finding a set and the image checks of ``hinas data check``."""
+    for attempt in range(2):
+        try:
+            import hinas.data.importing as importing
+            return importing
+        except ImportError as exc:
+            if attempt:
+                raise DownloadError(f"checking the images needs the hinas package and its dependencies ({exc}); "
+                                    f"run this in the environment where hinas is installed (pip install -e .)") from None
+            sys.path.insert(0, str(HERE.parent))  # a source checkout without an install
+
+
+def plan(src: Path, name: str, root: Path, where: str, label, notes: list, own_archive: bool = False):
+    """[(image files, folder under the root)] to install ``name`` from ``src``, all checked (no writes)."""
+    importing = _importing()
+    from hinas.errors import DataError
+
+    try:
+        return importing.plan(src, name, _spec(name), root, where, label, notes, max_image_bytes(), own_archive)
+    except DataError as exc:
+        raise DownloadError(str(exc)) from None
 
 
 # ----------------------------------------------------------------------------------- checks
@@ -82,10 +143,17 @@ def reference_checksums() -> dict[str, str]:
     table = {}
     ref = HERE / "reference_files.sha256"
     if ref.exists():
-        for line in ref.read_text().splitlines():
+        try:
+            lines = ref.read_bytes().decode("utf-8").splitlines()
+        except UnicodeDecodeError:
+            raise DownloadError(f"{q(ref)}: not a text checksum list; restore it from the repository") from None
+        for number, line in enumerate(lines, 1):
             if line.strip():
-                digest, name = line.split(None, 1)
-                table[name.strip()] = digest
+                m = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line.strip())
+                if m is None:
+                    raise DownloadError(f"{q(ref)}: line {number} is not 'SHA256  PATH'; restore the file "
+                                        f"from the repository")
+                table[m.group(2).strip()] = m.group(1).lower()
     return table
 
 
@@ -99,95 +167,74 @@ def verify_tree(root: Path, folder: str) -> int:
         path = root / rel
         if path.exists():
             if sha256_of(path) != digest:
-                raise DownloadError(f"{path}: checksum mismatch (expected {digest[:12]}...); the file is damaged "
+                raise DownloadError(f"{q(path)}: checksum mismatch (expected {digest[:12]}...); the file is damaged "
                                     f"or a different version; delete it and run again")
             checked += 1
     return checked
 
 
 def present(root: Path, name: str) -> bool:
-    folder = root / SOURCES[name]["folder"]
+    folder = root / _spec(name)["folder"]
     return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))
 
 
 # ------------------------------------------------------------------------------ extraction
-def _check_member_name(name: str, archive: Path) -> PurePosixPath:
-    p = PurePosixPath(name.replace("\\", "/"))
-    if p.is_absolute() or name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
-        raise DownloadError(f"{archive}: refuses to extract '{name}': absolute path in the archive (unsafe archive)")
-    if ".." in p.parts:
-        raise DownloadError(f"{archive}: refuses to extract '{name}': '..' in the path (unsafe archive)")
-    return p
-
-
 def max_extract_bytes() -> int:
     """Cap on what one archive may unpack to (the largest, DIV2K train HR, is ~3.5 GB)."""
     return int(os.environ.get("HINAS_MAX_EXTRACT_BYTES", 64 * 1024**3))
 
 
-def _check_room(archive: Path, dest: Path, total: int) -> None:
-    """Refuse an archive that unpacks to more than the cap or than the free space (a bomb)."""
-    cap = max_extract_bytes()
-    if total > cap:
-        raise DownloadError(f"{q(archive)}: would unpack to {total / 1e9:.1f} GB, more than the {cap / 1e9:.1f} GB "
-                            f"limit (an archive bomb, or set HINAS_MAX_EXTRACT_BYTES); nothing was extracted")
-    free = shutil.disk_usage(dest).free
-    if total + (256 << 20) > free:
-        raise DownloadError(f"{q(archive)}: would unpack to {total / 1e9:.1f} GB but only {free / 1e9:.1f} GB are "
-                            f"free under {q(dest)}; free some space and run again; nothing was extracted")
+def safe_extract(archive: Path, dest: Path) -> dict:
+    """Extract the image members of a zip/tar(.gz) into dest (:func:`hinas.data.importing.safe_extract`:
+    no paths outside it, links, special files, images over ``max_image_bytes``, or more than
+    ``max_extract_bytes`` / the free space). Returns {extracted path: member name}."""
+    importing = _importing()
+    from hinas.errors import DataError
 
-
-def safe_extract(archive: Path, dest: Path) -> None:
-    """Extract zip/tar(.gz) into dest, refusing anything that could land outside it, links,
-    special files, and archives that unpack to more than the cap or the free disk space."""
-    dest.mkdir(parents=True, exist_ok=True)
-    if zipfile.is_zipfile(archive):
-        with zipfile.ZipFile(archive) as zf:
-            infos = zf.infolist()
-            for info in infos:
-                _check_member_name(info.filename, archive)
-                mode = (info.external_attr >> 16) & 0o170000
-                if mode == 0o120000:
-                    raise DownloadError(f"{archive}: refuses to extract '{info.filename}': symbolic link (unsafe archive)")
-            # zipfile stops each member at its declared size, so the declared total bounds the output
-            _check_room(archive, dest, sum(i.file_size for i in infos))
-            for info in infos:
-                zf.extract(info, dest)
-        return
     try:
-        tf = tarfile.open(archive)
-    except tarfile.TarError:
-        raise DownloadError(f"{archive}: not a zip or tar archive; delete it and download again") from None
-    with tf:
-        members = tf.getmembers()
-        for m in members:
-            _check_member_name(m.name, archive)
-            if m.issym() or m.islnk():
-                raise DownloadError(f"{archive}: refuses to extract '{m.name}': link to '{m.linkname}' (unsafe archive)")
-            if not (m.isfile() or m.isdir()):
-                raise DownloadError(f"{archive}: refuses to extract '{m.name}': special file (unsafe archive)")
-        _check_room(archive, dest, sum(m.size for m in members if m.isfile()))
-        for m in members:
-            tf.extract(m, dest, set_attrs=False)
+        return importing.safe_extract(archive, dest, max_extract_bytes(), max_image_bytes())
+    except DataError as exc:
+        raise DownloadError(str(exc)) from None
 
 
 # ------------------------------------------------------------------------------- download
-def _copy_with_progress(src, dst, name: str, start: int, total: int | None) -> None:
-    """Copy in 1 MiB chunks with a progress bar on stderr (tqdm; plain copy without it)."""
+def _copy_with_progress(src, write, name: str, start: int, total: int | None) -> None:
+    """Copy in 1 MiB chunks with a progress bar on stderr (tqdm; none without it)."""
     try:
         from tqdm import tqdm
-    except ImportError:  # the script also runs with the standard library alone
-        shutil.copyfileobj(src, dst, 1 << 20)
-        return
-    with tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
-              disable=not sys.stderr.isatty(), file=sys.stderr) as bar:
+    except ImportError:  # no progress bar then
+        tqdm = None
+    bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=name,
+               disable=not sys.stderr.isatty(), file=sys.stderr) if tqdm else None
+    try:
         while chunk := src.read(1 << 20):
-            dst.write(chunk)
-            bar.update(len(chunk))
+            write(chunk)
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+class _WriteFailed(Exception):
+    """A local write of a download failed (full disk, permission); not a network error."""
+
+
+def _writer(fh):
+    def write(chunk):
+        try:
+            fh.write(chunk)
+            fh.flush()
+        except OSError as exc:
+            raise _WriteFailed(exc) from None
+    return write
 
 
 def fetch(url: str, target: Path, sha256: str | None) -> Path:
-    """Download url to target, resuming a previous ``target.part``; verify sha256 if known."""
+    """Download url to target, resuming a previous ``target.part``; verify sha256 if known.
+
+    A network failure keeps the ``.part`` file (run again to resume); a local write failure
+    (a full disk, a permission) removes it and names it."""
     if target.exists():
         return target
     part = target.with_name(target.name + ".part")
@@ -198,8 +245,17 @@ def fetch(url: str, target: Path, sha256: str | None) -> Path:
             resumed = have and resp.status == 206
             length = resp.headers.get("Content-Length")
             expected = (have if resumed else 0) + int(length) if length else None
-            with open(part, "ab" if resumed else "wb") as fh:
-                _copy_with_progress(resp, fh, target.name, have if resumed else 0, expected)
+            try:
+                fh = open(part, "ab" if resumed else "wb")
+            except OSError as exc:
+                raise _WriteFailed(exc) from None
+            with fh:
+                _copy_with_progress(resp, _writer(fh), target.name, have if resumed else 0, expected)
+    except _WriteFailed as failed:
+        part.unlink(missing_ok=True)
+        exc = failed.args[0]
+        raise DownloadError(f"{q(part)}: {exc.strerror or exc}; {_DISK_FIX}; the partial download was "
+                            f"removed") from None
     except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
         raise DownloadError(f"{url}: download failed ({exc}); run again to resume, or fetch it by hand "
                             f"and use --from") from None
@@ -216,28 +272,7 @@ def fetch(url: str, target: Path, sha256: str | None) -> Path:
     return target
 
 
-def _install(src_root: Path, root: Path, name: str) -> None:
-    """Move the dataset's images from an extracted/copied tree into root/folder."""
-    folder = SOURCES[name]["folder"]
-    dest = root / folder
-    if name == "BSDS500":
-        found = [d for d in src_root.rglob("*") if d.is_dir() and {"train", "val", "test"} <= {c.name for c in d.iterdir() if c.is_dir()}]
-        if not found:
-            raise DownloadError(f"{src_root}: no BSDS500 train/val/test folders found; is this the BSDS500 archive?")
-        for split in ("train", "val", "test"):
-            _copy_images(found[0] / split, dest / split)
-        return
-    candidates = [d for d in [src_root, *src_root.rglob("*")] if d.is_dir() and d.name.lower().startswith(name.lower())]
-    source = candidates[0] if candidates else src_root
-    _copy_images(source, dest)
-
-
-def q(path) -> str:
-    """A path safe to print: escaped when it holds control characters."""
-    s = str(path)
-    return repr(s) if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in s) else s
-
-
+# --------------------------------------------------------------------------- a --from folder
 def check_no_links_out(folder: Path) -> None:
     """Refuse a folder to import from that holds a symbolic link leading outside it.
 
@@ -254,61 +289,101 @@ def check_no_links_out(folder: Path) -> None:
                                         f"imported ({q(folder)}); copy the real files in, or remove the link")
 
 
-def _image_files(src: Path) -> list[Path]:
-    """Image files under src; links are followed only when they stay inside src (checked before)."""
+# ------------------------------------------------------------------------------- installing
+def stage(root: Path, parts: list[tuple[list[Path], str]], stage_dir: Path) -> None:
+    """Copy a planned set into ``stage_dir`` (a temporary folder under the root)."""
+    for files, rel in parts:
+        d = stage_dir / rel
+        for f in files:
+            target = d / f.name
+            try:
+                d.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(f, target)
+            except OSError as exc:
+                target.unlink(missing_ok=True)
+                raise _local_error(exc, root / rel / f.name) from None
+
+
+def move_into_place(root: Path, name: str, stage_dir: Path) -> None:
+    """Rename a staged set into the root (one rename: never a half-installed set)."""
+    folder = _spec(name)["folder"]
+    dest = root / folder
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_dir():
+            dest.rmdir()  # empty (checked by plan)
+        os.replace(stage_dir / folder, dest)
+    except OSError as exc:
+        raise _local_error(exc, dest) from None
+
+
+def _sources(names, root: Path, local: Path | None, tmp: Path) -> list[tuple]:
+    """(name, folder to take it from, how to name it, label for files, is the set's own download)
+    per set; archives extracted."""
+    if local is not None and local.is_dir():
+        check_no_links_out(local)
+        if not any(True for _ in local.iterdir()):
+            raise DownloadError(f"{q(local)}: empty folder")
+        return [(n, local, q(local), q, False) for n in names]
+    if local is not None:
+        members = safe_extract(local, tmp / "x")
+        return [(n, tmp / "x", q(local), lambda p: f"{q(local)}: member '{members.get(p, p.name)}'", False)
+                for n in names]
     out = []
-    for dirpath, dirnames, filenames in os.walk(src, followlinks=False):
-        for name in filenames:
-            p = Path(dirpath) / name
-            if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file():
-                out.append(p)
-    return sorted(out)
+    for i, n in enumerate(names):
+        info = _spec(n)
+        archive = root / ".downloads" / Path(info["urls"][0]).name
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        fetch(info["urls"][0], archive, info["sha256"])
+        members = safe_extract(archive, tmp / f"x{i}")
+        out.append((n, tmp / f"x{i}", q(archive),
+                    lambda p, a=archive, m=members: f"{q(a)}: member '{m.get(p, p.name)}'", True))
+    return out
 
 
-def _copy_images(src: Path, dest: Path) -> None:
-    check_no_links_out(src)
-    files = _image_files(src)
-    if not files:
-        raise DownloadError(f"{q(src)}: no images found")
-    total = sum(p.stat().st_size for p in files)
-    dest.mkdir(parents=True, exist_ok=True)
-    free = shutil.disk_usage(dest).free
-    if total + (64 << 20) > free:
-        raise DownloadError(f"{q(src)}: {total / 1e9:.1f} GB of images but only {free / 1e9:.1f} GB free under "
-                            f"{q(dest)}; free some space and run again")
-    for p in files:
-        shutil.copy2(p, dest / p.name)
-
-
-def obtain(name: str, root: Path, local: Path | None) -> str:
-    if present(root, name):
-        verify_tree(root, SOURCES[name]["folder"])
-        return "already present"
-    with tempfile.TemporaryDirectory(dir=root) as tmp:
+def obtain_all(names, root: Path, local: Path | None) -> dict[str, str]:
+    """Find and check every set first, then install them all; {name: what happened}."""
+    status = {}
+    for n in names:
+        if present(root, n):
+            verify_tree(root, _spec(n)["folder"])
+            status[n] = "already present"
+    todo = [n for n in names if n not in status]
+    if not todo:
+        return status
+    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
         tmp = Path(tmp)
-        if local is not None:
-            if local.is_dir():
-                check_no_links_out(local)
-                if not any(True for _ in local.rglob("*")):
-                    raise DownloadError(f"{q(local)}: empty folder")
-                src = local / SOURCES[name]["folder"] if (local / SOURCES[name]["folder"]).is_dir() else local
-            else:
-                safe_extract(local, tmp / "x")
-                src = tmp / "x"
-        else:
-            src_info = SOURCES[name]
-            archive = root / ".downloads" / Path(src_info["urls"][0]).name
-            archive.parent.mkdir(parents=True, exist_ok=True)
-            fetch(src_info["urls"][0], archive, src_info["sha256"])
-            safe_extract(archive, tmp / "x")
-            src = tmp / "x"
-        _install(src, root, name)
-    n = verify_tree(root, SOURCES[name]["folder"])
-    return f"installed ({n} files match the reference checksums)" if n else "installed"
+        notes: list[str] = []
+        plans = {n: plan(src, n, root, where, label, notes, own)
+                 for n, src, where, label, own in _sources(todo, root, local, tmp)}
+        total = sum(f.stat().st_size for p in plans.values() for files, _ in p for f in files)
+        free = shutil.disk_usage(root).free
+        if total + (64 << 20) > free:
+            raise DownloadError(f"{q(local or root)}: {total / 1e9:.1f} GB of images but only {free / 1e9:.1f} GB "
+                                f"free under {q(root)}; free some space and run again")
+        for i, (n, p) in enumerate(plans.items()):  # every set copied before the first lands
+            stage(root, p, tmp / f"stage{i}")
+        for i, n in enumerate(plans):
+            move_into_place(root, n, tmp / f"stage{i}")
+    for note in notes:
+        print(f"note: {note}", file=sys.stderr)
+    for n in todo:
+        k = verify_tree(root, _spec(n)["folder"])
+        status[n] = f"installed ({k} files match the reference checksums)" if k else "installed"
+    return status
 
 
-def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def _new_folders(path: Path) -> list[Path]:
+    """``path`` and its ancestors that do not exist yet, deepest first."""
+    out = []
+    while not path.exists() and path != path.parent:
+        out.append(path)
+        path = path.parent
+    return out
+
+
+def main(argv=None, prog: str = "download.py") -> int:
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
     ap.add_argument("datasets", nargs="*", help=f"datasets: {', '.join(SOURCES)}, Manga109 (default: all)")
     ap.add_argument("--root", required=False, default=None, help="data root (default: $HINAS_DATA)")
     ap.add_argument("--from", dest="local", default=None, help="import a local folder or archive instead of downloading")
@@ -322,28 +397,37 @@ def main(argv=None) -> int:
 
     root = Path(args.root or os.environ.get("HINAS_DATA") or "")
     if not str(root):
-        print("download.py: error: give --root DIR (or set HINAS_DATA)", file=sys.stderr)
+        print(f"{prog}: error: give --root DIR (or set HINAS_DATA)", file=sys.stderr)
         return 2
     names = [ALIASES.get(n, n) for n in (args.datasets or list(SOURCES))]
+    made = _new_folders(root)
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            if name not in SOURCES and name != "Manga109":
+                raise DownloadError(f"unknown dataset '{name}'; known: {', '.join(SOURCES)}, Manga109")
         local = Path(args.local) if args.local else None
         if local is not None and not local.exists():
-            raise DownloadError(f"{local}: --from path does not exist")
-        for name in names:
-            if name == "Manga109":
-                print(MANGA109)
-                continue
-            if name not in SOURCES:
-                raise DownloadError(f"unknown dataset '{name}'; known: {', '.join(SOURCES)}, Manga109")
-            print(f"{name}: {obtain(name, root, local)}")
-    except DownloadError as exc:
-        print(f"download.py: error: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:  # a full disk, a permission: one line, not a traceback
-        where = q(exc.filename) if exc.filename is not None else q(root)
-        print(f"download.py: error: {where}: {exc.strerror or exc}; check the free space and permissions "
-              f"and run again", file=sys.stderr)
+            raise DownloadError(f"{q(local)}: --from path does not exist")
+        if "Manga109" in names and local is None:
+            print(MANGA109)
+            names = [n for n in names if n != "Manga109"]
+        names = list(dict.fromkeys(names))
+        if names:
+            root.mkdir(parents=True, exist_ok=True)
+            for name, what in obtain_all(names, root, local).items():
+                print(f"{name}: {what}")
+    except (DownloadError, OSError) as exc:
+        for folder in made:  # a refused call leaves no empty data root behind
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        if isinstance(exc, DownloadError):
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+        else:  # a full disk, a permission: one line, not a traceback
+            where = q(exc.filename) if exc.filename is not None else q(root)
+            print(f"{prog}: error: {where}: {exc.strerror or exc}; check the free space and permissions "
+                  f"and run again", file=sys.stderr)
         return 2
     return 0
 

@@ -44,7 +44,7 @@ _EXPORTS = {
     "PROFILES": "hinas.engine.config",
     "search": "hinas.engine.search",
     "train": "hinas.engine.train",
-    "load_trained": "hinas.evaluation",
+    "load_trained": "hinas.network_file",
     "evaluate_run": "hinas.evaluation",
     "cached_run": "hinas.engine",
     # using a trained network

@@ -75,7 +75,7 @@ def _train_setup(genotype, levers: dict, device, init_state: dict, f: int = 20):
     """A hinas training step on the paper's derived-network setting, from ``init_state``."""
     from hinas.engine import fast
     from hinas.engine.train import network_spec, param_groups
-    from hinas.evaluation import build_model
+    from hinas.network_file import build_model
     from hinas.losses import RestorationLoss
 
     cfg = _config(levers, device).replace(net_f=f)
@@ -130,7 +130,7 @@ def fast_path_equivalence(genotype, *, device="cuda", steps: int = 50, search_st
     mechanism (fp32 arithmetic in both); TF32 lets the two paths' cuDNN algorithms round apart."""
     from hinas.engine import fast
     from hinas.engine.train import poly_lr
-    from hinas.evaluation import build_model
+    from hinas.network_file import build_model
     from hinas.engine.train import network_spec
     from hinas.supernet import Supernet
 
@@ -266,7 +266,7 @@ def gpu_speed(genotype, *, code: str | None = None, device="cuda", steps: int = 
     from hinas.engine import fast
     from hinas.engine.common import device_name, provenance
     from hinas.engine.train import network_spec
-    from hinas.evaluation import build_model
+    from hinas.network_file import build_model
     from hinas.network import count_parameters
     from hinas.supernet import Supernet
 
@@ -383,73 +383,3 @@ def campaign_levers(report: dict) -> dict:
     if equivalence_holds(report) and report.get("recommended"):
         return dict(report["recommended"]["levers"])
     return {**{k: False for k in OFF if k != "amp_bf16"}, "cudnn_benchmark": True}
-
-
-def _cli_gpu_levers(args) -> int:
-    from hinas.safeio import load_json_file
-
-    report = load_json_file(args.report, "gpu-speed report")
-    if not isinstance(report, dict):
-        raise HinasError(f"{args.report}: not a gpu-speed report (expected a JSON object)")
-    levers = campaign_levers(report)
-    print(" ".join(f"--set {k}={str(v).lower()}" for k, v in levers.items()))
-    return 0
-
-
-def _cli_gpu_speed(args) -> int:
-    import json
-    from pathlib import Path
-
-    from hinas.cli import print_json
-    from hinas.genotype import Genotype, random_genotype
-
-    if not str(args.device).startswith("cuda"):
-        raise HinasError(f"--device {args.device}: hinas bench gpu-speed measures CUDA steps; use --device cuda")
-    genotype = Genotype.load(args.genotype) if args.genotype else random_genotype("denoise", seed=0)
-    if args.steps < 1 or args.search_steps < 1:
-        raise HinasError("--steps and --search-steps must be at least 1")
-    if args.out and Path(args.out).exists() and not Path(args.out).is_file():
-        raise HinasError(f"--out {args.out}: exists and is not a file; give a file path")
-    res = gpu_speed(genotype, code=args.code, device=args.device, steps=args.steps, search_steps=args.search_steps)
-    if args.equivalence:
-        res["equivalence"] = fast_path_equivalence(genotype, device=args.device)
-        res["equivalence_tf32"] = fast_path_equivalence(genotype, device=args.device, tf32=True)
-    res["genotype"] = {"file": args.genotype, "architecture": genotype.to_dict()}
-    if args.out:
-        from hinas.engine.common import atomic_write_text
-
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out, json.dumps(res, indent=1) + "\n")
-    if args.json:
-        print_json(res)
-    else:
-        for part, key in (("train", "step_seconds"), ("search", "weight_step_seconds")):
-            rel = res[part].get("released")
-            if rel:
-                print(f"{part:6s} released code            {rel[key] * 1e3:9.2f} ms")
-            for name, r in res[part]["variants"].items():
-                vs = f"x{r['speedup_vs_released']:.2f} vs released" if r["speedup_vs_released"] else ""
-                print(f"{part:6s} {name:26s} {r[key] * 1e3:9.2f} ms  x{r['speedup_vs_eager']:.2f} vs eager  {vs}")
-        print(f"recommended fp32 levers: {res['recommended']['variant']}")
-    return 0
-
-
-def register_cli(sub) -> None:
-    """``hinas bench gpu-speed`` (added to ``hinas bench`` by :func:`hinas.bench.register_cli`)."""
-    g = sub.add_parser("gpu-speed", help="training and search steps on one GPU: the released code's, hinas eager, "
-                                         "and each lever of the fast path (needs CUDA)")
-    g.add_argument("--code", default=None, help="folder of a checkout of https://github.com/hkzhang-git/HiNAS "
-                                                "(fetched by you, never vendored); without it no released rows")
-    g.add_argument("--genotype", default=None, help="genotype JSON of the derived network (default: a random one)")
-    g.add_argument("--steps", type=int, default=50, help="timed training steps per variant (default 50)")
-    g.add_argument("--search-steps", type=int, default=10, help="timed search steps per variant (default 10)")
-    g.add_argument("--equivalence", action="store_true", help="also compare the fast fp32 path with eager "
-                                                                 "(50 training, 10 search steps; fp32 and TF32)")
-    g.add_argument("--device", default="cuda")
-    g.add_argument("--out", default=None, help="also write the JSON here (e.g. results/bench/gpu_speed_h200.json)")
-    g.add_argument("--json", action="store_true", help="print one JSON object")
-    g.set_defaults(func=_cli_gpu_speed)
-    lv = sub.add_parser("gpu-levers", help="the --set options of the fast path a campaign should use after a "
-                                           "gpu-speed report (eager when its equivalence check failed)")
-    lv.add_argument("report", help="JSON of hinas bench gpu-speed --equivalence --out")
-    lv.set_defaults(func=_cli_gpu_levers)

@@ -11,8 +11,6 @@ and returns the restored 1xCxHxW tensor (the evaluator clamps it to [0, 1]).
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import math
 import sys
 import time
@@ -21,11 +19,10 @@ from pathlib import Path
 import numpy as np
 
 from hinas.errors import DataError, HinasError
-from hinas.safeio import finite_number, names_file, quote
+from hinas.safeio import finite_number
 
 __all__ = ["PROTOCOLS", "VALIDATION_PROTOCOLS", "evaluate", "validate_reference", "bicubic_restore", "bm3d_restore",
-           "add_eval_arguments", "register_cli", "run_eval", "evaluate_run", "load_trained", "build_model",
-           "check_network_spec"]
+           "evaluate_run"]
 
 PROTOCOLS: dict[str, dict] = {
     "standard": {
@@ -84,7 +81,8 @@ def _norm_task(task: str) -> str:
     return t
 
 
-def _to_tensor(a: np.ndarray, device):
+def to_tensor(a: np.ndarray, device):
+    """An HxW or HxWxC float image as a 1xCxHxW tensor on ``device``."""
     import torch
 
     a = np.asarray(a, dtype=np.float32)
@@ -92,7 +90,8 @@ def _to_tensor(a: np.ndarray, device):
     return t[None].to(device)
 
 
-def _from_tensor(t, clamp: bool = True) -> np.ndarray:
+def from_tensor(t, clamp: bool = True) -> np.ndarray:
+    """A restored 1xCxHxW tensor back to an HxW(xC) float image in [0, 1] (refused if not finite)."""
     import torch
 
     if not isinstance(t, torch.Tensor):
@@ -111,7 +110,8 @@ def _from_tensor(t, clamp: bool = True) -> np.ndarray:
     return a[0] if a.shape[0] == 1 else a.transpose(1, 2, 0)
 
 
-def _quantise(a01: np.ndarray) -> np.ndarray:
+def quantise(a01: np.ndarray) -> np.ndarray:
+    """A [0, 1] float image rounded to uint8, as every protocol scores it."""
     return np.clip(np.floor(a01 * 255.0 + 0.5), 0, 255).astype(np.uint8)
 
 
@@ -145,10 +145,10 @@ def _patchwise(restore_fn, image01: np.ndarray, patch: int, stride: int, make_in
     tiles = [(y, x) for y in _patch_positions(h, patch, stride) for x in _patch_positions(w, patch, stride)]
     for start in range(0, len(tiles), batch):
         chunk = tiles[start:start + batch]
-        xs = torch.cat([_to_tensor(make_input(image01[y:y + patch, x:x + patch], y, x), device) for y, x in chunk])
+        xs = torch.cat([to_tensor(make_input(image01[y:y + patch, x:x + patch], y, x), device) for y, x in chunk])
         ys = restore_fn(xs)
         for k, (y, x) in enumerate(chunk):
-            o = _from_tensor(ys[k:k + 1], clamp=False)
+            o = from_tensor(ys[k:k + 1], clamp=False)
             if o.shape[:2] != (q, q):
                 raise HinasError(f"restore_fn returned {o.shape} for a {patch}x{patch} patch")
             acc[y * scale:y * scale + q, x * scale:x * scale + q] += o
@@ -248,10 +248,10 @@ def evaluate(restore_fn, dataset, task, *, sigma=None, scale=None, protocol: str
                     raise DataError(f"{label}: image {w}x{h} is too small to score (SSIM needs 11x11); remove it")
                 if protocol == "standard":
                     noisy = add_noise_seeded(clean.astype(np.float32) / 255.0, sigma, rec.name)
-                    out = _from_tensor(restore_fn(_to_tensor(noisy, device)))
+                    out = from_tensor(restore_fn(to_tensor(noisy, device)))
                     if out.shape != clean.shape:
                         raise HinasError(f"restore_fn returned {out.shape} for {rec.name}, expected {clean.shape}")
-                    out8 = _quantise(out)
+                    out8 = quantise(out)
                     psnr = metrics.calculate_psnr(out8, clean)
                     ssim = metrics.calculate_ssim(out8, clean)
                 else:
@@ -276,11 +276,11 @@ def evaluate(restore_fn, dataset, task, *, sigma=None, scale=None, protocol: str
                                     f"(SSIM needs 11x11 after the border crop); remove it")
                 hr, lr = make_lr(img, scale, label)
                 lr3 = np.repeat(lr[..., None], 3, axis=2) if grey_hr else lr
-                out = _from_tensor(restore_fn(_to_tensor(lr3.astype(np.float32) / 255.0, device)))
+                out = from_tensor(restore_fn(to_tensor(lr3.astype(np.float32) / 255.0, device)))
                 if out.shape[:2] != hr.shape[:2] or out.ndim != 3:
                     raise HinasError(f"restore_fn returned {out.shape} for {rec.name}, expected {hr.shape[:2]}x3")
                 if protocol == "standard":
-                    out8 = _quantise(out)
+                    out8 = quantise(out)
                     if grey_hr:  # the MATLAB scripts score a grey image on its own values
                         sr_y, hr_y = _luma(out8), hr.astype(np.float64)
                     else:
@@ -326,7 +326,7 @@ def bicubic_restore(scale: int):
     def fn(x):
         import torch
 
-        lr = _quantise(_from_tensor(x))
+        lr = quantise(from_tensor(x))
         up = imresize(lr, scale).astype(np.float32) / 255.0
         t = torch.from_numpy(np.ascontiguousarray(up.transpose(2, 0, 1) if up.ndim == 3 else up[None]))
         return t[None]
@@ -354,121 +354,6 @@ def bm3d_restore(sigma: float):
         return torch.from_numpy(np.ascontiguousarray(out))[None]
 
     return fn
-
-
-# ------------------------------------------------------------------------------ trained run folders
-
-NETWORK_FILE = "network.json"
-MAX_F = 256  # channels per node at level 0 (the paper: 20 dn / 16 SR)
-MAX_NODE_CHANNELS = 2048
-MAX_PARAMS = 200_000_000  # an estimate refused before any tensor is allocated
-
-
-def estimate_parameters(genotype, f: int | None, node_channels=None) -> int:
-    """A quick upper estimate of a derived network's size, to refuse absurd ones before building."""
-    f = f or (20 if genotype.task == "denoise" else 16)
-    B = genotype.steps
-    total = 64 * 64 * 9 * 2
-    for layer, level in enumerate(genotype.path):
-        C = node_channels[layer] if node_channels else f * genotype.width_factors[level]
-        total += 2 * B * (9 * C * C + C * C) + 2 * (B * C) * C  # edges (conv + pointwise) and scalers
-    return int(total)
-
-
-def check_network_size(genotype, f=None, node_channels=None, source: str = "the network") -> None:
-    if f is not None and (isinstance(f, bool) or not isinstance(f, int) or not 1 <= f <= MAX_F):
-        raise HinasError(f"{source}: f must be an integer in 1..{MAX_F}, got {f!r}")
-    if node_channels is not None:
-        if (not isinstance(node_channels, list) or len(node_channels) != genotype.layers
-                or not all(isinstance(c, int) and not isinstance(c, bool) and 1 <= c <= MAX_NODE_CHANNELS
-                           for c in node_channels)):
-            raise HinasError(f"{source}: node_channels must list {genotype.layers} integers in "
-                             f"1..{MAX_NODE_CHANNELS}, got {str(node_channels)[:60]}")
-    n = estimate_parameters(genotype, f, node_channels)
-    if n > MAX_PARAMS:
-        raise HinasError(f"{source}: this network would have about {n / 1e6:.0f} M parameters (limit "
-                         f"{MAX_PARAMS / 1e6:.0f} M); use a smaller f, fewer layers or smaller width_factors")
-
-
-def check_network_spec(spec, source: str = NETWORK_FILE):
-    """Validate a network description (``network.json``) before anything is built from it."""
-    from hinas.genotype import Genotype
-
-    if not isinstance(spec, dict):
-        raise HinasError(f"{source}: expected a JSON object describing the network, got {type(spec).__name__}")
-    model = spec.get("model")
-    if model == "dncnn":
-        if spec.get("in_channels", 1) != 1 or spec.get("task", "denoise") != "denoise":
-            raise HinasError(f"{source}: DnCNN here is the grey denoising baseline (task denoise, in_channels 1); "
-                             f"the file was edited")
-        return None
-    if model != "hinas":
-        raise HinasError(f"{source}: model must be 'hinas' or 'dncnn', got {quote(model)}")
-    g = Genotype.from_dict(spec.get("genotype"), f"{source} (genotype)")
-    if spec.get("task", g.task) != g.task or (g.task == "sr" and spec.get("scale", g.scale) != g.scale):
-        raise HinasError(f"{source}: task/scale disagree with the genotype's; the file was edited")
-    if spec.get("in_channels", g.in_channels) != g.in_channels or g.in_channels != (1 if g.task == "denoise" else 3):
-        raise HinasError(f"{source}: in_channels must be 1 for denoising and 3 for SR, and agree with the "
-                         f"genotype's; the file was edited")
-    if not isinstance(spec.get("residual", True), bool):
-        raise HinasError(f"{source}: residual must be true or false")
-    if spec.get("bn_init", "torch1") not in ("torch1", "ones"):
-        raise HinasError(f"{source}: bn_init must be 'torch1' or 'ones', got {quote(spec.get('bn_init'))}")
-    check_network_size(g, spec.get("f"), spec.get("node_channels"), source)
-    return g
-
-
-def build_model(spec: dict, source: str = NETWORK_FILE):
-    """The network a run folder describes (``network.json``): a HiNAS genotype or DnCNN."""
-    g = check_network_spec(spec, source)
-    if g is None:
-        from hinas.baselines import DnCNN
-        from hinas.ops import init_batchnorm
-
-        # the same BatchNorm init as the HiNAS networks it is compared with (same recipe, same budget)
-        return init_batchnorm(DnCNN(in_channels=spec.get("in_channels", 1)), spec.get("bn_init", "torch1"))
-    from hinas.network import build_network
-
-    return build_network(g, spec.get("f"), residual=spec.get("residual", True),
-                         node_channels=spec.get("node_channels"), bn_init=spec.get("bn_init", "torch1"))
-
-
-def load_trained(run_dir, which: str = "best", device="cpu"):
-    """Rebuild a trained network from its run folder (safetensors weights, JSON description).
-
-    Refuses, by name, weights holding NaN or infinite values (a diverged run is not scored).
-    """
-    import torch
-    from safetensors.torch import load_file
-
-    from hinas.safeio import load_json_file
-
-    run_dir = Path(run_dir)
-    spec_file = run_dir / NETWORK_FILE
-    weights = run_dir / ("weights.safetensors" if which == "best" else "weights_final.safetensors")
-    if not run_dir.is_dir():
-        raise HinasError(f"{quote(run_dir)}: not a training run folder (no such folder); give the --out folder "
-                         f"of 'hinas train'")
-    if not spec_file.exists():
-        raise HinasError(f"{quote(run_dir)}: not a training run folder (no {NETWORK_FILE}); give the --out folder "
-                         f"of 'hinas train'")
-    if not weights.is_file():
-        raise HinasError(f"{quote(run_dir)}: no {weights.name} yet; the training has not reached its first "
-                         f"validation (continue it with 'hinas train ... --resume')")
-    spec = load_json_file(spec_file, "network description")
-    model = build_model(spec, quote(spec_file))
-    try:
-        state = load_file(str(weights))
-        model.load_state_dict(state)
-    except Exception as exc:
-        raise HinasError(f"{quote(weights)}: cannot load these weights into the network described by "
-                         f"{spec_file.name} ({exc.__class__.__name__}); the files do not belong together") from None
-    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
-    if bad:
-        raise HinasError(f"{quote(weights)}: {len(bad)} tensor(s) hold NaN or infinite values "
-                         f"({quote(bad[0])}{', ...' if len(bad) > 1 else ''}); the training diverged: "
-                         f"retrain with a lower learning rate")
-    return model.to(device).eval(), spec
 
 
 def _timed_restore(model, device):
@@ -501,6 +386,7 @@ def evaluate_run(run_dir, dataset=None, *, sigma=None, scale=None, protocol: str
     import torch
 
     from hinas.network import count_flops, count_parameters
+    from hinas.network_file import load_trained
 
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise HinasError(f"--device {device} asked for but CUDA is not available; use --device cpu")
@@ -518,7 +404,7 @@ def evaluate_run(run_dir, dataset=None, *, sigma=None, scale=None, protocol: str
             raise HinasError(f"this network upscales x{spec['scale']}, not x{scale}")
         scale = spec["scale"]
     if dataset is None:
-        dataset = _default_dataset(task, data_root)
+        dataset = default_dataset(task, data_root)
     restore, timer = _timed_restore(model, device)
     res = evaluate(restore, dataset, task, sigma=sigma, scale=scale, protocol=protocol, device=device,
                    data_root=data_root, limit=limit, progress=progress)
@@ -536,160 +422,10 @@ def evaluate_run(run_dir, dataset=None, *, sigma=None, scale=None, protocol: str
     return res
 
 
-def evaluate_weights(args) -> dict:
-    """``hinas eval --weights DIR``."""
-    if args.method is not None:
-        raise HinasError("give either a baseline method or --weights, not both")
-    if args.limit is not None and args.limit < 1:
-        raise HinasError(f"--limit must be at least 1, got {args.limit}")
-    if args.sigma is not None:
-        finite_number(args.sigma, "--sigma", lo=0, hi=255, lo_open=True)
-    return evaluate_run(args.weights, args.dataset, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
-                        data_root=args.data_root, device=args.device, limit=args.limit,
-                        progress=sys.stderr.isatty())  # per-image lines on a terminal
-
-
-# ------------------------------------------------------------------------------ command line
-
-def add_eval_arguments(parser) -> None:
-    """Arguments of ``hinas eval`` (shared with the engine's ``evaluate_weights``)."""
-    parser.add_argument("method", nargs="?", choices=["bicubic", "bm3d", "noisy"], default=None,
-                        help="baseline to evaluate: bicubic (SR), bm3d (denoising) or noisy (the noisy input "
-                             "itself, the floor a denoiser must clear); omit with --weights")
-    parser.add_argument("--weights", default=None, metavar="DIR", help="evaluate a trained run folder")
-    parser.add_argument("--dataset", default=None,
-                        help="dataset name (Set5, Set14, B100, Urban100, Manga109, BSDS500-test, BSD68, Set12, "
-                             "embedded-test, ...) or a folder of images; default: the task's standard test set")
-    parser.add_argument("--scale", type=int, default=None, help="SR factor (2, 3 or 4)")
-    parser.add_argument("--sigma", type=float, default=None, help="denoising noise level on the 0-255 scale")
-    parser.add_argument("--data-root", default=None, metavar="DIR",
-                        help="folder holding the datasets (default: $HINAS_DATA, else the embedded images)")
-    parser.add_argument("--protocol", choices=list(PROTOCOLS), default="standard",
-                        help="metric protocol (default: standard; hinas-reference = the released code)")
-    parser.add_argument("--limit", type=int, default=None, metavar="N", help="only the first N images (sorted)")
-    parser.add_argument("--device", default="cpu", help="torch device for networks (default: cpu)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--per-image", action="store_true", help="include per-image scores in the JSON")
-    parser.add_argument("--save", default=None, metavar="FILE",
-                        help="also write the full result (per image, with provenance) to this JSON file")
-    parser.add_argument("--force", action="store_true", help="let --save overwrite an existing file")
-
-
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser("eval", help="evaluate a baseline (bicubic, bm3d, noisy) or trained weights on a dataset",
-                              description="Evaluate a baseline or a trained network. Protocols: " + "; ".join(
-                                  f"{k}: {v['summary']}" for k, v in PROTOCOLS.items()))
-    add_eval_arguments(p)
-    p.set_defaults(func=_eval_command)
-
-
-def _default_dataset(task: str, data_root) -> str:
+def default_dataset(task: str, data_root) -> str:
+    """The task's standard test set (BSDS500-test / Set5), or the embedded images without a data root."""
     from hinas.data.datasets import resolve_data_root
 
     if resolve_data_root(data_root) is None:
         return "embedded-test"
     return "Set5" if task == "sr" else "BSDS500-test"
-
-
-def run_eval(args) -> dict:
-    """Run ``hinas eval`` for a baseline from parsed ``args``; returns the result dict."""
-    if args.method is None:
-        raise HinasError("give a method (bicubic, bm3d or noisy) or --weights DIR")
-    if args.limit is not None and args.limit < 1:
-        raise HinasError(f"--limit must be at least 1, got {args.limit}")
-    if args.method == "bicubic":
-        if args.sigma is not None:
-            raise HinasError("bicubic is the SR baseline: use --scale, not --sigma (bm3d is the denoising one)")
-        if args.scale is None:
-            raise HinasError("bicubic needs --scale (2, 3 or 4)")
-        if args.scale not in EVAL_SCALES:
-            raise HinasError(f"--scale must be one of {', '.join(map(str, EVAL_SCALES))}, got {args.scale}")
-        task, fn = "sr", bicubic_restore(args.scale)
-    else:
-        if args.scale is not None:
-            raise HinasError(f"{args.method} is a denoising baseline: use --sigma, not --scale (bicubic is the SR one)")
-        if args.sigma is None:
-            raise HinasError(f"{args.method} needs --sigma (noise level on the 0-255 scale, e.g. 50)")
-        finite_number(args.sigma, "--sigma", lo=0, hi=255, lo_open=True)
-        # noisy: the identity, scored under the same protocol and noise draws as any denoiser
-        task, fn = "denoise", (bm3d_restore(args.sigma) if args.method == "bm3d" else (lambda x: x))
-    dataset = args.dataset or _default_dataset(task, args.data_root)
-    res = evaluate(fn, dataset, task, sigma=args.sigma, scale=args.scale, protocol=args.protocol,
-                   device=args.device, data_root=args.data_root, limit=args.limit,
-                   progress=sys.stderr.isatty())  # per-image lines on a terminal (BM3D takes minutes)
-    res["method"] = args.method
-    return res
-
-
-def _summary(res: dict) -> dict:
-    head = {"dataset": res.get("dataset"), "scale": res.get("scale"), "sigma": res.get("sigma"),
-            "images": res.get("images"), "psnr": res.get("psnr"), "ssim": res.get("ssim")}
-    out = dict(head)
-    for k, v in res.items():
-        if k not in out and k != "per_image":
-            out[k] = v
-    return out
-
-
-def _write_result(path: Path, text: str, force: bool) -> None:
-    """Write ``path`` atomically through a temp file of its own (two evaluations never share one);
-    without ``force`` the file is created exclusively, so a file that appeared meanwhile is kept."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with names_file(path), os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        if force:
-            os.replace(tmp, path)
-        else:
-            try:
-                os.link(tmp, path)
-            except FileExistsError:
-                raise HinasError(f"{quote(path)}: appeared while evaluating; pass --force to overwrite it, "
-                                 f"or choose another --save") from None
-            except OSError:  # a file system without hard links: check, then rename
-                if path.exists():
-                    raise HinasError(f"{quote(path)}: appeared while evaluating; pass --force to overwrite "
-                                     f"it, or choose another --save") from None
-                os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _eval_command(args) -> int:
-    from hinas.cli import print_json
-
-    save = Path(args.save) if args.save else None
-    if save is not None:  # refuse before minutes of evaluation, not after
-        if save.is_dir():
-            raise HinasError(f"{quote(save)}: --save names a folder; give a file name (e.g. result.json)")
-        blocker = next((p for p in save.parents if p.exists()), None)
-        if blocker is not None and not blocker.is_dir():
-            raise HinasError(f"{quote(blocker)}: is a file, so --save {quote(save)} cannot be written; "
-                             f"choose another --save")
-        if save.exists() and not getattr(args, "force", False):
-            raise HinasError(f"{quote(save)}: already exists; pass --force to overwrite it, or choose another --save")
-    res = evaluate_weights(args) if args.weights is not None else run_eval(args)
-    if save is not None:
-        full = dict(res)
-        full["provenance"] = {"command": "hinas " + " ".join(sys.argv[1:]) if sys.argv else "hinas eval",
-                              "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                              "device": str(getattr(args, "device", "cpu"))}
-        save.parent.mkdir(parents=True, exist_ok=True)
-        _write_result(save, json.dumps(full, indent=1) + "\n", force=getattr(args, "force", False))
-    if args.json:
-        print_json(res if args.per_image else _summary(res))
-    else:
-        what = res.get("method") or args.weights
-        setting = f"x{res['scale']}" if res.get("scale") else f"sigma {res.get('sigma'):g}"
-        line = (f"{what} on {res.get('dataset')} {setting} ({res.get('protocol')}): PSNR {res['psnr']:.2f} dB, "
-                f"SSIM {res['ssim']:.4f} over {res.get('images')} images")
-        if "seconds" in res:
-            line += f" [{res['seconds']:.1f} s]"
-        if res.get("embedded"):
-            line += " - embedded images, NOT comparable with the paper"
-        print(line)
-    return 0

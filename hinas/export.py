@@ -23,7 +23,7 @@ from pathlib import Path
 
 from hinas.errors import HinasError
 
-__all__ = ["export_onnx", "check_onnx", "register_cli", "MAX_ABS_DIFF", "DEFAULT_OPSET", "MIN_OPSET"]
+__all__ = ["export_onnx", "check_onnx", "MAX_ABS_DIFF", "DEFAULT_OPSET", "MIN_OPSET"]
 
 MAX_ABS_DIFF = 1e-4
 DEFAULT_OPSET = 17
@@ -37,7 +37,7 @@ def export_onnx(weights, out, *, opset: int = DEFAULT_OPSET, dynamo: bool = Fals
     """Export the network of a ``hinas train`` run folder to ONNX at ``out``; see the module doc."""
     import torch
 
-    from hinas.evaluation import load_trained
+    from hinas.network_file import load_trained
 
     out = Path(out)
     if opset < MIN_OPSET:
@@ -144,40 +144,3 @@ def check_onnx(model, path, channels: int, *, seed: int = 0, size=CHECK_SIZE) ->
 
 
 # ------------------------------------------------------------------------------ command line
-def register_cli(subparsers) -> None:
-    import argparse
-
-    p = subparsers.add_parser(
-        "export", help="export a trained network to ONNX (dynamic height/width), checked with onnxruntime",
-        description=__doc__.split("\n\n")[0],
-        epilog="example:\n  hinas export --weights runs/t1 --format onnx --out dn50.onnx --json\n"
-               "needs: pip install 'hinas[export]'  (onnx, onnxruntime, onnxscript)",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--weights", required=True, metavar="DIR", help="run folder of 'hinas train'")
-    p.add_argument("--format", choices=("onnx",), default="onnx", help="export format (onnx)")
-    p.add_argument("--out", required=True, metavar="FILE", help="the .onnx file to write")
-    p.add_argument("--opset", type=int, default=DEFAULT_OPSET,
-                   help=f"ONNX opset (default {DEFAULT_OPSET}; at least {MIN_OPSET})")
-    p.add_argument("--dynamo", action="store_true", help="use the torch.export-based exporter (needs onnxscript)")
-    p.add_argument("--no-check", dest="check", action="store_false",
-                   help="skip the onnxruntime comparison with PyTorch")
-    p.add_argument("--force", action="store_true", help="overwrite an existing --out")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.set_defaults(func=_export_command)
-
-
-def _export_command(args) -> int:
-    from hinas.cli import print_json
-
-    res = export_onnx(args.weights, args.out, opset=args.opset, dynamo=args.dynamo, force=args.force,
-                      check=args.check)
-    if args.json:
-        print_json(res)
-        return 0
-    if res["checked"]:
-        print(f"{res['out']}: ONNX opset {res['opset']}, {res['bytes']} bytes; onnxruntime vs PyTorch on "
-              f"{'x'.join(map(str, res['check_input']))}: max |diff| = {res['max_abs_diff']:.3g}")
-    else:
-        print(f"{res['out']}: ONNX opset {res['opset']}, {res['bytes']} bytes")
-        print(f"hinas: note: {res['note']}", file=sys.stderr)
-    return 0

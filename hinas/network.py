@@ -15,8 +15,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from hinas.genotype import Genotype
-from hinas.ops import LEAKY_SLOPE, build_op, canonical_op_name, init_batchnorm
-from hinas.supernet import conv_bn, conv_bn_act, sep3x3_bn
+from hinas.ops import LEAKY_SLOPE, build_op, canonical_op_name, conv_bn, conv_bn_act, init_batchnorm, sep3x3_bn
 
 DEFAULT_F = {"denoise": 20, "sr": 16}
 DECODER_CHANNELS = 128

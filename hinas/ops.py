@@ -222,3 +222,28 @@ def op_parameter_count(name: str, C: int, *, affine: bool) -> int:
     if name == "sep_conv_5x5":
         return 2 * (25 * C + C * C) + 2 * bn
     return 0
+
+
+# -- the fixed blocks around the cells (stems, scalers, decoders) of the supernet and the derived net
+def conv_bn(c_in: int, c_out: int, kernel: int, *, affine: bool = True, dilation: int = 1) -> nn.Sequential:
+    pad = dilation * (kernel - 1) // 2
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel, padding=pad, dilation=dilation, bias=False),
+        nn.BatchNorm2d(c_out, affine=affine),
+    )
+
+
+def conv_bn_act(c_in: int, c_out: int, kernel: int, *, affine: bool = True) -> nn.Sequential:
+    return nn.Sequential(*conv_bn(c_in, c_out, kernel, affine=affine), nn.LeakyReLU(LEAKY_SLOPE))
+
+
+def sep3x3_bn(c_in: int, c_out: int, dilation: int = 1) -> nn.Sequential:
+    """Depthwise 3x3 (dilated) -> BN -> LReLU -> 1x1 -> BN -> LReLU (reference ``sep3x3_bn``)."""
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_in, 3, padding=dilation, dilation=dilation, groups=c_in, bias=False),
+        nn.BatchNorm2d(c_in),
+        nn.LeakyReLU(LEAKY_SLOPE),
+        nn.Conv2d(c_in, c_out, 1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.LeakyReLU(LEAKY_SLOPE),
+    )

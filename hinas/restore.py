@@ -17,19 +17,26 @@ Rules (checked for every input before the first image is written):
   blends the overlaps with linear ramps, so large images fit in memory; with an overlap of
   a few dozen pixels the result equals the untiled one to within a grey level (tested).
 * Outputs are never overwritten without ``--force``; two inputs mapping to one output name
-  are refused.
+  are refused, and so is an output that is an input (also through a hard or symbolic link)
+  or lies inside an input folder, with or without ``--force``.
+* Every option is checked first: ``--sigma``/``--add-noise`` are finite levels in 0-255,
+  ``--device`` is cpu, cuda or cuda:N and present on this machine.
+
+The command line lives in :mod:`hinas.cli.restore`.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
 import numpy as np
 
 from hinas.errors import DataError, HinasError
+from hinas.safeio import finite_number, one_line, quote
 
-__all__ = ["tiled_forward", "restore_array", "restore_files", "register_cli"]
+__all__ = ["tiled_forward", "restore_array", "restore_files"]
 
 OUTPUT_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 
@@ -75,8 +82,6 @@ def tiled_forward(model, x, tile: int | None = None, overlap: int = 32, scale: i
     called after each tile (progress bars). Without ``tile`` (or when the image fits in one
     tile) this is exactly ``model(x)``.
     """
-    import torch
-
     _, _, h, w = x.shape
     if not tile or (h <= tile and w <= tile):
         y = model(x)
@@ -129,11 +134,11 @@ def restore_array(model, img01: np.ndarray, *, scale: int = 1, tile: int | None 
     """Run ``model`` on a float image in [0, 1] (HxW or HxWxC); returns float32 in [0, 1]."""
     import torch
 
-    from hinas.evaluation import _from_tensor, _to_tensor
+    from hinas.evaluation import from_tensor, to_tensor
 
     with torch.no_grad():
-        y = tiled_forward(model, _to_tensor(img01, device), tile, overlap, scale, on_tile)
-    return _from_tensor(y)
+        y = tiled_forward(model, to_tensor(img01, device), tile, overlap, scale, on_tile)
+    return from_tensor(y)
 
 
 # ------------------------------------------------------------------------------- files
@@ -174,33 +179,116 @@ def noisy_path(target: Path) -> Path:
     return target.with_name(f"{target.stem}_noisy.png")
 
 
+def _part_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.part{path.suffix}")
+
+
+def _noise_level(value, option: str) -> float | None:
+    """A noise level given on the command line: finite and within 0-255, else one line."""
+    if value is None:
+        return None
+    try:
+        return finite_number(value, option, lo=0, hi=255)
+    except HinasError as exc:
+        raise HinasError(f"{exc}; give a noise level between 0 and 255 (the 0-255 pixel scale)") from None
+
+
+def _real(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):  # a symbolic-link loop
+        return Path(os.path.abspath(path))
+
+
+def _check_writes(writes: list[Path], inputs: list[Path], out: Path) -> None:
+    """Refuse, before anything is written, an output that is an input (same file after resolving,
+    also through hard or symbolic links, as ``os.path.samefile``) or lies inside an input folder,
+    that is a folder, or whose folder cannot be made or written."""
+    by_id, by_path, folders = {}, {}, []
+    for inp in inputs:
+        try:
+            st = inp.stat()
+            by_id[(st.st_dev, st.st_ino)] = inp
+        except OSError:
+            pass
+        real = _real(inp)
+        by_path[real] = inp
+        if inp.is_dir():
+            folders.append((real, inp))
+    for path in writes:
+        for candidate in (path, _part_path(path)):
+            where = _real(candidate)
+            inp = by_path.get(where)
+            if inp is None:
+                try:
+                    st = candidate.stat()
+                    inp = by_id.get((st.st_dev, st.st_ino))
+                except OSError:
+                    pass
+            if inp is not None:
+                raise HinasError(f"--out {quote(out)}: {quote(path)} is the input {quote(inp)} itself; restoring "
+                                 f"would overwrite the input (even with --force); choose another --out")
+            for real, folder in folders:
+                if real in where.parents:
+                    raise HinasError(f"--out {quote(out)}: {quote(path)} lies inside the input folder "
+                                     f"{quote(folder)}; choose an --out outside the input folders")
+        if path.is_dir():
+            raise HinasError(f"{quote(path)} is a folder where the output image would go; remove it or choose "
+                             f"another --out")
+    parent = writes[0].parent if writes else out
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise HinasError(f"--out {quote(out)}: {quote(parent)} is a file, not a folder; choose another --out")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        raise HinasError(f"--out {quote(out)}: cannot write in {quote(parent)} (permission denied); choose a "
+                         f"folder you can write to")
+
+
 def _save(arr_uint8: np.ndarray, path: Path) -> None:
+    """Write atomically (temporary ``.part`` file + rename): an interrupted run or a full disk leaves
+    no half-written image; a failure names ``path`` and removes the temporary file."""
     from PIL import Image
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.part{path.suffix}")
-    Image.fromarray(arr_uint8).save(tmp)
-    tmp.replace(path)  # atomic: an interrupted run leaves no half-written image
+    tmp = _part_path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(arr_uint8).save(tmp)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        if exc.errno is None:  # PIL's own errors (an encoder) carry no errno
+            raise HinasError(f"{quote(path)}: could not be written ({one_line(str(exc))[:120]}); "
+                             f"check the free disk space and the permissions") from None
+        raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def restore_files(weights, inputs, out, *, sigma: float | None = None, scale: int | None = None,
                   tile: int | None = None, overlap: int = 32, add_noise: float | None = None, seed: int = 0,
                   force: bool = False, device: str = "cpu", progress: bool = True) -> dict:
     """Restore image files with the network of a training run folder; see the module doc."""
-    import torch
-
     from hinas.data.datasets import read_image
     from hinas.data.degrade import add_noise_seeded, to_grey
-    from hinas.evaluation import load_trained
-    from hinas.evaluation import _quantise
+    from hinas.engine.common import check_device
+    from hinas.network_file import load_trained
+    from hinas.evaluation import quantise
 
     # -- validate everything before the first write ------------------------------------------
+    sigma = _noise_level(sigma, "--sigma")
+    add_noise = _noise_level(add_noise, "--add-noise")
     if tile is not None and tile < 16:
         raise HinasError(f"--tile must be at least 16 pixels, got {tile}")
     if overlap < 0 or (tile and overlap >= tile):
         raise HinasError(f"--overlap must be between 0 and --tile - 1, got {overlap}")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise HinasError(f"--device {device} asked for but CUDA is not available; use --device cpu")
+    device = check_device(device)
+    files = _expand_inputs(inputs)
+    out = Path(out)
+    targets = _output_paths(files, out, add_noise is not None)
+    writes = [p for t in targets for p in ([t, noisy_path(t)] if add_noise is not None else [t])]
+    _check_writes(writes, [Path(i) for i in inputs] + files, out)
     model, spec = load_trained(weights, device=device)
     task, net_scale = spec["task"], spec.get("scale") or 1
     if task == "denoise":
@@ -211,17 +299,12 @@ def restore_files(weights, inputs, out, *, sigma: float | None = None, scale: in
             raise HinasError(f"{weights} holds an SR x{net_scale} network: --sigma/--add-noise are for denoising")
         if scale is not None and scale != net_scale:
             raise HinasError(f"{weights} holds an x{net_scale} network, not x{scale}; use --scale {net_scale}")
-    if add_noise is not None and add_noise < 0:
-        raise HinasError(f"--add-noise must be a non-negative noise level (0-255 scale), got {add_noise:g}")
     notes: list[str] = []
     trained_sigma = _trained_sigma(Path(weights)) if task == "denoise" else None
     level = sigma if sigma is not None else add_noise
     if level is not None and trained_sigma and float(level) not in trained_sigma:
         notes.append(f"this network was trained for sigma {'/'.join(f'{s:g}' for s in trained_sigma)}, "
                      f"the input has sigma {level:g}; expect weaker results")
-    files = _expand_inputs(inputs)
-    out = Path(out)
-    targets = _output_paths(files, out, add_noise is not None)
     channels = network_channels(spec)
     shapes = []
     for f in files:
@@ -230,7 +313,6 @@ def restore_files(weights, inputs, out, *, sigma: float | None = None, scale: in
         if min(h, w) < 4:
             raise DataError(f"{f}: image {w}x{h} is too small to restore (at least 4x4 pixels)")
         shapes.append((h, w))
-    writes = [p for t in targets for p in ([t, noisy_path(t)] if add_noise is not None else [t])]
     existing = [p for p in writes if p.exists()]
     if existing and not force:
         raise HinasError(f"{existing[0]} exists{f' (and {len(existing) - 1} more)' if len(existing) > 1 else ''}; "
@@ -255,10 +337,10 @@ def restore_files(weights, inputs, out, *, sigma: float | None = None, scale: in
             if add_noise is not None:
                 x = add_noise_seeded(x, add_noise, f.name, extra=f"seed={seed}")
                 noisy_file = noisy_path(target)
-                _save(_quantise(np.clip(x, 0, 1)), noisy_file)
+                _save(quantise(np.clip(x, 0, 1)), noisy_file)
             y = restore_array(model, x, scale=net_scale, tile=tile, overlap=overlap, device=device,
                               on_tile=bar.update if bar is not None else None)
-            y8 = _quantise(y)
+            y8 = quantise(y)
             if y8.ndim == 3 and y8.shape[2] == 1:
                 y8 = y8[..., 0]
             if img.ndim == 2 and y8.ndim == 3:  # grey in, grey out
@@ -283,57 +365,3 @@ def _trained_sigma(run_dir: Path) -> list[float] | None:
         return [float(s) for s in data.get("sigma") or []] or None
     except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError):
         return None
-
-
-# ------------------------------------------------------------------------------ command line
-def register_cli(subparsers) -> None:
-    p = subparsers.add_parser(
-        "restore", help="denoise or super-resolve your own images with a trained network",
-        description="Run the network of a 'hinas train' run folder on image files or folders. Denoising keeps the "
-                    "size, SR multiplies it by the network's scale. Outputs are PNG unless --out names a file.",
-        epilog="examples:\n"
-               "  hinas restore photo.png --weights runs/t1 --out restored/\n"
-               "  hinas restore big.tif --weights runs/sr2 --out big_x2.png --tile 256 --overlap 32\n"
-               "  hinas restore clean.png --weights runs/dn50 --out demo/ --add-noise 50 --seed 0",
-        formatter_class=_raw_formatter())
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, TIFF, ...) or folders of them")
-    p.add_argument("--weights", required=True, metavar="DIR", help="run folder of 'hinas train' (network.json + weights)")
-    p.add_argument("--out", required=True, metavar="PATH",
-                   help="output folder (one PNG per input), or a file name for a single input")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--sigma", type=float, default=None,
-                   help="noise level of the inputs (0-255); checked against the level the network was trained for")
-    g.add_argument("--scale", type=int, default=None, help="SR factor; must match the network's")
-    p.add_argument("--tile", type=int, default=None, metavar="N",
-                   help="process N x N tiles (large images; default: the whole image at once)")
-    p.add_argument("--overlap", type=int, default=32, metavar="P", help="tile overlap in input pixels (default 32)")
-    p.add_argument("--add-noise", type=float, default=None, metavar="S",
-                   help="demo: add Gaussian noise of level S (0-255) first; also writes NAME_noisy.png")
-    p.add_argument("--seed", type=int, default=0, help="seed of --add-noise (default 0)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
-    p.add_argument("--force", action="store_true", help="overwrite existing output files")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-    p.add_argument("--json", action="store_true", help="print one JSON object describing what was written")
-    p.set_defaults(func=_restore_command)
-
-
-def _raw_formatter():
-    import argparse
-
-    return argparse.RawDescriptionHelpFormatter
-
-
-def _restore_command(args) -> int:
-    from hinas.cli import print_json
-
-    res = restore_files(args.weights, args.inputs, args.out, sigma=args.sigma, scale=args.scale, tile=args.tile,
-                        overlap=args.overlap, add_noise=args.add_noise, seed=args.seed, force=args.force,
-                        device=args.device, progress=not args.quiet)
-    for note in res["notes"]:
-        print(f"hinas: note: {note}", file=sys.stderr)
-    if args.json:
-        print_json(res)
-    else:
-        for r in res["images"]:
-            print(f"{r['input']} -> {r['output']} ({r['size_out'][0]}x{r['size_out'][1]})")
-    return 0

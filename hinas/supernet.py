@@ -27,31 +27,7 @@ from torch import nn
 
 from hinas.config import SupernetConfig
 from hinas.grid import MOVE_NAMES, MOVES, Source, grid_sources  # noqa: F401 (re-exported)
-from hinas.ops import LEAKY_SLOPE, build_op, canonical_op_name, init_batchnorm
-
-
-def conv_bn(c_in: int, c_out: int, kernel: int, *, affine: bool = True, dilation: int = 1) -> nn.Sequential:
-    pad = dilation * (kernel - 1) // 2
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_out, kernel, padding=pad, dilation=dilation, bias=False),
-        nn.BatchNorm2d(c_out, affine=affine),
-    )
-
-
-def conv_bn_act(c_in: int, c_out: int, kernel: int, *, affine: bool = True) -> nn.Sequential:
-    return nn.Sequential(*conv_bn(c_in, c_out, kernel, affine=affine), nn.LeakyReLU(LEAKY_SLOPE))
-
-
-def sep3x3_bn(c_in: int, c_out: int, dilation: int = 1) -> nn.Sequential:
-    """Depthwise 3x3 (dilated) -> BN -> LReLU -> 1x1 -> BN -> LReLU (reference ``sep3x3_bn``)."""
-    return nn.Sequential(
-        nn.Conv2d(c_in, c_in, 3, padding=dilation, dilation=dilation, groups=c_in, bias=False),
-        nn.BatchNorm2d(c_in),
-        nn.LeakyReLU(LEAKY_SLOPE),
-        nn.Conv2d(c_in, c_out, 1, bias=False),
-        nn.BatchNorm2d(c_out),
-        nn.LeakyReLU(LEAKY_SLOPE),
-    )
+from hinas.ops import LEAKY_SLOPE, build_op, canonical_op_name, conv_bn, conv_bn_act, init_batchnorm, sep3x3_bn
 
 
 class _FrozenBatchStats:

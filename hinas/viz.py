@@ -1,4 +1,4 @@
-"""Graphviz drawings of cells, width paths and the supernet grid (render needs ``dot``).
+"""Graphviz drawings of supercells, cells, width paths and the supernet grid (render needs `dot`).
 
 Every function returns a :class:`graphviz.Digraph`; ``.pipe(format='svg')`` gives SVG bytes and
 notebooks display the object directly.
@@ -19,6 +19,24 @@ OP_COLOURS = {
     "skip_connect": "#9c9c9c",
     "none": "#d3d3d3",
 }
+
+
+def draw_supercell(steps: int, n_ops: int) -> graphviz.Digraph:
+    """A supercell before decoding: inputs h_{l-2}, h_{l-1}, ``steps`` nodes each fed by every
+    earlier node and both inputs, every edge carrying all ``n_ops`` candidate ops, concat output."""
+    g = graphviz.Digraph("supercell", format="svg")
+    g.attr(rankdir="LR", fontname="Helvetica")
+    g.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
+    g.node("in0", "h(l-2)", fillcolor="#fde9d9")
+    g.node("in1", "h(l-1)", fillcolor="#fde9d9")
+    for i in range(steps):
+        g.node(f"n{i}", f"node {i}", fillcolor="#dae8fc")
+        for j in range(2 + i):
+            src = {0: "in0", 1: "in1"}.get(j, f"n{j - 2}")
+            g.edge(src, f"n{i}", label=f"{n_ops} ops", fontsize="8", color="#777777")
+        g.edge(f"n{i}", "out", color="#bbbbbb", style="dashed")
+    g.node("out", "concat", fillcolor="#e1f0d8")
+    return g
 
 
 def draw_cell(genotype: Genotype, layer: int = 0, *, title: str | None = None) -> graphviz.Digraph:

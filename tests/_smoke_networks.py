@@ -29,7 +29,7 @@ def sr_run(root: Path, scale: int = 2) -> Path:
         import torch
         from safetensors.torch import save_file
 
-        from hinas.engine.train import build_model
+        from hinas.network_file import build_model
         from hinas.genotype import random_genotype
 
         g = random_genotype("sr", layers=2, steps=2, seed=2, scale=scale)

@@ -44,3 +44,19 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip_gpu)
+
+
+# small run folders (a denoiser trained for a few seconds, an SR x2 network) shared by the
+# restore and export tests: built once per session
+@pytest.fixture(scope="session")
+def dn_run(tmp_path_factory):
+    import _smoke_networks
+
+    return _smoke_networks.denoise_run(tmp_path_factory.mktemp("nets"))
+
+
+@pytest.fixture(scope="session")
+def sr_run(tmp_path_factory):
+    import _smoke_networks
+
+    return _smoke_networks.sr_run(tmp_path_factory.mktemp("nets"))

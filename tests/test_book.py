@@ -79,7 +79,7 @@ def book_html(tmp_path_factory) -> Path:
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-c",
-         "import sys; from pathlib import Path; from hinas.book import build, BookError\n"
+         "import sys; from pathlib import Path; from hinas.book.build import build, BookError\n"
          "try:\n build('smoke', root=Path(sys.argv[1]), runs_root=sys.argv[1] + '/runs')\n"
          "except BookError as e:\n print(e, file=sys.stderr); sys.exit(1)",
          str(root)],
@@ -326,7 +326,7 @@ def test_notebook_runs_from_any_folder(tmp_path):
 def test_committed_gpu_results_come_first(browser, server):
     """Chapters 4-6 show the GPU campaign results committed under results/ (or say there are none),
     and the intro's glance table carries them, marked as committed."""
-    from hinas import committed as cm
+    from hinas.book import committed as cm
 
     folders = cm.campaign_folders(REPO)
     _visit(browser, f"{server}/book/generated/06_sota_comparison.html")

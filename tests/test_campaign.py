@@ -139,14 +139,25 @@ def test_smoke_plan_in_two_budgeted_calls_without_book_packages_then_verify(tmp_
     assert [Path(n["path"]).name for n in nets] == ["train-dn50"] and len(nets[0]["checked"]) == 2
     assert all(n["match"] and n["max_diff_db"] <= 0.05 and n["device"] == "cpu" for n in nets)
 
-    # a tampered score is caught (the CLI exits 1 on such a report)
+    # a tampered score is caught (the CLI exits 1 on such a report): by the manifest first ...
     tampered = tmp_path / "tampered"
     for name in ("train-dn50", "eval-dn50"):
         shutil.copytree(results / name, tampered / name)
     ev = json.loads((tampered / "eval-dn50" / "summary.json").read_text())
     ev["evaluations"] = [e for e in ev["evaluations"] if e["protocol"] == "standard"]
-    ev["evaluations"][0]["per_image"][0]["psnr"] += 0.1
+    ev["metrics"] = {k: v for k, v in ev["metrics"].items() if "/standard/" in k}
+    first = ev["evaluations"][0]
+    first["per_image"][0]["psnr"] += 0.1  # a consistent forgery: per-image, aggregate and metrics
+    first["psnr"] = first["per_image"][0]["psnr"]
+    ev["metrics"][f"{first['dataset']}/standard/{first['precision']}"]["psnr"] = first["psnr"]
     (tampered / "eval-dn50" / "summary.json").write_text(json.dumps(ev))
+    bad = verify(tampered, images=1)
+    assert not bad["match"] and not bad["networks"]
+    assert any(p["state"] == "corrupt" and "summary.json differs" in p["reason"] for p in bad["problems"])
+    # ... and by the re-evaluation when the forger rewrites the manifest too
+    from hinas.campaign import write_manifest
+
+    write_manifest(tampered / "eval-dn50", "eval-dn50")
     bad = verify(tampered, images=1)
     assert not bad["match"] and bad["networks"][0]["max_diff_db"] == pytest.approx(0.1, abs=1e-6)
 

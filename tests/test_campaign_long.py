@@ -1,5 +1,5 @@
 """Long campaign items (fixed length over several calls, learning curves), the movement gate and the
-plan's accounting (hinas.campaign_long). Smoke profile, CPU, embedded photos, seconds."""
+plan's accounting (hinas.campaign.long, hinas.campaign.status). Smoke profile, CPU, embedded photos, seconds."""
 
 import io
 import json
@@ -31,7 +31,7 @@ def _hinas(*args):
 
 def _done_search(results: Path, name: str, moved: bool | None, csv: bool = False) -> None:
     """A finished search item as the campaign leaves it: genotype, summary (with or without a
-    movement record), alpha/beta CSVs when asked, the done marker."""
+    movement record), alpha/beta CSVs when asked, its manifest, the done marker."""
     from hinas.engine.common import write_csv
     from hinas.engine.config import RunConfig
     from hinas.engine.movement import search_movement
@@ -51,6 +51,9 @@ def _done_search(results: Path, name: str, moved: bool | None, csv: bool = False
         write_csv(folder / "alpha.csv", _alpha_rows(net, 1))
         write_csv(folder / "beta.csv", _beta_rows(net, 1))
     (folder / "summary.json").write_text(json.dumps(summary))
+    from hinas.campaign import write_manifest
+
+    write_manifest(folder, name)  # as the runner does, just before the done marker
     (folder / "done").write_text("{}")
 
 
@@ -92,7 +95,7 @@ def _plan(tmp_path, iterations=8, name="plan.yaml"):
 
 
 def test_long_train_with_curve_over_two_calls_waits_on_an_unmoved_search_and_accounts(tmp_path, monkeypatch):
-    from hinas import campaign_long
+    from hinas.campaign import long as campaign_long
     from hinas.campaign import campaign_status, run_campaign, write_archive
 
     results = tmp_path / "r"
@@ -102,7 +105,7 @@ def test_long_train_with_curve_over_two_calls_waits_on_an_unmoved_search_and_acc
     quiet = lambda msg: None  # noqa: E731
 
     # call 1: the window ends right after the first curve point (as a deadline would)
-    real = campaign_long._owe_point
+    real = campaign_long.owe_point
 
     def window_ends_after_a_point(ctx, item, *args, **kw):
         ok = real(ctx, item, *args, **kw)
@@ -110,10 +113,10 @@ def test_long_train_with_curve_over_two_calls_waits_on_an_unmoved_search_and_acc
             ctx.deadline = time.monotonic() - 1
         return ok
 
-    monkeypatch.setattr(campaign_long, "_owe_point", window_ends_after_a_point)
+    monkeypatch.setattr(campaign_long, "owe_point", window_ends_after_a_point)
     wall = time.time()
     first = run_campaign(plan, results, 300, log=quiet)
-    monkeypatch.setattr(campaign_long, "_owe_point", real)
+    monkeypatch.setattr(campaign_long, "owe_point", real)
     ran = {r["name"]: r for r in first["ran"]}
     assert ran["train-waits"]["status"] == "waiting" and "search-still did not move" in ran["train-waits"]["reason"]
     assert "continue the search" in ran["train-waits"]["reason"] and "largest |alpha-1/" in ran["train-waits"]["reason"]

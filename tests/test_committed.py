@@ -1,4 +1,4 @@
-"""Committed results as the book reads them (hinas.committed): the readings are computed from the
+"""Committed results as the book reads them (hinas.book.committed): the readings are computed from the
 numbers with the tie rule, whatever the numbers are."""
 
 import json
@@ -6,10 +6,10 @@ import json
 import pandas as pd
 import pytest
 
-from hinas import committed as cm
-from hinas import experiments as ex
+from hinas.book import committed as cm
+from hinas.book import compare, tables
 
-PAPER_50 = float(ex.published("table10").query("method == 'HiNAS' and sigma == 50").psnr.iloc[0])
+PAPER_50 = float(tables.published_rows("table10").query("method == 'HiNAS' and sigma == 50").psnr.iloc[0])
 
 
 def _row(model, protocol, psnr, seed=0, precision="fp32", params=250_000, iterations=7_500, best=7_500):
@@ -52,7 +52,7 @@ def test_missing_numbers_are_said_missing_and_table_is_labelled():
     assert any("Against the paper" in s and "missing" in s for s in reading)
     assert any("DnCNN" in s and "missing" in s for s in reading)
     table = cm.denoise_table(rows, 50.0)
-    assert list(table.method[:2]) == ["HiNAS (ours)", ex.NOISY_INPUT]
+    assert list(table.method[:2]) == ["HiNAS (ours)", compare.NOISY_INPUT]
     assert {"HiNAS (published, Table 10)", "BM3D (published, Table 10)"} <= set(table.method)
     assert cm.denoise_reading(pd.DataFrame(), 50.0) == []
 

@@ -45,3 +45,43 @@ def test_download_command_imports_a_local_copy(tmp_path, capsys):
     assert main(["data", "download", "--list"]) == 0
     assert "BSDS500" in capsys.readouterr().out
     assert main(["data", "download", "NoSuchSet", "--root", str(root)]) == 2
+
+
+def _tiny_root(root):
+    d = root / "Set5"
+    d.mkdir(parents=True)
+    Image.fromarray(np.full((8, 8, 3), 7, np.uint8)).save(d / "a.png")
+    return root
+
+
+def _one_line_exit_2(capsys, args, *contains):
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    lines = err.strip("\n").split("\n")
+    assert len(lines) == 1 and lines[0].startswith("hinas: error: ") and "Traceback" not in err, err
+    for c in contains:
+        assert c in lines[0], (c, lines[0])
+
+
+def test_binary_or_garbled_manifest_is_one_line(tmp_path, capsys):
+    import hashlib
+
+    root = _tiny_root(tmp_path / "data")
+    manifest = root / "MANIFEST.sha256"
+    args = ["data", "check", "--no-decode", "--checksums", "--data-root", str(root)]
+    manifest.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe" * 50)
+    _one_line_exit_2(capsys, args, "MANIFEST.sha256", "binary")
+    manifest.write_bytes("caf\xe9  Set5/a.png\n".encode("latin-1"))
+    _one_line_exit_2(capsys, args, "MANIFEST.sha256", "UTF-8")
+    manifest.write_text("not a checksum line\n")
+    _one_line_exit_2(capsys, args, "MANIFEST.sha256", "line 1")
+    # a good one passes the checksum part; a changed file is a difference (exit 1), not bad input
+    digest = hashlib.sha256((root / "Set5" / "a.png").read_bytes()).hexdigest()
+    manifest.write_text(f"{digest}  ./Set5/a.png\n")
+    assert main(args + ["--json"]) == 1  # the standard sets are missing
+    res = json.loads(capsys.readouterr().out)
+    assert res["checksums"]["checked"] == 1 and not any("checksum" in p for p in res["problems"])
+    manifest.write_text(f"{'0' * 64}  ./Set5/a.png\n")
+    assert main(args + ["--json"]) == 1
+    assert any("checksum mismatch" in p for p in json.loads(capsys.readouterr().out)["problems"])

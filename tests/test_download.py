@@ -3,6 +3,7 @@
 import functools
 import http.server
 import io
+import os
 import subprocess
 import sys
 import tarfile
@@ -170,3 +171,258 @@ def test_import_real_copy_verifies_reference_checksums(tmp_path, real_data_root)
     assert p.returncode == 0, p.stderr
     assert "Set5: installed (5 files match the reference checksums)" in p.stdout
     assert "Set14: installed (14 files match the reference checksums)" in p.stdout
+
+
+# --------------------------- issue 23: only the named set, only good images, nothing half-written
+def _refused(capsys, *args, contains=()):
+    """``hinas data download ...`` refused: exit 2, one line naming what is asked, no traceback."""
+    from hinas.cli import main
+
+    capsys.readouterr()
+    rc = main(["data", "download", *map(str, args)])
+    out, err = capsys.readouterr()
+    assert rc == 2, (rc, out, err)
+    lines = err.strip("\n").split("\n")
+    assert len(lines) == 1 and lines[0].startswith("hinas: error: ") and "Traceback" not in err, err
+    for c in contains:
+        assert c.lower() in lines[0].lower(), (c, lines[0])
+    return lines[0]
+
+
+def _png(path: Path, size=(16, 16), seed=0) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((np.random.default_rng(seed).random((size[1], size[0], 3)) * 255).astype("uint8")).save(path)
+    return path
+
+
+def _png_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims width x height pixels (a decompression bomb)."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+                     + chunk(b"IEND", b""))
+    return path
+
+
+def _nothing_written(tmp_path, root):
+    assert not root.exists(), sorted(root.rglob("*"))  # not even an empty data root
+    assert not any(p.name in ("evil.png", "escaped.png") for p in tmp_path.rglob("*"))
+
+
+def test_folder_without_the_set_is_refused(tmp_path, capsys):
+    _png(tmp_path / "copy" / "random" / "a.png")
+    (tmp_path / "copy" / "notes.txt").write_text("hello")
+    root = tmp_path / "data"
+    _refused(capsys, "Set5", "--from", tmp_path / "copy", "--root", root, contains=("no Set5 folder", "copy"))
+    _nothing_written(tmp_path, root)
+    # a Set14 folder is not Set5; Set50 is not Set5 either
+    _png(tmp_path / "copy" / "Set14" / "a.png")
+    _png(tmp_path / "copy" / "Set50" / "a.png")
+    _refused(capsys, "Set5", "--from", tmp_path / "copy", "--root", root, contains=("no Set5 folder",))
+    _nothing_written(tmp_path, root)
+    # BSDS500: train/val/test alone are not enough, they must sit under a BSDS500/BSR folder
+    for split in ("train", "val", "test"):
+        _png(tmp_path / "other" / "images" / split / "a.png")
+    _refused(capsys, "BSDS500", "--from", tmp_path / "other", "--root", root, contains=("BSDS500",))
+    _nothing_written(tmp_path, root)
+
+
+@pytest.mark.parametrize("bad", ["text", "16bit", "bomb", "alpha", "grey"])
+def test_a_bad_image_in_the_set_installs_nothing(tmp_path, capsys, bad):
+    src = tmp_path / "copy" / "Set5"
+    _png(src / "good.png")
+    target = src / "bad.png"
+    if bad == "text":
+        target.write_text("not an image")
+    elif bad == "16bit":
+        Image.fromarray(np.full((8, 8), 4000, np.uint16)).save(target)
+    elif bad == "bomb":
+        _png_claiming(target, 30000, 30000)
+    elif bad == "alpha":
+        Image.fromarray(np.zeros((8, 8, 4), np.uint8)).save(target)
+    else:
+        Image.fromarray(np.zeros((8, 8), np.uint8)).save(target)
+    root = tmp_path / "data"
+    _refused(capsys, "Set5", "--from", tmp_path / "copy", "--root", root,
+             contains=("bad.png", {"text": "not an image", "16bit": "16-bit", "bomb": "pixels", "alpha": "alpha",
+                                   "grey": "grey image"}[bad]))
+    _nothing_written(tmp_path, root)
+
+
+def test_image_over_the_byte_cap_is_refused(tmp_path, capsys, monkeypatch):
+    _png(tmp_path / "copy" / "Set5" / "a.png", (64, 64))
+    archive = tmp_path / "set5.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.write(tmp_path / "copy" / "Set5" / "a.png", "Set5/a.png")
+    monkeypatch.setenv("HINAS_MAX_IMAGE_BYTES", "1000")
+    root = tmp_path / "data"
+    _refused(capsys, "Set5", "--from", tmp_path / "copy", "--root", root, contains=("a.png", "MiB"))
+    _refused(capsys, "Set5", "--from", archive, "--root", root, contains=("set5.zip", "Set5/a.png", "MiB"))
+    _nothing_written(tmp_path, root)
+
+
+def test_hostile_or_bad_archive_members_install_nothing(tmp_path, capsys):
+    good = io.BytesIO()
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(good, "PNG")
+    root = tmp_path / "data"
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("Set5/a.png", good.getvalue())
+        zf.writestr("../evil.png", good.getvalue())
+    _refused(capsys, "Set5", "--from", evil, "--root", root, contains=("evil.zip", "'..'"))
+    _nothing_written(tmp_path, root)
+    text = tmp_path / "text.zip"
+    with zipfile.ZipFile(text, "w") as zf:
+        zf.writestr("Set5/a.png", good.getvalue())
+        zf.writestr("Set5/b.png", b"just text")
+    _refused(capsys, "Set5", "--from", text, "--root", root, contains=("text.zip", "member", "Set5/b.png"))
+    _nothing_written(tmp_path, root)
+
+
+@pytest.mark.parametrize("kind", ["tar.gz", "zip"])
+def test_truncated_archive_is_one_line(tmp_path, capsys, kind):
+    src = tmp_path / "copy"
+    for i in range(3):
+        _png(src / "Set5" / f"img{i}.png", (48, 48), seed=i)
+    archive = tmp_path / f"set5.{kind}"
+    if kind == "zip":
+        with zipfile.ZipFile(archive, "w") as zf:
+            for p in sorted((src / "Set5").iterdir()):
+                zf.write(p, f"Set5/{p.name}")
+    else:
+        with tarfile.open(archive, "w:gz") as tf:
+            tf.add(src / "Set5", arcname="Set5")
+    data = archive.read_bytes()
+    archive.write_bytes(data[: len(data) * 2 // 3])
+    root = tmp_path / "data"
+    _refused(capsys, "Set5", "--from", archive, "--root", root, contains=(archive.name, "truncated"))
+    _nothing_written(tmp_path, root)
+
+
+@pytest.mark.parametrize("errno_name", ["ENOSPC", "EACCES"])
+def test_disk_full_or_permission_while_installing_leaves_nothing(tmp_path, capsys, monkeypatch, errno_name):
+    import errno
+    import shutil
+
+    _png(tmp_path / "copy" / "Set5" / "a.png")
+    _png(tmp_path / "copy" / "Set5" / "b.png", seed=1)
+    root = tmp_path / "data"
+    root.mkdir()
+    real_copy, calls = shutil.copyfile, []
+
+    def failing(src, dst, *a, **k):
+        calls.append(dst)
+        if len(calls) == 2:  # the first image copied, the second fails half-way
+            Path(dst).write_bytes(b"half")
+            raise OSError(getattr(errno, errno_name), os.strerror(getattr(errno, errno_name)))
+        return real_copy(src, dst, *a, **k)
+
+    monkeypatch.setattr(shutil, "copyfile", failing)
+    _refused(capsys, "Set5", "--from", tmp_path / "copy", "--root", root,
+             contains=(str(root / "Set5" / "b.png"), os.strerror(getattr(errno, errno_name))))
+    assert list(root.iterdir()) == []  # no Set5, no temporary folder, no .part
+
+
+class _QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+
+def test_disk_full_while_downloading_removes_the_part_file(tmp_path, monkeypatch):
+    import errno
+
+    (tmp_path / "srv").mkdir()
+    (tmp_path / "srv" / "blob.bin").write_bytes(b"x" * 3_000_000)
+    handler = functools.partial(_QuietHandler, directory=str(tmp_path / "srv"))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    real_open = open
+
+    class Full:
+        def __init__(self, fh):
+            self.fh = fh
+
+        def write(self, data):
+            self.fh.write(data[:10])
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.fh, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+    monkeypatch.setattr(download, "open", lambda p, mode="r", *a, **k: Full(real_open(p, mode, *a, **k)),
+                        raising=False)
+    target = tmp_path / "blob.bin"
+    try:
+        with pytest.raises(download.DownloadError, match="No space left") as exc:
+            download.fetch(f"http://127.0.0.1:{server.server_address[1]}/blob.bin", target, None)
+    finally:
+        server.shutdown()
+    assert "blob.bin.part" in str(exc.value) and "\n" not in str(exc.value)
+    assert not target.exists() and not target.with_name("blob.bin.part").exists()
+
+
+def test_bsds500_and_counts_from_a_folder(tmp_path, capsys):
+    from hinas.cli import main
+
+    for split in ("train", "val", "test"):
+        _png(tmp_path / "copy" / "BSDS500" / "images" / split / f"{split}.jpg".replace(".jpg", ".png"))
+    (tmp_path / "copy" / "BSDS500" / "groundTruth" / "train").mkdir(parents=True)
+    root = tmp_path / "data"
+    assert main(["data", "download", "BSDS500", "--from", str(tmp_path / "copy"), "--root", str(root)]) == 0
+    out, err = capsys.readouterr()
+    assert "BSDS500: installed" in out and "the benchmark set has 200" in err
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png")) == [
+        "BSDS500/test/test.png", "BSDS500/train/train.png", "BSDS500/val/val.png"]
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no temporary folder left
+
+
+def test_downloaded_archive_is_checked_and_installed(tmp_path, capsys, monkeypatch):
+    """The set's own download may hold its images in a folder of any name (or none); they are
+    checked as any import, and a bad one installs nothing (the archive stays for a rerun)."""
+    srv = tmp_path / "srv"
+    for i in range(2):
+        _png(srv / "flat" / f"img{i}.png", seed=i)
+    with tarfile.open(srv / "good.tar.gz", "w:gz") as tf:
+        for p in sorted((srv / "flat").iterdir()):
+            tf.add(p, arcname=p.name)
+    (srv / "flat" / "img1.png").write_text("garbled")
+    with tarfile.open(srv / "bad.tar.gz", "w:gz") as tf:
+        tf.add(srv / "flat", arcname="HR")
+    handler = functools.partial(_QuietHandler, directory=str(srv))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        monkeypatch.setitem(download.SOURCES["Set5"], "urls", [f"{base}/bad.tar.gz"])
+        root = tmp_path / "bad"
+        assert download.main(["Set5", "--root", str(root)]) == 2
+        err = capsys.readouterr().err
+        assert "bad.tar.gz: member 'HR/img1.png'" in err and len(err.strip().splitlines()) == 1, err
+        assert [p.relative_to(root).as_posix() for p in root.rglob("*")] == [".downloads", ".downloads/bad.tar.gz"]
+        monkeypatch.setitem(download.SOURCES["Set5"], "urls", [f"{base}/good.tar.gz"])
+        root = tmp_path / "good"
+        assert download.main(["Set5", "--root", str(root)]) == 0
+        assert sorted(p.name for p in (root / "Set5").iterdir()) == ["img0.png", "img1.png"]
+    finally:
+        server.shutdown()
+
+
+def test_every_set_of_the_call_is_checked_before_the_first_is_installed(tmp_path, capsys):
+    _png(tmp_path / "copy" / "Set5" / "a.png")
+    (tmp_path / "copy" / "Set14").mkdir()
+    (tmp_path / "copy" / "Set14" / "b.png").write_bytes(b"\x89PNG\r\n\x1a\n garbled")
+    root = tmp_path / "data"
+    _refused(capsys, "Set5", "Set14", "--from", tmp_path / "copy", "--root", root, contains=("Set14", "b.png"))
+    _nothing_written(tmp_path, root)  # Set5 was fine, but is not installed either

@@ -1,4 +1,4 @@
-"""The genotype explorer (hinas.explorer): static pre-rendered view and live editor."""
+"""The genotype explorer (hinas.book.explorer): static pre-rendered view and live editor."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 pytest.importorskip("ipywidgets")
 import ipywidgets as widgets  # noqa: E402
 
-from hinas.explorer import GenotypeExplorer, measure, svg_of  # noqa: E402
+from hinas.book.explorer import GenotypeExplorer, measure, svg_of  # noqa: E402
 from hinas.genotype import random_genotype  # noqa: E402
 from hinas.network import build_network, count_flops, count_parameters  # noqa: E402
 from hinas.viz import draw_cell  # noqa: E402

@@ -7,26 +7,15 @@ import numpy as np
 import pytest
 import torch
 
-import _smoke_networks
 from hinas.cli import main
 
 ort = pytest.importorskip("onnxruntime", reason="ONNX export check needs the 'export' extra: pip install 'hinas[export]'")
 pytest.importorskip("onnx", reason="ONNX export needs the 'export' extra: pip install 'hinas[export]'")
 
 
-@pytest.fixture(scope="session")
-def dn_run(tmp_path_factory):
-    return _smoke_networks.denoise_run(tmp_path_factory.mktemp("nets"))
-
-
-@pytest.fixture(scope="session")
-def sr_run(tmp_path_factory):
-    return _smoke_networks.sr_run(tmp_path_factory.mktemp("nets"))
-
-
 @pytest.mark.parametrize("which", ["dn", "sr"])
 def test_export_matches_pytorch_at_any_size(which, dn_run, sr_run, tmp_path, capsys):
-    from hinas.engine.train import load_trained
+    from hinas.network_file import load_trained
 
     run = dn_run if which == "dn" else sr_run
     out = tmp_path / f"{which}.onnx"

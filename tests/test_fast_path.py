@@ -7,7 +7,7 @@ import copy
 import pytest
 import torch
 
-from hinas.engine import common, fast
+from hinas.engine import common, fast, runfolder
 from hinas.engine.config import FAST_PATH_KEYS, RunConfig
 from hinas.genotype import random_genotype
 
@@ -28,10 +28,10 @@ def test_levers_are_execution_settings():
     a = RunConfig.from_profile("smoke", "denoise")
     b = a.replace(cuda_graphs=True, fused_optimizer=True, cudnn_benchmark=True, native_batchnorm=True,
                   channels_last=True)
-    assert set(FAST_PATH_KEYS) <= set(common.EXECUTION_KEYS)
-    ida = common.run_identity("train", a, [])
-    idb = common.run_identity("train", b, [])
-    assert common.identity_differences(ida, idb) == []
+    assert set(FAST_PATH_KEYS) <= set(runfolder.EXECUTION_KEYS)
+    ida = runfolder.run_identity("train", a, [])
+    idb = runfolder.run_identity("train", b, [])
+    assert runfolder.identity_differences(ida, idb) == []
 
 
 def test_native_batchnorm_is_the_same_batchnorm():
@@ -87,7 +87,7 @@ def test_checkpoints_of_both_paths_look_alike():
 def test_eager_stepper_is_the_plain_step():
     """On the CPU the stepper runs the body as it is: same losses as the step written out."""
     from hinas.engine.train import network_spec, param_groups
-    from hinas.evaluation import build_model
+    from hinas.network_file import build_model
     from hinas.losses import RestorationLoss
 
     cfg = RunConfig.from_profile("smoke", "denoise")
@@ -170,7 +170,7 @@ def test_graphs_follow_a_smaller_last_batch():
     """An epoch's last batch is often smaller: it gets a graph of its own, and the steps stay
     those of the eager path (same losses, same weights) through many alternations."""
     from hinas.engine.train import network_spec, param_groups
-    from hinas.evaluation import build_model
+    from hinas.network_file import build_model
     from hinas.losses import RestorationLoss
 
     dev = torch.device("cuda")

@@ -27,7 +27,7 @@ import torch
 from PIL import Image
 
 from hinas.cli import main
-from hinas.engine import common
+from hinas.engine import common, runfolder
 from hinas.engine.config import RunConfig
 from hinas.errors import ConfigError, HinasError
 from hinas.genotype import Genotype, random_genotype
@@ -152,12 +152,12 @@ def test_train_resume_with_another_genotype_of_the_same_shape_is_refused(runs, t
 def test_a_second_run_on_a_held_folder_exits_2_at_once(runs, tmp_path, capsys):
     s = copy_run(runs, "s", tmp_path)
     before = folder_hash(s)
-    holder = common.RunFolder(s, "search", resume=True)
+    holder = runfolder.RunFolder(s, "search", resume=True)
     holder._lock()
     try:
         refused(capsys, "search", *SMOKE, "--out", s, "--resume", "--set", "epochs=2", contains="another hinas run")
         new = tmp_path / "new"
-        fresh = common.RunFolder(new, "search", resume=False)
+        fresh = runfolder.RunFolder(new, "search", resume=False)
         fresh._lock()
         try:
             refused(capsys, "search", *SMOKE, "--out", new, "--set", "seed=1", contains="another hinas run")
@@ -548,7 +548,7 @@ def test_full_disk_is_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys, m
 
 
 def test_real_bugs_keep_their_traceback(monkeypatch):
-    import hinas.model_cli as mc
+    import hinas.cli.model as mc
 
     monkeypatch.setattr(mc, "describe", lambda *a, **k: 1 / 0)
     with pytest.raises(ZeroDivisionError):

@@ -1,6 +1,7 @@
 """``hinas restore``: a trained network on the user's own images (sizes, channels, tiling,
 never overwriting, bad input = exit 2 with one line)."""
 
+import os
 import subprocess
 import sys
 
@@ -9,19 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-import _smoke_networks
 from hinas.cli import main
 from hinas.restore import tiled_forward
-
-
-@pytest.fixture(scope="session")
-def dn_run(tmp_path_factory):
-    return _smoke_networks.denoise_run(tmp_path_factory.mktemp("nets"))
-
-
-@pytest.fixture(scope="session")
-def sr_run(tmp_path_factory):
-    return _smoke_networks.sr_run(tmp_path_factory.mktemp("nets"))
 
 
 def _image(path, h, w, rgb, seed=0):
@@ -75,7 +65,7 @@ def test_sr_multiplies_size_and_keeps_grey_grey(sr_run, tmp_path):
 
 @pytest.mark.parametrize("which", ["dn", "sr"])
 def test_tiled_output_equals_untiled(which, dn_run, sr_run):
-    from hinas.engine.train import load_trained
+    from hinas.network_file import load_trained
 
     model, spec = load_trained(dn_run if which == "dn" else sr_run)
     scale = spec["scale"] or 1
@@ -127,3 +117,94 @@ def test_non_image_exits_2_with_one_line_and_writes_nothing(dn_run, tmp_path):
     assert not out.exists()  # validated before the first write
     assert main(["restore", str(tmp_path / "missing.png"), "--weights", str(dn_run), "--out", str(out)]) == 2
     assert main(["restore", str(good), "--weights", str(tmp_path), "--out", str(out)]) == 2  # not a run folder
+
+
+# ------------------------------------------------- issue 23: refused before anything is written
+def _refused(capsys, *args, contains=()):
+    """A refused command: exit 2, exactly one line on stderr naming what is asked, no traceback."""
+    capsys.readouterr()
+    rc = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    assert rc == 2, (rc, out, err)
+    lines = err.strip("\n").split("\n")
+    assert len(lines) == 1 and lines[0].startswith("hinas: error: ") and "Traceback" not in err, err
+    for c in contains:
+        assert c.lower() in lines[0].lower(), (c, lines[0])
+    return lines[0]
+
+
+def _files(folder):
+    return {str(p.relative_to(folder)): (p.is_symlink(), p.read_bytes() if p.is_file() else None)
+            for p in sorted(folder.rglob("*"))}
+
+
+def test_output_that_is_an_input_is_refused_even_with_force(dn_run, tmp_path, capsys):
+    img = _image(tmp_path / "x.png", 24, 24, rgb=False)
+    (tmp_path / "link.png").symlink_to(img)
+    os.link(img, tmp_path / "hard.png")
+    before = _files(tmp_path)
+    run = ["restore", "--weights", dn_run, "--quiet", "--force"]
+    _refused(capsys, *run, img, "--out", img, contains=("x.png", "input", "--out"))
+    _refused(capsys, *run, img, "--out", tmp_path / "link.png", contains=("link.png", "x.png"))  # symbolic link
+    _refused(capsys, *run, img, "--out", tmp_path / "hard.png", contains=("hard.png", "x.png"))  # hard link
+    _refused(capsys, *run, tmp_path / "link.png", "--out", img, contains=("x.png",))
+    # --out a folder that is the input folder, or that leads there through a link
+    (tmp_path / "alias").symlink_to(tmp_path, target_is_directory=True)
+    _refused(capsys, *run, tmp_path, "--out", tmp_path, contains=("input",))
+    _refused(capsys, *run, img, "--out", tmp_path / "alias", contains=("x.png", "input"))
+    assert {k: v for k, v in _files(tmp_path).items() if not k.startswith("alias")} == before
+
+
+def test_output_inside_an_input_folder_is_refused(dn_run, tmp_path, capsys):
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    _image(folder / "a.jpg", 24, 24, rgb=True)
+    line = _refused(capsys, "restore", folder, "--weights", dn_run, "--out", folder / "restored", "--quiet",
+                    contains=("inside the input folder", "scans"))
+    assert "restored" in line
+    assert sorted(p.name for p in folder.iterdir()) == ["a.jpg"]
+    # the same through a link to the folder
+    (tmp_path / "view").symlink_to(folder, target_is_directory=True)
+    _refused(capsys, "restore", folder, "--weights", dn_run, "--out", tmp_path / "view" / "out", "--quiet",
+             contains=("inside the input folder",))
+    assert sorted(p.name for p in folder.iterdir()) == ["a.jpg"]
+
+
+@pytest.mark.parametrize("option,value", [("--add-noise", "nan"), ("--add-noise", "inf"), ("--add-noise", "-5"),
+                                          ("--add-noise", "1e9"), ("--sigma", "nan"), ("--sigma", "-inf")])
+def test_bad_noise_levels_are_refused_before_any_write(dn_run, tmp_path, capsys, option, value):
+    img = _image(tmp_path / "clean.png", 24, 24, rgb=False)
+    out = tmp_path / "out"
+    _refused(capsys, "restore", img, "--weights", dn_run, "--out", out, f"{option}={value}", "--quiet",
+             contains=(option, "0 and 255"))
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("device", ["tpu", "cuda:7", "cuda:x", ""])
+def test_bad_devices_are_refused_up_front(dn_run, tmp_path, capsys, device):
+    if device == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    img = _image(tmp_path / "a.png", 24, 24, rgb=False)
+    out = tmp_path / "out"
+    _refused(capsys, "restore", img, "--weights", dn_run, "--out", out, "--device", device, "--quiet",
+             contains=("device",))
+    assert not out.exists()
+
+
+def test_a_failed_write_names_the_file_and_leaves_no_part_file(dn_run, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from PIL import Image as PILImage
+
+    img = _image(tmp_path / "a.png", 24, 24, rgb=False)
+    out = tmp_path / "out"
+    real_save = PILImage.Image.save
+
+    def full_disk(self, fp, *a, **k):
+        real_save(self, fp, *a, **k)  # a part file exists, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(PILImage.Image, "save", full_disk)
+    _refused(capsys, "restore", img, "--weights", dn_run, "--out", out, "--quiet",
+             contains=(str(out / "a.png"), "No space left", "free some disk space"))
+    assert list(out.iterdir()) == []

@@ -15,16 +15,16 @@ from pathlib import Path
 from hinas.engine.config import PROFILES, RunConfig
 from hinas.evaluation import evaluate_run
 from hinas.engine.search import search
-from hinas.engine.train import load_trained, train
+from hinas.engine.train import train
 
-__all__ = ["PROFILES", "RunConfig", "search", "train", "evaluate_run", "load_trained", "cached_run", "run_dir_for"]
+__all__ = ["PROFILES", "RunConfig", "search", "train", "evaluate_run", "cached_run", "run_dir_for"]
 
 
 def run_dir_for(kind: str, config: RunConfig, root, genotype=None) -> Path:
     """The folder of a cached run: keyed by the settings, the resolved data root and the genotype,
     so a changed data source gets its own folder instead of being refused on resume."""
     from hinas.data.datasets import resolve_data_root
-    from hinas.engine.common import IDENTITY_FORMAT
+    from hinas.engine.runfolder import IDENTITY_FORMAT
 
     data = resolve_data_root(config.data_root)
     extra = [kind, f"identity-{IDENTITY_FORMAT}", str(Path(data).resolve()) if data else "embedded"]

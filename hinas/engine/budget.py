@@ -164,7 +164,7 @@ def plan_train(cfg: RunConfig, genotype, seconds: float) -> tuple[RunConfig, dic
     from hinas.engine.search import validate_network
     from hinas.engine import fast
     from hinas.engine.train import network_spec, param_groups
-    from hinas.evaluation import build_model
+    from hinas.network_file import build_model
     from hinas.losses import RestorationLoss
 
     seconds = _check_budget(seconds)

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,14 +29,15 @@ import yaml
 
 from hinas.config import SupernetConfig
 from hinas.errors import ConfigError, HinasError
+from hinas.evaluation import VALIDATION_PROTOCOLS
 from hinas.safeio import finite_number
 
 PROFILES = ("smoke", "quick", "gpu", "paper")
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:[0-9]{1,2})?")  # the devices a run can use (present or not: checked at run time)
 # the fast CUDA path's levers (hinas.engine.fast): how a step runs, not what it computes (float
 # rounding apart), so a run may be continued with other values; ignored on the CPU
 FAST_PATH_KEYS = ("cuda_graphs", "fused_optimizer", "cudnn_benchmark", "native_batchnorm", "channels_last")
 FAST_PATH = {k: True for k in FAST_PATH_KEYS}
-VAL_PROTOCOLS = ("reference", "standard")
 
 
 @dataclass
@@ -236,6 +238,8 @@ class RunConfig:
                     raise ConfigError(f"{name} must be a non-empty list of non-negative noise levels, got {levels}")
         if self.profile not in PROFILES:
             raise ConfigError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
+        if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
+            raise ConfigError(f"setting 'device' must be cpu, cuda or cuda:N, got {self.device!r}")
         for name in ("epochs", "batch_size", "patch", "iterations", "crops_per_image", "checkpoint_every",
                      "log_every", "val_every"):
             if getattr(self, name) < 1:
@@ -245,8 +249,8 @@ class RunConfig:
             raise ConfigError(f"lr_schedule must be 'poly_cosine' (reference) or 'cosine' (paper), got {self.lr_schedule!r}")
         if self.split_mode not in ("reference", "random"):
             raise ConfigError(f"split_mode must be 'reference' or 'random', got {self.split_mode!r}")
-        if self.val_protocol not in VAL_PROTOCOLS:
-            raise ConfigError(f"val_protocol must be one of {', '.join(VAL_PROTOCOLS)}, got {self.val_protocol!r}")
+        if self.val_protocol not in VALIDATION_PROTOCOLS:
+            raise ConfigError(f"val_protocol must be one of {', '.join(VALIDATION_PROTOCOLS)}, got {self.val_protocol!r}")
         if self.nonpositive_ssim not in ("gradient", "clamp"):
             raise ConfigError(f"nonpositive_ssim must be 'gradient' (code) or 'clamp', got {self.nonpositive_ssim!r}")
         if self.model not in ("hinas", "dncnn"):

@@ -18,7 +18,7 @@ measures that on a finished supernet (or its softmaxed weights):
 
 :func:`movement_from_csv` measures the same from a run's ``alpha.csv``/``beta.csv`` (the last
 epoch's rows), for results written before summaries carried it. The campaign does not train
-from a search that did not move (:mod:`hinas.campaign_long`).
+from a search that did not move (:mod:`hinas.campaign.status`).
 """
 
 from __future__ import annotations

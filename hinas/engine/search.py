@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hinas.engine import common, fast
+from hinas.engine import common, fast, runfolder
 from hinas.engine.config import RunConfig
 from hinas.losses import RestorationLoss
 from hinas.supernet import MOVE_NAMES, Supernet
@@ -123,7 +123,7 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
 
     ``stop_at`` (a ``time.monotonic()`` deadline): once passed, the run checkpoints at the next
     log point and returns ``{"status": "paused", ...}``; ``resume=True`` continues it."""
-    folder = common.RunFolder(out_dir, "search", resume, common.rank(), quiet=cfg.quiet or progress is False)
+    folder = runfolder.RunFolder(out_dir, "search", resume, common.rank(), quiet=cfg.quiet or progress is False)
     device = common.resolve_device(cfg.device)
     try:
         with common.deterministic(device.type == "cpu"), fast.backend_flags(cfg, device):
@@ -136,15 +136,10 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
     from hinas.data import BatchStream, PatchDataset, search_split
     from hinas.genotype import provenance
 
-    common.apply_threads(cfg)
-    common.init_distributed(device)
+    # -- every input is checked before the first write ---------------------------------------------
+    ck, records, identity = runfolder.open_run(folder, "search", cfg, device)
     rank, world = common.rank(), common.world_size()
     out = folder.out
-    # -- every input is checked before the first write ---------------------------------------------
-    ck = common.on_rank0(folder.open)
-    all_records, records = common.training_records(cfg)
-    identity = common.run_identity("search", cfg, all_records, used=len(records))
-    common.on_rank0(lambda: folder.check_identity(ck, identity))
     W, A, V = search_split(records, cfg.split_mode, cfg.val_fraction, cfg.seed)
     check_validation_images(V, cfg)
     common.seed_everything(cfg.seed)
@@ -169,7 +164,7 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
     state = {"epoch": 1, "step_in_epoch": 0, "global_step": 0, "best": None, "history": [], "alpha": [],
              "beta": [], "seconds": 0.0, "sums": [0.0, 0.0, 0, 0]}
     ckpt_path = out / CHECKPOINT
-    run = common.RunState("supernet", identity, net, {"opt_w": opt_w, "opt_a": opt_a},
+    run = runfolder.RunState("supernet", identity, net, {"opt_w": opt_w, "opt_a": opt_a},
                           {"stream_w": stream_w, "stream_a": stream_a}, state, ckpt_path)
     resuming = common.broadcast_object(ck is not None)  # rank 0 has checked the folder and the identity
     if rank != 0 and resuming:

@@ -18,10 +18,10 @@ import torch
 from safetensors.torch import save
 from tqdm.auto import tqdm
 
-from hinas.engine import common, fast
+from hinas.engine import common, fast, runfolder
 from hinas.engine.config import RunConfig
 from hinas.errors import HinasError
-from hinas.evaluation import NETWORK_FILE, build_model, check_network_spec, load_trained  # noqa: F401
+from hinas.network_file import NETWORK_FILE, build_model, check_network_spec
 from hinas.losses import RestorationLoss
 
 CHECKPOINT = common.CHECKPOINT
@@ -135,7 +135,7 @@ def train(cfg: RunConfig, genotype=None, out_dir=None, resume: bool = False, *, 
         genotype = None
     spec = network_spec(cfg, genotype)
     check_network_spec(spec, "the network to train")
-    folder = common.RunFolder(out_dir, "train", resume, common.rank(), quiet=cfg.quiet or progress is False)
+    folder = runfolder.RunFolder(out_dir, "train", resume, common.rank(), quiet=cfg.quiet or progress is False)
     device = common.resolve_device(cfg.device)
     try:
         with common.deterministic(device.type == "cpu"), fast.backend_flags(cfg, device):
@@ -148,15 +148,10 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
     from hinas.data import BatchStream, PatchDataset
     from hinas.engine.search import check_validation_images, validate_network
 
-    common.apply_threads(cfg)
-    common.init_distributed(device)
+    # -- every input is checked before the first write ---------------------------------------------
+    ck, records, identity = runfolder.open_run(folder, "train", cfg, device, genotype)
     rank, world = common.rank(), common.world_size()
     out = folder.out
-    # -- every input is checked before the first write ---------------------------------------------
-    ck = common.on_rank0(folder.open)
-    all_records, records = common.training_records(cfg)
-    identity = common.run_identity("train", cfg, all_records, genotype, used=len(records))
-    common.on_rank0(lambda: folder.check_identity(ck, identity))
     n_val = max(1, int(math.floor(cfg.val_fraction * len(records))))
     if len(records) - n_val < 1:
         raise HinasError(f"training needs at least 2 images, found {len(records)}")
@@ -182,7 +177,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
 
     state = {"iteration": 0, "best": None, "history": [], "seconds": 0.0, "sum": 0.0, "count": 0}
     ckpt_path = out / CHECKPOINT
-    run = common.RunState("network", identity, model, {"opt": opt}, {"stream": stream}, state, ckpt_path)
+    run = runfolder.RunState("network", identity, model, {"opt": opt}, {"stream": stream}, state, ckpt_path)
     resuming = common.broadcast_object(ck is not None)  # rank 0 has checked the folder and the identity
     if rank != 0 and resuming:
         ck = common.load_checkpoint(ckpt_path)

@@ -1,4 +1,5 @@
-"""Numbers published in the HiNAS paper (IJCV), transcribed from its tables.
+"""Numbers published in the HiNAS paper (IJCV), transcribed from its tables, and the SR
+literature's bicubic baseline (:data:`BICUBIC_SR`, chapter 3).
 
 They are shown in the book beside our measurements, always labelled "published". Means are
 over three seeds where the paper says so; ``std`` holds its reported standard deviation.
@@ -142,6 +143,22 @@ TABLE11_SR_SOTA = [
     {"method": "IMDN", "params_m": 0.70, "time_s": 1.91, "metrics": _sr(34.36, 0.9270, 30.32, 0.8417, 29.09, 0.8046, 28.17, 0.8519)},
     {"method": "HiNAS", "params_m": "0.25-0.30", "time_s": 1.59, "metrics": _sr(33.95, 0.9265, 29.59, 0.8465, 28.84, 0.8135, 27.44, 0.8448)},
 ]
+
+# The bicubic SR baseline as published across the SR literature (MATLAB imresize, PSNR/SSIM on the
+# Y channel of BT.601 YCbCr, ``scale`` pixels of border cropped), per scale; x3 is Table 11's row.
+BICUBIC_SR = {
+    2: _sr(33.66, 0.9299, 30.24, 0.8688, 29.56, 0.8431, 26.88, 0.8403),
+    3: _sr(30.39, 0.8682, 27.55, 0.7742, 27.21, 0.7385, 24.46, 0.7349),
+    4: _sr(28.42, 0.8104, 26.00, 0.7027, 25.96, 0.6675, 23.14, 0.6577),
+}
+
+
+def bicubic_rows() -> list[dict]:
+    """:data:`BICUBIC_SR` as one flat dict per (scale, dataset) with ``psnr``, ``ssim`` and
+    ``source='published'``."""
+    return [{"dataset": name, "scale": scale, "psnr": psnr, "ssim": ssim, "source": "published"}
+            for scale, sets in BICUBIC_SR.items() for name, (psnr, ssim) in sets.items()]
+
 
 TABLES = {
     "table1": TABLE1_DENOISE_ABLATION, "table2": TABLE2_SR_ABLATION, "table3": TABLE3_WIDTHS,

@@ -31,7 +31,7 @@ def describe(genotype_path, size=(64, 64), f=None) -> dict:
     from hinas.genotype import Genotype
     from hinas.network import build_network, count_flops, count_parameters
 
-    from hinas.evaluation import check_network_size
+    from hinas.network_file import check_network_size
 
     h, w = size
     if min(h, w) < 1 or max(h, w) > MAX_SIDE or h * w > MAX_PIXELS:

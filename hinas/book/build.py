@@ -28,8 +28,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-PROFILES = ("smoke", "quick", "gpu", "paper")
+from hinas.book.glance import write_glance
+from hinas.book.settings import REPO_ROOT, default_device
+from hinas.engine.config import PROFILES
+
 KERNEL_NAME = "python3"
 
 # npm package file or folder -> destination under _build/html/_static
@@ -77,24 +79,6 @@ def find_notebooks(paths: Paths, only: list[str] | None = None) -> list[Path]:
     if not found:
         raise BookError(f"no notebooks found in {paths.notebooks}")
     return found
-
-
-def default_device(profile: str) -> str:
-    """The device a profile runs on: CUDA for ``gpu``/``paper`` when a GPU is visible, else CPU."""
-    if profile in ("gpu", "paper"):
-        try:
-            import torch
-
-            if torch.cuda.is_available():
-                return "cuda"
-        except ImportError:  # pragma: no cover - torch is a dependency
-            pass
-    return "cpu"
-
-
-def default_runs_root() -> Path:
-    """The repository's ``runs/`` folder, wherever a notebook or the build is started from."""
-    return REPO_ROOT / "runs"
 
 
 def display_path(path, root: Path = REPO_ROOT) -> str:
@@ -231,7 +215,7 @@ def execute_notebooks(paths: Paths, notebooks: list[Path], parameters: dict, *,
 
     paths.generated.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
-    package = Path(__file__).resolve().parent  # the hinas the kernels import
+    package = Path(__file__).resolve().parents[1]  # the hinas the kernels import
     library = _tree_digest(package, ("**/*.py", "**/*.json", "**/*.yaml")) + \
         _tree_digest(paths.root / "results")
     env_before = os.environ.get("MPLBACKEND")
@@ -316,36 +300,6 @@ def copy_npm_assets(paths: Paths) -> None:
             shutil.copytree(s, d, ignore=shutil.ignore_patterns("*.map", "*.d.ts", "sre"))
         else:
             shutil.copy2(s, d)
-
-
-GLANCE_FILE = "glance.md"  # in book/generated; included by book/intro.md
-
-
-def write_glance(paths: Paths, runs_root, profile: str) -> Path:
-    """The intro's results-at-a-glance table, from the headline numbers the chapters recorded
-    (:func:`hinas.experiments.record_glance`) when they were executed."""
-    from hinas.experiments import glance_path
-
-    src = glance_path(runs_root, profile)
-    data = json.loads(src.read_text(encoding="utf-8")) if src.exists() else {}
-    lines = [f"Measured by this build (profile `{profile}`); *published* numbers are the paper's, on its data "
-             "(BSD200), and are not comparable with crops of the embedded photos.", ""]
-    rows = [r for chapter in sorted(data) for r in data[chapter]]
-    if any("GPU" in str(r.get("chapter")) for r in rows):
-        lines[0] += (" Rows marked *GPU, committed* are not measured by this build: they are GPU campaign results "
-                     "committed under `results/` (BSD200 itself), comparable with the published number under the "
-                     "protocol they name.")
-    if rows:
-        lines += ["| chapter | what | measured here | published |", "|---|---|---|---|"]
-        for r in rows:
-            cells = [str(r.get(k, "–")).replace("|", "\\|") for k in ("chapter", "what", "measured", "published")]
-            lines.append("| " + " | ".join(cells) + " |")
-    else:
-        lines.append("No chapter has recorded its results yet: build the book with its notebooks executed.")
-    paths.generated.mkdir(parents=True, exist_ok=True)
-    out = paths.generated / GLANCE_FILE
-    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return out
 
 
 def write_index_redirect(paths: Paths, favicon: str = "_static/favicon.svg") -> None:
@@ -516,5 +470,3 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())

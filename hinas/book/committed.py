@@ -15,8 +15,9 @@ from typing import Optional
 
 import pandas as pd
 
-from hinas import experiments as ex
-from hinas.campaign import DONE, _read_json, campaign_status, load_plan, result_rows
+from hinas.book import compare, tables
+from hinas.book.settings import PROTOCOLS
+from hinas.campaign import DONE, campaign_status, load_plan, read_json, result_rows
 
 # the paper's claims for Eq. 5 against Eq. 6 (Sec. 3.2 and Table 8): memory "by a factor of 3",
 # search 3.6 vs 1.0 GTX 1080Ti GPU-hours
@@ -46,7 +47,7 @@ def not_done(repo) -> pd.DataFrame:
     """The plan items of each campaign folder that are not finished (pending or failed)."""
     rows = []
     for d in campaign_folders(repo):
-        summaries = (_read_json(p) for p in d.glob("*/summary.json"))
+        summaries = (read_json(p) for p in d.glob("*/summary.json"))
         plans = {s.get("provenance", {}).get("plan") for s in summaries if isinstance(s, dict)}
         for name in sorted(p for p in plans if p):
             for it in campaign_status(load_plan(name), d)["items"]:
@@ -58,7 +59,7 @@ def not_done(repo) -> pd.DataFrame:
 
 def _saved(path: Path) -> Optional[dict]:
     """A saved ``hinas eval`` result, or None for anything else."""
-    d = _read_json(path)
+    d = read_json(path)
     return d if isinstance(d, dict) and "psnr" in d else None
 
 
@@ -109,7 +110,7 @@ def denoise_rows(repo, sigma: float, dataset: str = "BSDS500-test") -> pd.DataFr
 
 
 METHOD_LABELS = {"hinas": "HiNAS (ours)", "dncnn": "DnCNN (ours, same time budget)", "bm3d": "BM3D",
-                 "noisy": ex.NOISY_INPUT}
+                 "noisy": compare.NOISY_INPUT}
 
 
 def denoise_table(rows: pd.DataFrame, sigma: float) -> pd.DataFrame:
@@ -123,16 +124,16 @@ def denoise_table(rows: pd.DataFrame, sigma: float) -> pd.DataFrame:
         first = g.iloc[0]
         seeds = sorted(int(s) for s in g.seed.dropna().unique())
         out.append({"method": method, "protocol": protocol, "precision": precision,
-                    "PSNR": ex.fmt_mean_std(g.psnr.mean(), g.psnr.std() if len(g) > 1 else None),
-                    "SSIM": ex.fmt_mean_std(g.ssim.mean(), g.ssim.std() if len(g) > 1 else None, 4),
+                    "PSNR": tables.fmt_mean_std(g.psnr.mean(), g.psnr.std() if len(g) > 1 else None),
+                    "SSIM": tables.fmt_mean_std(g.ssim.mean(), g.ssim.std() if len(g) > 1 else None, 4),
                     "seeds": ", ".join(map(str, seeds)) or "–", "params": first.params,
                     "training iterations (paper's)": (f"{int(first.train_iterations):,} "
                                                       f"({first.train_iterations / first.paper_iterations:.1%} of "
                                                       f"{int(first.paper_iterations):,})"
-                                                      if ex._finite(first.train_iterations) else "–"),
+                                                      if compare.finite(first.train_iterations) else "–"),
                     "trained on": first["trained on"] if isinstance(first["trained on"], str) else "–",
                     "evaluated on": first["evaluated on"]})
-    pub = ex.published("table10")
+    pub = tables.published_rows("table10")
     pub = pub[(pub.sigma == sigma) & pub.method.isin(["HiNAS", "BM3D"])]
     for p in pub.itertuples():
         out.append({"method": f"{p.method} (published, Table 10)", "protocol": "as published", "precision": "–",
@@ -161,7 +162,7 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
     same budget, BM3D and the noisy input (standard protocol), and what bf16 changes."""
     if not len(rows):
         return []
-    pub = ex.published("table10")
+    pub = tables.published_rows("table10")
     paper = pub[(pub.sigma == sigma) & (pub.method == "HiNAS")].psnr
     out = []
     ours_ref = _mean(rows, "hinas", "hinas-reference")
@@ -178,7 +179,7 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
                    f"{'below' if diff < 0 else 'above'}** the published {float(paper.iloc[0]):.2f} dB "
                    f"({ours_ref['seeds']} seed{'s' if ours_ref['seeds'] != 1 else ''}). Its schedule: {why}.")
         best, last = ours_ref["best_iteration"], ours_ref["iterations"]
-        if ex._finite(best) and ex._finite(last):
+        if compare.finite(best) and compare.finite(last):
             still = best >= 0.95 * last
             out.append(f"Its best validation score came at iteration {int(best):,} of {int(last):,}"
                        + (" (in the last 5% of its training): it was **still improving** when its time budget "
@@ -195,11 +196,11 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
                 out.append(f"**Against {what}** (protocol `standard`): missing; not evaluated on this test set yet.")
             continue
         diff = ours["psnr"] - theirs["psnr"]
-        verdict = ex.compare(ours["psnr"], ours["std"], theirs["psnr"], theirs["std"])
+        verdict = compare.compare(ours["psnr"], ours["std"], theirs["psnr"], theirs["std"])
         text = (f"**Against {what}** (protocol `standard`): HiNAS {ours['psnr']:.2f} dB, {short} "
                 f"{theirs['psnr']:.2f} dB, a difference of {diff:+.2f} dB: **{verdict}** by the tie rule")
         if ours["std"] is None and theirs["std"] is None:
-            text += f" (single runs, no seed spread, so the margin is {ex.ONE_SEED_MARGIN_DB} dB)"
+            text += f" (single runs, no seed spread, so the margin is {compare.ONE_SEED_MARGIN_DB} dB)"
         if other == "dncnn":
             text += (f"; HiNAS has {ours['params'] / theirs['params']:.2f}x DnCNN's parameters "
                      f"({int(ours['params']):,} vs {int(theirs['params']):,}) and trained "
@@ -223,3 +224,147 @@ def bench_reading(bench: pd.DataFrame) -> list[str]:
                    f"{r.analytic_ratio:.2f}x); the paper reports {PAPER_EQ6_OVER_EQ5['memory']:g}x memory and "
                    f"{PAPER_EQ6_OVER_EQ5['search time']:g}x search time (3.6 vs 1.0 GTX 1080Ti GPU-hours).")
     return out
+
+
+# -- what the chapters show of the committed results ----------------------------------------
+
+def _measured_here(device: str, profile: str, after: bool = True) -> str:
+    return (f"Everything {'after this section' if after else 'below'} was measured in this build, on `{device}` "
+            f"at profile `{profile}`")
+
+
+def _items(names) -> str:
+    return ", ".join(f"`{i}`" for i in names)
+
+
+def search_table(searches: pd.DataFrame) -> pd.DataFrame:
+    """The committed searches (:func:`campaign_rows` ``'search'``) as chapter 4 lists them."""
+    return pd.DataFrame({
+        "item": searches.item, "device": searches.device, "profile": searches.profile, "seed": searches.seed,
+        "epochs (of the paper's)": [f"{int(a)} of {int(b)}" for a, b in zip(searches.epochs, searches.paper_epochs)],
+        "seconds": searches.seconds, "V PSNR": searches.val_psnr, "V SSIM": searches.val_ssim})
+
+
+def train_table(trainings: pd.DataFrame) -> pd.DataFrame:
+    """The committed trainings (:func:`campaign_rows` ``'train'``) as chapter 4 lists them."""
+    t = trainings
+    return pd.DataFrame({
+        "item": t.item, "model": t.model, "sigma": t.sigma, "seed": t.seed, "params": t.params,
+        "iterations (of the paper's)": [f"{int(a):,} of {int(b):,} ({a / b:.1%})"
+                                        for a, b in zip(t.iterations, t.paper_iterations)],
+        "it/s": t.iterations_per_second, "best at": t.best_iteration, "V PSNR": t.val_psnr, "V SSIM": t.val_ssim,
+        "device": t.device})
+
+
+def searched_genotypes(searches: pd.DataFrame) -> list:
+    """``(caption, Genotype, item)`` of every committed search, in its rows' order."""
+    from hinas.genotype import Genotype
+
+    return [(f"The genotype of `{r.item}` ({r.device}, seed {r.seed}):", Genotype.load(r.genotype), r.item)
+            for r in searches.itertuples()]
+
+
+def search_notes(repo, searches: pd.DataFrame, trainings: pd.DataFrame, device: str, profile: str) -> list[str]:
+    """Chapter 4's sentences under the committed searches and trainings: none committed yet, or
+    which search and training items are not finished, and where the rest of the chapter was measured."""
+    if not len(searches) and not len(trainings):
+        return ["**No GPU results committed yet**: `results/` holds no finished search or training of a GPU "
+                f"campaign. {_measured_here(device, profile, after=False)}."]
+    left = not_done(repo)
+    left = left[left.kind.isin(["search", "train"])] if len(left) else left
+    notes = [f"**Not run yet** (no GPU window has reached them; the next ones continue the plan): "
+             f"{_items(left.item)}."] if len(left) else []
+    return notes + [f"{_measured_here(device, profile)}."]
+
+
+def ablation_evals(repo) -> pd.DataFrame:
+    """The committed evaluations of the campaign's ablation items (chapter 5)."""
+    ev = campaign_rows(repo, "eval")
+    if not len(ev):
+        return ev
+    cols = ["item", "network", "device", "seed", "sigma", "protocol", "precision", "images", "psnr", "ssim"]
+    return ev[ev.item.str.startswith("ablation")][cols]
+
+
+def ablation_note(repo, device: str, profile: str) -> str:
+    """Chapter 5's sentence where no ablation is committed: which items are waiting, if any."""
+    left = not_done(repo)
+    left = left[left.item.str.startswith("ablation")] if len(left) else left
+    return ("**No GPU ablation committed yet**" + (
+        f": the campaign's ablation items ({_items(left.item)}) come after the denoising, SR and seed items and no "
+        "GPU window has reached them." if len(left) else ": no GPU campaign results are committed under `results/`.")
+        + f" {_measured_here(device, profile, after=False)}.")
+
+
+def gpu_bench_table(repo) -> pd.DataFrame:
+    """Eq. 6 over Eq. 5 ratios measured on a GPU: ``results/bench/supernet_memory*.json`` and the
+    campaigns' ``bench`` items, CPU measurements left out."""
+    rows = []
+    for p in sorted((_results(repo) / "bench").glob("supernet_memory*.json")):
+        d = read_json(p, {})
+        rows.append({"source": f"results/bench/{p.name}", "device": d.get("device"), "memory ratio": d.get("memory_ratio"),
+                     "time ratio": d.get("time_ratio"), "analytic ratio": d.get("analytic_ratio")})
+    for r in campaign_rows(repo, "bench").itertuples():
+        rows.append({"source": f"{r.results}/{r.item}", "device": r.device, "memory ratio": r.memory_ratio,
+                     "time ratio": r.time_ratio, "analytic ratio": r.analytic_ratio})
+    return pd.DataFrame([r for r in rows if str(r["device"]).lower() not in ("cpu", "none")])
+
+
+def denoise_sigmas(repo) -> list:
+    """The noise levels of the committed denoising evaluations."""
+    ev = campaign_rows(repo, "eval")
+    return sorted(ev[ev.task == "denoise"].sigma.dropna().unique()) if len(ev) else []
+
+
+def denoise_title(sigma: float) -> str:
+    """The heading of chapter 6's committed table at ``sigma``."""
+    return (f"**BSD200, sigma {sigma:g}** (`params`: of the network; `training iterations`: run, and the "
+            "share of the released code's schedule)")
+
+
+def denoise_glance(rows: pd.DataFrame, sigma: float) -> list[dict]:
+    """The intro's glance rows for the committed HiNAS scores (fp32) at ``sigma``, one per protocol,
+    beside the paper's Table 10."""
+    ours = rows[(rows.model == "hinas") & (rows.precision == "fp32")]
+    pub = tables.published_rows("table10")
+    pub_psnr = pub[(pub.method == "HiNAS") & (pub.sigma == sigma)].psnr
+    out = []
+    for prot in PROTOCOLS:
+        o = ours[ours.protocol == prot]
+        if len(o):
+            out.append({"chapter": "6 (GPU, committed)", "what": f"HiNAS on BSD200 (sigma {sigma:g}, {prot} protocol, "
+                        f"{o.iloc[0]['trained on']}, {o.iloc[0].train_iterations / o.iloc[0].paper_iterations:.1%} "
+                        "of the paper's training)",
+                        "measured": tables.fmt_mean_std(o.psnr.mean(), o.psnr.std() if len(o) > 1 else None) + " dB",
+                        "published": (f"{pub_psnr.iloc[0]:.2f} dB" + ("" if prot == "hinas-reference" else
+                                                                      " (under hinas-reference)")
+                                      if len(pub_psnr) else "–")})
+    return out
+
+
+def denoise_notes(repo, sigmas, device: str, profile: str) -> list[str]:
+    """Chapter 6's sentences under the committed tables: none committed yet, or which plan items
+    are not finished, and where the rest of the chapter was measured."""
+    if not len(sigmas):
+        return ["**No GPU results committed yet**: `results/` holds no denoising evaluation of a GPU campaign. "
+                f"{_measured_here(device, profile, after=False)}."]
+    left = not_done(repo)
+    notes = [f"**Missing** (plan items no GPU window has finished yet, so no number is shown for them): "
+             f"{_items(left.item)}."] if len(left) else []
+    return notes + [f"{_measured_here(device, profile)}, on the test images named there."]
+
+
+def bicubic_table(repo, scale: int = 3) -> pd.DataFrame:
+    """The committed bicubic baselines at ``scale`` (``results/baselines/bicubic_*_x<scale>_*.json``)
+    beside the paper's bicubic row of Table 11 (x3); empty when none is committed."""
+    rows = []
+    for f in sorted((_results(repo) / "baselines").glob(f"bicubic_*_x{scale}_*.json")):
+        d = read_json(f)
+        rows.append({"dataset": d["dataset"], "protocol": d["protocol"], "images": d["images"],
+                     "PSNR": d["psnr"], "SSIM": d["ssim"]})
+    if not rows:
+        return pd.DataFrame()
+    p = tables.published_rows("table11")
+    pub = p[p.method == "bicubic"][["dataset", "psnr", "ssim"]].rename(columns={"psnr": "PSNR (paper)",
+                                                                                  "ssim": "SSIM (paper)"})
+    return pd.DataFrame(rows).merge(pub, on="dataset", how="left")

@@ -1,4 +1,4 @@
-"""Unit tests of hinas.experiments at the smoke profile (tiny runs; well under a minute)."""
+"""Unit tests of the book's settings, runs, tables and comparisons (hinas.book) at the smoke profile (tiny runs; well under a minute)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from hinas import experiments as ex
+from hinas.book import compare, runs, settings, tables
 
 TIDY = {"profile", "device", "dataset", "seed", "protocol", "sigma", "psnr", "ssim", "params", "source", "method"}
 
@@ -21,27 +21,27 @@ def root(tmp_path_factory):
 
 
 def test_settings_and_config():
-    assert set(ex.SETTINGS) == {"smoke", "quick", "gpu", "paper"}
+    assert set(settings.SETTINGS) == {"smoke", "quick", "gpu", "paper"}
     with pytest.raises(ValueError):
-        ex.settings("huge")
-    cfg = ex.base_config("quick", seed=3)
+        settings.profile_settings("huge")
+    cfg = settings.base_config("quick", seed=3)
     assert cfg.seed == 3 and cfg.quiet
-    assert cfg.iterations == ex.SETTINGS["quick"]["train"]["iterations"]
-    assert cfg.epochs == ex.SETTINGS["quick"]["search"]["epochs"]
-    assert ex.base_config("quick", iterations=7).iterations == 7  # explicit overrides win
-    paper = ex.base_config("paper", device="cpu")
+    assert cfg.iterations == settings.SETTINGS["quick"]["train"]["iterations"]
+    assert cfg.epochs == settings.SETTINGS["quick"]["search"]["epochs"]
+    assert settings.base_config("quick", iterations=7).iterations == 7  # explicit overrides win
+    paper = settings.base_config("paper", device="cpu")
     assert paper.iterations == 600_000 and paper.epochs == 100  # the engine's paper profile unchanged
 
 
 def test_test_set_crop():
-    ds = ex.test_set("denoise", None, crop=32, limit=2)
+    ds = runs.test_set("denoise", None, crop=32, limit=2)
     assert ds.name.endswith("[crop32]") and len(ds.records) == 2
     assert all(max(r.image.shape[:2]) <= 32 for r in ds.records)
 
 
 def test_table4_tidy_and_cached(root):
     t0 = time.perf_counter()
-    df = ex.table4("smoke", [0], root)
+    df = tables.table4("smoke", [0], root)
     first = time.perf_counter() - t0
     assert TIDY <= set(df.columns)
     assert list(df.method) == ["HiNAS* (MSE)", "HiNAS** (MSE + lssim)"]
@@ -50,93 +50,93 @@ def test_table4_tidy_and_cached(root):
     assert df.dataset.str.startswith(("embedded-test", "BSDS500-test")).all()
     assert df.psnr.map(math.isfinite).all()
     t0 = time.perf_counter()
-    again = ex.table4("smoke", [0], root)  # every run and evaluation is reused
+    again = tables.table4("smoke", [0], root)  # every run and evaluation is reused
     assert time.perf_counter() - t0 < max(first / 2, 2.0)
     pd.testing.assert_frame_equal(df, again)
 
 
 def test_rsws_and_table8(root):
-    rows = ex.rsws("smoke", 0, root)
+    rows = tables.rsws("smoke", 0, root)
     assert len(rows) == 1 and rows[0]["method"] == "RSWS (N=2)"
     assert rows[0]["lwas"] is False and rows[0]["residual"] is False
     # the trained network is the architecture the shared weights ranked best (cached ranking)
-    cfg = ex.base_config("smoke", ablation=True, lwas=False, residual=False)
-    ranked = ex.rsws_cached(cfg, root)
+    cfg = settings.base_config("smoke", ablation=True, lwas=False, residual=False)
+    ranked = runs.rsws_cached(cfg, root)
     assert rows[0]["rsws_best"] == ranked["best"] and ranked["ranking_seconds"] > 0
-    trained = ex.run_train(cfg, ranked["genotype"], root)
+    trained = runs.run_train(cfg, ranked["genotype"], root)
     assert rows[0]["run"] == Path(trained["run_dir"]).name
     assert ranked["genotype"].provenance["source"] == "rsws_weight_sharing" and not ranked["genotype"].lwas
-    t8 = ex.table8("smoke", [0], root)
+    t8 = tables.table8("smoke", [0], root)
     assert list(t8.cell_sharing) == ["eq5", "eq6"]
     assert (t8.search_seconds > 0).all()
 
 
 def test_memory_benchmark_cached(root):
-    a = ex.memory_benchmark("smoke", root)
+    a = runs.memory_benchmark("smoke", root)
     assert a["memory_ratio"] > 1 and a["analytic_ratio"] > 1
-    assert ex.memory_benchmark("smoke", root) == a  # read back from the cache
+    assert runs.memory_benchmark("smoke", root) == a  # read back from the cache
 
 
 def test_summaries():
     df = pd.DataFrame({"method": ["a", "a", "b"], "seed": [0, 1, 0], "psnr": [20.0, 22.0, 25.0],
                        "ssim": [0.5, 0.7, 0.8], "protocol": "standard", "profile": "smoke", "device": "cpu",
                        "dataset": "x", "sigma": 50.0})
-    m = ex.mean_std(df, "method").set_index("method")
+    m = tables.mean_std(df, "method").set_index("method")
     assert m.loc["a", "psnr_mean"] == 21.0 and m.loc["a", "seeds"] == 2
     assert math.isnan(m.loc["b", "psnr_std"])
-    assert ex.fmt_mean_std(21.0, 1.41421, 2) == "21.00 ± 1.41"
-    assert ex.fmt_mean_std(25.0, float("nan"), 2) == "25.00"
-    pub = ex.published("table4")
+    assert tables.fmt_mean_std(21.0, 1.41421, 2) == "21.00 ± 1.41"
+    assert tables.fmt_mean_std(25.0, float("nan"), 2) == "25.00"
+    pub = tables.published_rows("table4")
     assert (pub.source == "published").all()
     df["method"] = ["HiNAS* (MSE)", "HiNAS* (MSE)", "HiNAS** (MSE + lssim)"]
-    out = ex.ours_vs_published(df, pub, ["method"], sigma=50)
+    out = tables.ours_vs_published(df, pub, ["method"], sigma=50)
     assert list(out["PSNR (paper)"]) == ["26.77", "26.77"]
     assert out["PSNR (ours)"].iloc[0] == "21.00 ± 1.41"
     assert not out.isna().any().any()  # missing values are shown as '–'
     # a published table at another noise level is not merged into our rows
     t3 = df.assign(method=["HiNAS-ws", "HiNAS-ws", "HiNAS-wm"])
-    assert "PSNR (paper)" not in ex.ours_vs_published(t3, ex.published("table3"), ["method"]).columns
+    assert "PSNR (paper)" not in tables.ours_vs_published(t3, tables.published_rows("table3"), ["method"]).columns
 
 
 def test_compare_calls_ties_by_the_seed_spread():
-    assert ex.compare(25.0, 0.2, 24.5, 0.1) == "ahead"
-    assert ex.compare(25.0, 0.6, 24.5, 0.1) == "tie"  # inside the larger spread
-    assert ex.compare(24.0, float("nan"), 25.0, float("nan"), spread=0.3) == "behind"
-    assert ex.compare(24.0, None, 24.3, None, spread=0.5) == "tie"
-    assert ex.compare(24.0, None, 24.3, None) == "tie"  # the one-seed default margin
-    assert ex.compare(20.0, None, 24.0, None) == "behind"
-    assert "tie" in ex.TIE_RULE
+    assert compare.compare(25.0, 0.2, 24.5, 0.1) == "ahead"
+    assert compare.compare(25.0, 0.6, 24.5, 0.1) == "tie"  # inside the larger spread
+    assert compare.compare(24.0, float("nan"), 25.0, float("nan"), spread=0.3) == "behind"
+    assert compare.compare(24.0, None, 24.3, None, spread=0.5) == "tie"
+    assert compare.compare(24.0, None, 24.3, None) == "tie"  # the one-seed default margin
+    assert compare.compare(20.0, None, 24.0, None) == "behind"
+    assert "tie" in compare.TIE_RULE
 
 
 def test_ordering_vs_paper_and_tidy_tables():
     ours = pd.DataFrame({"method": ["a", "b", "c"], "psnr_mean": [25.0, 24.0, 14.0], "psnr_std": [0.1, 0.1, 0.1]})
     pub = pd.DataFrame({"method": ["a", "b", "c"], "psnr": [26.8, 26.9, 26.0]})
-    o = ex.ordering_vs_paper(ours, pub, [("a", "b"), ("b", "a"), ("a", "c")], floor=14.2).set_index("comparison")
+    o = compare.ordering_vs_paper(ours, pub, [("a", "b"), ("b", "a"), ("a", "c")], floor=14.2).set_index("comparison")
     assert o.loc["a vs b", "agrees with the paper"] == "no"  # paper: a behind b; ours: a ahead
     assert o.loc["b vs a", "agrees with the paper"] == "no"
     assert o.loc["a vs c", "agrees with the paper"] == "cannot tell (not learned)"  # c is below the noisy input
-    t = ex.tidy_table(pd.DataFrame({"psnr": [24.123456, float("nan")], "params": [116361.0, None],
+    t = tables.tidy_table(pd.DataFrame({"psnr": [24.123456, float("nan")], "params": [116361.0, None],
                                     "ok": [True, False], "x": [None, "y"], "params_m": [0.68, 1.5]}))
     assert list(t.psnr) == ["24.12", "–"] and list(t.params) == ["116,361", "–"]
     assert list(t.ok) == ["yes", "no"] and list(t.x) == ["–", "y"] and list(t.params_m) == ["0.68", "1.50"]
-    html = ex.show(pd.DataFrame({"a": [1, 2]})).to_html()
+    html = tables.show(pd.DataFrame({"a": [1, 2]})).to_html()
     assert "row_heading" not in html  # no pandas index
 
 
 def test_noisy_input_row_is_the_floor(root):
-    row = ex.noisy_input_row("smoke", 50.0, "standard", root)
-    assert row["method"] == ex.NOISY_INPUT and 10 < row["psnr"] < 20  # sigma 50: about 14 dB
-    assert ex.noisy_input_row("smoke", 50.0, "standard", root) == row  # cached
+    row = runs.noisy_input_row("smoke", 50.0, "standard", root)
+    assert row["method"] == compare.NOISY_INPUT and 10 < row["psnr"] < 20  # sigma 50: about 14 dB
+    assert runs.noisy_input_row("smoke", 50.0, "standard", root) == row  # cached
 
 
 def test_book_parameters_and_paths(tmp_path, monkeypatch):
     import nbformat
 
-    from hinas import book
+    from hinas.book import build as book
 
-    assert book.default_runs_root() == book.REPO_ROOT / "runs"
-    assert book.default_device("quick") == "cpu" and book.default_device("smoke") == "cpu"
-    assert book.display_path(book.REPO_ROOT / "runs" / "x") == "runs/x"
+    assert settings.default_runs_root() == settings.REPO_ROOT / "runs"
+    assert settings.default_device("quick") == "cpu" and settings.default_device("smoke") == "cpu"
+    assert book.display_path(settings.REPO_ROOT / "runs" / "x") == "runs/x"
     assert "/" not in book.display_path("/somewhere/else/data").strip("<>").split(" ")[0]
     nb = nbformat.v4.new_notebook()
     p = nbformat.v4.new_code_cell('profile: str = "quick"  # size\nruns_root: Optional[str] = None  # cache')
@@ -158,11 +158,11 @@ def test_rsws_weight_sharing_smoke():
 
     from hinas.supernet import Supernet
 
-    cfg = ex.base_config("smoke")
+    cfg = settings.base_config("smoke")
     torch.manual_seed(0)
     net = Supernet(cfg.supernet_config()).eval()
-    records = ex.test_set("denoise", None, crop=32, limit=1).records
-    res = ex.rsws_weight_sharing(net, records, cfg.replace(val_protocol="reference"), n=3, seed=0)
+    records = runs.test_set("denoise", None, crop=32, limit=1).records
+    res = runs.rsws_weight_sharing(net, records, cfg.replace(val_protocol="reference"), n=3, seed=0)
     assert len(res["scores"]) == 3 and 0 <= res["best"] < 3
     best = res["scores"][res["best"]]
     assert best["score"] == max(r["score"] for r in res["scores"])
@@ -173,6 +173,6 @@ def test_rsws_weight_sharing_smoke():
 
 
 def test_rsws_from_search_smoke(root):
-    cfg = ex.base_config("smoke")
-    res = ex.rsws_from_search(cfg, root, n=2)
+    cfg = settings.base_config("smoke")
+    res = runs.rsws_from_search(cfg, root, n=2)
     assert len(res["scores"]) == 2 and res["genotype"].provenance["samples"] == 2

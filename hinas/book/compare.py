@@ -1,0 +1,92 @@
+"""How the book reads its numbers: the tie rule (a difference is a win only beyond the
+seed spread), the seed spread itself, verdicts against a reference row, and orderings
+against the paper's."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+
+
+NOISY_INPUT = "noisy input (no restoration)"
+
+# The rule the book uses to call a difference: it is a win only when it exceeds the seed spread.
+ONE_SEED_MARGIN_DB = 0.5  # used only where no seed spread has been measured at all
+TIE_RULE = ("a difference is called a tie when it is not larger than the seed spread: the larger "
+            "standard deviation over seeds of the two rows, or, where the rows have a single seed, the "
+            "spread over seeds of the same profile's full HiNAS run, or "
+            f"{ONE_SEED_MARGIN_DB} dB where no spread was measured; a row that does not clear the noisy "
+            "input by that margin has not learned, and comparisons with it cannot tell anything")
+
+
+def finite(x) -> bool:
+    """A real, finite number (not None, NaN or infinite)."""
+    return x is not None and isinstance(x, (int, float)) and math.isfinite(float(x))
+
+
+def compare(a_mean, a_std, b_mean, b_std, spread=None) -> str:
+    """``'ahead'``, ``'behind'`` or ``'tie'``: a against b, by :data:`TIE_RULE`.
+
+    The margin is the larger finite standard deviation of the two rows; ``spread`` (the seed
+    spread of a comparable run) stands in where neither row has one, and
+    :data:`ONE_SEED_MARGIN_DB` where no spread is known at all.
+    """
+    if not (finite(a_mean) and finite(b_mean)):
+        return "tie"
+    stds = [float(s) for s in (a_std, b_std) if finite(s)]
+    margin = max(stds) if stds else (float(spread) if finite(spread) else ONE_SEED_MARGIN_DB)
+    diff = float(a_mean) - float(b_mean)
+    if abs(diff) <= margin:
+        return "tie"
+    return "ahead" if diff > 0 else "behind"
+
+
+def seed_spread(df: pd.DataFrame, col: str = "psnr") -> float:
+    """Standard deviation over seeds of ``col`` (NaN with fewer than two seeds)."""
+    if "seed" not in df.columns or df.seed.nunique() < 2:
+        return float("nan")
+    return float(df.groupby("seed")[col].mean().std())
+
+
+def verdict_table(m: pd.DataFrame, reference: str, *, key: str = "method", spread=None) -> pd.DataFrame:
+    """Each row of a :func:`mean_std` table against the ``reference`` row: the difference in
+    PSNR and the verdict of :func:`compare` (``spread`` for single-seed rows)."""
+    ref = m[m[key] == reference].iloc[0]
+    out = []
+    for _, r in m.iterrows():
+        if r[key] == reference:
+            continue
+        out.append({key: r[key], f"PSNR minus {reference} (dB)": round(float(r.psnr_mean - ref.psnr_mean), 2),
+                    "verdict": compare(r.psnr_mean, r.get("psnr_std"), ref.psnr_mean, ref.get("psnr_std"), spread)})
+    return pd.DataFrame(out)
+
+
+def ordering_vs_paper(ours: pd.DataFrame, pub: pd.DataFrame, pairs, *, key: str = "method",
+                      spread=None, floor=None) -> pd.DataFrame:
+    """For each ``(a, b)`` in ``pairs`` (labels of ``key``): the paper's difference a - b and ours,
+    with our verdict by :data:`TIE_RULE` and whether it agrees with the paper's sign.
+
+    ``ours`` is a :func:`mean_std` table; ``pub`` has ``key`` and ``psnr`` columns (one noise level).
+    ``floor`` is the noisy input's PSNR: a row not 'ahead' of it has not learned, and a comparison
+    involving it is reported as ``not learned`` rather than as a win, loss or tie.
+    """
+    o = ours.set_index(key)
+    p = pub.drop_duplicates(key).set_index(key)
+    rows = []
+    for a, b in pairs:
+        if a not in o.index or b not in o.index or a not in p.index or b not in p.index:
+            continue
+        pd_ = float(p.loc[a, "psnr"] - p.loc[b, "psnr"])
+        od = float(o.loc[a, "psnr_mean"] - o.loc[b, "psnr_mean"])
+        v = compare(o.loc[a, "psnr_mean"], o.loc[a].get("psnr_std"), o.loc[b, "psnr_mean"], o.loc[b].get("psnr_std"),
+                    spread)
+        paper_sign = "ahead" if pd_ > 0 else ("behind" if pd_ < 0 else "tie")
+        agree = "yes" if v == paper_sign else ("cannot tell (tie)" if v == "tie" else "no")
+        if floor is not None and any(
+                compare(o.loc[r, "psnr_mean"], o.loc[r].get("psnr_std"), floor, None, spread) != "ahead" for r in (a, b)):
+            v, agree = "not learned", "cannot tell (not learned)"
+        rows.append({"comparison": f"{a} vs {b}", "paper (dB)": f"{pd_:+.2f}", "ours (dB)": f"{od:+.2f}",
+                     "ours": v, "agrees with the paper": agree})
+    return pd.DataFrame(rows)

@@ -1,0 +1,49 @@
+"""The intro's results at a glance: each chapter records its headline numbers when it runs
+(:func:`record_glance`), and the build writes them as one table (:func:`write_glance`)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def glance_path(runs_root, profile: str) -> Path:
+    """Where the chapters' headline numbers for ``profile`` are kept."""
+    return Path(runs_root) / f"book-glance-{profile}.json"
+
+
+def record_glance(runs_root, profile: str, chapter: str, rows: list) -> None:
+    """Remember a chapter's headline numbers for the intro's results-at-a-glance table."""
+    path = glance_path(runs_root, profile)
+    data = json.loads(path.read_text()) if path.exists() else {}
+    data[chapter] = rows
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=1, default=str))
+
+
+GLANCE_FILE = "glance.md"  # in book/generated; included by book/intro.md
+
+
+def write_glance(paths, runs_root, profile: str) -> Path:
+    """The intro's results-at-a-glance table, from the headline numbers the chapters recorded
+    (:func:`record_glance`) when they were executed."""
+    src = glance_path(runs_root, profile)
+    data = json.loads(src.read_text(encoding="utf-8")) if src.exists() else {}
+    lines = [f"Measured by this build (profile `{profile}`); *published* numbers are the paper's, on its data "
+             "(BSD200), and are not comparable with crops of the embedded photos.", ""]
+    rows = [r for chapter in sorted(data) for r in data[chapter]]
+    if any("GPU" in str(r.get("chapter")) for r in rows):
+        lines[0] += (" Rows marked *GPU, committed* are not measured by this build: they are GPU campaign results "
+                     "committed under `results/` (BSD200 itself), comparable with the published number under the "
+                     "protocol they name.")
+    if rows:
+        lines += ["| chapter | what | measured here | published |", "|---|---|---|---|"]
+        for r in rows:
+            cells = [str(r.get(k, "–")).replace("|", "\\|") for k in ("chapter", "what", "measured", "published")]
+            lines.append("| " + " | ".join(cells) + " |")
+    else:
+        lines.append("No chapter has recorded its results yet: build the book with its notebooks executed.")
+    paths.generated.mkdir(parents=True, exist_ok=True)
+    out = paths.generated / GLANCE_FILE
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out

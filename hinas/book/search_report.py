@@ -1,0 +1,221 @@
+"""Chapter 4's account of a real search, from the cached runs of :mod:`hinas.book.runs`: the
+configuration, each search's summary and logs (``history.csv``, ``alpha.csv``, ``beta.csv``), how
+far alpha and beta moved, which epoch was kept, the derived networks' sizes, their training and
+test scores against the noisy input, and the chapter's glance rows. Tables are DataFrames for
+:func:`hinas.book.tables.show`; readings are Markdown sentences computed from the numbers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from hinas.book.compare import NOISY_INPUT, compare, seed_spread
+from hinas.book.runs import run_train, train_and_score
+from hinas.book.settings import PROTOCOLS, base_config, profile_settings
+from hinas.book.tables import fmt_mean_std, with_noisy_input
+from hinas.engine.movement import MOVED_THRESHOLD
+from hinas.genotype import Genotype
+
+# the RunConfig settings chapter 4 lists: the search space, the search and the training budget
+CONFIG_KEYS = ("f", "layers", "steps", "levels", "epochs", "batch_size", "patch", "arch_start_epoch",
+               "val_start_epoch", "search_sigma", "sigma", "net_f", "iterations", "train_batch_size", "train_lr",
+               "max_images")
+PAPER_F = 20  # the paper's network width f (Sec. 4.1), at which the sizes are also counted
+SIZE_CROP = (64, 64)  # FLOPs are counted for one grey input of this size
+
+
+def config_table(cfg, keys=CONFIG_KEYS) -> pd.DataFrame:
+    """``cfg``'s values of ``keys`` as two side-by-side (setting, value) column pairs."""
+    keys = list(keys)
+    half = (len(keys) + 1) // 2
+    pad = [""] * (2 * half - len(keys))
+    return pd.DataFrame({"setting": keys[:half], "value": [str(getattr(cfg, k)) for k in keys[:half]],
+                         "setting ": keys[half:] + pad, "value ": [str(getattr(cfg, k)) for k in keys[half:]] + pad})
+
+
+def search_summaries(found: dict) -> pd.DataFrame:
+    """One row per seed's search (:func:`hinas.book.runs.searches`), from its ``summary.json``."""
+    return pd.DataFrame([{"seed": s, "device": r["device"], "epochs": r["epochs"], "steps": r["steps"],
+                          "seconds": r["seconds"], "best epoch": r["best_epoch"], "V PSNR": r["val_psnr"],
+                          "V SSIM": r["val_ssim"], "run": Path(r["run_dir"]).name} for s, r in found.items()])
+
+
+def run_log(run: dict, name: str = "history.csv") -> pd.DataFrame:
+    """A CSV log of a run (``history.csv``, ``alpha.csv``, ``beta.csv``)."""
+    return pd.read_csv(Path(run["run_dir"]) / name)
+
+
+def search_histories(found: dict) -> dict:
+    """``{seed: history.csv}`` of each search."""
+    return {s: run_log(r) for s, r in found.items()}
+
+
+def alpha_movement(alpha: pd.DataFrame) -> dict:
+    """How far the op weights (``alpha.csv``) moved from uniform by the last epoch: the largest
+    ``|alpha - 1/K|`` (``drift``, with its ``op`` and ``layer``), the median lead of the kept op
+    over its runner-up per edge (``median_margin``) and ``moved`` (drift >= MOVED_THRESHOLD)."""
+    last = alpha[alpha.epoch == alpha.epoch.max()]
+    n_ops = alpha.op.nunique()
+    dev = (last.weight - 1 / n_ops).abs()
+    top = last.loc[dev.idxmax()]
+    edge = [c for c in last.columns if c not in ("op", "weight", "epoch")]
+    margins = last.sort_values("weight", ascending=False).groupby(edge).weight.apply(
+        lambda w: float(w.iloc[0] - w.iloc[1]) if len(w) > 1 else 0.0)
+    drift = float(dev.max())
+    return {"drift": drift, "op": top.op, "layer": int(top.layer), "n_ops": n_ops, "epoch": int(alpha.epoch.max()),
+            "median_margin": float(margins.median()), "moved": drift >= MOVED_THRESHOLD}
+
+
+def alpha_reading(m: dict, seed) -> str:
+    """What :func:`alpha_movement` says about the decoded cells."""
+    return (f"Measured (seed {seed}, epoch {m['epoch']}): the largest |alpha - 1/{m['n_ops']}| over all layers, edges "
+            f"and ops is **{m['drift']:.4f}** (`{m['op']}` in layer {m['layer']}); the op the decoding keeps on an edge "
+            f"leads its runner-up by {m['median_margin']:.4f} in the median edge. " +
+            ("The mixture has moved away from uniform: the decoding follows preferences the search formed."
+             if m["moved"] else
+             "**The mixture has barely moved from uniform**: at this budget the decoding picks ops by differences of "
+             "this size, so the cells found here say little about which ops the search prefers."))
+
+
+def beta_change(beta: pd.DataFrame) -> dict:
+    """The largest change of a width-path weight (``beta.csv``) between the first and last epoch."""
+    first, last = beta[beta.epoch == beta.epoch.min()], beta[beta.epoch == beta.epoch.max()]
+    keys = [c for c in beta.columns if c not in ("weight", "epoch")]
+    both = first.merge(last, on=keys, suffixes=("_first", "_last"))
+    change = float((both.weight_last - both.weight_first).abs().max())
+    return {"change": change, "first": int(beta.epoch.min()), "last": int(beta.epoch.max()),
+            "moved": change >= MOVED_THRESHOLD}
+
+
+def beta_reading(m: dict) -> str:
+    """What :func:`beta_change` says about the decoded width path."""
+    return (f"Measured: the largest change of a $\\beta$ weight between epoch {m['first']} and epoch {m['last']} is "
+            f"**{m['change']:.4f}**" + (" : the width path is a choice the search made." if m["moved"] else
+                                        " : the transition weights have barely moved, so Viterbi decides between "
+                                        "nearly equal paths."))
+
+
+def epoch_choice(found: dict, histories: dict) -> pd.DataFrame:
+    """Per seed: the validated epochs, the best by SSIM + PSNR/100 recomputed from ``history.csv``
+    beside the one ``summary.json`` kept, the last epoch, and whether the best and final decodings agree."""
+    rows = []
+    for s, h in histories.items():
+        v = h.dropna(subset=["val_psnr"]).copy()
+        v["score"] = v.val_ssim + v.val_psnr / 100
+        best = int(v.loc[v.score.idxmax(), "epoch"]) if len(v) else None
+        final = Genotype.load(Path(found[s]["run_dir"]) / "genotype_final.json")
+        rows.append({"seed": s, "validated epochs": ", ".join(str(int(e)) for e in v.epoch),
+                     "best epoch (recomputed)": best, "best epoch (summary.json)": found[s]["best_epoch"],
+                     "last epoch": int(h.epoch.max()),
+                     "best genotype = final genotype": final.architecture() == found[s]["genotype"].architecture()})
+    return pd.DataFrame(rows)
+
+
+def epoch_choice_reading(epochs: pd.DataFrame) -> str:
+    """Whether keeping the best supernet (Sec. 3.3) changed anything, from :func:`epoch_choice`."""
+    if (epochs["best epoch (recomputed)"] == epochs["last epoch"]).all():
+        return ("In every seed the best epoch is the last one, so keeping the best supernet changed nothing here: "
+                "the collapse that motivates it (Sec. 3.3) did not occur in a search this short.")
+    return "In at least one seed the best epoch is not the last: keeping the best supernet (Sec. 3.3) mattered."
+
+
+def final_genotypes(found: dict) -> dict:
+    """``{seed: the last epoch's decoding}`` of each search (``genotype_final.json``)."""
+    return {s: Genotype.load(Path(r["run_dir"]) / "genotype_final.json") for s, r in found.items()}
+
+
+def explorer_runs(found: dict) -> dict:
+    """The best-epoch and final-epoch genotype of every seed, as :class:`GenotypeExplorer` runs."""
+    final = final_genotypes(found)
+    return {"search: best epoch": {f"seed {s}": r["genotype"] for s, r in found.items()},
+            "search: final epoch": {f"seed {s}": g for s, g in final.items()}}
+
+
+def network_sizes(found: dict, net_f) -> pd.DataFrame:
+    """Parameters and MFLOPs (one 64x64 grey input) of each seed's derived network at ``net_f``
+    (the book's, None: the paper's) and at the paper's f = 20."""
+    from hinas.network import build_network, count_flops, count_parameters
+
+    rows = []
+    for s, r in found.items():
+        g = r["genotype"]
+        for f in sorted({net_f or PAPER_F, PAPER_F}):
+            net = build_network(g, f)
+            rows.append({"seed": s, "f": f, "width path": "-".join(f"{g.width_factors[h]:g}" for h in g.path),
+                         "params": count_parameters(net),
+                         "MFLOPs (64x64)": count_flops(net, SIZE_CROP, 1)["flops"] / 1e6})
+    return pd.DataFrame(rows)
+
+
+def sizes_reading(sizes: pd.DataFrame) -> str:
+    """Our parameter range at f = 20 beside the paper's (Table 1)."""
+    p20 = sizes[sizes.f == PAPER_F].params
+    return (f"At $f = 20$ our networks have {p20.min() / 1e6:.2f}-{p20.max() / 1e6:.2f} M parameters; the paper's "
+            "denoising networks have 0.22-0.34 M (published, Table 1).")
+
+
+def chapter_scores(profile: str, found: dict, runs_root, *, device="cpu", data_root=None) -> pd.DataFrame:
+    """Each seed's derived network trained (cached) and scored under both protocols, plus the
+    noisy input on the same images."""
+    rows = []
+    for s, r in found.items():
+        cfg = base_config(profile, seed=s, device=device, data_root=data_root)
+        rows += train_and_score(cfg, r["genotype"], runs_root, protocols=PROTOCOLS,
+                                limit=profile_settings(profile)["eval_limit"], data_root=data_root,
+                                method="HiNAS (this chapter)")
+    return with_noisy_input(pd.DataFrame(rows), profile, runs_root, data_root=data_root)
+
+
+def scores_caption(scores: pd.DataFrame, profile: str) -> str:
+    """Where :func:`chapter_scores` was measured."""
+    r0 = scores.iloc[0]
+    return (f"measured here: profile `{profile}`, device `{r0.device}`, test set `{r0.dataset}` "
+            f"({int(r0.images)} image(s); the embedded photos are not comparable with the paper's BSD200), "
+            f"sigma {r0.sigma:g}")
+
+
+def scores_table(scores: pd.DataFrame) -> pd.DataFrame:
+    """:func:`chapter_scores` with the columns the chapter shows, named for reading."""
+    cols = ["method", "seed", "protocol", "psnr", "ssim", "params", "train_iterations", "train_seconds",
+            "seconds_per_image"]
+    return scores[cols].rename(columns={"psnr": "PSNR", "ssim": "SSIM", "train_iterations": "iterations",
+                                        "train_seconds": "train seconds", "seconds_per_image": "s/image"})
+
+
+def training_histories(profile: str, found: dict, runs_root, *, device="cpu", data_root=None) -> dict:
+    """``{seed: history.csv}`` of each derived network's (cached) training."""
+    return {s: run_log(run_train(base_config(profile, seed=s, device=device, data_root=data_root), r["genotype"],
+                                 runs_root)) for s, r in found.items()}
+
+
+def gain(scores: pd.DataFrame) -> dict:
+    """The networks against the noisy input (standard protocol): mean PSNR/SSIM over seeds with
+    their seed spread, the noisy input's PSNR and the verdict of :func:`compare`."""
+    st = scores[scores.protocol == "standard"]
+    net = st[st.method != NOISY_INPUT]
+    noisy = float(st[st.method == NOISY_INPUT].psnr.iloc[0])
+    spread = seed_spread(net)
+    return {"psnr": float(net.psnr.mean()), "spread": spread, "ssim": float(net.ssim.mean()),
+            "ssim_spread": seed_spread(net, "ssim"), "noisy": noisy, "sigma": float(scores.iloc[0].sigma),
+            "verdict": compare(net.psnr.mean(), spread, noisy, None)}
+
+
+def gain_reading(g: dict, seeds) -> str:
+    """The sentence on :func:`gain`: did the trained networks learn to denoise?"""
+    return (f"Standard protocol, mean over seeds {list(seeds)}: **{fmt_mean_std(g['psnr'], g['spread'])} dB** "
+            f"(SSIM {fmt_mean_std(g['ssim'], g['ssim_spread'], 4)}) against **{g['noisy']:.2f} dB** for the noisy "
+            "input: " + {"ahead": f"the trained network gains {g['psnr'] - g['noisy']:.2f} dB over its input.",
+                         "tie": "**no gain larger than the seed spread: the network has not learned to denoise at "
+                                "this budget.**",
+                         "behind": "**the network is worse than its input: training failed at this budget.**"}[g["verdict"]])
+
+
+def glance_rows(alpha: dict, g: dict) -> list:
+    """Chapter 4's headline numbers for the intro (:func:`hinas.book.glance.record_glance`)."""
+    return [{"what": "search: largest |alpha - 1/7| at the last epoch", "measured": f"{alpha['drift']:.4f}",
+             "published": "–", "chapter": "4"},
+            {"what": f"HiNAS, searched and trained (sigma {g['sigma']:g}, standard)",
+             "measured": f"{fmt_mean_std(g['psnr'], g['spread'])} dB", "published": "26.81 dB (BSD200)", "chapter": "4"},
+            {"what": f"noisy input (sigma {g['sigma']:g}, standard)", "measured": f"{g['noisy']:.2f} dB",
+             "published": "–", "chapter": "4"}]

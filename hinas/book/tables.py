@@ -1,0 +1,297 @@
+"""The paper's tables (1, 3, 4, 6, 8, 10; Fig. 14) from the cached runs of :mod:`hinas.book.runs`.
+
+Each function returns a tidy :class:`pandas.DataFrame` with one row per (setting, seed,
+protocol, ...) and the columns ``profile``, ``device``, ``dataset``, ``seed``, ``protocol``,
+``sigma``, ``psnr``, ``ssim``, ``params`` and ``source`` (``measured`` here; ``published``
+rows come from :mod:`hinas.book.published` via :func:`published_rows`, :func:`published_view`
+and :func:`published_pivot`). :func:`show` displays a table the book's way.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+
+from hinas.book.compare import NOISY_INPUT, finite
+from hinas.book.runs import (bm3d_row, noisy_input_row, rsws_cached, run_search, train_and_score)
+from hinas.book.settings import PROTOCOLS, base_config, profile_settings
+from hinas.errors import HinasError
+from hinas.genotype import modify_genotype
+
+
+def table1(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
+    """Table 1: LWAS x ResL (four searches, each trained) and RSWS, for denoising."""
+    s = profile_settings(profile)
+    rows = []
+    for seed in seeds:
+        for lwas in (False, True):
+            for residual in (False, True):
+                cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True, lwas=lwas, residual=residual)
+                found = run_search(cfg, runs_root)
+                rows += train_and_score(cfg, found["genotype"], runs_root, ablation=True, protocols=protocols,
+                                        limit=s["eval_limit"], data_root=data_root, method="HiNAS",
+                                        lwas=lwas, residual=residual, search_seconds=found["seconds"])
+        rows += rsws(profile, seed, runs_root, device=device, data_root=data_root, protocols=protocols)
+    return pd.DataFrame(rows)
+
+
+def rsws(profile: str, seed: int, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> list:
+    """Table 1's RSWS row for one seed: :func:`rsws_from_search` on the supernet of this seed's
+    search without LWAS and residual head (cached as ``rsws-<key>.json`` under ``runs_root``), the
+    best sample trained with the same budget as the other rows. ``search_seconds`` = that search
+    plus the ranking."""
+    s = profile_settings(profile)
+    cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True, lwas=False, residual=False)
+    ranked = rsws_cached(cfg, runs_root, seed=seed)
+    return train_and_score(cfg, ranked["genotype"], runs_root, ablation=True, protocols=protocols, limit=s["eval_limit"],
+                           data_root=data_root, method=f"RSWS (N={ranked['samples']})", lwas=False, residual=False,
+                           search_seconds=ranked["search_seconds"] + ranked["ranking_seconds"], rsws_best=ranked["best"])
+
+
+def table3(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
+    """Table 3: the searched widths vs fixed widths on the same cells.
+
+    The paper's HiNAS-w40 ([40,40,40]) and HiNAS-wm ([20,40,80]) are for f = 20; they are scaled
+    by net_f / 20 so that the comparison keeps its meaning at smaller profiles.
+    """
+    s = profile_settings(profile)
+    rows = []
+    for seed in seeds:
+        cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True)
+        g = run_search(cfg, runs_root)["genotype"]
+        f = cfg.net_f or 20
+        k = f / 20
+        for name, channels in (("HiNAS-ws", None), ("HiNAS-w40", [round(40 * k)] * g.layers),
+                               ("HiNAS-wm", [round(c * k) for c in (20, 40, 80)][: g.layers])):
+            rows += train_and_score(cfg.replace(node_channels=channels), g, runs_root, ablation=True, protocols=protocols,
+                                    limit=s["eval_limit"], data_root=data_root, method=name,
+                                    node_channels=str(channels or "searched"))
+    return pd.DataFrame(rows)
+
+
+def table4(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
+    """Table 4: training loss MSE only (train_ssim_weight 0) vs MSE + lssim (default 0.6)."""
+    s = profile_settings(profile)
+    rows = []
+    for seed in seeds:
+        cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True)
+        g = run_search(cfg, runs_root)["genotype"]
+        for name, w in (("HiNAS* (MSE)", 0.0), ("HiNAS** (MSE + lssim)", None)):
+            rows += train_and_score(cfg.replace(train_ssim_weight=w), g, runs_root, ablation=True, protocols=protocols,
+                                    limit=s["eval_limit"], data_root=data_root, method=name,
+                                    ssim_weight=0.6 if w is None else w)
+    return pd.DataFrame(rows)
+
+
+def table6(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
+    """Table 6: the searched cells vs R1 (ops replaced) and R2 (connections changed)."""
+    s = profile_settings(profile)
+    rows = []
+    for seed in seeds:
+        cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True)
+        g = run_search(cfg, runs_root)["genotype"]
+        variants = {"HiNAS": g}
+        for kind in ("R1", "R2"):
+            variants[f"HiNAS, {kind}"] = modify_genotype(g, kind, s["rn_edges"], seed=seed)
+        for name, gv in variants.items():
+            rows += train_and_score(cfg, gv, runs_root, ablation=True, protocols=protocols, limit=s["eval_limit"],
+                                    data_root=data_root, method=name)
+    return pd.DataFrame(rows)
+
+
+def table8(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",),
+           train: bool = False) -> pd.DataFrame:
+    """Table 8: Eq. 5 (cell sharing) vs Eq. 6 (no sharing): search time (from summary.json), and
+    optionally the trained networks' scores. Memory: :func:`memory_benchmark`."""
+    s = profile_settings(profile)
+    rows = []
+    for seed in seeds:
+        for mode in ("eq5", "eq6"):
+            cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True, cell_sharing=mode)
+            found = run_search(cfg, runs_root)
+            base = dict(profile=profile, device=found["device"], seed=seed, cell_sharing=mode,
+                        search_seconds=found["seconds"], search_steps=found["steps"],
+                        val_psnr=found["val_psnr"], val_ssim=found["val_ssim"], source="measured",
+                        run=Path(found["run_dir"]).name)
+            if train:
+                for r in train_and_score(cfg, found["genotype"], runs_root, ablation=True, protocols=protocols,
+                                         limit=s["eval_limit"], data_root=data_root):
+                    rows.append(dict(r, **base))
+            else:
+                rows.append(dict(base, dataset="search-V", protocol="standard"))
+    return pd.DataFrame(rows)
+
+
+def sota(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=PROTOCOLS,
+         bm3d: bool = True) -> pd.DataFrame:
+    """Table 10 / Fig. 14 (denoising): our HiNAS networks (one per seed), DnCNN trained with the
+    same budget, BM3D on ``bm3d_limit`` test images (under ``bm3d_protocols``) and the noisy
+    input itself (the floor); params, time per image, both protocols."""
+    s = profile_settings(profile)
+    rows = []
+    for k, seed in enumerate(seeds):
+        cfg = base_config(profile, seed=seed, device=device, data_root=data_root)
+        g = run_search(cfg, runs_root)["genotype"]
+        rows += train_and_score(cfg, g, runs_root, protocols=protocols, limit=s["eval_limit"], data_root=data_root,
+                                method="HiNAS (ours)")
+        if k < s.get("dncnn_seeds", len(seeds)):
+            rows += train_and_score(cfg.replace(model="dncnn"), None, runs_root, protocols=protocols,
+                                    limit=s["eval_limit"], data_root=data_root, method="DnCNN (same budget)")
+    cfg = base_config(profile, seed=seeds[0], device=device, data_root=data_root)
+    for protocol in protocols:
+        for sigma in cfg.sigma:
+            if bm3d and protocol in s.get("bm3d_protocols", PROTOCOLS):
+                try:
+                    rows.append(bm3d_row(profile, sigma, protocol, runs_root, data_root=data_root))
+                except HinasError as exc:  # the optional bm3d package is absent: no BM3D row
+                    warnings.warn(str(exc))
+                    bm3d = False
+            rows.append(noisy_input_row(profile, sigma, protocol, runs_root, data_root=data_root))
+    return pd.DataFrame(rows)
+
+
+def mean_std(df: pd.DataFrame, by, cols=("psnr", "ssim")) -> pd.DataFrame:
+    """Mean and standard deviation over seeds (std is NaN for one seed) with the seed count."""
+    by = [b for b in ([by] if isinstance(by, str) else list(by)) if b in df.columns]
+    agg = {}
+    for c in cols:
+        if c in df.columns:
+            agg[f"{c}_mean"] = (c, "mean")
+            agg[f"{c}_std"] = (c, "std")
+    agg["seeds"] = ("seed", "nunique") if "seed" in df.columns else (cols[0], "size")
+    return df.groupby(by, dropna=False, sort=False).agg(**agg).reset_index()
+
+
+def fmt_mean_std(mean, std, digits: int = 2) -> str:
+    """``mean ± std`` to ``digits`` decimals; the mean alone without a std, ``-`` without a mean."""
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    if std is None or (isinstance(std, float) and math.isnan(std)):
+        return f"{mean:.{digits}f}"
+    return f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def published_rows(table: str) -> pd.DataFrame:
+    """A published table of the paper as a tidy DataFrame (``source='published'``)."""
+    from hinas.book.published import flat_rows
+
+    return pd.DataFrame(flat_rows(table))
+
+
+# how the book names the published tables' columns (:func:`published_view`)
+PUBLISHED_LABELS = {"params_m": "params (M)", "psnr": "PSNR (paper)", "ssim": "SSIM (paper)",
+                    "cell_sharing": "cell sharing", "search_gpu_hours": "search GPU-hours", "gpus": "GPUs",
+                    "time_s": "GPU s (BSD200)"}
+
+
+def published_view(table: str, columns, *, sigma=None, labels: Optional[dict] = None) -> pd.DataFrame:
+    """The ``columns`` of a published table (at ``sigma``, if given), named by
+    :data:`PUBLISHED_LABELS` updated with ``labels``."""
+    p = published_rows(table)
+    if sigma is not None:
+        p = p[p.sigma == sigma]
+    return p[list(columns)].rename(columns=dict(PUBLISHED_LABELS, **(labels or {})))
+
+
+def published_pivot(table: str) -> pd.DataFrame:
+    """A published SR table's PSNR, one column per test set, one row per setting."""
+    p = published_rows(table)
+    keys = [c for c in ("method", "lwas", "residual", "ssim_weight") if c in p.columns]
+    return p.pivot_table(index=keys, columns="dataset", values="psnr", sort=False).reset_index()
+
+
+def bullets(lines) -> str:
+    """Sentences as a Markdown bullet list."""
+    return "\n".join(f"* {line}" for line in lines)
+
+
+def ours_vs_published(ours: pd.DataFrame, pub: Optional[pd.DataFrame], keys, *, sigma=None,
+                      protocol: str = "standard") -> pd.DataFrame:
+    """One row per setting: our mean ± std over seeds beside the paper's number for the same
+    setting at the same noise level.
+
+    The published columns are added only when the paper reports ``sigma`` (default: our test
+    sigma) for this table; otherwise the table has ours only and the caller shows the published
+    numbers separately, so no row mixes noise levels. Provenance (profile, device, dataset,
+    protocol, sigma) is constant over the rows and belongs in the caption, not in columns.
+    """
+    keys = [keys] if isinstance(keys, str) else list(keys)
+    o = ours[ours.protocol == protocol] if "protocol" in ours.columns else ours
+    m = mean_std(o, keys)
+    out = pd.DataFrame({k: m[k] for k in keys})
+    ours_sigma = float(o.sigma.dropna().iloc[0]) if "sigma" in o.columns and o.sigma.notna().any() else None
+    sigma = ours_sigma if sigma is None else sigma
+    out["PSNR (ours)"] = [fmt_mean_std(a, b, 2) for a, b in zip(m.psnr_mean, m.psnr_std)]
+    out["SSIM (ours)"] = [fmt_mean_std(a, b, 4) for a, b in zip(m.ssim_mean, m.ssim_std)]
+    out["seeds"] = [int(v) if finite(v) and (not isinstance(r, str) or r != NOISY_INPUT) else "–"
+                    for v, r in zip(m.seeds, m[keys[0]])]
+    if pub is not None and len(pub) and (ours_sigma is None or sigma == ours_sigma):
+        p = pub if sigma is None or "sigma" not in pub.columns else pub[pub.sigma == sigma]
+        if len(p):
+            pk = [k for k in keys if k in p.columns]
+            p = p.drop_duplicates(pk).copy()
+            p["PSNR (paper)"] = [fmt_mean_std(a, b, 2) for a, b in
+                                 zip(p.psnr, p.psnr_std if "psnr_std" in p.columns else [None] * len(p))]
+            p["SSIM (paper)"] = [fmt_mean_std(a, b, 4) for a, b in
+                                 zip(p.ssim, p.ssim_std if "ssim_std" in p.columns else [None] * len(p))]
+            out = out.merge(p[pk + ["PSNR (paper)", "SSIM (paper)"]], on=pk, how="left")
+    return tidy_table(out)
+
+
+def with_noisy_input(df: pd.DataFrame, profile: str, runs_root, *, data_root=None,
+                     ablation: bool = False) -> pd.DataFrame:
+    """``df`` plus one noisy-input row per (protocol, sigma) it contains, on the same test images
+    (``ablation``: chapter 5's crops)."""
+    rows = [noisy_input_row(profile, float(sig), prot, runs_root, data_root=data_root, ablation=ablation)
+            for prot, sig in df[["protocol", "sigma"]].drop_duplicates().itertuples(index=False)]
+    return pd.concat([df, pd.DataFrame(rows)], ignore_index=True)
+
+
+def tidy_table(df: pd.DataFrame, digits: Optional[dict] = None) -> pd.DataFrame:
+    """A table as the book shows it: numbers rounded to what they mean (PSNR 0.01 dB, SSIM 0.0001,
+    counts as integers with thousands separators, seconds 0.01 s), missing values as '–' (never
+    NaN or None), booleans as yes/no."""
+    rules = {"ssim": 4, "psnr": 2, "s/image": 3, "seconds": 1, " ms": 1}
+    rules.update(digits or {})
+
+    def fmt(v, name):
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            return "–"
+        if isinstance(v, bool):
+            return "yes" if v else "no"
+        if isinstance(v, numbers.Integral):
+            return f"{int(v):,}"
+        if isinstance(v, numbers.Real):
+            d = next((n for k, n in rules.items() if k in name), 2)
+            return f"{v:.{d}f}"
+        return v
+
+    out = df.copy()
+    for c in out.columns:
+        col, name = out[c], str(c).lower()
+        if pd.api.types.is_bool_dtype(col):
+            out[c] = col.map({True: "yes", False: "no"})
+        elif pd.api.types.is_numeric_dtype(col):
+            values = [float(v) for v in col if finite(v)]
+            if values and all(v == int(v) for v in values) and "psnr" not in name and "ssim" not in name:
+                out[c] = [f"{int(v):,}" if finite(v) else "–" for v in col]
+            else:
+                out[c] = [fmt(float(v), name) if finite(v) else "–" for v in col]
+        else:
+            out[c] = [fmt(v, name) for v in col]
+    return out
+
+
+TABLE_STYLE = [{"selector": "th, td", "props": "padding: 0.2em 0.7em; text-align: left; vertical-align: top"},
+               {"selector": "", "props": "border-collapse: collapse; margin-bottom: 1em; font-size: 0.9em"},
+               {"selector": "thead th", "props": "border-bottom: 1px solid #999"}]
+
+
+def show(df: pd.DataFrame, digits: Optional[dict] = None):
+    """Display a table the book's way: tidy (:func:`tidy_table`), padded, without the pandas index."""
+    return tidy_table(df, digits).style.hide(axis="index").set_table_styles(TABLE_STYLE)

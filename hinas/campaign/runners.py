@@ -1,0 +1,265 @@
+"""The item runners: one piece of a search, train, bench or eval item in its folder.
+
+Search and training run in ``DIR/<item>/run/`` with the engine's atomic checkpoints; a piece
+that meets the deadline checkpoints and pauses (``stop_at``) and the next call resumes it. A
+half-done budgeted item that cannot be resumed (damaged checkpoint, changed settings) is
+restarted from scratch, never patched (long items: :mod:`hinas.campaign.long`). An evaluation
+saves each part (dataset x protocol x precision) in ``parts/`` as it finishes. Each runner
+returns the body of the item's summary, or None when paused.
+"""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import time
+
+from hinas.campaign.folders import Progress, copy_files, read_json, write_json
+from hinas.campaign.plan import Item, Plan
+from hinas.campaign.options import item_config
+from hinas.errors import HinasError
+
+
+CALL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def is_call_error(exc: BaseException) -> bool:
+    """An error of the call rather than of the item (the data root, the device, a full disk or a
+    permission): never recorded as the item's ``error.json``, never a reason to restart it."""
+    from hinas.errors import DataError
+
+    if isinstance(exc, DataError):
+        return True
+    if isinstance(exc, OSError) and exc.errno in CALL_ERRNOS:
+        return True
+    return isinstance(exc, HinasError) and "CUDA is not available" in str(exc)
+
+
+def provenance_of(plan: Plan, item: Item, cfg=None, device: str = "cpu") -> dict:
+    from hinas.engine.common import provenance
+
+    prov = {"plan": plan.name, "item": item.name, "kind": item.kind, **provenance(device),
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if cfg is not None:
+        prov.update(profile=cfg.profile, seed=cfg.seed, task=cfg.task, scale=cfg.scale,
+                    data_root=cfg.data_root, amp_bf16=cfg.amp_bf16, device_data=cfg.device_data)
+    return prov
+
+
+def run_engine(ctx, item: Item, kind: str, genotype=None) -> dict | None:
+    """One piece of a search/train item; the engine's summary when finished, None when paused."""
+    from hinas.engine import budget as budget_mod
+    from hinas.engine.search import search
+    from hinas.engine.train import train
+
+    folder = ctx.results / item.name
+    run = folder / "run"
+    cfg = item_config(item, ctx.device, ctx.data_root, ctx.settings)
+    progress = Progress(folder)
+    started = time.monotonic()
+    for attempt in (1, 2):
+        fresh = not run.exists()
+        resume = (run / "checkpoint.pt").exists()
+        try:
+            plan = None
+            if item.budget is not None:
+                cfg, plan = budget_mod.budgeted(kind, cfg, item.budget, run, resume=resume or fresh, genotype=genotype)
+            if kind == "search":
+                result = search(cfg, run, resume=resume, progress=False, stop_at=ctx.stop_at())
+            else:
+                result = train(cfg, genotype, run, resume=resume, progress=False, stop_at=ctx.stop_at())
+            break
+        except HinasError as exc:
+            from hinas.engine.common import TrainingDiverged
+
+            if isinstance(exc, TrainingDiverged) or is_call_error(exc) or fresh or attempt == 2:
+                raise
+            # a half-done run that cannot be carried over: start the item again, from nothing
+            ctx.log(f"{item.name}: cannot resume ({exc}); restarting the item")
+            shutil.rmtree(run, ignore_errors=True)
+            (folder / "run.budget.json").unlink(missing_ok=True)
+    seconds = time.monotonic() - started
+    paused = result.get("status") == "paused"
+    progress.piece(seconds, {"status": "paused" if paused else "finished",
+                             **{k: v for k, v in result.items() if k in ("epoch", "iteration", "steps", "step_in_epoch")}})
+    if paused:
+        return None
+    return {"engine": result, "config": cfg, "budget": plan, "progress": progress.data}
+
+
+def finish_search(ctx, item: Item, out: dict) -> dict:
+    from hinas.campaign.status import movement_of
+    from hinas.supernet import Supernet
+
+    folder, run, cfg = ctx.results / item.name, ctx.results / item.name / "run", out["config"]
+    files = copy_files(run, folder, ["genotype.json", "genotype_final.json", "history.csv", "alpha.csv",
+                                      "beta.csv", "config.yaml", "environment.json"])
+    engine = out["engine"]
+    supernet_weights = sum(p.numel() for p in Supernet(cfg.supernet_config()).weight_parameters())
+    return {
+        "metrics": {"val_psnr": engine.get("val_psnr"), "val_ssim": engine.get("val_ssim"),
+                    "best_epoch": engine.get("best_epoch")},
+        "params": {"supernet_weights": supernet_weights},
+        "timings": {"search_seconds": engine.get("seconds"), "wall_seconds": out["progress"]["seconds"],
+                    "pieces": out["progress"]["pieces"], "steps": engine.get("steps")},
+        "schedule": _schedule(cfg, out["budget"], "epochs"),
+        "movement": engine.get("movement") or movement_of(folder),  # see hinas.engine.movement
+        "engine_summary": engine,
+        "files": files,
+    }
+
+
+def finish_train(ctx, item: Item, out: dict) -> dict:
+    from hinas.network_file import load_trained
+    from hinas.network import count_flops
+
+    folder, run, cfg = ctx.results / item.name, ctx.results / item.name / "run", out["config"]
+    files = copy_files(run, folder, ["network.json", "weights.safetensors", "genotype.json", "history.csv",
+                                      "config.yaml", "environment.json"])
+    engine = out["engine"]
+    model, spec = load_trained(folder, "best", "cpu")
+    in_ch = spec.get("in_channels", 1 if spec["task"] == "denoise" else 3)
+    return {
+        "metrics": {"val_psnr": engine.get("val_psnr"), "val_ssim": engine.get("val_ssim"),
+                    "best_iteration": engine.get("best_iteration")},
+        "params": engine.get("params"),
+        "flops": count_flops(model, (64, 64), in_ch)["flops"],
+        "flops_input": [64, 64],
+        "model": spec["model"],
+        "timings": {"train_seconds": engine.get("seconds"), "iterations_per_second": engine.get("iterations_per_second"),
+                    "wall_seconds": out["progress"]["seconds"], "pieces": out["progress"]["pieces"]},
+        "schedule": _schedule(cfg, out["budget"], "iterations"),
+        "engine_summary": engine,
+        "files": files,
+    }
+
+
+def _schedule(cfg, plan, what: str) -> dict:
+    from hinas.engine.budget import paper_lengths
+
+    sched = {"profile": cfg.profile, f"planned_{what}": getattr(cfg, what), **paper_lengths(cfg.task, cfg.scale),
+             "budgeted": plan is not None}
+    sched["share_of_paper"] = sched[f"planned_{what}"] / sched[f"paper_{what}"]
+    if what == "epochs":
+        sched.update(arch_start_epoch=cfg.arch_start_epoch, val_start_epoch=cfg.val_start_epoch)
+    else:
+        sched.update(val_every=cfg.val_every, val_after_fraction=cfg.val_after_fraction)
+    if plan:
+        sched["budget"] = {k: v for k, v in plan.items() if k != "settings"}
+    return sched
+
+
+def run_bench(ctx, item: Item) -> dict:
+    from hinas.bench import search_speed, supernet_memory
+
+    o = item.options
+    device = ctx.device or "cpu"
+    t0 = time.monotonic()
+    memory = supernet_memory(device=device, batch=o.get("batch", 6), size=o.get("size", 64),
+                             layers=o.get("layers", 3), levels=o.get("levels", 3), steps=o.get("steps", 4),
+                             f=o.get("f", 10), repeats=o.get("repeats", 2))
+    variants = ("fp32", "bf16", "channels_last") if str(device).startswith("cuda") else ("fp32",)
+    speed = search_speed(profile=o.get("speed_profile", "paper"), device=device, steps=o.get("speed_steps", 3),
+                         variants=variants, data_root=ctx.data_root)
+    seconds = time.monotonic() - t0
+    Progress(ctx.results / item.name).piece(seconds, {"status": "finished"})
+    return {"metrics": {"memory_ratio": memory["memory_ratio"], "time_ratio": memory["time_ratio"],
+                        "analytic_ratio": memory["analytic_ratio"]},
+            "supernet_memory": memory, "search_speed": speed, "timings": {"wall_seconds": round(seconds, 3)}}
+
+
+def _restore_fn(model, device, precision: str, timer: dict):
+    import torch
+
+    dev = torch.device(device)
+    autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+    def restore(x):
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        t0 = time.perf_counter()
+        with autocast:
+            y = model(x)
+        y = y.float()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
+        timer["seconds"] += time.perf_counter() - t0
+        return y
+
+    return restore
+
+
+def _eval_parts(item: Item, task: str, device: str) -> list[dict]:
+    o = item.options
+    datasets = o.get("datasets") or ["default"]
+    parts = []
+    for ds in datasets if isinstance(datasets, list) else [datasets]:
+        for protocol in o.get("protocols") or ["standard"]:
+            for precision in o.get("precisions") or ["fp32"]:
+                name = f"{ds}-{protocol}-{precision}"
+                parts.append({"part": name, "dataset": ds, "protocol": protocol, "precision": precision,
+                              "skipped": precision == "bf16" and not str(device).startswith("cuda")})
+    return parts
+
+
+def run_eval(ctx, item: Item):
+    """Evaluate the network of ``item.network_from``; each part saved as it finishes."""
+    import torch
+
+    from hinas.data.datasets import resolve_data_root
+    from hinas.engine.common import device_name
+    from hinas.evaluation import PROTOCOLS, evaluate
+    from hinas.network_file import load_trained
+    from hinas.network import count_flops, count_parameters
+
+    folder = ctx.results / item.name
+    net_dir = ctx.results / item.network_from
+    device = ctx.device or "cpu"
+    if str(device).startswith("cuda") and not torch.cuda.is_available():
+        raise HinasError(f"--device {device} asked for but CUDA is not available; use --device cpu")
+    model, spec = load_trained(net_dir, "best", device)
+    task = spec["task"]
+    sigma = item.options.get("sigma") if task == "denoise" else None
+    if task == "denoise" and sigma is None:
+        raise HinasError(f"plan item {item.name!r}: denoising evaluation needs 'sigma'")
+    default = ("embedded-test" if resolve_data_root(ctx.data_root) is None
+               else ("BSDS500-test" if task == "denoise" else "Set5"))
+    progress = Progress(folder)
+    evaluations = []
+    for part in _eval_parts(item, task, device):
+        if part["protocol"] not in PROTOCOLS:
+            raise HinasError(f"plan item {item.name!r}: unknown protocol {part['protocol']!r}")
+        path = folder / "parts" / f"{part['part']}.json"
+        if part["skipped"]:
+            continue
+        stored = read_json(path)
+        if stored is not None:
+            evaluations.append(stored)
+            continue
+        if ctx.left() < item.estimate + ctx.reserve:
+            return None  # out of time: the parts done so far are kept
+        t0 = time.monotonic()
+        timer = {"seconds": 0.0}
+        dataset = default if part["dataset"] == "default" else part["dataset"]
+        res = evaluate(_restore_fn(model, device, part["precision"], timer), dataset, task, sigma=sigma,
+                       scale=spec.get("scale"), protocol=part["protocol"], device=device,
+                       data_root=ctx.data_root, limit=item.options.get("limit"))
+        res.update(precision=part["precision"], inference_seconds=timer["seconds"], seconds_total=res["seconds"],
+                   device_name=device_name(device), data_root=ctx.data_root)
+        write_json(path, res)
+        evaluations.append(res)
+        progress.piece(time.monotonic() - t0, {"status": "part", "part": part["part"]})
+    in_ch = spec.get("in_channels", 1 if task == "denoise" else 3)
+    cpu_model = model.float().cpu()
+    return {
+        "network": item.network_from,
+        "metrics": {f"{e['dataset']}/{e['protocol']}/{e['precision']}": {"psnr": e["psnr"], "ssim": e["ssim"]}
+                    for e in evaluations},
+        "params": count_parameters(cpu_model),
+        "flops": count_flops(cpu_model, (64, 64), in_ch)["flops"],
+        "flops_input": [64, 64],
+        "timings": {e["part"] if "part" in e else f"{e['dataset']}-{e['protocol']}-{e['precision']}":
+                    {"inference_seconds": e["inference_seconds"], "seconds_total": e["seconds_total"]}
+                    for e in evaluations},
+        "evaluations": evaluations,
+    }

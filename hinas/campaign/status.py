@@ -1,0 +1,201 @@
+"""Where a plan stands in a results folder: item states, the movement gate, the accounting.
+
+* An item is ``done`` only when its ``done`` marker stands on a manifest that checks
+  (:func:`hinas.campaign.manifest.check_item`); else ``corrupt`` or ``incomplete`` (with the
+  ``problem``), ``failed`` (``error.json``), ``waiting`` or ``pending``.
+* A train item whose ``genotype_from`` search did not move (:mod:`hinas.engine.movement`; read
+  from its summary, else from its ``alpha.csv``/``beta.csv``) is ``waiting``, with the reason,
+  and so are the items that depend on it; it is never run and never recorded as an error.
+* ``hinas campaign status``: seconds spent per item and, for unfinished ones, an estimate of
+  the seconds to finish at the measured speed, with totals.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hinas.campaign.folders import DONE, ERROR, SUMMARY, read_json
+from hinas.campaign.manifest import check_item
+from hinas.campaign.plan import Item, Plan
+from hinas.campaign.options import item_config
+
+STATES = ("done", "pending", "waiting", "failed", "corrupt", "incomplete")
+
+
+def item_status(results: Path, item: Item) -> dict:
+    folder = Path(results) / item.name
+    progress = read_json(folder / "progress.json", {})
+    progress = progress if isinstance(progress, dict) else {}
+    entry = {"name": item.name, "kind": item.kind, "status": "pending", "depends": item.depends,
+             "pieces": progress.get("pieces", 0), "seconds": progress.get("seconds", 0.0)}
+    check = check_item(folder)
+    if check["state"] == "done":
+        entry["status"] = "done"
+        summary = read_json(folder / SUMMARY, {})
+        for key in ("device", "metrics"):
+            if isinstance(summary, dict) and key in summary:
+                entry[key] = summary[key]
+    elif check["state"] != "pending":
+        entry.update(status=check["state"], problem=check["problem"])
+    elif (folder / ERROR).exists():
+        entry["status"] = "failed"
+        entry["error"] = (read_json(folder / ERROR, {}) or {}).get("error")
+    elif progress.get("last"):
+        entry["last"] = progress["last"]
+    return entry
+
+
+def campaign_status(plan: Plan, results) -> dict:
+    results = Path(results)
+    items = [item_status(results, it) for it in plan.items]
+    counts = {s: sum(1 for i in items if i["status"] == s) for s in ("done", "pending", "failed")}
+    report = {"plan": plan.name, "results": str(results), **counts, "items": items}
+    annotate(plan, results, report)  # waiting items, search movement, seconds spent and to finish
+    return report
+
+
+# ---------------------------------------------------------------------------------------------
+# the movement gate
+# ---------------------------------------------------------------------------------------------
+def movement_of(folder) -> dict | None:
+    """A finished search's movement: its summary's, else measured from its alpha/beta CSVs."""
+    from hinas.engine.movement import movement_from_csv
+
+    folder = Path(folder)
+    summary = read_json(folder / SUMMARY, {})
+    summary = summary if isinstance(summary, dict) else {}
+    for m in (summary.get("movement"), (summary.get("engine_summary") or {}).get("movement")):
+        if isinstance(m, dict) and "moved" in m:
+            return m
+    cfg = summary.get("config") or {}
+    try:
+        return movement_from_csv(folder, cfg.get("layers"), cfg.get("levels"))
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+def wait_reason(plan: Plan, results: Path, item: Item, waiting: dict) -> str | None:
+    """Why ``item`` may not run yet although nothing failed (``waiting``: name -> reason so far)."""
+    from hinas.engine.movement import describe
+
+    for dep in item.depends:
+        if dep in waiting:
+            return f"waits for {dep}, which is waiting ({waiting[dep].split(';')[0].split(': waits')[0]})"
+    src = item.genotype_from if item.kind == "train" else None
+    if src and check_item(Path(results) / src)["state"] == "done":
+        movement = movement_of(Path(results) / src)
+        if not (movement or {}).get("moved"):
+            return f"{describe(src, movement)}; continue the search (a longer or 'long: true' search) before training"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# accounting: seconds spent, seconds to finish
+# ---------------------------------------------------------------------------------------------
+def annotate(plan: Plan, results, report: dict) -> None:
+    """Add waiting reasons, search movements, estimates and totals to a campaign status report."""
+    results = Path(results)
+    by_name = {i.name: i for i in plan.items}
+    waiting: dict[str, str] = {}
+    for entry in report["items"]:
+        item = by_name[entry["name"]]
+        if item.kind == "search" and entry["status"] == "done":
+            entry["movement"] = movement_of(results / item.name)
+        elif item.kind == "train" and entry["status"] == "done" and item.genotype_from:
+            if not (movement_of(results / item.genotype_from) or {}).get("moved"):
+                entry["note"] = f"trained from {item.genotype_from}, a search that did not move"
+        if entry["status"] in ("pending", "waiting"):
+            reason = wait_reason(plan, results, item, waiting)
+            if reason:
+                waiting[item.name] = reason
+                entry.update(status="waiting", reason=reason)
+        entry.update(_estimate(results, item, entry))
+    items = report["items"]
+    for s in STATES:
+        report[s] = sum(1 for i in items if i["status"] == s)
+    pending = [i for i in items if i["status"] == "pending"]
+    known = [i["estimate"] for i in pending if i.get("estimate") is not None]
+    report["totals"] = {
+        **{s: report[s] for s in STATES if s != "pending"}, "pending": report["pending"],
+        "seconds_spent": round(sum(float(i.get("seconds") or 0.0) for i in items), 3),
+        "seconds_to_finish": round(sum(known), 3),
+        "pending_without_estimate": len(pending) - len(known),
+        "seconds_to_finish_waiting": round(sum(i["estimate"] for i in items
+                                               if i["status"] == "waiting" and i.get("estimate") is not None), 3),
+    }
+
+
+def _estimate(results: Path, item: Item, entry: dict) -> dict:
+    from hinas.campaign.options import CURVE_FILE, curve_of, is_long
+
+    if entry["status"] == "done":
+        return {"estimate": 0.0}
+    if entry["status"] in ("corrupt", "incomplete"):
+        return {"estimate": None, "estimate_from": f"{entry['status']}: {entry.get('problem')}"}
+    if not is_long(item) or item.kind not in ("search", "train"):
+        basis = "budget" if item.budget is not None else "estimate"
+        return {"estimate": float(item.budget if item.budget is not None else item.estimate), "estimate_from": basis}
+    cfg = item_config(item, None, None)
+    progress = read_json(results / item.name / "progress.json", {}) or {}
+    pieces = [p for p in progress.get("history", []) if p.get("status") in ("paused", "finished")]
+    unit = "iteration" if item.kind == "train" else "steps"
+    done = pieces[-1].get(unit, 0) if pieces else 0
+    speed, basis = None, None
+    for p in reversed(pieces):
+        moved = p.get(unit, 0) - p.get("start", 0)
+        if moved > 0 and p.get("seconds", 0) > 0:
+            speed, basis = moved / p["seconds"], "the last piece"
+            break
+    if item.kind == "train":
+        total = cfg.iterations
+    else:
+        per_epoch = _steps_per_epoch(pieces) or _sibling_steps_per_epoch(results, cfg)
+        total = cfg.epochs * per_epoch if per_epoch else None
+    if speed is None:
+        speed, basis = _sibling_speed(results, item, cfg)
+    out = {"total": total, "position": done, "unit": "iterations" if item.kind == "train" else "steps"}
+    if speed is None or total is None:
+        return {**out, "estimate": None, "estimate_from": "speed not measured yet"}
+    seconds = max(total - done, 0) / speed
+    curve = read_json(results / item.name / CURVE_FILE, {}) or {}
+    evals = [p.get("eval_seconds", 0.0) for p in curve.get("points", [])]
+    if item.kind == "train" and curve_of(item) and evals:
+        every = curve_of(item)["every"]
+        seconds += (total // every - len(evals) + 1) * sum(evals) / len(evals)
+    return {**out, "speed": round(speed, 3), "estimate": round(seconds, 1), "estimate_from": basis}
+
+
+def _steps_per_epoch(pieces: list[dict]) -> int | None:
+    for p in reversed(pieces):
+        epoch, steps = p.get("epoch"), p.get("steps")
+        if epoch and steps and epoch > 1:
+            return round((steps - p.get("step_in_epoch", 0)) / (epoch - 1))
+    return None
+
+
+def _finished_summaries(results: Path, kind: str, task: str):
+    for f in sorted(results.glob(f"*/{SUMMARY}")):
+        s = read_json(f, {}) or {}
+        if isinstance(s, dict) and s.get("kind") == kind and (s.get("config") or {}).get("task") == task \
+                and (f.parent / DONE).exists():
+            yield f.parent.name, s
+
+
+def _sibling_speed(results: Path, item: Item, cfg):
+    """Speed of a finished item of the same kind, task (and model) in the results folder."""
+    for name, s in _finished_summaries(results, item.kind, cfg.task):
+        t = s.get("timings") or {}
+        if item.kind == "train" and s.get("model") == cfg.model and t.get("iterations_per_second"):
+            return float(t["iterations_per_second"]), f"the speed of {name}"
+        if item.kind == "search" and t.get("steps") and t.get("search_seconds"):
+            return t["steps"] / t["search_seconds"], f"the speed of {name}"
+    return None, None
+
+
+def _sibling_steps_per_epoch(results: Path, cfg) -> int | None:
+    for _, s in _finished_summaries(results, "search", cfg.task):
+        c, steps = s.get("config") or {}, (s.get("timings") or {}).get("steps")
+        if steps and c.get("epochs") and c.get("batch_size") == cfg.batch_size \
+                and c.get("crops_per_image") == cfg.crops_per_image:
+            return round(steps / c["epochs"])
+    return None

@@ -1,0 +1,255 @@
+"""The library behind chapters 4-6 of the book (hinas.book.search_report, ablation_report,
+sota_report, stability, figures, and the committed-results views): smoke-size runs, the
+committed ``results/`` and small made-up tables; well under a minute."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from hinas.book import ablation_report as ab
+from hinas.book import committed as cm
+from hinas.book import figures, runs, search_report as sr, sota_report, stability, tables
+from hinas.book.compare import NOISY_INPUT
+from hinas.book.settings import REPO_ROOT, base_config
+
+
+@pytest.fixture(scope="module")
+def found(tmp_path_factory):
+    """One smoke search (seed 0), cached in a temporary runs folder."""
+    root = tmp_path_factory.mktemp("runs")
+    return root, runs.searches("smoke", runs.profile_seeds("smoke"), root)
+
+
+def _alpha(weights_last):
+    """An alpha.csv frame: epoch 0 uniform, epoch 1 with ``weights_last`` on one edge of layer 0."""
+    ops = [f"op{i}" for i in range(len(weights_last))]
+    rows = [{"epoch": 0, "layer": 0, "edge": 0, "op": o, "weight": 1 / len(ops)} for o in ops]
+    rows += [{"epoch": 1, "layer": 0, "edge": 0, "op": o, "weight": w} for o, w in zip(ops, weights_last)]
+    return pd.DataFrame(rows)
+
+
+# -- chapter 4: the search -------------------------------------------------------------------
+
+def test_alpha_movement_and_reading():
+    still = sr.alpha_movement(_alpha([1 / 7] * 7))
+    assert still["drift"] < 1e-12 and not still["moved"] and still["n_ops"] == 7
+    assert "barely moved" in sr.alpha_reading(still, 0)
+    moved = sr.alpha_movement(_alpha([0.4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]))
+    assert moved["drift"] == pytest.approx(0.4 - 1 / 7) and moved["op"] == "op0" and moved["moved"]
+    assert moved["median_margin"] == pytest.approx(0.3)
+    assert "moved away from uniform" in sr.alpha_reading(moved, 0)
+
+
+def test_beta_change_threshold():
+    def beta(last):
+        return pd.DataFrame([{"epoch": e, "layer": 0, "level": 0, "move": "same", "weight": w}
+                             for e, w in ((0, 0.5), (3, last))])
+
+    assert sr.beta_change(beta(0.51))["moved"] is False
+    m = sr.beta_change(beta(0.6))
+    assert m["moved"] and m["change"] == pytest.approx(0.1) and (m["first"], m["last"]) == (0, 3)
+    assert "a choice the search made" in sr.beta_reading(m)
+
+
+def test_config_table_pairs_settings():
+    cfg = base_config("smoke")
+    t = sr.config_table(cfg, ["f", "layers", "epochs"])
+    assert list(t.columns) == ["setting", "value", "setting ", "value "]
+    assert list(t.setting) == ["f", "layers"] and list(t["setting "]) == ["epochs", ""]
+    assert t.value.iloc[0] == str(cfg.f)
+
+
+def test_search_report_on_a_smoke_search(found):
+    root, searches = found
+    summary = sr.search_summaries(searches)
+    assert list(summary.seed) == [0] and summary.run.iloc[0].startswith("search-smoke")
+    hist = sr.search_histories(searches)
+    epochs = sr.epoch_choice(searches, hist)
+    assert epochs["best epoch (recomputed)"].iloc[0] == searches[0]["best_epoch"]
+    assert "best epoch" in sr.epoch_choice_reading(epochs)
+    alpha = sr.run_log(searches[0], "alpha.csv")
+    assert 0 <= sr.alpha_movement(alpha)["drift"] < 1
+    sizes = sr.network_sizes(searches, base_config("smoke").net_f)
+    assert set(sizes.f) == {base_config("smoke").net_f or 20, 20} and (sizes.params > 0).all()
+    assert "M parameters" in sr.sizes_reading(sizes)
+    assert set(sr.explorer_runs(searches)) == {"search: best epoch", "search: final epoch"}
+    for fig in (figures.search_curves(hist), figures.alpha_curves(alpha),
+                figures.beta_curves(sr.run_log(searches[0], "beta.csv"))):
+        assert isinstance(fig, Figure)
+    drawings = figures.genotype_drawings(searches[0]["genotype"], "seed 0")
+    assert len(drawings) == 1 + searches[0]["genotype"].layers
+
+
+def test_gain_verdicts():
+    def scores(net_psnrs, noisy):
+        rows = [{"method": "HiNAS", "protocol": "standard", "seed": s, "psnr": p, "ssim": 0.5, "sigma": 50.0}
+                for s, p in enumerate(net_psnrs)]
+        return pd.DataFrame(rows + [{"method": NOISY_INPUT, "protocol": "standard", "seed": None, "psnr": noisy,
+                                     "ssim": 0.2, "sigma": 50.0}])
+
+    g = sr.gain(scores([24.0, 24.2], 14.0))
+    assert g["verdict"] == "ahead" and "gains 10.10 dB" in sr.gain_reading(g, [0, 1])
+    assert sr.gain(scores([14.0, 14.2], 14.05))["verdict"] == "tie"
+    rows = sr.glance_rows({"drift": 0.1234}, g)
+    assert rows[0]["measured"] == "0.1234" and rows[2]["measured"] == "14.00 dB"
+
+
+# -- chapter 4: training at lr 0.05 (committed) ----------------------------------------------
+
+def test_recovered_rule():
+    assert stability.RECOVERED_BELOW == 0.7
+    assert stability.recovered(0.69, 1.0) and not stability.recovered(0.7, 1.0)
+
+
+def test_stability_committed_and_readings(tmp_path):
+    runs_ = stability.stability_runs(REPO_ROOT)
+    assert len(runs_) and {"bn_init", "SSIM <= 0", "last / first", "finite"} <= set(runs_.columns)
+    text = stability.stability_reading(runs_)
+    below = int((runs_["last / first"] < stability.RECOVERED_BELOW).sum())
+    total = sum(int(s.split(" of ")[0].split()[-1]) for s in text.split("\n") if "run(s) end below" in s)
+    assert total == below
+    side = json.loads((REPO_ROOT / "results" / "bench" / "side_by_side_dn_seed0.json").read_text())
+    released = [t["released"] for t in side["trace"]]
+    tail = [v for v in released[-10:] if np.isfinite(v)]
+    reading = stability.side_by_side_reading(REPO_ROOT)
+    assert ("recipe recovered here" in reading) == stability.recovered(np.mean(tail), released[0])
+    assert stability.side_by_side_reading(tmp_path) is None and stability.stability_reading(pd.DataFrame()) is None
+
+
+# -- committed results as the chapters show them ---------------------------------------------
+
+def test_committed_views_of_the_results_folder():
+    searches = cm.campaign_rows(REPO_ROOT, "search")
+    assert len(searches)
+    t = cm.search_table(searches)
+    assert t["epochs (of the paper's)"].str.contains(" of ").all()
+    trains = cm.campaign_rows(REPO_ROOT, "train")
+    assert cm.train_table(trains)["iterations (of the paper's)"].str.contains("%").all()
+    caption, genotype, item = cm.searched_genotypes(searches)[0]
+    assert item in caption and genotype.layers > 0
+    bench = cm.gpu_bench_table(REPO_ROOT)
+    assert len(bench) and not bench.device.str.lower().eq("cpu").any()
+    bicubic = cm.bicubic_table(REPO_ROOT, 3)
+    assert len(bicubic) and bicubic["PSNR (paper)"].notna().all()
+    assert 50.0 in cm.denoise_sigmas(REPO_ROOT)
+    glance = cm.denoise_glance(cm.denoise_rows(REPO_ROOT, 50.0), 50.0)
+    assert glance and all(r["measured"].endswith(" dB") for r in glance)
+
+
+def test_committed_notes_without_results(tmp_path):
+    empty = pd.DataFrame()
+    assert cm.search_notes(tmp_path, empty, empty, "cpu", "smoke")[0].startswith("**No GPU results committed yet**")
+    assert "no GPU campaign results are committed" in cm.ablation_note(tmp_path, "cpu", "smoke")
+    assert cm.denoise_notes(tmp_path, [], "cpu", "smoke")[0].startswith("**No GPU results committed yet**")
+    assert cm.bicubic_table(tmp_path).empty and cm.denoise_sigmas(tmp_path) == []
+
+
+# -- chapter 5: ablations --------------------------------------------------------------------
+
+def test_settings_and_orderings():
+    assert ab.setting_label("HiNAS", True, True) == ab.FULL
+    assert ab.setting_label("HiNAS", False, False) == "HiNAS, neither"
+    assert ab.setting_label("RSWS (N=30)", False, False) == "RSWS"
+    pub = ab.with_settings(tables.published_rows("table1"))
+    assert set(pub.setting) == {ab.FULL, "HiNAS, neither", "HiNAS, LWAS", "HiNAS, ResL", "RSWS"}
+    summary = pd.DataFrame({"setting": [ab.FULL, "HiNAS, neither"], "psnr_mean": [25.0, 24.0],
+                            "psnr_std": [0.1, 0.1]})
+    o = ab.ordering("Table 1", summary, pub[pub.sigma == 50], spread=float("nan"), floor=14.0)
+    assert list(o["agrees with the paper"]) == ["yes"]
+    assert len(ab.ordering_view(o)) == 2 and ab.ordering_view(o.iloc[:0]) == []
+    assert ab.full_spread(summary) == pytest.approx(0.1)
+    rows = pd.DataFrame({"method": ["HiNAS", NOISY_INPUT, NOISY_INPUT], "psnr": [25.0, 14.0, 15.0],
+                         "protocol": ["standard", "standard", "hinas-reference"]})
+    assert ab.noisy_floor(rows) == 14.0
+
+
+def test_orderings_reading_counts():
+    def o(*agree):
+        return pd.DataFrame({"comparison": [f"a{i} vs b" for i in range(len(agree))],
+                             "paper (dB)": ["+0.05"] * len(agree), "ours (dB)": ["+0.30"] * len(agree),
+                             "ours": ["ahead"] * len(agree), "agrees with the paper": list(agree)})
+
+    orderings = {"Table 1": o("yes", "cannot tell (tie)"), "Table 3": o("no"), "Table 4": o()}
+    t1 = pd.DataFrame({"protocol": ["standard"] * 2, "setting": [ab.FULL] * 2, "seed": [1, 0], "psnr": [20.0, 21.0]})
+    text = ab.orderings_reading(orderings, t1, 0.5, 2)
+    assert "Of 3 comparisons the paper makes, our runs agree with **1**, cannot tell **1**" in text
+    assert "Table 3, a0 vs b" in text and "21.00 dB (seed 0), 20.00 dB (seed 1)" in text
+    rows = ab.glance_rows(orderings, {"memory_ratio": 1.7})
+    assert rows[0]["measured"] == "1 agree, 1 ties, 1 disagree, 0 not learned (of 3)" and rows[1]["measured"] == "x1.70"
+
+
+def test_cell_sharing_table_and_ratios():
+    t8 = pd.DataFrame({"cell_sharing": ["eq5", "eq6"], "search_seconds": [10.0, 25.0], "val_psnr": [20.0, 20.1],
+                       "seed": [0, 0], "device": ["cpu", "cpu"]})
+    mem = {"eq5": {"peak_bytes": 2**20, "step_seconds": 0.1, "cell_evaluations": 9},
+           "eq6": {"peak_bytes": 2**21, "step_seconds": 0.2, "cell_evaluations": 18},
+           "memory_ratio": 2.0, "time_ratio": 2.0, "analytic_ratio": 2.0, "config": {"batch": 1, "size": 16}}
+    m = ab.cell_sharing_table(t8, mem)
+    assert list(m["peak MiB (one step)"]) == [1.0, 2.0] and list(m["cell sharing"]) == ["eq5", "eq6"]
+    assert "search time x2.50" in ab.cell_sharing_ratios(t8, mem)
+    assert "batch 1, 16x16 crops" in ab.cell_sharing_caption(t8, mem, "smoke", [0])
+
+
+def test_setting_scores_figure_is_not_registered_with_pyplot():
+    before = plt.get_fignums()
+    summary = pd.DataFrame({"setting": ["a", "b"], "psnr_mean": [20.0, 21.0], "psnr_std": [0.1, float("nan")]})
+    rows = pd.DataFrame({"setting": ["a", "b"], "seed": [0, 0], "psnr": [20.0, 21.0]})
+    fig = figures.setting_scores(summary, rows, 14.0, title="t")
+    assert isinstance(fig, Figure) and plt.get_fignums() == before
+    assert fig.axes[0].get_ylim()[0] == pytest.approx(13.5)
+
+
+# -- chapter 6: the state of the art ---------------------------------------------------------
+
+def _sota_table():
+    rows = []
+    for protocol in ("standard", "hinas-reference"):
+        for seed, psnr in ((0, 25.0), (1, 25.2)):
+            rows.append(dict(method="HiNAS (ours)", protocol=protocol, seed=seed, psnr=psnr, ssim=0.7, params=250_000,
+                             seconds_per_image=0.1, train_seconds=60.0, train_iterations=700, images=3,
+                             dataset="embedded-test", device="cpu"))
+        rows.append(dict(method="DnCNN (same budget)", protocol=protocol, seed=0, psnr=24.0, ssim=0.6,
+                         params=556_096, seconds_per_image=0.2, train_seconds=60.0, train_iterations=700, images=3,
+                         dataset="embedded-test", device="cpu"))
+        rows.append(dict(method=NOISY_INPUT, protocol=protocol, seed=None, psnr=14.0, ssim=0.2, params=None,
+                         seconds_per_image=None, train_seconds=None, train_iterations=None, images=3,
+                         dataset="embedded-test", device="cpu"))
+    rows.insert(0, dict(method="BM3D", protocol="standard", seed=None, psnr=26.0, ssim=0.75, params=None,
+                        seconds_per_image=5.0, train_seconds=None, train_iterations=None, images=1,
+                        dataset="embedded-test", device="cpu"))
+    return pd.DataFrame(rows)
+
+
+def test_sota_summary_and_reading():
+    ours = sota_report.sota_summary(_sota_table())
+    assert list(ours.protocol[:3]) == ["standard"] * 3 and ours.protocol.iloc[-1] == "hinas-reference"
+    h = ours[(ours.method == "HiNAS (ours)") & (ours.protocol == "standard")].iloc[0]
+    assert h.seeds == 2 and h.PSNR == "25.10 ± 0.14"
+    assert ours[ours.method == NOISY_INPUT].seeds.isna().all()
+    assert list(sota_report.sota_view(ours).columns) == ["method", "protocol", "PSNR", "SSIM", "params", "s/image",
+                                                          "train s", "seeds"]
+    pub = tables.published_rows("table10").query("sigma == 50")
+    lines = sota_report.sota_reading(ours, pub, "smoke", 50.0)
+    assert "it denoises." in lines[0] and "a **win for HiNAS**" in lines[2]
+    assert "our HiNAS is below it (-0.90 dB)" in lines[3]
+    glance = sota_report.glance_rows(ours, pub, 50.0)
+    assert [r["what"].split(" (sigma")[0] for r in glance] == ["HiNAS (ours)", "DnCNN (same budget)", "BM3D",
+                                                               NOISY_INPUT]
+    fig = figures.accuracy_vs_time(pub, ours, device="cpu", profile="smoke", sigma=50.0)
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    assert "BM3D on" in sota_report.setup_note("quick", "cpu", [0, 1], 50.0)
+
+
+def test_published_views():
+    v = tables.published_view("table8", ["method", "cell_sharing", "psnr"], sigma=50, labels={"psnr": "PSNR"})
+    assert list(v.columns) == ["method", "cell sharing", "PSNR"] and len(v)
+    p = tables.published_pivot("table11")
+    assert p.columns[0] == "method" and "Set5" in p.columns and not math.isnan(p.Set5.iloc[0])
+    assert tables.bullets(["a", "b"]) == "* a\n* b"
