@@ -333,18 +333,11 @@ class Genotype:
 
     def save(self, path) -> Path:
         """Write atomically (temp file + rename), so a crash never leaves half a genotype."""
+        from hinas.safeio import atomic_write_text
+
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        from hinas.safeio import names_file
-
-        try:
-            with names_file(tmp):
-                tmp.write_text(self.to_json() + "\n", encoding="utf-8")
-            tmp.replace(path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # a full disk leaves the old file, not a stray half
-            raise
+        atomic_write_text(path, self.to_json() + "\n")
         return path
 
     # -- summaries -------------------------------------------------------------------------

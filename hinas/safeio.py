@@ -147,3 +147,33 @@ def finite_number(value, name: str, *, lo=None, hi=None, lo_open=False, hi_open=
     if hi is not None and (v >= hi if hi_open else v > hi):
         raise HinasError(f"{name} must be {'<' if hi_open else '<='} {hi:g}, got {v:g}")
     return v
+
+
+# -- the one pair of atomic writers (text; bytes made durable) every module uses
+def atomic_write_text(path, text: str) -> None:
+    """Write ``text`` through a temp file and a rename: a crash or a full disk leaves the old
+    file or the new one, never half, and no stray temp file; errors name the file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with names_file(tmp):
+            tmp.write_text(text)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk leaves the old file, not a stray half
+        raise
+
+
+def write_bytes_durably(path, data) -> None:
+    """Bytes through a temp file, fsync and a rename (checkpoints, weights): durable and whole."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with names_file(tmp), open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise

@@ -62,9 +62,24 @@ def test_denoised_image_scores_equal_the_committed_per_image_scores(real_data_ro
     of the committed sigma-50 network on the first BSD200 image equals its stored score."""
     summary = json.loads((GPU / "eval-dn50-s0" / "summary.json").read_text())
     stored = next(e for e in summary["evaluations"] if e["protocol"] == "standard" and e["precision"] == "fp32")
-    res = pictures.denoise_image({"HiNAS": GPU / "train-dn50-s0"}, sigma=50, data_root=real_data_root)
+    res = pictures.denoise_image({"HiNAS": GPU / "train-dn50-s0"}, image=0, sigma=50, data_root=real_data_root)
     first = stored["per_image"][0]
     assert res["name"] == first["name"]
     assert res["scores"]["HiNAS"][0] == pytest.approx(first["psnr"], abs=0.05)  # GPU vs CPU rounding
     fig = pictures.denoised_figure(res)
     assert len(fig.axes) == 3
+
+
+def test_paper_images_by_name_with_bm3d(real_data_root):
+    pytest.importorskip("bm3d")
+    res = pictures.denoise_image({"HiNAS": GPU / "train-dn50-s0"}, image=pictures.PAPER_IMAGES[0], sigma=50,
+                                 data_root=real_data_root, bm3d=True)
+    assert res["name"] == pictures.PAPER_IMAGES[0] and set(res["images"]) == {"noisy input", "BM3D", "HiNAS"}
+    assert res["scores"]["BM3D"][0] > res["scores"]["noisy input"][0] + 5  # BM3D clearly denoises
+
+
+def test_an_unknown_image_name_is_one_line(real_data_root):
+    from hinas.errors import DataError
+
+    with pytest.raises(DataError, match="no image named"):
+        pictures.denoise_image({}, image="nope", data_root=real_data_root)

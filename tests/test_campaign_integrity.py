@@ -420,15 +420,15 @@ def test_full_disk_names_the_path_and_leaves_no_tmp(tmp_path, monkeypatch):
     assert info.value.errno == errno.ENOSPC and "summary.json" in info.value.filename
     monkeypatch.setattr(Path, "write_text", real_write_text)
 
-    def full_copy(src, dst, **kw):
-        Path(dst).write_bytes(b"half")
+    def full_disk(fd):  # the bytes were written to the temp file, its flush to disk fails
         raise OSError(errno.ENOSPC, "No space left on device")
 
     (tmp_path / "src.bin").write_bytes(b"x" * 100)
-    monkeypatch.setattr(shutil, "copyfile", full_copy)
+    monkeypatch.setattr(os, "fsync", full_disk)
     with pytest.raises(OSError) as info:
         copy_file(tmp_path / "src.bin", tmp_path / "item" / "weights.safetensors")
     assert "weights.safetensors" in info.value.filename
+    assert not list((tmp_path / "item").glob("*.tmp")) and not (tmp_path / "item" / "weights.safetensors").exists()
     monkeypatch.undo()
     monkeypatch.delenv("HINAS_DATA", raising=False)
 

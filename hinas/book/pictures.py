@@ -8,23 +8,37 @@ from __future__ import annotations
 import numpy as np
 
 
-def denoise_image(networks: dict, *, dataset: str = "BSDS500-test", index: int = 0, sigma: float = 50.0,
-                  data_root=None) -> dict:
-    """``{name, clean, noisy, outputs: {label: uint8 image}, scores: {label: (psnr, ssim)}}`` for image
-    ``index`` of ``dataset`` and each ``{label: run folder}`` (``network.json`` + weights)."""
+# the paper's own BSD200 examples (its Fig. 8 shows these at sigma 50)
+PAPER_IMAGES = ("81095", "101027", "207038")
+
+
+def denoise_image(networks: dict, *, dataset: str = "BSDS500-test", image: str | int = 0, sigma: float = 50.0,
+                  data_root=None, bm3d: bool = False) -> dict:
+    """``{name, clean, images: {label: uint8 image}, scores: {label: (psnr, ssim)}}`` for one image
+    of ``dataset`` (its name, or its index in name order): the noisy input, BM3D when ``bm3d``,
+    and each ``{label: run folder}`` (``network.json`` + weights)."""
     import torch
 
     from hinas import metrics
     from hinas.data.datasets import load_dataset
     from hinas.data.degrade import add_noise_seeded, to_grey
-    from hinas.evaluation import from_tensor, quantise, to_tensor
+    from hinas.errors import DataError
+    from hinas.evaluation import bm3d_restore, from_tensor, quantise, to_tensor
     from hinas.network_file import load_trained
 
-    rec = load_dataset(dataset, data_root, grey=True).limit(index + 1).records[index]  # decode one, not all
+    ds = load_dataset(dataset, data_root, grey=True)
+    if isinstance(image, int):
+        rec = ds.limit(image + 1).records[image]  # decode one image, not the whole set
+    else:
+        rec = next((r for r in ds.records if r.name == str(image)), None)
+        if rec is None:
+            raise DataError(f"{dataset} has no image named {image!r}")
     clean = to_grey(rec.image)
     noisy = add_noise_seeded(clean.astype(np.float32) / 255.0, sigma, rec.name)
     images = {"noisy input": quantise(np.clip(noisy, 0.0, 1.0))}
     with torch.no_grad():
+        if bm3d:
+            images["BM3D"] = quantise(from_tensor(bm3d_restore(sigma)(to_tensor(noisy, "cpu"))))
         for label, folder in networks.items():
             model, _ = load_trained(folder, "best", "cpu")
             images[label] = quantise(from_tensor(model.eval()(to_tensor(noisy, "cpu"))))

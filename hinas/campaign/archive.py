@@ -35,7 +35,7 @@ def write_archive(results, since: float, target) -> list[str]:
     """
     import tarfile
 
-    from hinas.engine.common import write_bytes_durably
+    from hinas.safeio import write_bytes_durably
 
     results, target = Path(results), Path(target)
     with names_file(target.parent):

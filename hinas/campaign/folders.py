@@ -24,7 +24,7 @@ import threading
 from pathlib import Path
 
 from hinas.errors import HinasError
-from hinas.safeio import names_file, quote
+from hinas.safeio import names_file, quote, write_bytes_durably
 
 DONE = "done"
 MANIFEST = "manifest.json"
@@ -50,7 +50,7 @@ def dumps(obj, **kw) -> str:
 
 def write_json(path: Path, obj) -> None:
     """Atomically, finite numbers only; a failure names the path and leaves no temp file."""
-    from hinas.engine.common import atomic_write_text
+    from hinas.safeio import atomic_write_text
 
     path = Path(path)
     with names_file(path.parent):
@@ -68,14 +68,9 @@ def read_json(path: Path, default=None):
 
 def copy_file(src: Path, dst: Path) -> None:
     """A plain copy, stamped now, written atomically (no half file on a full disk)."""
-    tmp = dst.with_name(dst.name + ".tmp")
-    try:
-        with names_file(dst):
-            shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with names_file(src):
+        data = Path(src).read_bytes()
+    write_bytes_durably(dst, data)
 
 
 def copy_files(src: Path, dst: Path, names) -> list[str]:

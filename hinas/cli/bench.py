@@ -208,7 +208,7 @@ def _cli_gpu_speed(args) -> int:
         res["equivalence_tf32"] = fast_path_equivalence(genotype, device=args.device, tf32=True)
     res["genotype"] = {"file": args.genotype, "architecture": genotype.to_dict()}
     if args.out:
-        from hinas.engine.common import atomic_write_text
+        from hinas.safeio import atomic_write_text
 
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(args.out, json.dumps(res, indent=1) + "\n")

@@ -231,7 +231,7 @@ def budgeted(kind: str, cfg: RunConfig, seconds: float, out, resume: bool = Fals
     import json
     from pathlib import Path
 
-    from hinas.engine.common import atomic_write_text
+    from hinas.safeio import atomic_write_text
     from hinas.errors import HinasError
 
     out = Path(out)

@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 
 from hinas.errors import ConfigError, HinasError
-from hinas.safeio import names_file, quote
+from hinas.safeio import atomic_write_text, quote, write_bytes_durably  # noqa: F401 (the engine's writers)
 
 
 class TrainingDiverged(HinasError):
@@ -190,38 +190,11 @@ def check_device(device: str) -> str:
 CHECKPOINT = "checkpoint.pt"  # a run folder's checkpoint (hinas.engine.runfolder.RunState)
 
 
-def atomic_write_text(path, text: str) -> None:
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with names_file(tmp):
-            tmp.write_text(text)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a full disk leaves the old file, not a stray half
-        raise
-
-
 def atomic_torch_save(obj, path) -> None:
     """temp file + fsync + rename: a crash leaves the old checkpoint or the new one, never half."""
     buf = io.BytesIO()
     torch.save(obj, buf)  # serialise first: a full disk then fails as an OSError naming the file
     write_bytes_durably(path, buf.getbuffer())
-
-
-def write_bytes_durably(path, data) -> None:
-    """temp file + fsync + rename, for bytes."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with names_file(tmp), open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def load_checkpoint(path):

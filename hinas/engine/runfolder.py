@@ -16,11 +16,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hinas.engine.common import (CHECKPOINT, atomic_torch_save, atomic_write_text, check_finite, environment_info,
-                                 load_checkpoint, plain_optimizer_state, rng_state, set_rng_state)
+from hinas.engine.common import (CHECKPOINT, atomic_torch_save, check_finite, environment_info, load_checkpoint,
+                                 plain_optimizer_state, rng_state, set_rng_state)
 from hinas.engine.config import FAST_PATH_KEYS
 from hinas.errors import HinasError
-from hinas.safeio import quote
+from hinas.safeio import atomic_write_text, quote
 
 # ---------------------------------------------------------------------------------------------
 # run identity: everything that defines a run, stored inside its checkpoint
