@@ -222,13 +222,10 @@ def execute_notebooks(paths: Paths, notebooks: list[Path], parameters: dict, *,
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     # Kernels inherit the environment. OpenMP threads that spin while waiting make small
     # PyTorch CPU ops hundreds of times slower when the cores are shared (measured: a BN call
-    # on a 1x2x8x8 tensor took 18 ms on a busy 2-core machine); passive waiting avoids it.
-    # But waking sleeping threads for every small op costs too: a short spin (GNU OpenMP's
-    # GOMP_SPINCOUNT, which overrides the passive policy) made a quick-profile training step
-    # 0.22 -> 0.13 s alone on 2 cores; it only loses when several multi-threaded processes
-    # share the cores (two at once: 0.30 -> 0.63 s), and a book build runs one kernel at a time.
+    # on a 1x2x8x8 tensor took 18 ms on a busy 2-core machine); passive waiting avoids it. No
+    # short spin either (GOMP_SPINCOUNT): it won alone but lost 2-8x beside one busy process
+    # (hinas.engine.config, CPU threads), and a build rarely has the machine to itself.
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
     try:
         for nb in notebooks:
             out = paths.generated / nb.name

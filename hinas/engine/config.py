@@ -407,12 +407,12 @@ def _task_defaults(task: str, scale) -> dict:
 # pins; with ``bn_init='torch1'`` lr 0.05 trains, spikes and recovers as the release does;
 # ``hinas bench train-stability`` measures it.)
 #
-# CPU threads. smoke uses one: under OMP_WAIT_POLICY=PASSIVE (what `make` and the tests set, so
-# that processes sharing cores do not spin) two threads are 2-3x slower on these small tensors
-# (quick supernet step 1.7 s with 2 threads, 0.58 s with 1). quick uses two, for the book, whose
-# kernels also set a short spin (GOMP_SPINCOUNT=10000, hinas.book): then a quick derived-network
-# training step takes 0.13 s with 2 threads against 0.19 s with 1, and a supernet step 0.59 s
-# against 0.58 s (measured alone on 2 cores).
+# CPU threads: one, in every CPU profile. Under OMP_WAIT_POLICY=PASSIVE (what the command line,
+# `make` and the tests set, so that processes sharing cores do not spin) more threads lose on these
+# small tensors as soon as anything else runs: measured on 2 cores beside one busy process, a quick
+# training step took 0.20 s with 1 thread, 0.42 s with 2 and 0.95 s with 2 and the short OpenMP spin
+# the book once set (GOMP_SPINCOUNT=10000); a quick supernet step 0.98 / 2.84 / 8.28 s. Alone, the
+# spin with 2 threads had won on the training step only (0.13 against 0.19 s; supernet 0.59 / 0.58 s).
 
 
 def _smoke(task):
@@ -428,7 +428,7 @@ def _quick(task):
                 net_f=8, iterations=600, train_batch_size=8, val_every=50, val_after_fraction=0.5,
                 # arch lr x30: the quick search takes ~100x fewer architecture steps than the paper's;
                 # with 1e-3 alpha ends within 0.0005 of uniform (measured), with 0.03 it moves ~0.06
-                a_lr=0.03, checkpoint_every=25, log_every=10, threads=2)
+                a_lr=0.03, checkpoint_every=25, log_every=10, threads=1)
 
 
 def _gpu(task):
