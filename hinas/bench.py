@@ -308,3 +308,43 @@ def search_speed(*, profile: str = "paper", task: str = "denoise", device: str =
                 r["speedup_vs_fp32"] = base / r["step_seconds"]
     out["provenance"] = _provenance(device)
     return out
+
+
+def gradient_scope(*, profile: str = "quick", task: str = "denoise", device: str = "cpu", repeats: int = 5,
+                   seed: int = 0) -> dict:
+    """The search steps' backward passes, as the released code ran them (every gradient: the
+    architecture step also filled the weights' gradients and the weight step alpha/beta's, each
+    discarded) and as hinas runs them (only the gradients the step uses: the same updates).
+    Forward + backward seconds (median of ``repeats``, alternating, one process), and the ratios."""
+    from hinas.engine.common import resolve_device
+    from hinas.engine.config import RunConfig
+
+    cfg = RunConfig.from_profile(profile, task, device=device)
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    net = Supernet(cfg.supernet_config()).to(dev)
+    loss_fn = RestorationLoss(cfg.task, "search").to(dev)
+    c_in = 1 if cfg.task == "denoise" else 3
+    x = torch.rand(cfg.batch_size, c_in, cfg.patch, cfg.patch, device=dev)
+    y = torch.rand(cfg.batch_size, c_in, cfg.patch * (cfg.scale or 1), cfg.patch * (cfg.scale or 1), device=dev)
+    groups = {"all (released)": None, "weights only (hinas weight step)": list(net.weight_parameters()),
+              "alpha/beta only (hinas architecture step)": list(net.arch_parameters())}
+    times = {k: [] for k in groups}
+    for i in range(repeats + 1):
+        for name, inputs in groups.items():
+            net.zero_grad(set_to_none=True)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            t = time.perf_counter()
+            loss_fn(net(x), y).backward(inputs=inputs)
+            if dev.type == "cuda":
+                torch.cuda.synchronize(dev)
+            if i:  # the first round is warm-up
+                times[name].append(time.perf_counter() - t)
+    seconds = {k: statistics.median(v) for k, v in times.items()}
+    full = seconds["all (released)"]
+    return {"profile": profile, "task": task, "device": str(dev), "batch": cfg.batch_size, "patch": cfg.patch,
+            "repeats": repeats, "seconds": seconds,
+            "architecture_step_speedup": full / seconds["alpha/beta only (hinas architecture step)"],
+            "weight_step_speedup": full / seconds["weights only (hinas weight step)"],
+            "provenance": _provenance(device)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hinas.bench import search_speed, supernet_memory, train_stability
+from hinas.bench import gradient_scope, search_speed, supernet_memory, train_stability
 from hinas.bench_gpu import campaign_levers, fast_path_equivalence, gpu_speed
 from hinas.cli import print_json
 from hinas.errors import HinasError
@@ -75,6 +75,16 @@ def register_cli(subparsers) -> None:
     sb.add_argument("--out", default=None, help="also write the JSON trace here (e.g. results/side_by_side.json)")
     sb.add_argument("--json", action="store_true")
     sb.set_defaults(func=_cli_side_by_side)
+
+    gs = sub.add_parser("grad-scope", help="search steps' backward: every gradient (the released code) against "
+                                           "only those the step uses (hinas)")
+    gs.add_argument("--profile", default="quick", help="profile whose supernet, batch and crop to use (default: quick)")
+    gs.add_argument("--task", choices=("denoise", "sr"), default="denoise")
+    gs.add_argument("--device", default="cpu")
+    gs.add_argument("--repeats", type=int, default=5, help="timed rounds (median reported)")
+    gs.add_argument("--out", default=None, help="also write the JSON here")
+    gs.add_argument("--json", action="store_true")
+    gs.set_defaults(func=_cli_grad_scope)
 
     _register_gpu_speed(sub)
 
@@ -234,4 +244,25 @@ def _cli_gpu_levers(args) -> int:
         raise HinasError(f"{args.report}: not a gpu-speed report (expected a JSON object)")
     levers = campaign_levers(report)
     print(" ".join(f"--set {k}={str(v).lower()}" for k, v in levers.items()))
+    return 0
+
+
+def _cli_grad_scope(args) -> int:
+    from hinas.engine.common import check_device
+    from hinas.safeio import atomic_write_text
+
+    check_device(args.device)
+    if args.repeats < 1:
+        raise HinasError("--repeats must be at least 1")
+    res = gradient_scope(profile=args.profile, task=args.task, device=args.device, repeats=args.repeats)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(args.out, json.dumps(res, indent=1) + "\n")
+    if args.json:
+        print_json(res)
+    else:
+        for name, sec in res["seconds"].items():
+            print(f"{name:45s} {sec:.3f} s")
+        print(f"architecture step x{res['architecture_step_speedup']:.2f}, weight step x{res['weight_step_speedup']:.2f} "
+              f"against computing every gradient")
     return 0
