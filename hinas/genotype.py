@@ -375,8 +375,8 @@ def random_genotype(task: str = "denoise", layers: int | None = None, steps: int
                     provenance={"source": "random_genotype", "seed": seed})
 
 
-def provenance(**fields) -> dict:
-    """A provenance object: what made this genotype, with a UTC timestamp."""
+def origin(**fields) -> dict:
+    """What made a genotype (its provenance field), with a UTC timestamp."""
     out = {"created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")}
     out.update(fields)
     return out

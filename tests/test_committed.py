@@ -88,3 +88,34 @@ def test_committed_files_become_rows(tmp_path):
     assert len(cm.campaign_folders(repo)) == 1 and len(cm.campaign_rows(repo, "eval")) == 0
     left = cm.not_done(repo)  # every item of the named plan but this one (not in the smoke plan)
     assert len(left) and "train-a" not in set(left.item)
+
+
+def test_the_committed_gpu_genotype_is_labelled_not_searched():
+    """Its search moved alpha by 0.0019 and beta by 0.004 (the threshold is 0.02): every table
+    that shows the network trained from it says so."""
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    moves = cm.search_movements(repo)
+    assert moves["results/paper-gpu/search-dn-s0"]["moved"] is False
+    assert cm.unsearched_networks(repo) == {"results/paper-gpu/train-dn50-s0": "search-dn-s0"}
+    table = cm.denoise_table(cm.denoise_rows(repo, 50.0), 50.0, cm.unsearched_networks(repo))
+    assert cm.UNSEARCHED in set(table.method) and "HiNAS (ours)" not in set(table.method)
+    assert cm.search_table(cm.campaign_rows(repo, "search"), moves)["searched?"].str.startswith("not searched").all()
+
+
+def test_paired_differences_on_the_same_images():
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    scores = cm.per_image_scores(repo, 50.0)
+    assert all(len(v) == 200 for v in scores.values())  # the most complete file of each method
+    t = cm.paired_table(scores, cm.UNSEARCHED).set_index("comparison")
+    bm3d = t.loc[f"{cm.UNSEARCHED} - BM3D"]
+    assert bm3d["mean PSNR difference (dB)"] < 0 and bm3d["reading"] == "behind"
+    d = compare.paired_difference([{"name": "a", "psnr": 1.0}, {"name": "b", "psnr": 2.0}],
+                                  [{"name": "a", "psnr": 1.0}, {"name": "b", "psnr": 1.0}, {"name": "c", "psnr": 9.0}])
+    assert d["images"] == 2 and d["wins"] == 1 and d["losses"] == 0 and d["mean"] == 0.5
+    assert compare.paired_verdict({"mean": 0.05, "se": 0.01}) == "ahead"
+    assert compare.paired_verdict({"mean": 0.05, "se": 0.03}) == "tie"
+    assert compare.paired_verdict({"mean": 0.05, "se": 0.001}, spread=0.1) == "tie"  # inside the seed spread

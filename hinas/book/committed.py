@@ -43,17 +43,115 @@ def campaign_rows(repo, kind: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def _plans(folder: Path) -> list:
+    """The plans whose items a campaign folder holds (named in their summaries' provenance)."""
+    summaries = (read_json(p) for p in folder.glob("*/summary.json"))
+    names = {s.get("provenance", {}).get("plan") for s in summaries if isinstance(s, dict)}
+    return [load_plan(n) for n in sorted(n for n in names if n)]
+
+
 def not_done(repo) -> pd.DataFrame:
     """The plan items of each campaign folder that are not finished (pending or failed)."""
     rows = []
     for d in campaign_folders(repo):
-        summaries = (read_json(p) for p in d.glob("*/summary.json"))
-        plans = {s.get("provenance", {}).get("plan") for s in summaries if isinstance(s, dict)}
-        for name in sorted(p for p in plans if p):
-            for it in campaign_status(load_plan(name), d)["items"]:
+        for plan in _plans(d):
+            for it in campaign_status(plan, d)["items"]:
                 if it["status"] != "done":
                     rows.append({"results": str(d.relative_to(repo)), "item": it["name"], "kind": it["kind"],
                                  "status": it["status"] + (" (started)" if it.get("pieces") else "")})
+    return pd.DataFrame(rows)
+
+
+def search_movements(repo) -> dict:
+    """``{'<results>/<search item>': movement}`` of every committed search: how far its alpha and
+    beta moved (from its summary, else from its alpha.csv/beta.csv; :mod:`hinas.engine.movement`)."""
+    from hinas.engine.movement import movement_from_csv
+
+    out = {}
+    searches = campaign_rows(repo, "search")
+    for r in searches.itertuples() if len(searches) else ():
+        known = isinstance(getattr(r, "moved", None), bool)
+        out[f"{r.results}/{r.item}"] = ({"moved": r.moved, "alpha_max_dev": r.alpha_max_dev,
+                                         "beta_max_change": r.beta_max_change} if known
+                                        else movement_from_csv(Path(repo) / r.results / r.item))
+    return out
+
+
+def movement_label(movement: Optional[dict]) -> str:
+    """``searched`` or ``not searched``, with the two numbers behind the word."""
+    from hinas.engine.movement import MOVED_THRESHOLD
+
+    if not movement:
+        return "unknown (no alpha/beta record)"
+    return (("searched" if movement["moved"] else "not searched")
+            + f" (largest |alpha-1/7| {movement['alpha_max_dev']:.4f}, beta change "
+              f"{movement['beta_max_change']:.4f}; moved means >= {MOVED_THRESHOLD})")
+
+
+def unsearched_networks(repo) -> dict:
+    """``{'<results>/<train item>': search item}``: committed trainings whose genotype came from a
+    search that did not move, i.e. networks of a genotype that was not searched."""
+    moves = search_movements(repo)
+    out = {}
+    for d in campaign_folders(repo):
+        where = str(d.relative_to(repo))
+        for plan in _plans(d):
+            for it in plan.items:
+                m = moves.get(f"{where}/{it.genotype_from}") if it.kind == "train" and it.genotype_from else None
+                if m is not None and not m["moved"]:
+                    out[f"{where}/{it.name}"] = it.genotype_from
+    return out
+
+
+def per_image_scores(repo, sigma: float, dataset: str = "BSDS500-test", protocol: str = "standard") -> dict:
+    """``{method: [{name, psnr, ssim}, ...]}`` of every committed fp32 evaluation of the whole
+    ``dataset`` at ``sigma`` (the campaign's, the CPU ones of committed weights, BM3D, the noisy
+    input), labelled as :func:`denoise_table` labels them; the first found per method."""
+    unsearched = unsearched_networks(repo)
+    out: dict = {}
+    ev = campaign_rows(repo, "eval")
+    for r in ev.itertuples() if len(ev) else ():
+        summary = read_json(Path(repo) / r.results / r.item / "summary.json") or {}
+        for e in summary.get("evaluations", []):
+            if (e.get("dataset"), e.get("protocol"), e.get("precision", "fp32"), e.get("sigma")) == (
+                    dataset, protocol, "fp32", sigma):
+                _keep_most(out, method_label(r.model, f"{r.results}/{r.network}", unsearched), e["per_image"])
+    trained = campaign_rows(repo, "train")
+    nets = {(Path(repo) / r.results / r.item).resolve(): f"{r.results}/{r.item}"
+            for r in trained.itertuples()} if len(trained) else {}
+    for folder in ("cpu-eval", "baselines"):
+        for p in sorted((_results(repo) / folder).glob("*.json")):
+            d = _saved(p)
+            if (not d or d.get("dataset") != dataset or d.get("sigma") != sigma or d.get("protocol") != protocol
+                    or d.get("embedded") or not d.get("per_image")):
+                continue
+            run = Path(str(d.get("run", "")))
+            net = nets.get((run if run.is_absolute() else Path(repo) / run).resolve()) if d.get("run") else None
+            model = d.get("model") if folder == "cpu-eval" else d.get("method")
+            if folder == "cpu-eval" and net is None:
+                continue
+            _keep_most(out, method_label(model, net, unsearched), d["per_image"])
+    return out
+
+
+def _keep_most(out: dict, method: str, per_image: list) -> None:
+    if len(per_image) > len(out.get(method, [])):
+        out[method] = per_image
+
+
+def paired_table(scores: dict, reference: str) -> pd.DataFrame:
+    """``reference`` against every other method of :func:`per_image_scores` on the same images:
+    the mean per-image PSNR difference, its standard error, on how many images ``reference``
+    is better, and the call (:func:`hinas.book.compare.paired_verdict`)."""
+    rows = []
+    for other, per_image in scores.items():
+        if other == reference:
+            continue
+        d = compare.paired_difference(scores[reference], per_image)
+        rows.append({"comparison": f"{reference} - {other}", "images": d["images"],
+                     "mean PSNR difference (dB)": d["mean"], "standard error (dB)": d["se"],
+                     f"images where {reference.split(' (')[0]} is better": f"{d['wins']} of {d['images']}",
+                     "reading": compare.paired_verdict(d)})
     return pd.DataFrame(rows)
 
 
@@ -111,14 +209,24 @@ def denoise_rows(repo, sigma: float, dataset: str = "BSDS500-test") -> pd.DataFr
 
 METHOD_LABELS = {"hinas": "HiNAS (ours)", "dncnn": "DnCNN (ours, same time budget)", "bm3d": "BM3D",
                  "noisy": compare.NOISY_INPUT}
+UNSEARCHED = "HiNAS (ours; genotype not searched)"  # its search's alpha/beta did not move
 
 
-def denoise_table(rows: pd.DataFrame, sigma: float) -> pd.DataFrame:
+def method_label(model, network=None, unsearched: Optional[dict] = None) -> str:
+    """How a committed row's method is named: a HiNAS network whose search did not move is not
+    called searched (:func:`unsearched_networks`)."""
+    if model == "hinas" and network and network in (unsearched or {}):
+        return UNSEARCHED
+    return METHOD_LABELS.get(model, model)
+
+
+def denoise_table(rows: pd.DataFrame, sigma: float, unsearched: Optional[dict] = None) -> pd.DataFrame:
     """:func:`denoise_rows` as one table, mean ± std over seeds per (method, protocol, precision),
-    beside the paper's Table 10 at the same sigma (its HiNAS and BM3D rows)."""
+    beside the paper's Table 10 at the same sigma (its HiNAS and BM3D rows); HiNAS networks of an
+    unsearched genotype (``unsearched``, :func:`unsearched_networks`) are labelled so."""
     if not len(rows):
         return pd.DataFrame()
-    r = rows.assign(method=rows.model.map(lambda m: METHOD_LABELS.get(m, m)))
+    r = rows.assign(method=[method_label(m, n, unsearched) for m, n in zip(rows.model, rows.network)])
     out = []
     for (method, protocol, precision), g in r.groupby(["method", "protocol", "precision"], sort=False):
         first = g.iloc[0]
@@ -140,6 +248,7 @@ def denoise_table(rows: pd.DataFrame, sigma: float) -> pd.DataFrame:
                     "PSNR": f"{p.psnr:.2f}", "SSIM": f"{p.ssim:.4f}", "seeds": "–", "params": None,
                     "training iterations (paper's)": "–", "trained on": "–", "evaluated on": "–"})
     order = list(METHOD_LABELS.values())
+    order.insert(1, UNSEARCHED)
     return pd.DataFrame(out).sort_values("method", key=lambda m: m.map(
         lambda x: order.index(x) if x in order else len(order)), kind="stable", ignore_index=True)
 
@@ -237,12 +346,15 @@ def _items(names) -> str:
     return ", ".join(f"`{i}`" for i in names)
 
 
-def search_table(searches: pd.DataFrame) -> pd.DataFrame:
-    """The committed searches (:func:`campaign_rows` ``'search'``) as chapter 4 lists them."""
+def search_table(searches: pd.DataFrame, movements: Optional[dict] = None) -> pd.DataFrame:
+    """The committed searches (:func:`campaign_rows` ``'search'``) as chapter 4 lists them, each
+    labelled searched or not by how far its alpha and beta moved (``movements``:
+    :func:`search_movements`)."""
     return pd.DataFrame({
         "item": searches.item, "device": searches.device, "profile": searches.profile, "seed": searches.seed,
         "epochs (of the paper's)": [f"{int(a)} of {int(b)}" for a, b in zip(searches.epochs, searches.paper_epochs)],
-        "seconds": searches.seconds, "V PSNR": searches.val_psnr, "V SSIM": searches.val_ssim})
+        "seconds": searches.seconds, "V PSNR": searches.val_psnr, "V SSIM": searches.val_ssim,
+        "searched?": [movement_label((movements or {}).get(f"{r}/{i}")) for r, i in zip(searches.results, searches.item)]})
 
 
 def train_table(trainings: pd.DataFrame) -> pd.DataFrame:

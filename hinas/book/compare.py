@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import pandas as pd
 
 
@@ -90,3 +92,34 @@ def ordering_vs_paper(ours: pd.DataFrame, pub: pd.DataFrame, pairs, *, key: str 
         rows.append({"comparison": f"{a} vs {b}", "paper (dB)": f"{pd_:+.2f}", "ours (dB)": f"{od:+.2f}",
                      "ours": v, "agrees with the paper": agree})
     return pd.DataFrame(rows)
+
+
+# Paired comparisons: two methods scored on the same images differ by a per-image difference whose
+# standard error is far smaller than either method's spread over images, so a difference is called
+# only when it exceeds PAIRED_Z standard errors of that mean (about 95%).
+PAIRED_Z = 2.0
+PAIRED_RULE = (f"a paired difference is called only beyond {PAIRED_Z:g} standard errors of its per-image mean "
+               "(and beyond the seed spread where seeds were measured); otherwise it is a tie")
+
+
+def paired_difference(a_per_image, b_per_image, key: str = "psnr") -> dict:
+    """``a - b`` over the images both were scored on (matched by name): ``{images, mean, se,
+    wins, losses}``, ``wins`` the images where ``a`` is better."""
+    b = {r["name"]: r[key] for r in b_per_image}
+    d = np.array([r[key] - b[r["name"]] for r in a_per_image if r["name"] in b and finite(r[key])
+                  and finite(b[r["name"]])], dtype=float)
+    n = len(d)
+    se = float(d.std(ddof=1) / math.sqrt(n)) if n > 1 else float("nan")
+    return {"images": n, "mean": float(d.mean()) if n else float("nan"), "se": se,
+            "wins": int((d > 0).sum()), "losses": int((d < 0).sum())}
+
+
+def paired_verdict(diff: dict, spread: float | None = None) -> str:
+    """``'ahead'``, ``'behind'`` or ``'tie'`` for a :func:`paired_difference`: a call needs the mean
+    beyond :data:`PAIRED_Z` standard errors and, where seeds were measured, beyond their spread."""
+    if not finite(diff["mean"]) or not finite(diff["se"]):
+        return "tie"
+    margin = max(PAIRED_Z * diff["se"], spread if finite(spread) else 0.0)
+    if abs(diff["mean"]) <= margin:
+        return "tie"
+    return "ahead" if diff["mean"] > 0 else "behind"

@@ -57,6 +57,7 @@ def history_figure(histories: dict):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
+    plt.close(fig)  # shown once, where the caller displays it
     return fig
 
 
@@ -99,6 +100,7 @@ def movement_figure(searches: dict):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
+    plt.close(fig)  # shown once, where the caller displays it
     return fig
 
 
@@ -189,4 +191,5 @@ def learning_curve_figure(curves: dict, *, target: float, published: dict | None
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     fig.tight_layout()
+    plt.close(fig)  # shown once, where the caller displays it
     return fig

@@ -68,5 +68,40 @@ def denoised_figure(result: dict, box=None):
         ax.set_yticks([])
     fig.suptitle(f"{result['dataset']} image {result['name']}, sigma {result['sigma']:g}: a central "
                  f"{side}x{side} crop; scores are of the whole image (standard protocol)", fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.9))
+    plt.close(fig)  # shown once, where the caller displays it
     return fig
+
+
+def paper_figures(repo, data_root, *, sigma: float = 50.0, images=PAPER_IMAGES) -> list:
+    """Chapter 6's pictures: for each of the paper's BSD200 examples, :func:`denoised_figure` of
+    BM3D and every committed GPU denoiser trained at ``sigma`` (labelled as the tables label them).
+    Without the BSD200 images (no data root) or the ``bm3d`` package, one Markdown line saying so."""
+    from pathlib import Path
+
+    from IPython.display import Markdown
+
+    from hinas.book import committed as cm
+    from hinas.errors import HinasError
+
+    trained = cm.campaign_rows(repo, "train")
+    unsearched = cm.unsearched_networks(repo)
+    nets = {}
+    for r in trained.itertuples() if len(trained) else ():
+        if r.task == "denoise" and float(r.sigma[0] if isinstance(r.sigma, list) else r.sigma) == float(sigma):
+            nets.setdefault(cm.method_label(r.model, f"{r.results}/{r.item}", unsearched), Path(repo) / r.results / r.item)
+    if not nets:
+        return [Markdown(f"No committed GPU denoiser at sigma {sigma:g} yet: nothing to show.")]
+    import importlib.util
+
+    use_bm3d = importlib.util.find_spec("bm3d") is not None
+    figs = []
+    for name in images:
+        try:
+            figs.append(denoised_figure(denoise_image(nets, image=name, sigma=sigma, data_root=data_root, bm3d=use_bm3d)))
+        except HinasError as exc:  # no data root, or a set without this image
+            return [Markdown(f"The paper's BSD200 images are not available to this build ({exc}); "
+                             f"build with HINAS_DATA set to see them.")]
+    if not use_bm3d:
+        figs.append(Markdown("BM3D is left out: the optional `bm3d` package is not installed."))
+    return figs

@@ -51,15 +51,33 @@ def test_set(task: str, data_root=None, crop: Optional[int] = None, limit: Optio
     """The test set the book scores on: BSDS500-test / Set5 when ``data_root`` (or $HINAS_DATA) is
     set, else the embedded photos; optionally the first ``limit`` images, central ``crop`` crops."""
     from hinas.data.datasets import ImageDataset, load_dataset, resolve_data_root
-    from hinas.engine.search import _crop_center
+    from hinas.engine.search import crop_center
 
     embedded = resolve_data_root(data_root) is None
     name = "embedded-test" if embedded else ("BSDS500-test" if task == "denoise" else "Set5")
     ds = load_dataset(name, data_root, grey=(task == "denoise")).limit(limit)
     if crop is None:
         return ds
-    return ImageDataset(f"{name}[crop{crop}]", [_crop_center(r, crop) for r in ds.records], grey=ds.grey,
+    return ImageDataset(f"{name}[crop{crop}]", [crop_center(r, crop) for r in ds.records], grey=ds.grey,
                         embedded=ds.embedded, allows_grey=ds.allows_grey)
+
+
+def cached_json(folder, prefix: str, key_parts, compute, *, sort_keys: bool = False):
+    """The book's one result cache: ``folder/<prefix>-<sha1 of key_parts>.json``, read when it
+    holds readable JSON, else ``compute()``'d and written atomically (a build killed mid-write
+    leaves no half file to be read back as a result)."""
+    from hinas.safeio import atomic_write_text
+
+    key = hashlib.sha1(json.dumps(key_parts, sort_keys=sort_keys).encode()).hexdigest()[:10]
+    path = Path(folder) / f"{prefix}-{key}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # absent, or damaged: computed again
+        pass
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(value, indent=1, default=str))
+    return value
 
 
 def evaluate_cached(run_dir, *, sigma: Optional[float] = None, scale: Optional[int] = None,
@@ -67,15 +85,13 @@ def evaluate_cached(run_dir, *, sigma: Optional[float] = None, scale: Optional[i
                     device: str = "cpu", limit: Optional[int] = None) -> dict:
     """:func:`hinas.engine.evaluate_run`, remembered in ``run_dir/eval-<key>.json``."""
     dname = getattr(dataset, "name", dataset)
-    key = hashlib.sha1(json.dumps([sigma, scale, protocol, dname, str(data_root), limit]).encode()).hexdigest()[:10]
-    path = Path(run_dir) / f"eval-{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    res = evaluate_run(run_dir, dataset, sigma=sigma, scale=scale, protocol=protocol, data_root=data_root,
-                       device=device, limit=limit)
-    res = {k: v for k, v in res.items() if isinstance(v, (int, float, str, bool, type(None), list))}
-    path.write_text(json.dumps(res, indent=1))
-    return res
+
+    def compute():
+        res = evaluate_run(run_dir, dataset, sigma=sigma, scale=scale, protocol=protocol, data_root=data_root,
+                           device=device, limit=limit)
+        return {k: v for k, v in res.items() if isinstance(v, (int, float, str, bool, type(None), list))}
+
+    return cached_json(run_dir, "eval", [sigma, scale, protocol, dname, str(data_root), limit], compute)
 
 
 def _row(cfg: RunConfig, train: dict, ev: dict, **extra) -> dict:
@@ -129,17 +145,16 @@ def rsws_cached(cfg: RunConfig, runs_root, *, seed: int = 0, n: Optional[int] = 
 
     n = n or profile_settings(cfg.profile)["rsws_n"]
     found = run_search(cfg, runs_root)
-    key = hashlib.sha1(json.dumps([Path(found["run_dir"]).name, n, seed, cfg.val_protocol]).encode()).hexdigest()[:10]
-    path = Path(runs_root) / f"rsws-{key}.json"
-    if path.exists():
-        cached = json.loads(path.read_text())
-        return dict(cached, genotype=Genotype.from_dict(cached["genotype"]))
-    t0 = time.perf_counter()
-    res = rsws_from_search(cfg, runs_root, n=n, seed=seed)
-    out = dict(best=res["best"], samples=n, scores=res["scores"], search_seconds=found["seconds"],
-               ranking_seconds=time.perf_counter() - t0, search_run=Path(found["run_dir"]).name)
-    path.write_text(json.dumps(dict(out, genotype=res["genotype"].to_dict()), indent=1))
-    return dict(out, genotype=res["genotype"])
+
+    def compute():
+        t0 = time.perf_counter()
+        res = rsws_from_search(cfg, runs_root, n=n, seed=seed)
+        return dict(best=res["best"], samples=n, scores=res["scores"], search_seconds=found["seconds"],
+                    ranking_seconds=time.perf_counter() - t0, search_run=Path(found["run_dir"]).name,
+                    genotype=res["genotype"].to_dict())
+
+    out = cached_json(runs_root, "rsws", [Path(found["run_dir"]).name, n, seed, cfg.val_protocol], compute)
+    return dict(out, genotype=Genotype.from_dict(out["genotype"]))
 
 
 def rsws_weight_sharing(supernet, val_records, cfg: RunConfig, *, n: int = 30, seed: int = 0,
@@ -152,7 +167,7 @@ def rsws_weight_sharing(supernet, val_records, cfg: RunConfig, *, n: int = 30, s
     Returns ``{"genotype": best Genotype, "scores": [{sample, psnr, ssim, score, path}], "best": i}``.
     """
     from hinas.engine.search import validate_network
-    from hinas.genotype import provenance
+    from hinas.genotype import origin
 
     c = supernet.cfg
     ops = [p for p in c.primitives if p != "none"]
@@ -168,7 +183,7 @@ def rsws_weight_sharing(supernet, val_records, cfg: RunConfig, *, n: int = 30, s
                        "path": list(g.path), "genotype": g})
     best = max(range(n), key=lambda i: scored[i]["score"])
     g = scored[best]["genotype"]
-    g = Genotype.from_dict(dict(g.to_dict(), provenance=provenance(
+    g = Genotype.from_dict(dict(g.to_dict(), provenance=origin(
         source="rsws_weight_sharing", seed=seed, samples=n, sample=best, val_protocol=cfg.val_protocol,
         selection="best SSIM + PSNR/100 on V with the supernet's shared weights")))
     return {"genotype": g, "best": best, "scores": [{k: v for k, v in r.items() if k != "genotype"} for r in scored]}
@@ -201,15 +216,12 @@ def memory_benchmark(profile: str, runs_root, *, device: str = "cpu") -> dict:
     from hinas.bench import supernet_memory
 
     kw = dict(profile_settings(profile)["memory"])
-    key = hashlib.sha1(json.dumps([device, kw], sort_keys=True).encode()).hexdigest()[:10]
-    path = Path(runs_root) / f"bench-memory-{profile}-{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    with _silence_fds():  # the CPU profiler writes 'USDT ... profiler_start' lines to fd 1/2
-        res = supernet_memory(device=device, **kw)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(res, indent=1, default=str))
-    return res
+
+    def compute():
+        with _silence_fds():  # the CPU profiler writes 'USDT ... profiler_start' lines to fd 1/2
+            return supernet_memory(device=device, **kw)
+
+    return cached_json(runs_root, f"bench-memory-{profile}", [device, kw], compute, sort_keys=True)
 
 
 class _silence_fds:
@@ -248,22 +260,19 @@ def bm3d_row(profile: str, sigma: float, protocol: str, runs_root, *, data_root=
 
     limit = profile_settings(profile)["bm3d_limit"]
     dataset = test_set("denoise", data_root, eval_crop(profile), limit)
-    key = hashlib.sha1(json.dumps([sigma, protocol, limit, dataset.name, str(data_root)]).encode()).hexdigest()[:10]
-    path = Path(runs_root) / f"baseline-bm3d-{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    fn = bm3d_restore(sigma)
-    t0 = time.perf_counter()
-    res = evaluate(fn, dataset, "denoise", sigma=sigma, protocol=protocol, data_root=data_root, limit=limit)
-    seconds = time.perf_counter() - t0
-    images = res.get("images") or 1
-    row = dict(profile=profile, device="cpu", dataset=res["dataset"], embedded=res.get("embedded"), seed=None,
-               protocol=protocol, sigma=sigma, scale=None, psnr=res["psnr"], ssim=res["ssim"], params=None,
-               flops=None, images=images, seconds_per_image=seconds / images, train_seconds=None,
-               train_iterations=None, run=None, source="measured", method="BM3D")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(row, indent=1))
-    return row
+
+    def compute():
+        fn = bm3d_restore(sigma)
+        t0 = time.perf_counter()
+        res = evaluate(fn, dataset, "denoise", sigma=sigma, protocol=protocol, data_root=data_root, limit=limit)
+        seconds = time.perf_counter() - t0
+        images = res.get("images") or 1
+        return dict(profile=profile, device="cpu", dataset=res["dataset"], embedded=res.get("embedded"), seed=None,
+                    protocol=protocol, sigma=sigma, scale=None, psnr=res["psnr"], ssim=res["ssim"], params=None,
+                    flops=None, images=images, seconds_per_image=seconds / images, train_seconds=None,
+                    train_iterations=None, run=None, source="measured", method="BM3D")
+
+    return cached_json(runs_root, "baseline-bm3d", [sigma, protocol, limit, dataset.name, str(data_root)], compute)
 
 
 def noisy_input_row(profile: str, sigma: float, protocol: str, runs_root, *, data_root=None,
@@ -274,16 +283,13 @@ def noisy_input_row(profile: str, sigma: float, protocol: str, runs_root, *, dat
 
     s = profile_settings(profile)
     dataset = test_set("denoise", data_root, eval_crop(profile, ablation), s["eval_limit"])
-    key = hashlib.sha1(json.dumps([sigma, protocol, s["eval_limit"], dataset.name, str(data_root)]).encode()).hexdigest()[:10]
-    path = Path(runs_root) / f"baseline-noisy-{key}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    res = evaluate(lambda x: x, dataset, "denoise", sigma=sigma, protocol=protocol, data_root=data_root)
-    images = res.get("images") or 1
-    row = dict(profile=profile, device="cpu", dataset=res["dataset"], embedded=res.get("embedded"), seed=None,
-               protocol=protocol, sigma=sigma, scale=None, psnr=res["psnr"], ssim=res["ssim"], params=None,
-               flops=None, images=images, seconds_per_image=None, train_seconds=None, train_iterations=None,
-               run=None, source="measured", method=NOISY_INPUT)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(row, indent=1))
-    return row
+
+    def compute():
+        res = evaluate(lambda x: x, dataset, "denoise", sigma=sigma, protocol=protocol, data_root=data_root)
+        return dict(profile=profile, device="cpu", dataset=res["dataset"], embedded=res.get("embedded"), seed=None,
+                    protocol=protocol, sigma=sigma, scale=None, psnr=res["psnr"], ssim=res["ssim"], params=None,
+                    flops=None, images=res.get("images") or 1, seconds_per_image=None, train_seconds=None,
+                    train_iterations=None, run=None, source="measured", method=NOISY_INPUT)
+
+    return cached_json(runs_root, "baseline-noisy", [sigma, protocol, s["eval_limit"], dataset.name, str(data_root)],
+                       compute)

@@ -39,7 +39,7 @@ def search_lr(cfg: RunConfig, epoch: int) -> float:
     return lo + (hi - lo) * 0.5 * (1 + math.cos(math.pi * epoch / cfg.cosine_t_max)) * poly
 
 
-def _crop_center(rec, size):
+def crop_center(rec, size):
     from hinas.data.datasets import ImageRecord
 
     if size is None:
@@ -74,7 +74,7 @@ def validate_network(net, records, cfg: RunConfig, device) -> dict:
     from hinas.data.datasets import ImageDataset
     from hinas.evaluation import evaluate, validate_reference
 
-    ds = ImageDataset("search-V", [_crop_center(r, cfg.val_crop) for r in records],
+    ds = ImageDataset("search-V", [crop_center(r, cfg.val_crop) for r in records],
                       grey=cfg.task == "denoise", allows_grey=True)
     was_training = net.training
     net.eval()
@@ -134,7 +134,7 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
 
 def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
     from hinas.data import BatchStream, PatchDataset, search_split
-    from hinas.genotype import provenance
+    from hinas.genotype import origin
 
     # -- every input is checked before the first write ---------------------------------------------
     ck, records, identity = runfolder.open_run(folder, "search", cfg, device)
@@ -252,7 +252,7 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
             row["val_psnr"], row["val_ssim"] = metrics["psnr"], metrics["ssim"]
             score = metrics["ssim"] + metrics["psnr"] / 100
             if state["best"] is None or score > state["best"]["score"]:
-                g = net.genotype(provenance(run=str(out), seed=cfg.seed, epoch=epoch, profile=cfg.profile,
+                g = net.genotype(origin(run=str(out), seed=cfg.seed, epoch=epoch, profile=cfg.profile,
                                             selection="best SSIM + PSNR/100 on V",
                                             val_protocol=cfg.val_protocol))
                 state["best"] = {"score": score, "epoch": epoch, "psnr": metrics["psnr"], "ssim": metrics["ssim"],
@@ -280,9 +280,9 @@ def _paused(state, **where) -> dict:
 
 def _finish(net, cfg, out: Path, state, device, save_checkpoint, rank, execution: dict | None = None) -> dict:
     from hinas.engine.movement import search_movement
-    from hinas.genotype import Genotype, provenance
+    from hinas.genotype import Genotype, origin
 
-    final = net.genotype(provenance(run=str(out), seed=cfg.seed, epoch=cfg.epochs, profile=cfg.profile,
+    final = net.genotype(origin(run=str(out), seed=cfg.seed, epoch=cfg.epochs, profile=cfg.profile,
                                     selection="final epoch"))
     if state["best"] is None:  # no validation happened (a short schedule): the final genotype
         best_g, best = final, {"epoch": cfg.epochs, "psnr": None, "ssim": None}
