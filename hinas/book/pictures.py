@@ -30,9 +30,9 @@ def denoise_image(networks: dict, *, dataset: str = "BSDS500-test", image: str |
     if isinstance(image, int):
         rec = ds.limit(image + 1).records[image]  # decode one image, not the whole set
     else:
-        rec = next((r for r in ds.records if r.name == str(image)), None)
-        if rec is None:
+        if str(image) not in ds.names:
             raise DataError(f"{dataset} has no image named {image!r}")
+        rec = ds.select([image]).records[0]  # decodes this image only
     clean = to_grey(rec.image)
     noisy = add_noise_seeded(clean.astype(np.float32) / 255.0, sigma, rec.name)
     images = {"noisy input": quantise(np.clip(noisy, 0.0, 1.0))}

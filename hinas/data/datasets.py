@@ -173,6 +173,18 @@ class ImageDataset:
     def __getitem__(self, i) -> ImageRecord:
         return self.records[i]
 
+    def select(self, names) -> "ImageDataset":
+        """The images named ``names`` (file stems), in this dataset's order, as a new dataset,
+        decoding none of the others."""
+        wanted = {str(n) for n in names}
+        if self._records is not None:
+            records = [r for r in self._records if r.name in wanted]
+            return ImageDataset(self.name, records, grey=self.grey, embedded=self.embedded, root=self.root,
+                                allows_grey=self.allows_grey)
+        paths = [p for p in self._paths if Path(p).stem in wanted]
+        return ImageDataset(self.name, paths=paths, grey=self.grey, embedded=self.embedded, root=self.root,
+                            allows_grey=self.allows_grey)
+
     def limit(self, n: int | None) -> "ImageDataset":
         """The first ``n`` images (sorted by name) as a new dataset; ``None`` keeps all."""
         if n is None or n >= len(self):
