@@ -110,7 +110,7 @@ def test_paired_differences_on_the_same_images():
     repo = Path(__file__).resolve().parents[1]
     scores = cm.per_image_scores(repo, 50.0)
     assert all(len(v) == 200 for v in scores.values())  # the most complete file of each method
-    t = cm.paired_table(scores, cm.UNSEARCHED).set_index("comparison")
+    t = compare.paired_table(scores, cm.UNSEARCHED).set_index("comparison")
     bm3d = t.loc[f"{cm.UNSEARCHED} - BM3D"]
     assert bm3d["mean PSNR difference (dB)"] < 0 and bm3d["reading"] == "behind"
     d = compare.paired_difference([{"name": "a", "psnr": 1.0}, {"name": "b", "psnr": 2.0}],

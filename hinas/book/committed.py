@@ -15,7 +15,7 @@ from typing import Optional
 
 import pandas as pd
 
-from hinas.book import compare, tables
+from hinas.book import compare, curves, tables
 from hinas.book.settings import PROTOCOLS
 from hinas.campaign import DONE, campaign_status, load_plan, read_json, result_rows
 
@@ -139,22 +139,6 @@ def _keep_most(out: dict, method: str, per_image: list) -> None:
         out[method] = per_image
 
 
-def paired_table(scores: dict, reference: str) -> pd.DataFrame:
-    """``reference`` against every other method of :func:`per_image_scores` on the same images:
-    the mean per-image PSNR difference, its standard error, on how many images ``reference``
-    is better, and the call (:func:`hinas.book.compare.paired_verdict`)."""
-    rows = []
-    for other, per_image in scores.items():
-        if other == reference:
-            continue
-        d = compare.paired_difference(scores[reference], per_image)
-        rows.append({"comparison": f"{reference} - {other}", "images": d["images"],
-                     "mean PSNR difference (dB)": d["mean"], "standard error (dB)": d["se"],
-                     f"images where {reference.split(' (')[0]} is better": f"{d['wins']} of {d['images']}",
-                     "reading": compare.paired_verdict(d)})
-    return pd.DataFrame(rows)
-
-
 def _saved(path: Path) -> Optional[dict]:
     """A saved ``hinas eval`` result, or None for anything else."""
     d = read_json(path)
@@ -265,10 +249,22 @@ def _mean(rows: pd.DataFrame, model: str, protocol: str, precision: str = "fp32"
             "paper_iterations": first("paper_iterations"), "best_iteration": first("best_iteration")}
 
 
-def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.DataFrame] = None) -> list[str]:
+def _paired(scores: Optional[dict], model: str) -> Optional[dict]:
+    """HiNAS (searched or not) against ``model`` on the same images, from :func:`per_image_scores`."""
+    if not scores:
+        return None
+    ours = next((v for k, v in scores.items() if k in (METHOD_LABELS["hinas"], UNSEARCHED)), None)
+    theirs = scores.get(METHOD_LABELS.get(model, model))
+    return compare.paired_difference(ours, theirs) if ours and theirs else None
+
+
+def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.DataFrame] = None,
+                    repo=None, scores: Optional[dict] = None) -> list[str]:
     """Sentences computed from :func:`denoise_rows`: where HiNAS stands against the paper (the
-    reference protocol is the released code's, which produced Table 10), against DnCNN with the
-    same budget, BM3D and the noisy input (standard protocol), and what bf16 changes."""
+    reference protocol is the released code's, which produced Table 10), whether its training was
+    still improving (from its validation history when ``repo`` is given), against DnCNN with the
+    same budget, BM3D and the noisy input (standard protocol; paired on the same images when their
+    per-image ``scores`` are given, :func:`per_image_scores`), and what bf16 changes."""
     if not len(rows):
         return []
     pub = tables.published_rows("table10")
@@ -288,7 +284,12 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
                    f"{'below' if diff < 0 else 'above'}** the published {float(paper.iloc[0]):.2f} dB "
                    f"({ours_ref['seeds']} seed{'s' if ours_ref['seeds'] != 1 else ''}). Its schedule: {why}.")
         best, last = ours_ref["best_iteration"], ours_ref["iterations"]
-        if compare.finite(best) and compare.finite(last):
+        nets = rows[(rows.model == "hinas") & rows.network.notna()].network if "network" in rows else []
+        trend = (curves.validation_trend(Path(repo) / nets.iloc[0] / "history.csv")
+                 if repo is not None and len(nets) else None)
+        if trend is not None:
+            out.append(f"Its training: {curves.trend_reading(trend)}")
+        elif compare.finite(best) and compare.finite(last):
             still = best >= 0.95 * last
             out.append(f"Its best validation score came at iteration {int(best):,} of {int(last):,}"
                        + (" (in the last 5% of its training): it was **still improving** when its time budget "
@@ -305,11 +306,18 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
                 out.append(f"**Against {what}** (protocol `standard`): missing; not evaluated on this test set yet.")
             continue
         diff = ours["psnr"] - theirs["psnr"]
-        verdict = compare.compare(ours["psnr"], ours["std"], theirs["psnr"], theirs["std"])
         text = (f"**Against {what}** (protocol `standard`): HiNAS {ours['psnr']:.2f} dB, {short} "
-                f"{theirs['psnr']:.2f} dB, a difference of {diff:+.2f} dB: **{verdict}** by the tie rule")
-        if ours["std"] is None and theirs["std"] is None:
-            text += f" (single runs, no seed spread, so the margin is {compare.ONE_SEED_MARGIN_DB} dB)"
+                f"{theirs['psnr']:.2f} dB, a difference of {diff:+.2f} dB")
+        paired = _paired(scores, other)
+        if paired is not None:  # the same images: the paired rule, with the seed spread where measured
+            spread = max((v for v in (ours["std"], theirs["std"]) if compare.finite(v)), default=None)
+            text += (f" (standard error {paired['se']:.3f} dB over {paired['images']} paired images; HiNAS better "
+                     f"on {paired['wins']}): **{compare.paired_verdict(paired, spread)}** by the paired rule")
+        else:
+            verdict = compare.compare(ours["psnr"], ours["std"], theirs["psnr"], theirs["std"])
+            text += f": **{verdict}** by the tie rule"
+            if ours["std"] is None and theirs["std"] is None:
+                text += f" (single runs, no seed spread, so the margin is {compare.ONE_SEED_MARGIN_DB} dB)"
         if other == "dncnn":
             text += (f"; HiNAS has {ours['params'] / theirs['params']:.2f}x DnCNN's parameters "
                      f"({int(ours['params']):,} vs {int(theirs['params']):,}) and trained "

@@ -123,3 +123,19 @@ def paired_verdict(diff: dict, spread: float | None = None) -> str:
     if abs(diff["mean"]) <= margin:
         return "tie"
     return "ahead" if diff["mean"] > 0 else "behind"
+
+
+def paired_table(scores: dict, reference: str) -> pd.DataFrame:
+    """``reference`` against every other method of :func:`hinas.book.committed.per_image_scores` on the same images:
+    the mean per-image PSNR difference, its standard error, on how many images ``reference``
+    is better, and the call (:func:`paired_verdict`)."""
+    rows = []
+    for other, per_image in scores.items():
+        if other == reference:
+            continue
+        d = paired_difference(scores[reference], per_image)
+        rows.append({"comparison": f"{reference} - {other}", "images": d["images"],
+                     "mean PSNR difference (dB)": d["mean"], "standard error (dB)": d["se"],
+                     f"images where {reference.split(' (')[0]} is better": f"{d['wins']} of {d['images']}",
+                     "reading": paired_verdict(d)})
+    return pd.DataFrame(rows)

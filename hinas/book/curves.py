@@ -18,6 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
+from typing import Optional
+
+from hinas.book.compare import finite
+
 MIN_POINTS = 4  # three parameters: at least one degree of freedom left
 MAX_INTERVAL_DB = 2.0  # a wider 90% interval says nothing a reader can use
 DRAWS = 4000  # parameter draws for the interval (seeded: the same numbers every build)
@@ -193,3 +197,37 @@ def learning_curve_figure(curves: dict, *, target: float, published: dict | None
     fig.tight_layout()
     plt.close(fig)  # shown once, where the caller displays it
     return fig
+
+
+# ---------------------------------------------------------------------------------------------
+# whether a training was still improving
+# ---------------------------------------------------------------------------------------------
+# a validation PSNR that moved less than this over a training's validation window is called flat:
+# validations on a handful of held-out images wobble by a few hundredths of a dB (measured: the
+# committed sigma-50 training's last five span 0.08 dB around no trend)
+FLAT_DB = 0.1
+
+
+def validation_trend(history_csv) -> Optional[dict]:
+    """The validation PSNRs a training logged (``history.csv``): ``{points, first, last, change,
+    first_iteration, last_iteration}``, or None with fewer than two."""
+    try:
+        rows = [r for r in read_csv(history_csv) if finite(r.get("val_psnr"))]
+    except OSError:
+        return None
+    if len(rows) < 2:
+        return None
+    return {"points": len(rows), "first": rows[0]["val_psnr"], "last": rows[-1]["val_psnr"],
+            "change": rows[-1]["val_psnr"] - rows[0]["val_psnr"], "first_iteration": int(rows[0]["iteration"]),
+            "last_iteration": int(rows[-1]["iteration"])}
+
+
+def trend_reading(trend: dict) -> str:
+    """One sentence on a :func:`validation_trend`, by :data:`FLAT_DB`."""
+    span = (f"over its last {trend['points']} validations (iterations {trend['first_iteration']:,}-"
+            f"{trend['last_iteration']:,}) its validation PSNR went from {trend['first']:.2f} to {trend['last']:.2f} dB")
+    if trend["change"] >= FLAT_DB:
+        return f"{span}: it was **still improving** when its time budget ended."
+    if trend["change"] <= -FLAT_DB:
+        return f"{span}: it had stopped improving before its budget ended."
+    return f"{span}, flat within {FLAT_DB} dB as its learning rate decayed to zero: no sign of further gain at this schedule."
