@@ -253,3 +253,16 @@ def test_published_views():
     p = tables.published_pivot("table11")
     assert p.columns[0] == "method" and "Set5" in p.columns and not math.isnan(p.Set5.iloc[0])
     assert tables.bullets(["a", "b"]) == "* a\n* b"
+
+
+def test_a_moved_mixture_is_not_called_a_preference_when_the_seeds_disagree():
+    from hinas.book import search_report as sr
+    from hinas.genotype import random_genotype
+
+    m = {"epoch": 6, "n_ops": 7, "drift": 0.06, "op": "conv_3x3", "layer": 0, "median_margin": 0.01, "moved": True}
+    assert "seeds decode different cells" in sr.alpha_reading(m, 0, seeds_agree=False)
+    assert "follows preferences" in sr.alpha_reading(m, 0, seeds_agree=True)
+    a, b = random_genotype("denoise", seed=0), random_genotype("denoise", seed=1)
+    assert sr.seeds_agree({0: {"genotype": a}, 1: {"genotype": b}}) is False
+    assert sr.seeds_agree({0: {"genotype": a}, 1: {"genotype": a}}) is True
+    assert sr.seeds_agree({0: {"genotype": a}}) is None

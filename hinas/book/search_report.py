@@ -6,6 +6,8 @@ test scores against the noisy input, and the chapter's glance rows. Tables are D
 
 from __future__ import annotations
 
+import json
+
 from pathlib import Path
 
 import pandas as pd
@@ -67,15 +69,26 @@ def alpha_movement(alpha: pd.DataFrame) -> dict:
             "median_margin": float(margins.median()), "moved": drift >= MOVED_THRESHOLD}
 
 
-def alpha_reading(m: dict, seed) -> str:
-    """What :func:`alpha_movement` says about the decoded cells."""
-    return (f"Measured (seed {seed}, epoch {m['epoch']}): the largest |alpha - 1/{m['n_ops']}| over all layers, edges "
+def alpha_reading(m: dict, seed, seeds_agree: bool | None = None) -> str:
+    """What :func:`alpha_movement` says about the decoded cells; ``seeds_agree``: whether every
+    seed's search decoded the same cells (None: one seed), which a preference must survive."""
+    text = (f"Measured (seed {seed}, epoch {m['epoch']}): the largest |alpha - 1/{m['n_ops']}| over all layers, edges "
             f"and ops is **{m['drift']:.4f}** (`{m['op']}` in layer {m['layer']}); the op the decoding keeps on an edge "
-            f"leads its runner-up by {m['median_margin']:.4f} in the median edge. " +
-            ("The mixture has moved away from uniform: the decoding follows preferences the search formed."
-             if m["moved"] else
-             "**The mixture has barely moved from uniform**: at this budget the decoding picks ops by differences of "
-             "this size, so the cells found here say little about which ops the search prefers."))
+            f"leads its runner-up by {m['median_margin']:.4f} in the median edge. ")
+    if not m["moved"]:
+        return text + ("**The mixture has barely moved from uniform**: at this budget the decoding picks ops by "
+                       "differences of this size, so the cells found here say little about which ops the search prefers.")
+    if seeds_agree is False:
+        return text + ("The mixture has moved away from uniform, but **the seeds decode different cells**: the "
+                       "preferences this search formed are not yet the same from one seed to the next.")
+    return text + "The mixture has moved away from uniform: the decoding follows preferences the search formed."
+
+
+def seeds_agree(found: dict) -> bool | None:
+    """Whether the searches of every seed decoded the same cells (None with a single seed)."""
+    if len(found) < 2:
+        return None
+    return len({json.dumps(r["genotype"].to_dict()["cells"]) for r in found.values()}) == 1
 
 
 def beta_change(beta: pd.DataFrame) -> dict:
