@@ -358,22 +358,16 @@ def released_search_step(code: str, *, device="cpu", seed: int = 0, batch: int =
     optims = build.make_search_optimizers(cfg, model)
     optim_w, optim_a = optims["optim_w"], optims["optim_a"]
 
-    def weight_step(x, y):
-        loss_dict = model(x, y)
-        losses = sum(loss for loss in loss_dict.values()).mean()
-        optim_w.zero_grad()
-        losses.backward()
-        optim_w.step()
-        return losses.detach()
+    def step_with(optimizer):  # searcher.py: the same loss and backward, one optimiser per step
+        def step(x, y):
+            loss_dict = model(x, y)
+            losses = sum(loss for loss in loss_dict.values()).mean()
+            optimizer.zero_grad()
+            losses.backward()
+            optimizer.step()
+            return losses.detach()
 
-    def arch_step(x, y):
-        loss_dict = model(x, y)
-        losses = sum(loss for loss in loss_dict.values()).mean()
-        optim_a.zero_grad()
-        losses.backward()
-        optim_a.step()
-        return losses.detach()
+        step.optimizer, step.batch = optimizer, batch
+        return step
 
-    for s, opt in ((weight_step, optim_w), (arch_step, optim_a)):
-        s.optimizer, s.batch = opt, batch
-    return model, weight_step, arch_step
+    return model, step_with(optim_w), step_with(optim_a)

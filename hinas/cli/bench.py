@@ -185,8 +185,7 @@ def _cli_side_by_side(args) -> int:
                                  f=args.f, seed=args.seed, device=args.device, data_root=args.data_root,
                                  max_images=args.max_images)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(res, indent=1) + "\n")
+        _write_report(args.out, res)
     if args.json:
         print_json(res)
     else:
@@ -200,9 +199,6 @@ def _cli_side_by_side(args) -> int:
 
 
 def _cli_gpu_speed(args) -> int:
-    import json
-    from pathlib import Path
-
     from hinas.genotype import Genotype, random_genotype
 
     if not str(args.device).startswith("cuda"):
@@ -218,10 +214,7 @@ def _cli_gpu_speed(args) -> int:
         res["equivalence_tf32"] = fast_path_equivalence(genotype, device=args.device, tf32=True)
     res["genotype"] = {"file": args.genotype, "architecture": genotype.to_dict()}
     if args.out:
-        from hinas.safeio import atomic_write_text
-
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out, json.dumps(res, indent=1) + "\n")
+        _write_report(args.out, res)
     if args.json:
         print_json(res)
     else:
@@ -249,15 +242,13 @@ def _cli_gpu_levers(args) -> int:
 
 def _cli_grad_scope(args) -> int:
     from hinas.engine.common import check_device
-    from hinas.safeio import atomic_write_text
 
     check_device(args.device)
     if args.repeats < 1:
         raise HinasError("--repeats must be at least 1")
     res = gradient_scope(profile=args.profile, task=args.task, device=args.device, repeats=args.repeats)
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(args.out, json.dumps(res, indent=1) + "\n")
+        _write_report(args.out, res)
     if args.json:
         print_json(res)
     else:
@@ -266,3 +257,11 @@ def _cli_grad_scope(args) -> int:
         print(f"architecture step x{res['architecture_step_speedup']:.2f}, weight step x{res['weight_step_speedup']:.2f} "
               f"against computing every gradient")
     return 0
+
+
+def _write_report(path, res: dict) -> None:
+    """A benchmark's JSON at ``--out`` (its folder made), written atomically."""
+    from hinas.safeio import atomic_write_text
+
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(res, indent=1) + "\n")
