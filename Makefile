@@ -70,6 +70,9 @@ gpu-pack:
 	  mkdir -p .gpu/released && cp -R "$(GPU_CODE)/one_stage_nas" "$(GPU_CODE)/configs" .gpu/released/ && \
 	  find .gpu/released -name __pycache__ -prune -exec rm -rf {} + ; \
 	  git -C "$(GPU_CODE)" rev-parse HEAD > .gpu/released/COMMIT 2>/dev/null || true; echo "gpu-pack: released code from $(GPU_CODE) in .gpu/released"; fi
+	@# the commit this tree is at, for provenance where the tree travels without .git (a dirty tree says so)
+	@rev=$$(git rev-parse HEAD 2>/dev/null) && { test -z "$$(git status --porcelain --untracked-files=no)" || rev="$$rev-dirty"; } \
+	  && echo "$$rev" > .gpu/revision && echo "gpu-pack: provenance names commit $$rev (.gpu/revision)" || true
 	@bytes=$$( { git ls-files -z -co --exclude-standard; find .gpu -type f -print0; \
 	  test -d $(GPU_RESULTS) && find $(GPU_RESULTS) -type f -print0; } | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1); \
 	echo "gpu-pack: .gpu/data $$(du -sm .gpu | cut -f1) MiB; travelling tree $$((bytes / 1048576)) MiB (limit 60)"; \

@@ -334,8 +334,14 @@ def bicubic_restore(scale: int):
     return fn
 
 
-def bm3d_restore(sigma: float):
-    """restore_fn for the BM3D denoising baseline (the ``bm3d`` package, sigma on 0-255)."""
+BM3D_PROFILES = ("np", "refilter", "vn", "vn_old", "high", "deb")  # the bm3d package's parameter sets
+
+
+def bm3d_restore(sigma: float, profile: str = "np"):
+    """restore_fn for the BM3D denoising baseline (the ``bm3d`` package, sigma on 0-255;
+    ``profile``: one of :data:`BM3D_PROFILES`, 'np' by default)."""
+    if profile not in BM3D_PROFILES:
+        raise HinasError(f"unknown BM3D profile {profile!r}: use one of {', '.join(BM3D_PROFILES)}")
     try:
         import bm3d
     except ImportError:
@@ -347,7 +353,7 @@ def bm3d_restore(sigma: float):
 
         t = x.detach().float().cpu()[0]
         a = t[0].numpy().astype(np.float64) if t.shape[0] == 1 else t.numpy().transpose(1, 2, 0).astype(np.float64)
-        out = np.asarray(bm3d.bm3d(a, sigma_psd=float(sigma) / 255.0), dtype=np.float32)
+        out = np.asarray(bm3d.bm3d(a, sigma_psd=float(sigma) / 255.0, profile=profile), dtype=np.float32)
         if out.ndim == 3 and t.shape[0] == 1:
             out = out[..., 0]
         out = out[None] if out.ndim == 2 else out.transpose(2, 0, 1)

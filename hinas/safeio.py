@@ -149,6 +149,17 @@ def finite_number(value, name: str, *, lo=None, hi=None, lo_open=False, hi_open=
     return v
 
 
+def sha256_file(path) -> str:
+    """The hex SHA-256 of a file's content (how results and weights are trusted: by content)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 # -- the one pair of atomic writers (text; bytes made durable) every module uses
 def atomic_write_text(path, text: str) -> None:
     """Write ``text`` through a temp file and a rename: a crash or a full disk leaves the old

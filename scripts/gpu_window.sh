@@ -4,14 +4,18 @@
 #      `hinas bench gpu-speed` beside the released code (.gpu/released, from `make gpu-pack`);
 #   2. the campaign (paper-gpu plan) with the time that is left, on the levers the check
 #      measured as fastest, or on the eager path if the fast one failed its equivalence check.
-# Usage, from the repository root: HINAS_GIT_REVISION=<commit> scripts/gpu_window.sh SECONDS OUTDIR
-# (the commit goes into every provenance block where the tree travelled without .git)
+# Usage, from the repository root: scripts/gpu_window.sh SECONDS OUTDIR
+# (where the tree travelled without .git, every provenance block names the commit `make gpu-pack`
+# recorded in .gpu/revision; HINAS_GIT_REVISION=<commit> overrides it)
 # OUTDIR receives the logs, the benchmark JSON and results.tgz (unpack it into results/paper-gpu).
 set -u
 total=${1:?usage: scripts/gpu_window.sh SECONDS OUTDIR}
 out=${2:?usage: scripts/gpu_window.sh SECONDS OUTDIR}
 start=$(date +%s)
 export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+if [ -z "${HINAS_GIT_REVISION:-}" ] && [ ! -d .git ] && [ -f .gpu/revision ]; then
+  HINAS_GIT_REVISION=$(cat .gpu/revision); export HINAS_GIT_REVISION
+fi
 mkdir -p "$out"
 elapsed() { echo $(( $(date +%s) - start )); }
 gpu=$(python3 -c "import re, torch; m = re.search(r'\b([A-Z][0-9]{2,3})\b', torch.cuda.get_device_name(0)); print(m.group(1).lower() if m else 'gpu')" 2>/dev/null || echo gpu)

@@ -7,7 +7,9 @@ Debian Chromium through chromedriver (selenium). Checks:
 * all six chapters are in the navigation and render;
 * no request fails and none leaves 127.0.0.1 (Chrome's network log, every page visited);
 * MathJax rendered the equations (``mjx-container`` elements, no ``merror``);
-* the genotype explorer works without a kernel: choosing another layer changes the cell shown.
+* the genotype explorer works without a kernel: choosing another layer changes the cell shown;
+* every page, at 1400 px: no SEVERE browser console entry, no table wider than the text column,
+  no literal ``$...$`` math.
 
 ``HINAS_BOOK_HTML=/path/to/_build/html`` skips the build and tests that HTML instead.
 """
@@ -291,6 +293,68 @@ def test_pages_hygiene(browser, server):
     _assert_local_network(browser, server)
 
 
+# what a page has finished doing: MathJax's first typesetting, and every widget view rendered
+_SETTLED = """
+    const done = arguments[arguments.length - 1];
+    const views = document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]').length;
+    const mj = window.MathJax, typeset = mj && mj.startup && mj.startup.promise;
+    const widgets = () => views === 0 || document.querySelectorAll('.widget-subarea').length >= views;
+    const wait = () => widgets() ? done(true) : setTimeout(wait, 100);
+    (typeset ? typeset.then(wait, wait) : wait());"""
+
+# tables whose box runs past the content box of the article (the text column)
+_WIDE_TABLES = """
+    const col = document.querySelector('article.bd-article') || document.querySelector('main');
+    const style = getComputedStyle(col), box = col.getBoundingClientRect();
+    const left = box.left + parseFloat(style.paddingLeft), right = box.right - parseFloat(style.paddingRight);
+    return Array.from(col.querySelectorAll('table')).filter(t => t.getClientRects().length).map(t => {
+        const r = t.getBoundingClientRect();
+        const head = Array.from(t.querySelectorAll('th')).slice(0, 4).map(th => th.textContent.trim());
+        return [r.left < left - 1 || r.right > right + 1, `${t.id || t.className || 'table'} `
+                + `(${Math.round(r.width)} px in a ${Math.round(right - left)} px column; ${head.join(' | ')})`];
+    }).filter(([wide]) => wide).map(([, what]) => what);"""
+
+# literal TeX in the text a reader sees: $...$, or \\(...\\) that MathJax left alone (code excluded)
+_RAW_MATH = r"""
+    const root = document.querySelector('main') || document.body;
+    const walker = document.createTreeWalker(root, NodeFilter.SHOW_TEXT, {acceptNode(node) {
+        const el = node.parentElement;
+        if (!el || !el.getClientRects().length) return NodeFilter.FILTER_REJECT;  // not rendered
+        if (el.closest('script, style, code, textarea, mjx-container, .cell_input')
+            || (el.closest('pre') && !el.closest('.cell_output'))) return NodeFilter.FILTER_REJECT;
+        return NodeFilter.FILTER_ACCEPT;
+    }});
+    let text = '';
+    while (walker.nextNode()) text += walker.currentNode.data;
+    return text.match(/\$[^$\n]{1,60}\$|\\\([^\n]{1,60}?\\\)/g) || [];"""
+
+
+def test_pages_clean_in_the_browser(browser, server):
+    """Every page, at 1400 px, once MathJax and the widgets are done: no SEVERE entry in the
+    browser console (script errors, failed loads), no table wider than the text column, no
+    literal $...$ math. Storage is cleared first, so a first visit's messages count too."""
+    from selenium.common.exceptions import TimeoutException
+
+    _visit(browser, f"{server}/book/intro.html")
+    browser.execute_script("localStorage.clear(); sessionStorage.clear();")
+    browser.get_log("browser")  # only what the visits below log
+    browser.set_script_timeout(60)
+    problems = []
+    for page in ["book/intro"] + [f"book/generated/{c}" for c in CHAPTERS]:
+        _visit(browser, f"{server}/{page}.html")
+        try:
+            browser.execute_async_script(_SETTLED)
+        except TimeoutException:
+            problems.append(f"{page}: MathJax or the widgets did not finish within 60 s")
+        time.sleep(0.5)  # let what the widgets and MathJax started finish logging
+        severe = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+        problems += [f"{page}: console: {m[:400]}" for m in severe]
+        problems += [f"{page}: table wider than the text column: {t}"
+                     for t in browser.execute_script(_WIDE_TABLES)]
+        problems += [f"{page}: unrendered math {m!r}" for m in browser.execute_script(_RAW_MATH)]
+    assert not problems, "\n".join(problems)
+
+
 def test_intro_links_paper_and_glance(browser, server):
     _visit(browser, f"{server}/book/intro.html")
     hrefs = browser.execute_script("return Array.from(document.querySelectorAll('main a')).map(a => a.href)")
@@ -346,6 +410,13 @@ def test_committed_gpu_results_come_first(browser, server):
     # the pictures of the paper's BSD200 images, or the line saying why they are not there
     pictures = browser.execute_script("return document.querySelectorAll('main img').length")
     assert pictures >= 3 or "not available to this build" in text
+    # the protocol ladders: each difference between the protocols measured, and the gaps to the paper
+    # split into measured and missing parts (or the line saying no ladder is committed)
+    if list((REPO / "results" / "protocol").glob("ladder_*.json")):
+        assert "fresh noise per patch" in text and "noisy input clipped to [0, 1]" in text
+        assert "not explained by any measurement here" in text and "needs the full-length search" in text
+    else:
+        assert "no protocol ladder" in text
     _visit(browser, f"{server}/book/generated/04_search.html")
     text = _page_text(browser)
     assert all(item in text for item in searches.item), "chapter 4 lacks a committed search"

@@ -131,7 +131,7 @@ def test_committed_views_of_the_results_folder():
     t = cm.search_table(searches)
     assert t["epochs (of the paper's)"].str.contains(" of ").all()
     trains = cm.campaign_rows(REPO_ROOT, "train")
-    assert cm.train_table(trains)["iterations (of the paper's)"].str.contains("%").all()
+    assert cm.train_table(trains)["iterations"].str.contains("of the paper.s stated 400,000").all()
     caption, genotype, item = cm.searched_genotypes(searches)[0]
     assert item in caption and genotype.layers > 0
     bench = cm.gpu_bench_table(REPO_ROOT)

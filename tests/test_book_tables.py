@@ -123,6 +123,18 @@ def test_ordering_vs_paper_and_tidy_tables():
     assert "row_heading" not in html  # no pandas index
 
 
+def test_show_keeps_tables_within_the_column():
+    """The class book/_static/hinas.css styles; headers and labels that may wrap; counts as counts."""
+    df = pd.DataFrame({"dil_conv_5x5": [2], "seed": ["genotype_final"], "file": ["results/bench/train_x_1.json"],
+                       "batches with SSIM <= 0": [4]})
+    html = tables.show(df).to_html()
+    assert f'class="{tables.TABLE_CLASS}"' in html
+    assert ">dil_<wbr>conv_<wbr>5x5</th>" in html and ">genotype_<wbr>final</td>" in html
+    assert ">results/<wbr>bench/<wbr>train_x_1.json</td>" in html  # a file name stays whole
+    assert ">4</td>" in html  # a count, though its name mentions SSIM
+    assert list(tables.show(df).data.seed) == ["genotype_final"]  # the data itself is untouched
+
+
 def test_noisy_input_row_is_the_floor(root):
     row = runs.noisy_input_row("smoke", 50.0, "standard", root)
     assert row["method"] == compare.NOISY_INPUT and 10 < row["psnr"] < 20  # sigma 50: about 14 dB
@@ -132,7 +144,7 @@ def test_noisy_input_row_is_the_floor(root):
 def test_book_parameters_and_paths(tmp_path, monkeypatch):
     import nbformat
 
-    from hinas.book import build as book
+    from hinas.book import execute as book
 
     assert settings.default_runs_root() == settings.REPO_ROOT / "runs"
     assert settings.default_device("quick") == "cpu" and settings.default_device("smoke") == "cpu"
@@ -176,3 +188,15 @@ def test_rsws_from_search_smoke(root):
     cfg = settings.base_config("smoke")
     res = runs.rsws_from_search(cfg, root, n=2)
     assert len(res["scores"]) == 2 and res["genotype"].provenance["samples"] == 2
+
+
+def test_equal_published_psnrs_take_the_papers_ssim_direction():
+    """Table 4 at sigma 50 prints 26.77 dB for both rows; the paper's direction is its SSIM's (its own
+    comparison row reports an increase), so a measured increase agrees and a decrease does not."""
+    ours_up = pd.DataFrame({"method": ["A", "B"], "psnr_mean": [20.8, 20.0], "psnr_std": [None, None]})
+    ours_down = ours_up.assign(psnr_mean=[19.0, 20.0])
+    pub = pd.DataFrame({"method": ["A", "B"], "psnr": [26.77, 26.77], "ssim": [0.7635, 0.7498]})
+    up = compare.ordering_vs_paper(ours_up, pub, [("A", "B")], spread=0.5).iloc[0]
+    down = compare.ordering_vs_paper(ours_down, pub, [("A", "B")], spread=0.5).iloc[0]
+    assert up["agrees with the paper"] == "yes" and "SSIM +0.0137" in up["paper (dB)"]
+    assert down["agrees with the paper"] == "no"

@@ -18,253 +18,23 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from hinas.book.execute import KERNEL_NAME, BookError, Paths, execute_notebooks, find_notebooks
 from hinas.book.glance import write_glance
 from hinas.book.settings import REPO_ROOT, default_device
 from hinas.engine.config import PROFILES
 
-KERNEL_NAME = "python3"
-
-# npm package file or folder -> destination under _build/html/_static
 NPM_ASSETS = {
     "mathjax/es5": "mathjax",
     "requirejs/require.js": "require.js",
     "@jupyter-widgets/html-manager/dist": "html-manager",
 }
-
-
-class BookError(RuntimeError):
-    """A step of the book build failed; the message says which and how to fix it."""
-
-
-@dataclass
-class Paths:
-    root: Path
-
-    @property
-    def notebooks(self) -> Path:
-        return self.root / "notebooks"
-
-    @property
-    def generated(self) -> Path:
-        return self.root / "book" / "generated"
-
-    @property
-    def node_modules(self) -> Path:
-        return self.root / "book" / "node_modules"
-
-    @property
-    def html(self) -> Path:
-        return self.root / "_build" / "html"
-
-
-def find_notebooks(paths: Paths, only: list[str] | None = None) -> list[Path]:
-    """The chapter notebooks ``notebooks/NN_*.ipynb`` in order, optionally only some of them."""
-    found = sorted(p for p in paths.notebooks.glob("[0-9][0-9]_*.ipynb"))
-    if only:
-        wanted = {o.strip() for o in only if o.strip()}
-        found = [p for p in found if p.name[:2] in wanted or p.stem in wanted]
-        missing = wanted - {p.name[:2] for p in found} - {p.stem for p in found}
-        if missing:
-            raise BookError(f"--only names no notebook in notebooks/: {', '.join(sorted(missing))}")
-    if not found:
-        raise BookError(f"no notebooks found in {paths.notebooks}")
-    return found
-
-
-def display_path(path, root: Path = REPO_ROOT) -> str:
-    """A path as the book shows it: relative to the repository, never the machine's own folders."""
-    if path is None:
-        return "None"
-    p = Path(path)
-    try:
-        return str(p.resolve().relative_to(Path(root).resolve())) or "."
-    except ValueError:
-        return f"<{p.name or 'folder'} outside the repository>"
-
-
-def merge_parameters(out: Path, parameters: dict, root: Path) -> None:
-    """Show one parameters cell: the notebook's own, with the values this build injected.
-
-    papermill adds a cell tagged ``injected-parameters`` after the one tagged ``parameters``;
-    it is dropped from the executed copy (its values already took effect) and the original
-    cell's assignments are rewritten with those values, paths shown relative to the repository.
-    """
-    import nbformat
-
-    nb = nbformat.read(out, as_version=4)
-    nb.cells = [c for c in nb.cells if "injected-parameters" not in c.metadata.get("tags", [])]
-    env_data = os.environ.get("HINAS_DATA")
-    for cell in nb.cells:
-        if "parameters" not in cell.metadata.get("tags", []):
-            continue
-        lines = []
-        for line in cell.source.splitlines():
-            m = re.match(r"^(\s*)(\w+)(\s*:\s*[^=]+)?=\s*([^#]*?)(\s*#.*)?$", line)
-            if m and m.group(2) in parameters:
-                name, value = m.group(2), parameters[m.group(2)]
-                comment = m.group(5) or ""
-                if name in ("runs_root", "data_root") and value is not None:
-                    if env_data and name == "data_root" and Path(value) == Path(env_data):
-                        shown = '"$HINAS_DATA"'
-                    else:
-                        shown = repr(display_path(value, root))
-                else:
-                    shown = repr(value)
-                line = f"{m.group(1)}{name}{m.group(3) or ' '}= {shown}{comment}"
-            lines.append(line)
-        cell.source = "\n".join(lines)
-        if "# Parameters" in cell.source and "this build" not in cell.source:
-            cell.source = cell.source.replace(
-                "# Parameters (papermill injects the book's values after this cell).",
-                "# Parameters: the values this build of the book used (papermill -p name value changes them).")
-        break
-    nbformat.write(nb, out)
-
-
-def _format_failure(nb: Path, exc: Exception) -> str:
-    """Name the notebook and the failing cell, with its source and the error."""
-    ename = getattr(exc, "ename", type(exc).__name__)
-    evalue = getattr(exc, "evalue", str(exc))
-    index, count = getattr(exc, "cell_index", None), getattr(exc, "exec_count", None)
-    where = "a cell" if index is None else f"cell #{index}" + (f" (In [{count}])" if count else "")
-    lines = [f"notebook {nb.name} failed in {where}: {ename}: {evalue}"]
-    source = getattr(exc, "source", None)  # papermill's PapermillExecutionError carries it
-    if source:
-        lines.append("  cell source:\n    " + "\n    ".join(str(source).splitlines()[:15]))
-    return "\n".join(lines)
-
-
-def _failing_cell(output: Path) -> tuple[int | None, str]:
-    """Index and source of the cell that raised, read back from the executed notebook."""
-    try:
-        nb = json.loads(output.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None, ""
-    for i, cell in enumerate(nb.get("cells", [])):
-        for out in cell.get("outputs", []) or []:
-            if out.get("output_type") == "error":
-                return i, "".join(cell.get("source", ""))
-    return None, ""
-
-
-def _tree_digest(root: Path, patterns=("**/*",)) -> str:
-    """Hash of the names and contents of the files under ``root`` (empty if it is absent)."""
-    import hashlib
-
-    h = hashlib.sha256()
-    if root.exists():
-        files = sorted({p for pat in patterns for p in root.glob(pat) if p.is_file()
-                        and "__pycache__" not in p.parts and not p.name.endswith(".pyc")})
-        for p in files:
-            h.update(str(p.relative_to(root)).encode())
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
-def execution_key(paths: Paths, nb: Path, parameters: dict, library_digest: str) -> str:
-    """What an executed notebook depends on: its source, the parameters, hinas, results/."""
-    import hashlib
-
-    h = hashlib.sha256()
-    h.update(nb.read_bytes())
-    h.update(json.dumps(parameters, sort_keys=True).encode())
-    h.update(library_digest.encode())
-    return h.hexdigest()
-
-
-STAMP_KEY = "hinas_book"  # notebook metadata key recording what an executed notebook used
-
-
-def _up_to_date(out: Path, key: str) -> bool:
-    try:
-        meta = json.loads(out.read_text(encoding="utf-8")).get("metadata", {})
-    except (OSError, ValueError):
-        return False
-    stamp = meta.get(STAMP_KEY, {})
-    return stamp.get("key") == key and stamp.get("status") == "ok"
-
-
-def _stamp(out: Path, key: str, parameters: dict, seconds: float) -> None:
-    import nbformat
-
-    nb = nbformat.read(out, as_version=4)
-    nb.metadata[STAMP_KEY] = {"key": key, "status": "ok", "parameters": parameters,
-                              "seconds": round(seconds, 1)}
-    nbformat.write(nb, out)
-
-
-def execute_notebooks(paths: Paths, notebooks: list[Path], parameters: dict, *,
-                      timeout: int | None = None, keep_going: bool = True,
-                      force: bool = False) -> list[str]:
-    """Execute with papermill into book/generated; return failure messages (empty = success).
-
-    A notebook whose executed copy was made from the same source, parameters, ``hinas``
-    package and ``results/`` folder is not executed again (``force`` re-executes all).
-    """
-    import papermill as pm
-
-    paths.generated.mkdir(parents=True, exist_ok=True)
-    failures: list[str] = []
-    package = Path(__file__).resolve().parents[1]  # the hinas the kernels import
-    library = _tree_digest(package, ("**/*.py", "**/*.json", "**/*.yaml")) + \
-        _tree_digest(paths.root / "results")
-    env_before = os.environ.get("MPLBACKEND")
-    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
-    # Kernels inherit the environment. OpenMP threads that spin while waiting make small
-    # PyTorch CPU ops hundreds of times slower when the cores are shared (measured: a BN call
-    # on a 1x2x8x8 tensor took 18 ms on a busy 2-core machine); passive waiting avoids it. No
-    # short spin either (GOMP_SPINCOUNT): it won alone but lost 2-8x beside one busy process
-    # (hinas.engine.config, CPU threads), and a build rarely has the machine to itself.
-    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    try:
-        for nb in notebooks:
-            out = paths.generated / nb.name
-            key = execution_key(paths, nb, parameters, library)
-            if not force and _up_to_date(out, key):
-                print(f"[book] {out.relative_to(paths.root)} is up to date (same notebook, parameters, "
-                      "hinas and results/); not executed again", flush=True)
-                continue
-            t0 = time.perf_counter()
-            print(f"[book] executing {nb.relative_to(paths.root)} -> {out.relative_to(paths.root)}",
-                  flush=True)
-            try:
-                pm.execute_notebook(
-                    str(nb), str(out), parameters=parameters, kernel_name=KERNEL_NAME,
-                    cwd=str(paths.notebooks), progress_bar=False, log_output=False,
-                    execution_timeout=timeout, report_mode=False,
-                )
-            except Exception as exc:  # papermill raises PapermillExecutionError, kernels others
-                msg = _format_failure(nb, exc)
-                idx, src = _failing_cell(out)
-                if idx is not None and "cell source" not in msg:
-                    msg += f"\n  (cell #{idx} of {out.relative_to(paths.root)}):\n    " + \
-                        "\n    ".join(src.splitlines()[:15])
-                print(f"[book] FAILED after {time.perf_counter() - t0:.1f} s\n{msg}", file=sys.stderr,
-                      flush=True)
-                failures.append(msg)
-                if not keep_going:
-                    break
-                continue
-            elapsed = time.perf_counter() - t0
-            merge_parameters(out, parameters, paths.root)
-            _stamp(out, key, parameters, elapsed)
-            print(f"[book]   done in {elapsed:.1f} s", flush=True)
-    finally:
-        if env_before is None:
-            os.environ.pop("MPLBACKEND", None)
-        else:
-            os.environ["MPLBACKEND"] = env_before
-    return failures
 
 
 def ensure_npm_assets(paths: Paths, install: bool = True) -> None:
@@ -383,7 +153,7 @@ def missing_chapters(paths: Paths) -> list[str]:
 def build(profile: str = "quick", *, data_root: str | None = None, seed: int = 0,
           device: str | None = None, only: list[str] | None = None, execute: bool = True,
           runs_root: str | None = None, timeout: int | None = None, strict: bool = True,
-          npm_install: bool = True, force: bool = False, root: Path = REPO_ROOT) -> Path:
+          npm_install: bool = True, force: bool = False, root: Path = REPO_ROOT, jobs: int | None = None) -> Path:
     """Execute the notebooks and build the HTML book; return the path of ``index.html``."""
     if profile not in PROFILES:
         raise BookError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
@@ -406,7 +176,7 @@ def build(profile: str = "quick", *, data_root: str | None = None, seed: int = 0
         print(f"[book] profile {profile}: {len(notebooks)} notebook(s), parameters {parameters}",
               flush=True)
         t0 = time.perf_counter()
-        failures = execute_notebooks(paths, notebooks, parameters, timeout=timeout, force=force)
+        failures = execute_notebooks(paths, notebooks, parameters, timeout=timeout, force=force, jobs=jobs)
         timings["execute"] = time.perf_counter() - t0
         if failures:
             raise BookError(f"{len(failures)} notebook(s) failed; the book was not built:\n\n"
@@ -455,12 +225,17 @@ def main(argv: list[str] | None = None) -> int:
                    help="let Sphinx warnings pass (by default a warning fails the build)")
     b.add_argument("--no-npm-install", action="store_true",
                    help="fail instead of running npm install when book/node_modules is missing")
+    b.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="notebooks executed side by side, each after the chapters it reuses (default: 2 on "
+                        "two or more cores, else 1)")
     args = parser.parse_args(argv)
+    if args.jobs is not None and args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
     try:
         build(args.profile, data_root=args.data_root, seed=args.seed, device=args.device,
               only=args.only.split(",") if args.only else None, execute=not args.no_execute,
               runs_root=args.runs_root, timeout=args.timeout, strict=not args.no_strict,
-              npm_install=not args.no_npm_install, force=args.force)
+              npm_install=not args.no_npm_install, force=args.force, jobs=args.jobs)
     except BookError as exc:
         print(f"\n[book] ERROR: {exc}", file=sys.stderr, flush=True)
         return 1

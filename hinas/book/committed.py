@@ -219,10 +219,7 @@ def denoise_table(rows: pd.DataFrame, sigma: float, unsearched: Optional[dict] =
                     "PSNR": tables.fmt_mean_std(g.psnr.mean(), g.psnr.std() if len(g) > 1 else None),
                     "SSIM": tables.fmt_mean_std(g.ssim.mean(), g.ssim.std() if len(g) > 1 else None, 4),
                     "seeds": ", ".join(map(str, seeds)) or "–", "params": first.params,
-                    "training iterations (paper's)": (f"{int(first.train_iterations):,} "
-                                                      f"({first.train_iterations / first.paper_iterations:.1%} of "
-                                                      f"{int(first.paper_iterations):,})"
-                                                      if compare.finite(first.train_iterations) else "–"),
+                    "training iterations": tables.training_length(first.train_iterations, first.paper_iterations),
                     "trained on": first["trained on"] if isinstance(first["trained on"], str) else "–",
                     "evaluated on": first["evaluated on"]})
     pub = tables.published_rows("table10")
@@ -230,7 +227,7 @@ def denoise_table(rows: pd.DataFrame, sigma: float, unsearched: Optional[dict] =
     for p in pub.itertuples():
         out.append({"method": f"{p.method} (published, Table 10)", "protocol": "as published", "precision": "–",
                     "PSNR": f"{p.psnr:.2f}", "SSIM": f"{p.ssim:.4f}", "seeds": "–", "params": None,
-                    "training iterations (paper's)": "–", "trained on": "–", "evaluated on": "–"})
+                    "training iterations": "–", "trained on": "–", "evaluated on": "–"})
     order = list(METHOD_LABELS.values())
     order.insert(1, UNSEARCHED)
     return pd.DataFrame(out).sort_values("method", key=lambda m: m.map(
@@ -273,9 +270,7 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
     ours_ref = _mean(rows, "hinas", "hinas-reference")
     if ours_ref and len(paper):
         diff = ours_ref["psnr"] - float(paper.iloc[0])
-        why = (f"it trained {int(ours_ref['iterations']):,} iterations, "
-               f"{ours_ref['iterations'] / ours_ref['paper_iterations']:.1%} of the released code's "
-               f"{int(ours_ref['paper_iterations']):,}")
+        why = f"it trained {tables.training_length(ours_ref['iterations'], ours_ref['paper_iterations'])}"
         if searches is not None and len(searches):
             s = searches.iloc[0]
             why += f", on a genotype searched for {int(s.epochs)} of the paper's {int(s.paper_epochs)} epochs"
@@ -370,8 +365,7 @@ def train_table(trainings: pd.DataFrame) -> pd.DataFrame:
     t = trainings
     return pd.DataFrame({
         "item": t.item, "model": t.model, "sigma": t.sigma, "seed": t.seed, "params": t.params,
-        "iterations (of the paper's)": [f"{int(a):,} of {int(b):,} ({a / b:.1%})"
-                                        for a, b in zip(t.iterations, t.paper_iterations)],
+        "iterations": [tables.training_length(a, b) for a, b in zip(t.iterations, t.paper_iterations)],
         "it/s": t.iterations_per_second, "best at": t.best_iteration, "V PSNR": t.val_psnr, "V SSIM": t.val_ssim,
         "device": t.device})
 
@@ -438,8 +432,8 @@ def denoise_sigmas(repo) -> list:
 
 def denoise_title(sigma: float) -> str:
     """The heading of chapter 6's committed table at ``sigma``."""
-    return (f"**BSD200, sigma {sigma:g}** (`params`: of the network; `training iterations`: run, and the "
-            "share of the released code's schedule)")
+    return (f"**BSD200, sigma {sigma:g}** (params: of the network; training iterations: run, as a share of the "
+            "released code's schedule and of the paper's stated one)")
 
 
 def denoise_glance(rows: pd.DataFrame, sigma: float) -> list[dict]:
@@ -453,8 +447,8 @@ def denoise_glance(rows: pd.DataFrame, sigma: float) -> list[dict]:
         o = ours[ours.protocol == prot]
         if len(o):
             out.append({"chapter": "6 (GPU, committed)", "what": f"HiNAS on BSD200 (sigma {sigma:g}, {prot} protocol, "
-                        f"{o.iloc[0]['trained on']}, {o.iloc[0].train_iterations / o.iloc[0].paper_iterations:.1%} "
-                        "of the paper's training)",
+                        f"{o.iloc[0]['trained on']}, "
+                        f"{o.iloc[0].train_iterations / o.iloc[0].paper_iterations:.1%} of the released code's training)",
                         "measured": tables.fmt_mean_std(o.psnr.mean(), o.psnr.std() if len(o) > 1 else None) + " dB",
                         "published": (f"{pub_psnr.iloc[0]:.2f} dB" + ("" if prot == "hinas-reference" else
                                                                       " (under hinas-reference)")

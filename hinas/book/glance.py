@@ -8,17 +8,29 @@ from pathlib import Path
 
 
 def glance_path(runs_root, profile: str) -> Path:
-    """Where the chapters' headline numbers for ``profile`` are kept."""
-    return Path(runs_root) / f"book-glance-{profile}.json"
+    """The folder where the chapters' headline numbers for ``profile`` are kept, one file per
+    chapter (chapters executed side by side never write the same file)."""
+    return Path(runs_root) / f"book-glance-{profile}"
 
 
 def record_glance(runs_root, profile: str, chapter: str, rows: list) -> None:
     """Remember a chapter's headline numbers for the intro's results-at-a-glance table."""
-    path = glance_path(runs_root, profile)
-    data = json.loads(path.read_text()) if path.exists() else {}
-    data[chapter] = rows
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(data, indent=1, default=str))
+    from hinas.safeio import atomic_write_text
+
+    folder = glance_path(runs_root, profile)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(folder / f"{chapter}.json", json.dumps(rows, indent=1, default=str))
+
+
+def _recorded(runs_root, profile: str) -> dict:
+    """Chapter -> rows, from the files :func:`record_glance` wrote (an unreadable one is skipped)."""
+    out = {}
+    for f in sorted(glance_path(runs_root, profile).glob("*.json")):
+        try:
+            out[f.stem] = json.loads(f.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+    return out
 
 
 GLANCE_FILE = "glance.md"  # in book/generated; included by book/intro.md
@@ -27,8 +39,7 @@ GLANCE_FILE = "glance.md"  # in book/generated; included by book/intro.md
 def write_glance(paths, runs_root, profile: str) -> Path:
     """The intro's results-at-a-glance table, from the headline numbers the chapters recorded
     (:func:`record_glance`) when they were executed."""
-    src = glance_path(runs_root, profile)
-    data = json.loads(src.read_text(encoding="utf-8")) if src.exists() else {}
+    data = _recorded(runs_root, profile)
     lines = [f"Measured by this build (profile `{profile}`); *published* numbers are the paper's, on its data "
              "(BSD200), and are not comparable with crops of the embedded photos.", ""]
     rows = [r for chapter in sorted(data) for r in data[chapter]]

@@ -35,16 +35,37 @@ def search_config(cfg: RunConfig) -> RunConfig:
     return cfg.replace(**{k: s["train"].get(k, getattr(engine, k)) for k in changed})
 
 
+BUSY_WAIT_S = 2.0  # how often a run that another chapter is computing is checked again
+BUSY_LIMIT_S = 4 * 3600.0  # a run folder held longer than this is reported, not waited for
+
+
+def _cached(kind: str, cfg: RunConfig, runs_root, genotype=None) -> dict:
+    """:func:`hinas.engine.cached_run`, waiting while another chapter (executed side by side, see
+    :mod:`hinas.book.execute`) computes the same run: once it is done, its result is read back."""
+    import time
+
+    from hinas.engine.runfolder import RunFolderBusy
+
+    start = time.monotonic()
+    while True:
+        try:
+            return cached_run(kind, cfg, runs_root, genotype=genotype)
+        except RunFolderBusy:
+            if time.monotonic() - start > BUSY_LIMIT_S:
+                raise
+            time.sleep(BUSY_WAIT_S)
+
+
 def run_search(cfg: RunConfig, runs_root) -> dict:
     """Cached search; the summary gains ``run_dir`` and ``genotype`` (the best epoch's)."""
-    s = cached_run("search", search_config(cfg), runs_root)
+    s = _cached("search", search_config(cfg), runs_root)
     s["genotype"] = Genotype.load(Path(s["run_dir"]) / "genotype.json")
     return s
 
 
 def run_train(cfg: RunConfig, genotype: Optional[Genotype], runs_root) -> dict:
     """Cached training of ``genotype`` (None: ``cfg.model``, e.g. DnCNN); the summary gains ``run_dir``."""
-    return cached_run("train", cfg, runs_root, genotype=genotype)
+    return _cached("train", cfg, runs_root, genotype=genotype)
 
 
 def test_set(task: str, data_root=None, crop: Optional[int] = None, limit: Optional[int] = None):

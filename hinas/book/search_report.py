@@ -28,12 +28,17 @@ SIZE_CROP = (64, 64)  # FLOPs are counted for one grey input of this size
 
 
 def config_table(cfg, keys=CONFIG_KEYS) -> pd.DataFrame:
-    """``cfg``'s values of ``keys`` as two side-by-side (setting, value) column pairs."""
+    """``cfg``'s values of ``keys`` as two side-by-side (setting, value) column pairs; an unset
+    value (None: the default applies, e.g. ``max_images``: all) shows as the book's '–'."""
     keys = list(keys)
     half = (len(keys) + 1) // 2
     pad = [""] * (2 * half - len(keys))
-    return pd.DataFrame({"setting": keys[:half], "value": [str(getattr(cfg, k)) for k in keys[:half]],
-                         "setting ": keys[half:] + pad, "value ": [str(getattr(cfg, k)) for k in keys[half:]] + pad})
+
+    def values(names):
+        return ["–" if getattr(cfg, k) is None else str(getattr(cfg, k)) for k in names]
+
+    return pd.DataFrame({"setting": keys[:half], "value": values(keys[:half]),
+                         "setting ": keys[half:] + pad, "value ": values(keys[half:]) + pad})
 
 
 def search_summaries(found: dict) -> pd.DataFrame:

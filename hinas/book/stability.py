@@ -35,15 +35,16 @@ def recovered(last: float, first: float) -> bool:
 
 
 def stability_runs(repo) -> pd.DataFrame:
-    """One row per committed ``train_stability_*.json``: its settings, loss at the start and end
-    and their ratio, the largest loss, the batches with SSIM <= 0 and whether every loss is finite."""
+    """One row per committed ``train_stability_*.json``, in the order the chapter reads them: the
+    settings and seed that tell the runs apart, the end against the start (the recovery rule) and
+    whether every loss is finite, then the losses, the batches with SSIM <= 0, and the file."""
     rows = []
     for path in sorted(_bench(repo).glob("train_stability_*.json")):
         r = json.loads(path.read_text())
-        rows.append({"file": path.name, "bn_init": r["bn_init"], "SSIM <= 0": r["nonpositive_ssim_mode"],
-                     "iterations": r["iterations"], "first 10 loss": r["first"], "last 10 loss": r["last"],
-                     "last / first": r["ratio_last_first"], "max loss": r["max_loss"],
-                     "batches with SSIM <= 0": r["nonpositive_ssim"], "finite": r["finite"], "seed": r["seed"]})
+        rows.append({"bn_init": r["bn_init"], "SSIM <= 0": r["nonpositive_ssim_mode"],
+                     "iterations": r["iterations"], "seed": r["seed"], "last / first": r["ratio_last_first"],
+                     "finite": r["finite"], "first 10 loss": r["first"], "last 10 loss": r["last"],
+                     "max loss": r["max_loss"], "batches with SSIM <= 0": r["nonpositive_ssim"], "file": path.name})
     return pd.DataFrame(rows)
 
 

@@ -25,18 +25,25 @@ from hinas.genotype import modify_genotype
 
 
 def table1(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
-    """Table 1: LWAS x ResL (four searches, each trained) and RSWS, for denoising."""
+    """Table 1: LWAS x ResL (four searches, each trained) and RSWS, for denoising; at a profile with
+    ``ablation_table1_seeds`` only the full row (LWAS + ResL) runs over the later seeds."""
     s = profile_settings(profile)
     rows = []
-    for seed in seeds:
+    for i, seed in enumerate(seeds):
+        # the full row over every seed (its spread is the margin single-seed rows are read with);
+        # the other settings over the first ``ablation_table1_seeds`` where a profile sets it
+        every = i < s.get("ablation_table1_seeds", len(seeds))
         for lwas in (False, True):
             for residual in (False, True):
+                if not (every or (lwas and residual)):
+                    continue
                 cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True, lwas=lwas, residual=residual)
                 found = run_search(cfg, runs_root)
                 rows += train_and_score(cfg, found["genotype"], runs_root, ablation=True, protocols=protocols,
                                         limit=s["eval_limit"], data_root=data_root, method="HiNAS",
                                         lwas=lwas, residual=residual, search_seconds=found["seconds"])
-        rows += rsws(profile, seed, runs_root, device=device, data_root=data_root, protocols=protocols)
+        if every:
+            rows += rsws(profile, seed, runs_root, device=device, data_root=data_root, protocols=protocols)
     return pd.DataFrame(rows)
 
 
@@ -176,6 +183,21 @@ def fmt_mean_std(mean, std, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def training_length(iterations, code_iterations, task: str = "denoise") -> str:
+    """A training length as a share of the released code's schedule and, where the paper's text
+    states another length (denoising: 400k against the code's 600k), of that one too."""
+    from hinas.engine.budget import paper_lengths
+
+    if not (finite(iterations) and finite(code_iterations)):
+        return "–"
+    text = paper_lengths(task).get("paper_text_iterations")
+    out = (f"{int(iterations):,} iterations, {iterations / code_iterations:.1%} of the released code's "
+           f"{int(code_iterations):,}")
+    if text and text != code_iterations:
+        out += f" ({iterations / text:.1%} of the paper's stated {int(text):,})"
+    return out
+
+
 def published_rows(table: str) -> pd.DataFrame:
     """A published table of the paper as a tidy DataFrame (``source='published'``)."""
     from hinas.book.published import flat_rows
@@ -252,6 +274,13 @@ def with_noisy_input(df: pd.DataFrame, profile: str, runs_root, *, data_root=Non
     return pd.concat([df, pd.DataFrame(rows)], ignore_index=True)
 
 
+def _is_score(name: str) -> bool:
+    """A column of PSNR or SSIM scores (not a count of batches, nor a loss weight named after SSIM)."""
+    import re
+
+    return bool(re.search(r"\b(psnr|ssim)\b", name)) and not re.search(r"\b(batches|count|images|weight)\b", name)
+
+
 def tidy_table(df: pd.DataFrame, digits: Optional[dict] = None) -> pd.DataFrame:
     """A table as the book shows it: numbers rounded to what they mean (PSNR 0.01 dB, SSIM 0.0001,
     counts as integers with thousands separators, seconds 0.01 s), missing values as '–' (never
@@ -267,6 +296,8 @@ def tidy_table(df: pd.DataFrame, digits: Optional[dict] = None) -> pd.DataFrame:
         if isinstance(v, numbers.Integral):
             return f"{int(v):,}"
         if isinstance(v, numbers.Real):
+            if not _is_score(name) and "weight" in name:
+                return f"{v:g}"
             d = next((n for k, n in rules.items() if k in name), 2)
             return f"{v:.{d}f}"
         return v
@@ -278,7 +309,10 @@ def tidy_table(df: pd.DataFrame, digits: Optional[dict] = None) -> pd.DataFrame:
             out[c] = col.map({True: "yes", False: "no"})
         elif pd.api.types.is_numeric_dtype(col):
             values = [float(v) for v in col if finite(v)]
-            if values and all(v == int(v) for v in values) and "psnr" not in name and "ssim" not in name:
+            whole = values and all(v == int(v) for v in values)
+            # a count stays a count even when its name mentions SSIM ("batches with SSIM <= 0"), and
+            # a loss weight is not a score ("ssim_weight")
+            if whole and (pd.api.types.is_integer_dtype(col) or not _is_score(name)):
                 out[c] = [f"{int(v):,}" if finite(v) else "–" for v in col]
             else:
                 out[c] = [fmt(float(v), name) if finite(v) else "–" for v in col]
@@ -287,11 +321,40 @@ def tidy_table(df: pd.DataFrame, digits: Optional[dict] = None) -> pd.DataFrame:
     return out
 
 
-TABLE_STYLE = [{"selector": "th, td", "props": "padding: 0.2em 0.7em; text-align: left; vertical-align: top"},
+TABLE_STYLE = [{"selector": "th, td", "props": "padding: 0.2em 0.5em; text-align: left; vertical-align: top"},
                {"selector": "", "props": "border-collapse: collapse; margin-bottom: 1em; font-size: 0.9em"},
                {"selector": "thead th", "props": "border-bottom: 1px solid #999"}]
 
 
+# the class book/_static/hinas.css keeps within the text column
+TABLE_CLASS = "hinas-table"
+
+
+def breakable(text, after: str = "_/"):
+    """``text`` with a line-break opportunity (``<wbr>``) after each character of ``after``, so
+    that snake_case names (``dil_conv_5x5``, ``bn_init``) and paths wrap in a narrow column; the
+    text a reader sees or copies is unchanged. Anything but a string, or a string with markup,
+    is returned as it is."""
+    if not isinstance(text, str) or "<" in text:
+        return text
+    for ch in after:
+        text = text.replace(ch, ch + "<wbr>")
+    return text
+
+
+def _breakable_cell(value):
+    """A cell as :func:`breakable` makes it, except that a file name (``name.ext``) stays whole."""
+    if isinstance(value, str) and "." in value.rsplit("/", 1)[-1].lstrip("."):
+        return breakable(value, "/")
+    return breakable(value)
+
+
 def show(df: pd.DataFrame, digits: Optional[dict] = None):
-    """Display a table the book's way: tidy (:func:`tidy_table`), padded, without the pandas index."""
-    return tidy_table(df, digits).style.hide(axis="index").set_table_styles(TABLE_STYLE)
+    """Display a table the book's way: tidy (:func:`tidy_table`), padded, without the pandas index,
+    never wider than the text column (:data:`TABLE_CLASS`: a table that cannot shrink enough
+    scrolls sideways in its own box, first columns in view). Headers and cells may wrap after
+    ``_`` and ``/`` (:func:`breakable`); a file name in a cell stays whole."""
+    return (tidy_table(df, digits).style.hide(axis="index").set_table_styles(TABLE_STYLE)
+            .set_table_attributes(f'class="{TABLE_CLASS}"')
+            .format(_breakable_cell)
+            .format_index(lambda label: breakable(str(label)), axis=1))

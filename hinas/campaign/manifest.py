@@ -20,25 +20,16 @@ A file in the folder that the manifest does not list is reported (``unlisted``),
 
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 from pathlib import Path, PurePosixPath
 
 from hinas.campaign.folders import DONE, ERROR, MANIFEST, SUMMARY, WORK, write_json
 from hinas.errors import HinasError
-from hinas.safeio import quote
+from hinas.safeio import quote, sha256_file
 
 FORMAT = 1
 NOT_LISTED = {DONE, MANIFEST, ERROR, *WORK}
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while chunk := fh.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def safe_relative(name) -> str | None:

@@ -11,8 +11,8 @@ from pathlib import Path
 from hinas.cli import print_json
 from hinas.engine.common import check_device
 from hinas.errors import HinasError
-from hinas.evaluation import (EVAL_SCALES, PROTOCOLS, bicubic_restore, bm3d_restore, default_dataset, evaluate,
-                              evaluate_run)
+from hinas.evaluation import (BM3D_PROFILES, EVAL_SCALES, PROTOCOLS, bicubic_restore, bm3d_restore, default_dataset,
+                              evaluate, evaluate_run)
 from hinas.safeio import finite_number, names_file, quote
 
 
@@ -59,6 +59,7 @@ def register_cli(subparsers) -> None:
                                   f"{k}: {v['summary']}" for k, v in PROTOCOLS.items()))
     add_eval_arguments(p)
     p.set_defaults(func=_eval_command)
+    register_ladder_cli(subparsers)
 
 
 def run_eval(args) -> dict:
@@ -161,4 +162,107 @@ def _eval_command(args) -> int:
         if res.get("embedded"):
             line += " - embedded images, NOT comparable with the paper"
         print(line)
+    return 0
+
+
+# ------------------------------------------------------------------------------ protocol-ladder
+
+def register_ladder_cli(subparsers) -> None:
+    from hinas.protocol_ladder import INPUT_STEPS, PROTOCOL_STEPS
+
+    p = subparsers.add_parser(
+        "protocol-ladder", help="what each difference between the denoising protocols is worth, step by step",
+        description="Score one denoiser on the same images under protocols that differ by one thing each, from "
+                    "'standard' to 'hinas-reference' (" + "; ".join(f"{s.key}: {s.label}" for s in PROTOCOL_STEPS)
+                    + "), optionally with the noisy input clipped/quantised (" + "; ".join(
+                        f"{s.key}: {s.label}" for s in INPUT_STEPS) + "). The file is saved after every image; "
+                    "the same command continues it.")
+    p.add_argument("method", nargs="?", choices=["bm3d", "noisy"], default=None,
+                   help="a baseline (bm3d, or noisy: the input itself); omit with --weights")
+    p.add_argument("--weights", default=None, metavar="DIR", help="a trained denoising run folder")
+    p.add_argument("--sigma", type=float, required=True, help="noise level on the 0-255 scale")
+    p.add_argument("--dataset", default=None, help="dataset name or folder (default: BSDS500-test)")
+    p.add_argument("--data-root", default=None, metavar="DIR", help="datasets folder (default: $HINAS_DATA)")
+    p.add_argument("--limit", type=int, default=None, metavar="N",
+                   help="only the first N images (sorted); a later call with a larger N continues the same file")
+    p.add_argument("--input-steps", action="store_true",
+                   help="also score the noisy input clipped to [0, 1], and clipped and rounded to uint8")
+    p.add_argument("--steps", default=None, metavar="KEYS",
+                   help="comma-separated steps to score (default: every protocol step, plus the input steps with "
+                        "--input-steps)")
+    p.add_argument("--bm3d-profile", default="np", choices=BM3D_PROFILES,
+                   help="the bm3d package's parameter set (default: np)")
+    p.add_argument("--device", default="cpu", help="torch device for networks (default: cpu)")
+    p.add_argument("--out", required=True, metavar="FILE", help="the ladder's JSON file (continued if it exists)")
+    p.set_defaults(func=_ladder_command)
+
+
+def _ladder_command(args) -> int:
+    from hinas.data.datasets import load_dataset
+    from hinas.protocol_ladder import INPUT_STEPS, PROTOCOL_STEPS, STEPS, ladder_identity, run_ladder, step_differences
+    from hinas.safeio import atomic_write_text, load_json_file, sha256_file
+
+    check_device(args.device)
+    if (args.method is None) == (args.weights is None):
+        raise HinasError("give a baseline (bm3d or noisy) or --weights DIR, one of them")
+    finite_number(args.sigma, "--sigma", lo=0, hi=255, lo_open=True)
+    if args.limit is not None and args.limit < 1:
+        raise HinasError(f"--limit must be at least 1, got {args.limit}")
+    out = Path(args.out)
+    if out.is_dir():
+        raise HinasError(f"{quote(out)}: --out names a folder; give a file name (e.g. ladder.json)")
+    blocker = next((p for p in out.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise HinasError(f"{quote(blocker)}: is a file, so --out {quote(out)} cannot be written; choose another --out")
+    steps = [s.key for s in PROTOCOL_STEPS + (INPUT_STEPS if args.input_steps else ())]
+    if args.steps is not None:
+        asked = [k.strip() for k in args.steps.split(",") if k.strip()]
+        unknown = [k for k in asked if k not in STEPS]
+        if unknown or not asked:
+            raise HinasError(f"--steps: unknown step {unknown[0] if unknown else '(none given)'!r}; use some of "
+                             f"{', '.join(STEPS)}")
+        steps = [k for k in STEPS if k in asked]
+    if args.weights is not None:
+        from hinas.network_file import load_trained
+
+        model, spec = load_trained(args.weights, "best", args.device)
+        if spec.get("task", "denoise") != "denoise":
+            raise HinasError(f"{quote(args.weights)}: an SR network; the protocol ladder is for denoisers")
+        restore, method = model, "network"
+        setup = {"weights": str(args.weights), "model": spec.get("model"),
+                 "weights_sha256": sha256_file(Path(args.weights) / "weights.safetensors")}
+    elif args.method == "bm3d":
+        restore, method, setup = bm3d_restore(args.sigma, args.bm3d_profile), "bm3d", {"bm3d_profile": args.bm3d_profile}
+    else:
+        restore, method, setup = (lambda x: x), "noisy", {}
+    dataset = load_dataset(args.dataset or default_dataset("denoise", args.data_root), args.data_root,
+                           grey=True).limit(args.limit)
+    # the images are not part of the identity: a later call with a larger --limit continues the file
+    identity = ladder_identity(method, args.sigma, dataset.name, steps, **setup)
+    previous = None
+    if out.exists():
+        previous = load_json_file(out, "protocol ladder")
+        theirs = {k: previous.get(k) for k in identity}
+        if theirs != identity:
+            diff = next(k for k in identity if theirs.get(k) != identity[k])
+            raise HinasError(f"{quote(out)}: holds a ladder of another setup ({diff}: {theirs.get(diff)!r}, asked "
+                             f"{identity[diff]!r}); choose another --out, or delete the file to start again")
+    stamp = {"command": "hinas " + " ".join(sys.argv[1:]) if sys.argv else "hinas protocol-ladder",
+             "device": str(args.device)}
+
+    def save(result):
+        stamp["date"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+        atomic_write_text(out, json.dumps({**result, "provenance": stamp}, indent=1) + "\n")
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    res = run_ladder(restore, dataset, identity, device=args.device, previous=previous, save=save,
+                     progress=sys.stderr.isatty())
+    save(res)
+    print(f"{method} on {dataset.name}, sigma {args.sigma:g}, {len(res['per_image'])} images -> {quote(out)}")
+    for s, v in res["summary"].items():
+        print(f"  {s:<20} PSNR {v['psnr']:.3f} dB  SSIM {v['ssim']:.4f}")
+    for d in step_differences(res):
+        p = d["psnr"]
+        print(f"  {d['step']:<20} {p['mean']:+.3f} dB (SE {p['se']:.3f}, up on {p['wins']} of {p['images']} images) "
+              f"from {d['from']}")
     return 0
