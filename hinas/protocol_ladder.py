@@ -27,7 +27,7 @@ import numpy as np
 from hinas.errors import HinasError
 
 __all__ = ["Step", "PROTOCOL_STEPS", "INPUT_STEPS", "STEPS", "run_ladder", "ladder_identity", "summarise",
-           "step_differences"]
+           "step_scores", "step_differences"]
 
 FORMAT = 1
 PATCH, STRIDE = 64, 48  # the released dn_eval.py
@@ -151,14 +151,17 @@ def summarise(result: dict) -> dict:
     return out
 
 
+def step_scores(result: dict, key: str) -> list[dict]:
+    """``[{name, psnr, ssim}]`` of step ``key`` over the images scored at it (what
+    :func:`hinas.stats.paired_difference` pairs by name)."""
+    return [{"name": r["name"], **r["scores"][key]} for r in result["per_image"] if key in r["scores"]]
+
+
 def step_differences(result: dict, against: str | None = None) -> list[dict]:
     """Per step, the paired difference on the same images from the step before it (a protocol step
     from the previous protocol step, an input step from ``standard``), or from step ``against`` when
     given: ``{step, from, label, psnr: paired_difference, ssim: paired_difference}``."""
     from hinas.stats import paired_difference
-
-    def scored(key):
-        return [{"name": r["name"], **r["scores"][key]} for r in result["per_image"] if key in r["scores"]]
 
     rows, prev = [], None
     for key in result["steps"]:
@@ -167,7 +170,7 @@ def step_differences(result: dict, against: str | None = None) -> list[dict]:
         prev = key if is_protocol else prev
         if base is None or base == key or base not in result["steps"]:
             continue
-        a, b = scored(key), scored(base)
+        a, b = step_scores(result, key), step_scores(result, base)
         rows.append({"step": key, "from": base, "label": STEPS[key].label,
                      "psnr": paired_difference(a, b, "psnr"), "ssim": paired_difference(a, b, "ssim")})
     return rows

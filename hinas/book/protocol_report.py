@@ -14,7 +14,7 @@ import pandas as pd
 
 from hinas.book import compare, tables
 from hinas.book.committed import METHOD_LABELS, UNSEARCHED, method_label
-from hinas.protocol_ladder import INPUT_STEPS, PROTOCOL_STEPS, STEPS, step_differences
+from hinas.protocol_ladder import INPUT_STEPS, PROTOCOL_STEPS, STEPS, step_differences, step_scores
 from hinas.safeio import load_json_file
 
 LADDERS = "results/protocol"
@@ -141,9 +141,7 @@ def _bm3d_parts(lad: dict, rows: pd.DataFrame, sigma: float) -> list[dict]:
                         "change": r["psnr"]})
     for label, d in lad.items():
         if label.startswith("BM3D (profile"):
-            mine = [{"name": r["name"], **r["scores"]["standard"]} for r in d["per_image"]]
-            ref = [{"name": r["name"], **r["scores"]["standard"]} for r in base["per_image"]]
-            diff = paired_difference(mine, ref)
+            diff = paired_difference(step_scores(d, "standard"), step_scores(base, "standard"))
             out.append({"what": f"standard protocol, BM3D {label[6:-1]}", "images": diff["images"],
                         "psnr": std + diff["mean"], "change": diff})
     return out

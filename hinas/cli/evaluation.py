@@ -130,16 +130,21 @@ def _write_result(path: Path, text: str, force: bool) -> None:
             os.unlink(tmp)
 
 
+def check_file_target(path: Path, flag: str, example: str) -> None:
+    """Refuse, before any work, a ``flag`` file that names a folder or lies under a file."""
+    if path.is_dir():
+        raise HinasError(f"{quote(path)}: {flag} names a folder; give a file name (e.g. {example})")
+    blocker = next((p for p in path.parents if p.exists()), None)
+    if blocker is not None and not blocker.is_dir():
+        raise HinasError(f"{quote(blocker)}: is a file, so {flag} {quote(path)} cannot be written; "
+                         f"choose another {flag}")
+
+
 def _eval_command(args) -> int:
     check_device(args.device)
     save = Path(args.save) if args.save else None
     if save is not None:  # refuse before minutes of evaluation, not after
-        if save.is_dir():
-            raise HinasError(f"{quote(save)}: --save names a folder; give a file name (e.g. result.json)")
-        blocker = next((p for p in save.parents if p.exists()), None)
-        if blocker is not None and not blocker.is_dir():
-            raise HinasError(f"{quote(blocker)}: is a file, so --save {quote(save)} cannot be written; "
-                             f"choose another --save")
+        check_file_target(save, "--save", "result.json")
         if save.exists() and not getattr(args, "force", False):
             raise HinasError(f"{quote(save)}: already exists; pass --force to overwrite it, or choose another --save")
     res = evaluate_weights(args) if args.weights is not None else run_eval(args)
@@ -209,11 +214,7 @@ def _ladder_command(args) -> int:
     if args.limit is not None and args.limit < 1:
         raise HinasError(f"--limit must be at least 1, got {args.limit}")
     out = Path(args.out)
-    if out.is_dir():
-        raise HinasError(f"{quote(out)}: --out names a folder; give a file name (e.g. ladder.json)")
-    blocker = next((p for p in out.parents if p.exists()), None)
-    if blocker is not None and not blocker.is_dir():
-        raise HinasError(f"{quote(blocker)}: is a file, so --out {quote(out)} cannot be written; choose another --out")
+    check_file_target(out, "--out", "ladder.json")
     steps = [s.key for s in PROTOCOL_STEPS + (INPUT_STEPS if args.input_steps else ())]
     if args.steps is not None:
         asked = [k.strip() for k in args.steps.split(",") if k.strip()]
