@@ -62,6 +62,11 @@ GPU_SETS ?= BSDS500 Set5 Set14
 GPU_RESULTS ?= results/paper-gpu
 # a checkout of the released code (hkzhang-git/HiNAS) for `hinas bench gpu-speed --code`; copied, never committed
 GPU_CODE ?=
+# GPU_NOTEBOOKS=1: also the wheels the chapters need there (scripts/gpu_notebook_wheels.txt, for the GPU
+# machine's Python 3.12), so that scripts/gpu_window.sh executes them once with papermill (about 10 MiB)
+GPU_NOTEBOOKS ?=
+GPU_WHEEL_PLATFORMS := $(foreach n,2_17 2_24 2_26 2_27 2_28 2_31 2_34 2_5 2_12,--platform manylinux_$(n)_x86_64) \
+  --platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platform manylinux1_x86_64
 gpu-pack:
 	@for s in $(GPU_SETS); do test -d "$(GPU_DATA)/$$s" || { echo "gpu-pack: $(GPU_DATA)/$$s not found; set HINAS_DATA or GPU_DATA to the datasets folder (python data_scripts/download.py $$s)" >&2; exit 2; }; done
 	rm -rf .gpu && mkdir -p .gpu/data
@@ -70,10 +75,15 @@ gpu-pack:
 	  mkdir -p .gpu/released && cp -R "$(GPU_CODE)/one_stage_nas" "$(GPU_CODE)/configs" .gpu/released/ && \
 	  find .gpu/released -name __pycache__ -prune -exec rm -rf {} + ; \
 	  git -C "$(GPU_CODE)" rev-parse HEAD > .gpu/released/COMMIT 2>/dev/null || true; echo "gpu-pack: released code from $(GPU_CODE) in .gpu/released"; fi
+	@if [ -n "$(GPU_NOTEBOOKS)" ]; then \
+	  $(or $(wildcard $(PY)),$(PYTHON)) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+	    --implementation cp $(GPU_WHEEL_PLATFORMS) -d .gpu/wheels -r scripts/gpu_notebook_wheels.txt \
+	  || { echo "gpu-pack: the wheels of scripts/gpu_notebook_wheels.txt did not download (pip's message above)" >&2; exit 2; }; \
+	  echo "gpu-pack: $$(ls .gpu/wheels | wc -l) wheels for the chapters in .gpu/wheels ($$(du -sm .gpu/wheels | cut -f1) MiB)"; fi
 	@# the commit this tree is at, for provenance where the tree travels without .git (a dirty tree says so)
 	@rev=$$(git rev-parse HEAD 2>/dev/null) && { test -z "$$(git status --porcelain --untracked-files=no)" || rev="$$rev-dirty"; } \
 	  && echo "$$rev" > .gpu/revision && echo "gpu-pack: provenance names commit $$rev (.gpu/revision)" || true
 	@bytes=$$( { git ls-files -z -co --exclude-standard; find .gpu -type f -print0; \
 	  test -d $(GPU_RESULTS) && find $(GPU_RESULTS) -type f -print0; } | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1); \
-	echo "gpu-pack: .gpu/data $$(du -sm .gpu | cut -f1) MiB; travelling tree $$((bytes / 1048576)) MiB (limit 60)"; \
+	echo "gpu-pack: .gpu $$(du -sm .gpu | cut -f1) MiB; travelling tree $$((bytes / 1048576)) MiB (limit 60)"; \
 	test $$bytes -le 62914560 || { echo "gpu-pack: the travelling tree is over 60 MiB; pack fewer sets (GPU_SETS=...)" >&2; exit 1; }

@@ -17,9 +17,11 @@ target cell once per incoming level (``Supernet.cell_evaluations``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import statistics
+import sys
 import tempfile
 import time
 
@@ -41,10 +43,27 @@ def _step(net, loss_fn, x, y):
     return loss
 
 
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """Process-level stderr to /dev/null for the block: PyTorch 2.13's profiler writes a
+    'profiler_start' / 'profiler_stop' line from C++ at each start and stop, which a notebook
+    would show as output. Python errors are raised, not printed, so none is lost."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def _cpu_peak_bytes(net, loss_fn, x, y) -> int:
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
         _step(net, loss_fn, x, y)
     fd, trace = tempfile.mkstemp(suffix=".json")
     os.close(fd)

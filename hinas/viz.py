@@ -1,7 +1,9 @@
 """Graphviz drawings of supercells, cells, width paths and the supernet grid (render needs `dot`).
 
-Every function returns a :class:`graphviz.Digraph`; ``.pipe(format='svg')`` gives SVG bytes and
-notebooks display the object directly.
+Every function returns a :class:`Drawing` (a :class:`graphviz.Digraph`); ``.pipe(format='svg')``
+gives SVG bytes and notebooks display the object directly. Where graphviz's ``dot`` program is
+missing (a GPU machine that runs the notebooks, a bare container), a notebook shows the drawing
+as its DOT source with :data:`NO_DOT` instead of a traceback.
 """
 
 from __future__ import annotations
@@ -21,10 +23,25 @@ OP_COLOURS = {
 }
 
 
-def draw_supercell(steps: int, n_ops: int) -> graphviz.Digraph:
+NO_DOT = ("graphviz's `dot` program is not installed on this machine, so this drawing is shown as its "
+          "DOT source; install graphviz (e.g. `apt-get install graphviz`) to see it drawn.")
+
+
+class Drawing(graphviz.Digraph):
+    """A :class:`graphviz.Digraph` that a notebook shows as its DOT source, with :data:`NO_DOT`,
+    where ``dot`` is missing (graphviz itself would leave a traceback in the output)."""
+
+    def _repr_mimebundle_(self, include=None, exclude=None, **kwargs):
+        try:
+            return super()._repr_mimebundle_(include, exclude, **kwargs)
+        except graphviz.ExecutableNotFound:
+            return {"text/markdown": f"{NO_DOT}\n\n```dot\n{self.source}```\n", "text/plain": self.source}
+
+
+def draw_supercell(steps: int, n_ops: int) -> Drawing:
     """A supercell before decoding: inputs h_{l-2}, h_{l-1}, ``steps`` nodes each fed by every
     earlier node and both inputs, every edge carrying all ``n_ops`` candidate ops, concat output."""
-    g = graphviz.Digraph("supercell", format="svg")
+    g = Drawing("supercell", format="svg")
     g.attr(rankdir="LR", fontname="Helvetica")
     g.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
     g.node("in0", "h(l-2)", fillcolor="#fde9d9")
@@ -39,11 +56,11 @@ def draw_supercell(steps: int, n_ops: int) -> graphviz.Digraph:
     return g
 
 
-def draw_cell(genotype: Genotype, layer: int = 0, *, title: str | None = None) -> graphviz.Digraph:
+def draw_cell(genotype: Genotype, layer: int = 0, *, title: str | None = None) -> Drawing:
     """One derived cell: inputs h_{l-2}, h_{l-1}, B nodes, concat output; edges labelled by op."""
     if not 0 <= layer < genotype.layers:
         raise IndexError(f"layer {layer} out of range 0..{genotype.layers - 1}")
-    g = graphviz.Digraph(f"cell_l{layer}", format="svg")
+    g = Drawing(f"cell_l{layer}", format="svg")
     g.attr(rankdir="LR", bgcolor="white", fontname="Helvetica",
            label=title or f"layer {layer} (width level {genotype.path[layer]})", labelloc="t")
     g.attr("node", shape="box", style="rounded,filled", fontname="Helvetica", fontsize="11")
@@ -62,10 +79,10 @@ def draw_cell(genotype: Genotype, layer: int = 0, *, title: str | None = None) -
     return g
 
 
-def draw_path(genotype: Genotype, *, title: str | None = None) -> graphviz.Digraph:
+def draw_path(genotype: Genotype, *, title: str | None = None) -> Drawing:
     """The width path on the (layer, level) grid: the chosen cells filled, others outlined."""
     levels = len(genotype.width_factors)
-    g = graphviz.Digraph("width_path", format="svg")
+    g = Drawing("width_path", format="svg")
     g.attr(rankdir="LR", bgcolor="white", fontname="Helvetica", newrank="true",
            label=title or "width path", labelloc="t")
     g.attr("node", shape="circle", fontname="Helvetica", fontsize="10", width="0.6", fixedsize="true")
@@ -86,11 +103,11 @@ def draw_path(genotype: Genotype, *, title: str | None = None) -> graphviz.Digra
 
 
 def draw_supernet(layers: int, levels: int, width_factors, beta_weights=None,
-                  path=None) -> graphviz.Digraph:
+                  path=None) -> Drawing:
     """The supernet grid with every possible move; edge labels are beta weights when given."""
     from hinas.supernet import MOVES, grid_sources
 
-    g = graphviz.Digraph("supernet", format="svg")
+    g = Drawing("supernet", format="svg")
     g.attr(rankdir="LR", bgcolor="white", fontname="Helvetica", newrank="true")
     g.attr("node", shape="circle", fontname="Helvetica", fontsize="10", width="0.6", fixedsize="true")
     g.node("s-1h0", "stem", shape="box", fixedsize="false")

@@ -2,17 +2,21 @@
 # One GPU window, as one command on the GPU machine (README "Reproduce on a GPU"):
 #   1. the fast path's check: its CUDA tests (equivalence with the eager path) and
 #      `hinas bench gpu-speed` beside the released code (.gpu/released, from `make gpu-pack`);
-#   2. the campaign (paper-gpu plan) with the time that is left, on the levers the check
+#   2. once, where .gpu/wheels holds the wheels of `make gpu-pack GPU_NOTEBOOKS=1` and no run is
+#      sealed yet: the chapter notebooks executed with papermill on the GPU (scripts/gpu_notebooks.sh,
+#      at most GPU_NOTEBOOKS_SECONDS, default 180), sealed as results/paper-gpu/notebooks-smoke-cuda;
+#   3. the campaign (paper-gpu plan) with the time that is left, on the levers the check
 #      measured as fastest, or on the eager path if the fast one failed its equivalence check.
 # Usage, from the repository root: scripts/gpu_window.sh SECONDS OUTDIR
 # (where the tree travelled without .git, every provenance block names the commit `make gpu-pack`
 # recorded in .gpu/revision; HINAS_GIT_REVISION=<commit> overrides it)
-# OUTDIR receives the logs, the benchmark JSON and results.tgz (unpack it into results/paper-gpu).
+# OUTDIR receives the logs, the benchmark JSON, results.tgz and notebooks.tgz (unpack both into
+# results/paper-gpu).
 set -u
 total=${1:?usage: scripts/gpu_window.sh SECONDS OUTDIR}
 out=${2:?usage: scripts/gpu_window.sh SECONDS OUTDIR}
 start=$(date +%s)
-export PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if [ -z "${HINAS_GIT_REVISION:-}" ] && [ ! -d .git ] && [ -f .gpu/revision ]; then
   HINAS_GIT_REVISION=$(cat .gpu/revision); export HINAS_GIT_REVISION
 fi
@@ -31,6 +35,16 @@ timeout 240 python3 -m hinas bench gpu-speed $code --genotype "$genotype" --equi
 echo "bench exit $?"; tail -25 "$out/check_bench.log"
 [ -f "$bench" ] && cp "$bench" "$out/"
 sets=$(python3 -m hinas bench gpu-levers "$bench" 2>>"$out/check_bench.log" || echo "--set cuda_graphs=false --set fused_optimizer=false --set native_batchnorm=false --set channels_last=false")
+if [ -d .gpu/wheels ] && [ ! -e results/paper-gpu/notebooks-smoke-cuda/done ]; then
+  # at most GPU_NOTEBOOKS_SECONDS, and never the campaign's last 240 s (it needs them more)
+  nb=$(( total - $(elapsed) - 25 - 240 )); cap=${GPU_NOTEBOOKS_SECONDS:-180}; [ "$nb" -gt "$cap" ] && nb=$cap
+  if [ "$nb" -ge 90 ]; then
+    echo "== the chapters with papermill on the GPU, once, at most $nb s ($(elapsed) s)"
+    bash scripts/gpu_notebooks.sh "$nb" "$out" smoke cuda
+  else
+    echo "== the chapters on the GPU: not in this window (only $nb s would be left beside the campaign)"
+  fi
+fi
 echo "== campaign with $sets ($(elapsed) s)"
 left=$(( total - $(elapsed) - 25 ))
 if [ "$left" -gt 60 ]; then

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from hinas.book.execute import KERNEL_NAME, BookError, Paths, execute_notebooks, find_notebooks
 from hinas.book.glance import write_glance
+from hinas.book.notebook_pages import write_pages
 from hinas.book.settings import REPO_ROOT, default_device
 from hinas.engine.config import PROFILES
 
@@ -130,7 +131,7 @@ def missing_chapters(paths: Paths) -> list[str]:
     out = []
     for entry in toc.get("chapters", []):
         f = entry.get("file", "")
-        if not f.startswith("book/generated/") or (paths.root / (f + ".ipynb")).exists():
+        if not f.startswith("book/generated/") or any((paths.root / (f + ext)).exists() for ext in (".ipynb", ".md")):
             continue
         name = Path(f).name
         if (paths.notebooks / (name + ".ipynb")).exists():
@@ -181,6 +182,7 @@ def build(profile: str = "quick", *, data_root: str | None = None, seed: int = 0
         if failures:
             raise BookError(f"{len(failures)} notebook(s) failed; the book was not built:\n\n"
                             + "\n\n".join(failures))
+    write_pages(paths, paths.root / "results")  # the appendix of sealed runs on other machines
     absent = missing_chapters(paths)
     if absent:
         raise BookError("no executed notebook for chapter(s) " + ", ".join(absent)
@@ -228,9 +230,22 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="notebooks executed side by side, each after the chapters it reuses (default: 2 on "
                         "two or more cores, else 1)")
+    e = sub.add_parser("execute", help="execute the chapters into a sealed item of a results folder (e.g. on a "
+                                       "GPU machine; the build renders it in an appendix)")
+    e.add_argument("--results", required=True, help="results folder (e.g. results/paper-gpu)")
+    e.add_argument("--profile", choices=PROFILES, default="smoke", help="experiment size (default smoke)")
+    e.add_argument("--device", default=None, help="cpu or cuda (default: cuda where a GPU is visible)")
+    e.add_argument("--seed", type=int, default=0, help="seed passed to every notebook (0)")
+    e.add_argument("--data-root", default=None, help="benchmark images folder (default: the embedded photos)")
+    e.add_argument("--runs-root", default=None, help="where its experiment runs are cached (default: runs/)")
+    e.add_argument("--only", default=None, help="comma-separated notebook numbers or names (default: all)")
+    e.add_argument("--timeout", type=int, default=None, help="per-cell timeout in seconds (none)")
+    e.add_argument("--jobs", type=int, default=None, metavar="N", help="notebooks side by side (default as build)")
     args = parser.parse_args(argv)
     if args.jobs is not None and args.jobs < 1:
         parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.command == "execute":
+        return _execute(args, argv)
     try:
         build(args.profile, data_root=args.data_root, seed=args.seed, device=args.device,
               only=args.only.split(",") if args.only else None, execute=not args.no_execute,
@@ -241,4 +256,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     return 0
 
+
+def _execute(args, argv) -> int:
+    """``execute``: a bad call is one line and exit 2, a failed notebook exit 1."""
+    from hinas.book.notebook_run import execute_into
+    from hinas.errors import HinasError
+
+    device = args.device or ("cuda" if default_device("gpu") == "cuda" else "cpu")
+    try:
+        execute_into(args.results, args.profile, device, seed=args.seed, data_root=args.data_root,
+                     runs_root=args.runs_root, jobs=args.jobs, timeout=args.timeout,
+                     only=args.only.split(",") if args.only else None,
+                     command=" ".join(["python -m hinas.book"] + list(argv if argv is not None else sys.argv[1:])))
+    except HinasError as exc:
+        print(f"python -m hinas.book execute: {exc}", file=sys.stderr, flush=True)
+        return 2
+    except BookError as exc:
+        print(f"\n[book] ERROR: {exc}", file=sys.stderr, flush=True)
+        return 1
+    return 0
 

@@ -24,6 +24,7 @@ class BookError(RuntimeError):
 @dataclass
 class Paths:
     root: Path
+    out: Path | None = None  # where executed notebooks go, when not book/generated (a sealed run)
 
     @property
     def notebooks(self) -> Path:
@@ -31,7 +32,7 @@ class Paths:
 
     @property
     def generated(self) -> Path:
-        return self.root / "book" / "generated"
+        return self.out if self.out is not None else self.root / "book" / "generated"
 
     @property
     def node_modules(self) -> Path:
@@ -204,11 +205,11 @@ def _execute_one(paths: Paths, nb: Path, parameters: dict, library: str, timeout
     out = paths.generated / nb.name
     key = execution_key(paths, nb, parameters, library)
     if not force and _up_to_date(out, key):
-        print(f"[book] {out.relative_to(paths.root)} is up to date (same notebook, parameters, "
+        print(f"[book] {display_path(out, paths.root)} is up to date (same notebook, parameters, "
               "hinas and results/); not executed again", flush=True)
         return None
     t0 = time.perf_counter()
-    print(f"[book] executing {nb.relative_to(paths.root)} -> {out.relative_to(paths.root)}", flush=True)
+    print(f"[book] executing {nb.relative_to(paths.root)} -> {display_path(out, paths.root)}", flush=True)
     try:
         pm.execute_notebook(
             str(nb), str(out), parameters=parameters, kernel_name=KERNEL_NAME,
@@ -219,7 +220,7 @@ def _execute_one(paths: Paths, nb: Path, parameters: dict, library: str, timeout
         msg = _format_failure(nb, exc)
         idx, src = _failing_cell(out)
         if idx is not None and "cell source" not in msg:
-            msg += f"\n  (cell #{idx} of {out.relative_to(paths.root)}):\n    " + \
+            msg += f"\n  (cell #{idx} of {display_path(out, paths.root)}):\n    " + \
                 "\n    ".join(src.splitlines()[:15])
         print(f"[book] {nb.name} FAILED after {time.perf_counter() - t0:.1f} s\n{msg}", file=sys.stderr, flush=True)
         return msg

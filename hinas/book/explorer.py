@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
 
+import graphviz
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
@@ -30,14 +31,18 @@ from hinas.errors import GenotypeError
 from hinas.genotype import Genotype
 from hinas.network import build_network
 from hinas.ops import PRIMITIVE_SETS
-from hinas.viz import OP_COLOURS, draw_cell, draw_path
+from hinas.viz import NO_DOT, OP_COLOURS, draw_cell, draw_path
 
 CSS_PREFIX = "hinas-explorer"
 
 
 def svg_of(digraph) -> str:
-    """Inline SVG markup of a graphviz drawing (no XML prolog, doctype or comments)."""
-    text = digraph.pipe(format="svg").decode("utf-8")
+    """Inline SVG markup of a graphviz drawing (no XML prolog, doctype or comments); where ``dot``
+    is missing, its DOT source with :data:`hinas.viz.NO_DOT`."""
+    try:
+        text = digraph.pipe(format="svg").decode("utf-8")
+    except graphviz.ExecutableNotFound:
+        return f"<div><p>{html.escape(NO_DOT)}</p><pre>{html.escape(digraph.source)}</pre></div>"
     text = re.sub(r"<\?xml[^>]*\?>", "", text)
     text = re.sub(r"<!DOCTYPE[^>]*>", "", text)
     text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
