@@ -93,7 +93,9 @@ def test_bad_calls_are_refused_before_any_write(tmp_path):
     results = tmp_path / "results"
     for args, needle in [(["--only", "99"], "--only names no notebook"),
                          (["--device", "cuda"] if not _cuda() else ["--device", "tpu"], "device"),
-                         (["--device", "gpu"], "not one of cpu, cuda")]:
+                         (["--device", "gpu"], "not one of cpu, cuda"),
+                         (["--device", "cpu", "--data-root", results / "nowhere"], "no such folder"),
+                         (["--device", "cpu", "--timeout", "0"], "at least 1 second")]:
         out = _execute("--results", results, "--profile", "smoke", *args)
         assert out.returncode == 2 and needle in out.stderr, (args, out.stderr)
         assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr

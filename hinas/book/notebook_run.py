@@ -58,6 +58,11 @@ def execute_into(results, profile: str, device: str, *, seed: int = 0, data_root
     if profile not in PROFILES:
         raise HinasError(f"--profile {profile!r} is not one of {', '.join(PROFILES)}")
     device = check_device(device)
+    if data_root is not None and not Path(data_root).is_dir():
+        raise HinasError(f"--data-root {quote(data_root)}: no such folder; give the datasets folder, or leave it out "
+                         f"for the embedded photos")
+    if timeout is not None and timeout < 1:
+        raise HinasError(f"--timeout must be at least 1 second per cell, got {timeout}")
     missing = missing_packages()
     if missing:
         raise HinasError(f"this Python lacks {', '.join(missing)}, which executing the chapters needs: "
