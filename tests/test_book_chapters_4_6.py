@@ -111,6 +111,9 @@ def test_recovered_rule():
 def test_stability_committed_and_readings(tmp_path):
     runs_ = stability.stability_runs(REPO_ROOT)
     assert len(runs_) and {"bn_init", "SSIM <= 0", "last / first", "finite"} <= set(runs_.columns)
+    view = stability.stability_view(runs_)
+    assert len(view) == len(runs_) and not view.iloc[:, -1].str.contains("train_stability_|json").any()
+    assert all(isinstance(v, str) or v < 1e5 for v in view["max loss"])  # a diverged loss in three digits
     text = stability.stability_reading(runs_)
     below = int((runs_["last / first"] < stability.RECOVERED_BELOW).sum())
     total = sum(int(s.split(" of ")[0].split()[-1]) for s in text.split("\n") if "run(s) end below" in s)
@@ -131,7 +134,10 @@ def test_committed_views_of_the_results_folder():
     t = cm.search_table(searches)
     assert t["epochs (of the paper's)"].str.contains(" of ").all()
     trains = cm.campaign_rows(REPO_ROOT, "train")
-    assert cm.train_table(trains)["iterations"].str.contains("of the paper.s stated 400,000").all()
+    table = cm.train_table(trains)
+    assert (table["iterations"] == trains.iterations).all()
+    shares = [f"{a / b:.1%} ({a / 400_000:.1%})" for a, b in zip(trains.iterations, trains.paper_iterations)]
+    assert list(table[tables.SHARE_COLUMN]) == shares and "paper's stated 400,000" in cm.train_caption()
     caption, genotype, item = cm.searched_genotypes(searches)[0]
     assert item in caption and genotype.layers > 0
     bench = cm.gpu_bench_table(REPO_ROOT)

@@ -200,3 +200,10 @@ def test_equal_published_psnrs_take_the_papers_ssim_direction():
     down = compare.ordering_vs_paper(ours_down, pub, [("A", "B")], spread=0.5).iloc[0]
     assert up["agrees with the paper"] == "yes" and "SSIM +0.0137" in up["paper (dB)"]
     assert down["agrees with the paper"] == "no"
+
+
+def test_devices_and_training_shares_as_table_cells():
+    assert tables.short_device("NVIDIA H100 80GB HBM3") == "H100" and tables.short_device("NVIDIA H200") == "H200"
+    assert tables.short_device("cpu (committed weights)") == "cpu (committed weights)"
+    assert tables.training_share(7513, 600_000) == "1.3% (1.9%)"  # the code's 600k, the paper's stated 400k
+    assert tables.training_share(7513, 600_000, task="sr") == "1.3%" and tables.training_share(None, 1) == "–"

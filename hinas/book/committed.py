@@ -204,6 +204,15 @@ def method_label(model, network=None, unsearched: Optional[dict] = None) -> str:
     return METHOD_LABELS.get(model, model)
 
 
+DEVICES = "trained / evaluated on"  # a column of denoise_table
+
+
+def _devices(trained, evaluated) -> str:
+    """Where a row's network trained and where it was scored, as one cell ('H100 / cpu')."""
+    t = tables.short_device(trained) if isinstance(trained, str) else "–"
+    return f"{t} / {tables.short_device(evaluated) if isinstance(evaluated, str) else '–'}"
+
+
 def denoise_table(rows: pd.DataFrame, sigma: float, unsearched: Optional[dict] = None) -> pd.DataFrame:
     """:func:`denoise_rows` as one table, mean ± std over seeds per (method, protocol, precision),
     beside the paper's Table 10 at the same sigma (its HiNAS and BM3D rows); HiNAS networks of an
@@ -219,15 +228,15 @@ def denoise_table(rows: pd.DataFrame, sigma: float, unsearched: Optional[dict] =
                     "PSNR": tables.fmt_mean_std(g.psnr.mean(), g.psnr.std() if len(g) > 1 else None),
                     "SSIM": tables.fmt_mean_std(g.ssim.mean(), g.ssim.std() if len(g) > 1 else None, 4),
                     "seeds": ", ".join(map(str, seeds)) or "–", "params": first.params,
-                    "training iterations": tables.training_length(first.train_iterations, first.paper_iterations),
-                    "trained on": first["trained on"] if isinstance(first["trained on"], str) else "–",
-                    "evaluated on": first["evaluated on"]})
+                    "iterations": first.train_iterations,
+                    tables.SHARE_COLUMN: tables.training_share(first.train_iterations, first.paper_iterations),
+                    DEVICES: _devices(first["trained on"], first["evaluated on"])})
     pub = tables.published_rows("table10")
     pub = pub[(pub.sigma == sigma) & pub.method.isin(["HiNAS", "BM3D"])]
     for p in pub.itertuples():
         out.append({"method": f"{p.method} (published, Table 10)", "protocol": "as published", "precision": "–",
                     "PSNR": f"{p.psnr:.2f}", "SSIM": f"{p.ssim:.4f}", "seeds": "–", "params": None,
-                    "training iterations": "–", "trained on": "–", "evaluated on": "–"})
+                    "iterations": None, tables.SHARE_COLUMN: "–", DEVICES: "–"})
     order = list(METHOD_LABELS.values())
     order.insert(1, UNSEARCHED)
     return pd.DataFrame(out).sort_values("method", key=lambda m: m.map(
@@ -354,7 +363,8 @@ def search_table(searches: pd.DataFrame, movements: Optional[dict] = None) -> pd
     labelled searched or not by how far its alpha and beta moved (``movements``:
     :func:`search_movements`)."""
     return pd.DataFrame({
-        "item": searches.item, "device": searches.device, "profile": searches.profile, "seed": searches.seed,
+        "item": searches.item, "device": searches.device.map(tables.short_device), "profile": searches.profile,
+        "seed": searches.seed,
         "epochs (of the paper's)": [f"{int(a)} of {int(b)}" for a, b in zip(searches.epochs, searches.paper_epochs)],
         "seconds": searches.seconds, "V PSNR": searches.val_psnr, "V SSIM": searches.val_ssim,
         "searched?": [movement_label((movements or {}).get(f"{r}/{i}")) for r, i in zip(searches.results, searches.item)]})
@@ -365,9 +375,16 @@ def train_table(trainings: pd.DataFrame) -> pd.DataFrame:
     t = trainings
     return pd.DataFrame({
         "item": t.item, "model": t.model, "sigma": t.sigma, "seed": t.seed, "params": t.params,
-        "iterations": [tables.training_length(a, b) for a, b in zip(t.iterations, t.paper_iterations)],
+        "iterations": t.iterations,
+        tables.SHARE_COLUMN: [tables.training_share(a, b) for a, b in zip(t.iterations, t.paper_iterations)],
         "it/s": t.iterations_per_second, "best at": t.best_iteration, "V PSNR": t.val_psnr, "V SSIM": t.val_ssim,
-        "device": t.device})
+        "device": t.device.map(tables.short_device)})
+
+
+def train_caption() -> str:
+    """The caption of :func:`train_table`."""
+    return (f"**Trainings** (committed; `best at`: the iteration of the best validation score; "
+            f"{tables.training_share_note()})")
 
 
 def searched_genotypes(searches: pd.DataFrame) -> list:
@@ -432,8 +449,7 @@ def denoise_sigmas(repo) -> list:
 
 def denoise_title(sigma: float) -> str:
     """The heading of chapter 6's committed table at ``sigma``."""
-    return (f"**BSD200, sigma {sigma:g}** (params: of the network; training iterations: run, as a share of the "
-            "released code's schedule and of the paper's stated one)")
+    return f"**BSD200, sigma {sigma:g}** (params: of the network; {tables.training_share_note()})"
 
 
 def denoise_glance(rows: pd.DataFrame, sigma: float) -> list[dict]:

@@ -48,6 +48,22 @@ def stability_runs(repo) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _compact(v):
+    """A loss or ratio for the table: as it is, or in three significant digits once it has more
+    than five integer digits (a diverged run reaches 1e7)."""
+    return f"{v:.3g}" if isinstance(v, (int, float)) and np.isfinite(v) and abs(v) >= 1e5 else v
+
+
+def stability_view(runs: pd.DataFrame) -> pd.DataFrame:
+    """:func:`stability_runs` as chapter 4 shows it: each run named by its file under
+    ``results/bench/`` without the ``train_stability_`` prefix, diverged losses in three digits."""
+    out = runs.copy()
+    for col in ("last / first", "first 10 loss", "last 10 loss", "max loss"):
+        out[col] = [_compact(v) for v in out[col]]
+    out["file"] = [Path(f).stem.removeprefix("train_stability_") for f in out["file"]]
+    return out.rename(columns={"file": "run (results/bench/train_stability_*.json)"})
+
+
 def stability_reading(runs: pd.DataFrame) -> Optional[str]:
     """Per setting (:data:`SETTING_LABELS`): each run's end against its start, and how many runs
     recovered (:func:`recovered`) and stayed finite; None without runs."""
