@@ -329,7 +329,33 @@ def gpu_speed(genotype, *, code: str | None = None, device="cuda", steps: int = 
     if code:
         out["released_code"] = {"path": str(code), "commit": _released_commit(code)}
     out["provenance"] = provenance(device)
+    out["sources_sha256"] = sources_digest()
     return out
+
+
+# The files that make the steps this benchmark times: a report whose digest of them is today's
+# measured today's code (:func:`report_is_current`), so a later GPU window may reuse its levers.
+SOURCES = ("hinas/bench_gpu.py", "hinas/engine/fast.py", "hinas/engine/train.py", "hinas/engine/search.py",
+           "hinas/engine/common.py", "hinas/engine/config.py", "hinas/ops.py", "hinas/network.py",
+           "hinas/supernet.py", "hinas/losses.py", "hinas/metrics.py")
+
+
+def sources_digest() -> str:
+    """sha256 over :data:`SOURCES` (names and bytes) as they are in this tree."""
+    import hashlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha256()
+    for rel in SOURCES:
+        h.update(rel.encode() + b"\0" + (root / rel).read_bytes())
+    return h.hexdigest()
+
+
+def report_is_current(report: dict) -> bool:
+    """Whether a report measured the steps of this tree's code (:func:`sources_digest`) and its
+    equivalence check was run (a report without one never counts as current)."""
+    return report.get("sources_sha256") == sources_digest() and "equivalence" in report
 
 
 def _released_commit(code) -> str | None:

@@ -2,6 +2,8 @@
 # One GPU window, as one command on the GPU machine (README "Reproduce on a GPU"):
 #   1. the fast path's check: its CUDA tests (equivalence with the eager path) and
 #      `hinas bench gpu-speed` beside the released code (.gpu/released, from `make gpu-pack`);
+#      skipped where results/bench/gpu_speed_<gpu>.json measured this tree's step code already
+#      (`hinas bench gpu-levers --if-current`; GPU_CHECK=1 runs it anyway);
 #   2. once, where .gpu/wheels holds the wheels of `make gpu-pack GPU_NOTEBOOKS=1` and no run is
 #      sealed yet: the chapter notebooks executed with papermill on the GPU (scripts/gpu_notebooks.sh,
 #      at most GPU_NOTEBOOKS_SECONDS, default 180), sealed as results/paper-gpu/notebooks-smoke-cuda;
@@ -27,13 +29,18 @@ bench="results/bench/gpu_speed_${gpu}.json"
 code=""; [ -d .gpu/released/one_stage_nas ] && code="--code .gpu/released"
 genotype="results/paper-gpu/train-dn50-s0/genotype.json"
 
-echo "== check: CUDA tests of the fast path ($(elapsed) s)"
-timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_fast_path.py tests/test_device_rescale.py 2>&1 | tee "$out/check_pytest.log" | tail -15
-echo "== check: hinas bench gpu-speed ($(elapsed) s)"
-timeout 240 python3 -m hinas bench gpu-speed $code --genotype "$genotype" --equivalence --out "$bench" \
-  > "$out/check_bench.log" 2>&1
-echo "bench exit $?"; tail -25 "$out/check_bench.log"
-[ -f "$bench" ] && cp "$bench" "$out/"
+if [ -z "${GPU_CHECK:-}" ] && [ -f "$bench" ] && python3 -m hinas bench gpu-levers "$bench" --if-current >/dev/null 2>&1; then
+  # a committed report measured this very step code on this kind of GPU: its levers stand
+  echo "== check: not run again: $bench measured this tree's step code on this GPU (GPU_CHECK=1 runs it)"
+else
+  echo "== check: CUDA tests of the fast path ($(elapsed) s)"
+  timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_fast_path.py tests/test_device_rescale.py 2>&1 | tee "$out/check_pytest.log" | tail -15
+  echo "== check: hinas bench gpu-speed ($(elapsed) s)"
+  timeout 240 python3 -m hinas bench gpu-speed $code --genotype "$genotype" --equivalence --out "$bench" \
+    > "$out/check_bench.log" 2>&1
+  echo "bench exit $?"; tail -25 "$out/check_bench.log"
+  [ -f "$bench" ] && cp "$bench" "$out/"
+fi
 sets=$(python3 -m hinas bench gpu-levers "$bench" 2>>"$out/check_bench.log" || echo "--set cuda_graphs=false --set fused_optimizer=false --set native_batchnorm=false --set channels_last=false")
 if [ -d .gpu/wheels ] && [ ! -e results/paper-gpu/notebooks-smoke-cuda/done ]; then
   # at most GPU_NOTEBOOKS_SECONDS, and never the campaign's last 240 s (it needs them more)

@@ -201,3 +201,41 @@ def test_graphs_follow_a_smaller_last_batch():
     assert float((runs["eager"][0] - runs["graph"][0]).abs().max()) <= 1e-4
     for a, b in zip(runs["eager"][1], runs["graph"][1]):
         torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-3)
+
+
+def _report(**equivalence):
+    from hinas.bench_gpu import sources_digest
+
+    fast_levers = {"cudnn_benchmark": True, "channels_last": True, "native_batchnorm": True,
+                   "fused_optimizer": True, "cuda_graphs": True}
+    eq = {"train_mode_fast": "graph", "search_modes_fast": ["graph", "graph"], "train_max_loss_diff": 2e-6,
+          "search_max_loss_diff": 1e-6, **equivalence}
+    return {"equivalence": eq, "recommended": {"variant": "fast (+cuda_graphs)", "levers": fast_levers},
+            "sources_sha256": sources_digest()}
+
+
+def test_a_window_reuses_a_report_of_this_code_and_falls_back_to_eager_without_equivalence(tmp_path):
+    """``hinas bench gpu-levers``: the recommended levers when the fast path matched eager, the eager
+    path otherwise; ``--if-current`` accepts only a report of this tree's step code (a later GPU
+    window then skips the speed check)."""
+    import json
+    import subprocess
+    import sys
+
+    from hinas.bench_gpu import campaign_levers, report_is_current
+
+    good = _report()
+    assert campaign_levers(good)["cuda_graphs"] and report_is_current(good)
+    diverged = _report(train_max_loss_diff=1e-2)
+    assert not any(v for k, v in campaign_levers(diverged).items() if k != "cudnn_benchmark")
+    assert not campaign_levers(_report(train_mode_fast="eager (capture failed: x)"))["cuda_graphs"]
+    assert not report_is_current({**good, "sources_sha256": "0" * 64})
+    assert not report_is_current({k: v for k, v in good.items() if k != "equivalence"})
+    for name, report, code, printed in [("good", good, 0, "--set cuda_graphs=true"),
+                                        ("old", {**good, "sources_sha256": "f" * 64}, 1, "")]:
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(report))
+        out = subprocess.run([sys.executable, "-m", "hinas", "bench", "gpu-levers", str(path), "--if-current"],
+                             capture_output=True, text=True)
+        assert out.returncode == code and printed in out.stdout and (code == 0 or out.stdout == "")
+        assert code == 0 or "run hinas bench gpu-speed --equivalence again" in out.stderr

@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from hinas.bench import gradient_scope, search_speed, supernet_memory, train_stability
-from hinas.bench_gpu import campaign_levers, fast_path_equivalence, gpu_speed
+from hinas.bench_gpu import campaign_levers, fast_path_equivalence, gpu_speed, report_is_current
 from hinas.cli import print_json
 from hinas.errors import HinasError
 
@@ -107,6 +108,9 @@ def _register_gpu_speed(sub) -> None:
     lv = sub.add_parser("gpu-levers", help="the --set options of the fast path a campaign should use after a "
                                            "gpu-speed report (eager when its equivalence check failed)")
     lv.add_argument("report", help="JSON of hinas bench gpu-speed --equivalence --out")
+    lv.add_argument("--if-current", action="store_true",
+                    help="exit 1 (printing nothing on stdout) unless the report measured this tree's step code "
+                         "with its equivalence check: a GPU window then reuses it instead of measuring again")
     lv.set_defaults(func=_cli_gpu_levers)
 def _cli_supernet_memory(args) -> int:
     for name in ("batch", "size", "layers", "levels", "steps", "f", "repeats"):
@@ -235,6 +239,10 @@ def _cli_gpu_levers(args) -> int:
     report = load_json_file(args.report, "gpu-speed report")
     if not isinstance(report, dict):
         raise HinasError(f"{args.report}: not a gpu-speed report (expected a JSON object)")
+    if args.if_current and not report_is_current(report):
+        print(f"{args.report}: measured other step code than this tree's (or without --equivalence); "
+              f"run hinas bench gpu-speed --equivalence again", file=sys.stderr)
+        return 1
     levers = campaign_levers(report)
     print(" ".join(f"--set {k}={str(v).lower()}" for k, v in levers.items()))
     return 0
