@@ -5,7 +5,7 @@
 # travel in .gpu/wheels (make gpu-pack GPU_NOTEBOOKS=1) and are installed into /tmp, never into
 # the machine's own Python; graphviz's `dot` does not travel, so drawings show their DOT source.
 # Usage, from the repository root: scripts/gpu_notebooks.sh SECONDS OUTDIR [PROFILE] [DEVICE]
-# OUTDIR receives notebooks.log and notebooks.tgz (unpack it into results/paper-gpu, as results.tgz).
+# OUTDIR receives notebooks.log and notebooks.tgz (hinas campaign unpack it into results/paper-gpu).
 set -u
 seconds=${1:?usage: scripts/gpu_notebooks.sh SECONDS OUTDIR [PROFILE] [DEVICE]}
 out=${2:?usage: scripts/gpu_notebooks.sh SECONDS OUTDIR [PROFILE] [DEVICE]}

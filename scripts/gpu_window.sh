@@ -12,8 +12,8 @@
 # Usage, from the repository root: scripts/gpu_window.sh SECONDS OUTDIR
 # (where the tree travelled without .git, every provenance block names the commit `make gpu-pack`
 # recorded in .gpu/revision; HINAS_GIT_REVISION=<commit> overrides it)
-# OUTDIR receives the logs, the benchmark JSON, results.tgz and notebooks.tgz (unpack both into
-# results/paper-gpu).
+# OUTDIR receives the logs, the benchmark JSON, results.tgz and notebooks.tgz (back home:
+# hinas campaign unpack OUTDIR/results.tgz OUTDIR/notebooks.tgz --results results/paper-gpu).
 set -u
 total=${1:?usage: scripts/gpu_window.sh SECONDS OUTDIR}
 out=${2:?usage: scripts/gpu_window.sh SECONDS OUTDIR}

@@ -40,7 +40,7 @@ Only numpy/torch/scipy/PIL/scikit-image/pyyaml/safetensors/tqdm are imported on 
 so the runner works on a bare GPU machine (no graphviz, bm3d, papermill, jupyter-book).
 """
 
-from hinas.campaign.archive import ARCHIVE_PART_BYTES, write_archive
+from hinas.campaign.archive import ARCHIVE_PART_BYTES, unpack_archives, write_archive
 from hinas.campaign.folders import DONE, MANIFEST, SUMMARY, jsonable, read_json, results_lock, write_json
 from hinas.campaign.manifest import check_item, write_manifest
 from hinas.campaign.options import item_config
@@ -55,5 +55,5 @@ from hinas.campaign.verify import TOLERANCE_DB, verify
 __all__ = ["ARCHIVE_PART_BYTES", "DONE", "FINAL_RESERVE", "KINDS", "MANIFEST", "PLANS_DIR", "SETTABLE", "SUMMARY",
            "TOLERANCE_DB", "Item", "Plan", "campaign_status", "check_archive", "check_budget", "check_call",
            "check_item", "item_config", "item_status", "jsonable", "list_plans", "load_plan", "parse_settings",
-           "read_json", "result_rows", "results_lock", "run_campaign", "seal", "verify", "write_archive",
+           "read_json", "result_rows", "results_lock", "run_campaign", "seal", "unpack_archives", "verify", "write_archive",
            "write_json", "write_manifest"]

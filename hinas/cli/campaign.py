@@ -1,4 +1,4 @@
-"""``hinas campaign run|status|plans|seal`` and ``hinas verify``: the command line of
+"""``hinas campaign run|status|plans|seal|unpack`` and ``hinas verify``: the command line of
 :mod:`hinas.campaign`.
 
 Exit codes: 0 when everything asked for was done and checks; 1 when the call ran but an item
@@ -15,8 +15,8 @@ import sys
 import time
 
 from hinas.campaign import (SETTABLE, campaign_status, check_archive, check_budget, check_call, jsonable,
-                            list_plans, load_plan, parse_settings, results_lock, run_campaign, seal, verify,
-                            write_archive)
+                            list_plans, load_plan, parse_settings, results_lock, run_campaign, seal,
+                            unpack_archives, verify, write_archive)
 
 
 def _print_json(obj) -> None:
@@ -37,7 +37,7 @@ def register_cli(subparsers) -> None:
     r.add_argument("--retry-failed", action="store_true", help="run again the items that failed in earlier calls")
     r.add_argument("--archive", default=None, metavar="FILE.tgz",
                    help="afterwards, pack every file this call wrote under DIR into FILE.tgz (split into "
-                        "FILE.tgz.1, .2, ... above 15 MiB); unpack with: cat FILE.tgz* | tar xzf - -C DIR")
+                        "FILE.tgz.1, .2, ... above 15 MiB); unpack with: hinas campaign unpack FILE.tgz --results DIR")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help=f"how every search/train item runs (repeatable): {', '.join(SETTABLE)}; e.g. the "
                         f"levers of `hinas bench gpu-levers REPORT`")
@@ -57,6 +57,13 @@ def register_cli(subparsers) -> None:
     se.add_argument("--data-root", default=None, metavar="DIR", help="datasets folder (default: $HINAS_DATA)")
     se.add_argument("--json", action="store_true", help="print one JSON object")
     se.set_defaults(func=_cli_seal)
+    u = sub.add_parser("unpack", help="unpack GPU windows' archives into a results folder, all or nothing (never "
+                                      "over a sealed item's files, never through a link)")
+    u.add_argument("archives", nargs="+", metavar="FILE.tgz",
+                   help="results.tgz / notebooks.tgz of a window (its .1, .2, ... parts are found beside it), in order")
+    u.add_argument("--results", required=True, metavar="DIR", help="the results folder (e.g. results/paper-gpu)")
+    u.add_argument("--json", action="store_true", help="print one JSON object")
+    u.set_defaults(func=_cli_unpack)
 
     v = subparsers.add_parser("verify", help="check a results folder and re-evaluate its networks on the CPU")
     v.add_argument("results", metavar="DIR", help="a results folder of 'hinas campaign run'")
@@ -160,6 +167,26 @@ def _cli_seal(args) -> int:
         if not (report["sealed"] or report["already"] or report["refused"]):
             print(f"nothing to seal: no finished item under {args.results}")
     return 0 if report["ok"] else 1
+
+
+def _cli_unpack(args) -> int:
+    from hinas.campaign.archive import archive_parts
+    from hinas.errors import HinasError
+
+    for a in args.archives:  # before the lock creates the results folder
+        if not archive_parts(a):
+            raise HinasError(f"{a}: no such archive (nor its .1, .2, ... parts); give the results.tgz or "
+                             f"notebooks.tgz a GPU window wrote")
+    with results_lock(args.results):
+        report = unpack_archives(args.archives, args.results)
+    if args.json:
+        _print_json(report)
+    else:
+        for item, n in sorted(report["items"].items()):
+            print(f"unpacked {item}: {n} file(s)")
+        print(f"{len(report['files'])} file(s) from {len(report['parts'])} archive file(s) into {args.results}; "
+              f"next: hinas campaign status, then hinas verify {args.results}")
+    return 0
 
 
 def _cli_verify(args) -> int:
