@@ -119,3 +119,18 @@ def test_paired_differences_on_the_same_images():
     assert compare.paired_verdict({"mean": 0.05, "se": 0.01}) == "ahead"
     assert compare.paired_verdict({"mean": 0.05, "se": 0.03}) == "tie"
     assert compare.paired_verdict({"mean": 0.05, "se": 0.001}, spread=0.1) == "tie"  # inside the seed spread
+
+
+def test_glance_names_an_unsearched_network_and_says_how_much_of_the_plan_is_done():
+    from pathlib import Path
+
+    from hinas.campaign import campaign_status, load_plan
+
+    repo = Path(__file__).resolve().parents[1]
+    rows = cm.denoise_rows(repo, 50.0)
+    whats = [r["what"] for r in cm.denoise_glance(rows, 50.0, cm.unsearched_networks(repo))]
+    assert whats and all(w.startswith(cm.UNSEARCHED) for w in whats)
+    totals = campaign_status(load_plan("paper-gpu"), repo / "results" / "paper-gpu")["totals"]
+    total = sum(totals[k] for k in ("done", "pending", "waiting", "failed", "corrupt", "incomplete"))
+    (line,) = cm.plan_progress(repo)
+    assert f"**{totals['done']} of {total} items done**" in line and "`paper-gpu`" in line

@@ -62,6 +62,24 @@ def not_done(repo) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def plan_progress(repo) -> list[str]:
+    """One sentence per campaign folder: how much of its plan is done, the GPU-seconds spent and
+    the estimate for the rest at the measured speeds (``hinas campaign status``)."""
+    out = []
+    for d in campaign_folders(repo):
+        for plan in _plans(d):
+            r = campaign_status(plan, d)
+            t = r["totals"]
+            total = sum(t[k] for k in ("done", "pending", "waiting", "failed", "corrupt", "incomplete"))
+            unknown = t.get("pending_without_estimate") or 0
+            out.append(f"GPU plan `{plan.name}` in `{d.relative_to(repo)}`: **{t['done']} of {total} items done** "
+                       f"({t['seconds_spent']:,.0f} GPU-seconds spent; about {t['seconds_to_finish']:,.0f} s more to "
+                       f"finish the rest at the speeds measured so far"
+                       + (f", {unknown} item(s) without an estimate yet" if unknown else "") + "; "
+                       f"`hinas campaign status --plan {plan.name} --results {d.relative_to(repo)}`).")
+    return out
+
+
 def search_movements(repo) -> dict:
     """``{'<results>/<search item>': movement}`` of every committed search: how far its alpha and
     beta moved (from its summary, else from its alpha.csv/beta.csv; :mod:`hinas.engine.movement`)."""
@@ -452,9 +470,10 @@ def denoise_title(sigma: float) -> str:
     return f"**BSD200, sigma {sigma:g}** (params: of the network; {tables.training_share_note()})"
 
 
-def denoise_glance(rows: pd.DataFrame, sigma: float) -> list[dict]:
+def denoise_glance(rows: pd.DataFrame, sigma: float, unsearched: Optional[dict] = None) -> list[dict]:
     """The intro's glance rows for the committed HiNAS scores (fp32) at ``sigma``, one per protocol,
-    beside the paper's Table 10."""
+    beside the paper's Table 10; a network of a search that did not move is named so
+    (:func:`method_label`)."""
     ours = rows[(rows.model == "hinas") & (rows.precision == "fp32")]
     pub = tables.published_rows("table10")
     pub_psnr = pub[(pub.method == "HiNAS") & (pub.sigma == sigma)].psnr
@@ -462,7 +481,8 @@ def denoise_glance(rows: pd.DataFrame, sigma: float) -> list[dict]:
     for prot in PROTOCOLS:
         o = ours[ours.protocol == prot]
         if len(o):
-            out.append({"chapter": "6 (GPU, committed)", "what": f"HiNAS on BSD200 (sigma {sigma:g}, {prot} protocol, "
+            method = method_label("hinas", o.iloc[0].network, unsearched)
+            out.append({"chapter": "6 (GPU, committed)", "what": f"{method} on BSD200 (sigma {sigma:g}, {prot} protocol, "
                         f"{o.iloc[0]['trained on']}, "
                         f"{o.iloc[0].train_iterations / o.iloc[0].paper_iterations:.1%} of the released code's training)",
                         "measured": tables.fmt_mean_std(o.psnr.mean(), o.psnr.std() if len(o) > 1 else None) + " dB",

@@ -38,7 +38,10 @@ GLANCE_FILE = "glance.md"  # in book/generated; included by book/intro.md
 
 def write_glance(paths, runs_root, profile: str) -> Path:
     """The intro's results-at-a-glance table, from the headline numbers the chapters recorded
-    (:func:`record_glance`) when they were executed."""
+    (:func:`record_glance`) when they were executed, and how much of each committed GPU plan is
+    done (:func:`hinas.book.committed.plan_progress`)."""
+    from hinas.book.committed import plan_progress
+
     data = _recorded(runs_root, profile)
     lines = [f"Measured by this build (profile `{profile}`); *published* numbers are the paper's, on its data "
              "(BSD200), and are not comparable with crops of the embedded photos.", ""]
@@ -54,6 +57,7 @@ def write_glance(paths, runs_root, profile: str) -> Path:
             lines.append("| " + " | ".join(cells) + " |")
     else:
         lines.append("No chapter has recorded its results yet: build the book with its notebooks executed.")
+    lines += ["", *plan_progress(paths.root)]  # how far the GPU campaign has come
     paths.generated.mkdir(parents=True, exist_ok=True)
     out = paths.generated / GLANCE_FILE
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
