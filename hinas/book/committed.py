@@ -483,8 +483,8 @@ def denoise_glance(rows: pd.DataFrame, sigma: float, unsearched: Optional[dict] 
         if len(o):
             method = method_label("hinas", o.iloc[0].network, unsearched)
             out.append({"chapter": "6 (GPU, committed)", "what": f"{method} on BSD200 (sigma {sigma:g}, {prot} protocol, "
-                        f"{o.iloc[0]['trained on']}, "
-                        f"{o.iloc[0].train_iterations / o.iloc[0].paper_iterations:.1%} of the released code's training)",
+                        f"{tables.short_device(o.iloc[0]['trained on'])}, trained "
+                        f"{tables.training_length(o.iloc[0].train_iterations, o.iloc[0].paper_iterations)})",
                         "measured": tables.fmt_mean_std(o.psnr.mean(), o.psnr.std() if len(o) > 1 else None) + " dB",
                         "published": (f"{pub_psnr.iloc[0]:.2f} dB" + ("" if prot == "hinas-reference" else
                                                                       " (under hinas-reference)")
