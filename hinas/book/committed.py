@@ -16,68 +16,14 @@ from typing import Optional
 import pandas as pd
 
 from hinas.book import compare, curves, tables
+from hinas.book.campaigns import (campaign_folders, campaign_rows, not_done, plan_progress,  # noqa: F401 (the
+                                  plans_of, results_root)  # chapters read them as committed.*)
 from hinas.book.settings import PROTOCOLS
-from hinas.campaign import DONE, campaign_status, load_plan, read_json, result_rows
+from hinas.campaign import read_json
 
 # the paper's claims for Eq. 5 against Eq. 6 (Sec. 3.2 and Table 8): memory "by a factor of 3",
 # search 3.6 vs 1.0 GTX 1080Ti GPU-hours
 PAPER_EQ6_OVER_EQ5 = {"memory": 3.0, "search time": 3.6}
-
-
-def _results(repo) -> Path:
-    return Path(repo) / "results"
-
-
-def campaign_folders(repo) -> list[Path]:
-    """Folders under ``results/`` holding at least one finished campaign item."""
-    root = _results(repo)
-    return sorted(d for d in root.iterdir() if d.is_dir() and any(d.glob(f"*/{DONE}"))) if root.is_dir() else []
-
-
-def campaign_rows(repo, kind: str) -> pd.DataFrame:
-    """All finished items of one kind (``search``, ``train``, ``eval``, ``bench``) over the
-    campaign folders, with the folder in ``results``."""
-    frames = [pd.DataFrame(result_rows(d)[kind]).assign(results=str(d.relative_to(repo)))
-              for d in campaign_folders(repo)]
-    frames = [f for f in frames if len(f)]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
-
-
-def _plans(folder: Path) -> list:
-    """The plans whose items a campaign folder holds (named in their summaries' provenance)."""
-    summaries = (read_json(p) for p in folder.glob("*/summary.json"))
-    names = {s.get("provenance", {}).get("plan") for s in summaries if isinstance(s, dict)}
-    return [load_plan(n) for n in sorted(n for n in names if n)]
-
-
-def not_done(repo) -> pd.DataFrame:
-    """The plan items of each campaign folder that are not finished (pending or failed)."""
-    rows = []
-    for d in campaign_folders(repo):
-        for plan in _plans(d):
-            for it in campaign_status(plan, d)["items"]:
-                if it["status"] != "done":
-                    rows.append({"results": str(d.relative_to(repo)), "item": it["name"], "kind": it["kind"],
-                                 "status": it["status"] + (" (started)" if it.get("pieces") else "")})
-    return pd.DataFrame(rows)
-
-
-def plan_progress(repo) -> list[str]:
-    """One sentence per campaign folder: how much of its plan is done, the GPU-seconds spent and
-    the estimate for the rest at the measured speeds (``hinas campaign status``)."""
-    out = []
-    for d in campaign_folders(repo):
-        for plan in _plans(d):
-            r = campaign_status(plan, d)
-            t = r["totals"]
-            total = sum(t[k] for k in ("done", "pending", "waiting", "failed", "corrupt", "incomplete"))
-            unknown = t.get("pending_without_estimate") or 0
-            out.append(f"GPU plan `{plan.name}` in `{d.relative_to(repo)}`: **{t['done']} of {total} items done** "
-                       f"({t['seconds_spent']:,.0f} GPU-seconds spent; about {t['seconds_to_finish']:,.0f} s more to "
-                       f"finish the rest at the speeds measured so far"
-                       + (f", {unknown} item(s) without an estimate yet" if unknown else "") + "; "
-                       f"`hinas campaign status --plan {plan.name} --results {d.relative_to(repo)}`).")
-    return out
 
 
 def search_movements(repo) -> dict:
@@ -113,7 +59,7 @@ def unsearched_networks(repo) -> dict:
     out = {}
     for d in campaign_folders(repo):
         where = str(d.relative_to(repo))
-        for plan in _plans(d):
+        for plan in plans_of(d):
             for it in plan.items:
                 m = moves.get(f"{where}/{it.genotype_from}") if it.kind == "train" and it.genotype_from else None
                 if m is not None and not m["moved"]:
@@ -138,7 +84,7 @@ def per_image_scores(repo, sigma: float, dataset: str = "BSDS500-test", protocol
     nets = {(Path(repo) / r.results / r.item).resolve(): f"{r.results}/{r.item}"
             for r in trained.itertuples()} if len(trained) else {}
     for folder in ("cpu-eval", "baselines"):
-        for p in sorted((_results(repo) / folder).glob("*.json")):
+        for p in sorted((results_root(repo) / folder).glob("*.json")):
             d = _saved(p)
             if (not d or d.get("dataset") != dataset or d.get("sigma") != sigma or d.get("protocol") != protocol
                     or d.get("embedded") or not d.get("per_image")):
@@ -180,7 +126,7 @@ def denoise_rows(repo, sigma: float, dataset: str = "BSDS500-test") -> pd.DataFr
                          "trained on": r.device})
     seen = {(r["network"], r["protocol"], r["precision"]) for r in rows}
     nets = {(Path(repo) / r.results / r.item).resolve(): r for r in trained.itertuples()} if len(trained) else {}
-    for p in sorted((_results(repo) / "cpu-eval").glob("*.json")):
+    for p in sorted((results_root(repo) / "cpu-eval").glob("*.json")):
         d = _saved(p)
         if not d or d.get("dataset") != dataset or d.get("sigma") != sigma or d.get("embedded"):
             continue
@@ -194,7 +140,7 @@ def denoise_rows(repo, sigma: float, dataset: str = "BSDS500-test") -> pd.DataFr
                      "protocol": d["protocol"], "precision": "fp32",
                      "images": d.get("images"), "psnr": d["psnr"], "ssim": d["ssim"],
                      "evaluated on": "cpu (committed weights)", "trained on": net.device})
-    for p in sorted((_results(repo) / "baselines").glob("*.json")):
+    for p in sorted((results_root(repo) / "baselines").glob("*.json")):
         d = _saved(p)
         if (not d or d.get("method") not in ("bm3d", "noisy") or d.get("dataset") != dataset
                 or d.get("sigma") != sigma or d.get("embedded")):
@@ -449,7 +395,7 @@ def gpu_bench_table(repo) -> pd.DataFrame:
     """Eq. 6 over Eq. 5 ratios measured on a GPU: ``results/bench/supernet_memory*.json`` and the
     campaigns' ``bench`` items, CPU measurements left out."""
     rows = []
-    for p in sorted((_results(repo) / "bench").glob("supernet_memory*.json")):
+    for p in sorted((results_root(repo) / "bench").glob("supernet_memory*.json")):
         d = read_json(p, {})
         rows.append({"source": f"results/bench/{p.name}", "device": d.get("device"), "memory ratio": d.get("memory_ratio"),
                      "time ratio": d.get("time_ratio"), "analytic ratio": d.get("analytic_ratio")})
@@ -508,7 +454,7 @@ def bicubic_table(repo, scale: int = 3) -> pd.DataFrame:
     """The committed bicubic baselines at ``scale`` (``results/baselines/bicubic_*_x<scale>_*.json``)
     beside the paper's bicubic row of Table 11 (x3); empty when none is committed."""
     rows = []
-    for f in sorted((_results(repo) / "baselines").glob(f"bicubic_*_x{scale}_*.json")):
+    for f in sorted((results_root(repo) / "baselines").glob(f"bicubic_*_x{scale}_*.json")):
         d = read_json(f)
         rows.append({"dataset": d["dataset"], "protocol": d["protocol"], "images": d["images"],
                      "PSNR": d["psnr"], "SSIM": d["ssim"]})

@@ -39,8 +39,8 @@ GLANCE_FILE = "glance.md"  # in book/generated; included by book/intro.md
 def write_glance(paths, runs_root, profile: str) -> Path:
     """The intro's results-at-a-glance table, from the headline numbers the chapters recorded
     (:func:`record_glance`) when they were executed, and how much of each committed GPU plan is
-    done (:func:`hinas.book.committed.plan_progress`)."""
-    from hinas.book.committed import plan_progress
+    done (:func:`hinas.book.campaigns.plan_progress`)."""
+    from hinas.book.campaigns import plan_progress
 
     data = _recorded(runs_root, profile)
     lines = [f"Measured by this build (profile `{profile}`); *published* numbers are the paper's, on its data "

@@ -16,7 +16,7 @@ from hinas.campaign.manifest import check_item
 def result_rows(results) -> dict[str, list[dict]]:
     """The finished items of a campaign results folder as flat rows, one list per kind: ``search``,
     ``train``, ``eval`` (one row per dataset, protocol and precision, with its network's model,
-    size, seed and schedule) and ``bench``. Every row names its item, device, profile and seed."""
+    size, seed, schedule and training precision) and ``bench``. Every row names its item, device, profile and seed."""
     results = Path(results)
     done = {}
     for summary_file in sorted(results.glob(f"*/{SUMMARY}")):
@@ -56,6 +56,7 @@ def result_rows(results) -> dict[str, list[dict]]:
             rows["train"].append({**common(s), "model": s.get("model"), "task": cfg.get("task"),
                                   "sigma": (cfg.get("sigma") or [None])[0], "scale": cfg.get("scale"),
                                   "params": s.get("params"), **schedule(s, "iterations"),
+                                  "train_precision": "bf16" if cfg.get("amp_bf16") else "fp32",
                                   "iterations_per_second": s.get("timings", {}).get("iterations_per_second"),
                                   "seconds": s.get("timings", {}).get("train_seconds"),
                                   "val_psnr": metrics.get("val_psnr"), "val_ssim": metrics.get("val_ssim"),
@@ -77,6 +78,7 @@ def result_rows(results) -> dict[str, list[dict]]:
             rows["eval"].append({**common(s), "profile": net_cfg.get("profile"), "seed": net_cfg.get("seed"),
                                  "network": s.get("network"),
                                  "model": net.get("model"), "params": s.get("params"),
+                                 "train_precision": "bf16" if net_cfg.get("amp_bf16") else "fp32",
                                  "train_iterations": net.get("schedule", {}).get("planned_iterations"),
                                  "paper_iterations": net.get("schedule", {}).get("paper_iterations"),
                                  "train_seconds": net.get("timings", {}).get("train_seconds"),
