@@ -211,7 +211,7 @@ def _report(**equivalence):
     eq = {"train_mode_fast": "graph", "search_modes_fast": ["graph", "graph"], "train_max_loss_diff": 2e-6,
           "search_max_loss_diff": 1e-6, **equivalence}
     return {"equivalence": eq, "recommended": {"variant": "fast (+cuda_graphs)", "levers": fast_levers},
-            "sources_sha256": sources_digest()}
+            "sources_sha256": sources_digest(), "train": {}, "search": {}, "provenance": {}}
 
 
 def test_a_window_reuses_a_report_of_this_code_and_falls_back_to_eager_without_equivalence(tmp_path):
@@ -239,3 +239,7 @@ def test_a_window_reuses_a_report_of_this_code_and_falls_back_to_eager_without_e
                              capture_output=True, text=True)
         assert out.returncode == code and printed in out.stdout and (code == 0 or out.stdout == "")
         assert code == 0 or "run hinas bench gpu-speed --equivalence again" in out.stderr
+    (tmp_path / "other.json").write_text(json.dumps({"equivalence": {}}))  # any JSON object is not a report
+    out = subprocess.run([sys.executable, "-m", "hinas", "bench", "gpu-levers", str(tmp_path / "other.json")],
+                         capture_output=True, text=True)
+    assert out.returncode == 2 and "not a gpu-speed report" in out.stderr and out.stdout == ""

@@ -237,8 +237,9 @@ def _cli_gpu_levers(args) -> int:
     from hinas.safeio import load_json_file
 
     report = load_json_file(args.report, "gpu-speed report")
-    if not isinstance(report, dict):
-        raise HinasError(f"{args.report}: not a gpu-speed report (expected a JSON object)")
+    if not isinstance(report, dict) or not {"train", "search", "provenance"} <= set(report):
+        raise HinasError(f"{args.report}: not a gpu-speed report (a JSON object with train, search and provenance, "
+                         f"as hinas bench gpu-speed --out writes)")
     if args.if_current and not report_is_current(report):
         print(f"{args.report}: measured other step code than this tree's (or without --equivalence); "
               f"run hinas bench gpu-speed --equivalence again", file=sys.stderr)
