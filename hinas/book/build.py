@@ -262,7 +262,7 @@ def _execute(args, argv) -> int:
     from hinas.book.notebook_run import execute_into
     from hinas.errors import HinasError
 
-    device = args.device or ("cuda" if default_device("gpu") == "cuda" else "cpu")
+    device = args.device or default_device("gpu")  # cuda where a GPU is visible, else cpu
     try:
         execute_into(args.results, args.profile, device, seed=args.seed, data_root=args.data_root,
                      runs_root=args.runs_root, jobs=args.jobs, timeout=args.timeout,

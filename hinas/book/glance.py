@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from hinas.book.campaigns import plan_progress
+
 
 def glance_path(runs_root, profile: str) -> Path:
     """The folder where the chapters' headline numbers for ``profile`` are kept, one file per
@@ -40,8 +42,6 @@ def write_glance(paths, runs_root, profile: str) -> Path:
     """The intro's results-at-a-glance table, from the headline numbers the chapters recorded
     (:func:`record_glance`) when they were executed, and how much of each committed GPU plan is
     done (:func:`hinas.book.campaigns.plan_progress`)."""
-    from hinas.book.campaigns import plan_progress
-
     data = _recorded(runs_root, profile)
     lines = [f"Measured by this build (profile `{profile}`); *published* numbers are the paper's, on its data "
              "(BSD200), and are not comparable with crops of the embedded photos.", ""]

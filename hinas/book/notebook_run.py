@@ -15,15 +15,14 @@ appendix and says on the intro page where and when it ran (:mod:`hinas.book.note
 from __future__ import annotations
 
 import importlib.util
-import json
 import os
 import shutil
 import time
 from pathlib import Path
 
-from hinas.book.execute import BookError, Paths, execute_notebooks, find_notebooks
+from hinas.book.execute import STAMP_KEY, BookError, Paths, execute_notebooks, find_notebooks
 from hinas.book.settings import REPO_ROOT
-from hinas.campaign.folders import DONE, SUMMARY, results_lock, write_json
+from hinas.campaign.folders import DONE, SUMMARY, read_json, results_lock, write_json
 from hinas.campaign.manifest import check_item, item_folders, write_manifest
 from hinas.errors import HinasError
 from hinas.safeio import quote
@@ -125,10 +124,8 @@ def _version(package: str) -> str | None:
 
 def _notebook_entry(path: Path) -> dict:
     """What the summary says of one executed notebook: ran (its stamp's seconds) or not."""
-    try:
-        stamp = json.loads(path.read_text(encoding="utf-8")).get("metadata", {}).get("hinas_book", {})
-    except (OSError, ValueError):
-        stamp = {}
+    nb = read_json(path, {})
+    stamp = (nb.get("metadata", {}) if isinstance(nb, dict) else {}).get(STAMP_KEY, {})
     ok = stamp.get("status") == "ok"
     return {"name": path.name, "status": "ok" if ok else ("failed" if path.exists() else "not executed"),
             "seconds": stamp.get("seconds") if ok else None}
@@ -144,10 +141,7 @@ def sealed_runs(results_root) -> list[dict]:
             continue
         if check_item(folder)["state"] != "done":
             continue
-        try:
-            summary = json.loads((folder / SUMMARY).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
+        summary = read_json(folder / SUMMARY)
         if isinstance(summary, dict) and summary.get("kind") == KIND:
             runs.append({"folder": folder, "summary": summary})
     return sorted(runs, key=lambda r: str((r["summary"].get("provenance") or {}).get("created", "")))

@@ -183,31 +183,33 @@ def fmt_mean_std(mean, std, digits: int = 2) -> str:
     return f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
-def training_length(iterations, code_iterations, task: str = "denoise") -> str:
-    """A training length as a share of the released code's schedule and, where the paper's text
-    states another length (denoising: 400k against the code's 600k), of that one too."""
+def _paper_text_length(code_iterations, task: str):
+    """The paper's stated training length where its text states one other than the code's
+    (denoising: 400k against the code's 600k), else None."""
     from hinas.engine.budget import paper_lengths
 
+    text = paper_lengths(task).get("paper_text_iterations")
+    return text if text and text != code_iterations else None
+
+
+def training_length(iterations, code_iterations, task: str = "denoise") -> str:
+    """A training length as a share of the released code's schedule and, where the paper's text
+    states another length (:func:`_paper_text_length`), of that one too."""
     if not (finite(iterations) and finite(code_iterations)):
         return "–"
-    text = paper_lengths(task).get("paper_text_iterations")
+    text = _paper_text_length(code_iterations, task)
     out = (f"{int(iterations):,} iterations, {iterations / code_iterations:.1%} of the released code's "
            f"{int(code_iterations):,}")
-    if text and text != code_iterations:
-        out += f" ({iterations / text:.1%} of the paper's stated {int(text):,})"
-    return out
+    return out + (f" ({iterations / text:.1%} of the paper's stated {int(text):,})" if text else "")
 
 
 def training_share(iterations, code_iterations, task: str = "denoise") -> str:
     """:func:`training_length` for a table cell: the share of the released code's schedule and,
     in brackets, of the paper's stated length where it states another ('1.3% (1.9%)')."""
-    from hinas.engine.budget import paper_lengths
-
     if not (finite(iterations) and finite(code_iterations)):
         return "–"
-    text = paper_lengths(task).get("paper_text_iterations")
-    out = f"{iterations / code_iterations:.1%}"
-    return out + (f" ({iterations / text:.1%})" if text and text != code_iterations else "")
+    text = _paper_text_length(code_iterations, task)
+    return f"{iterations / code_iterations:.1%}" + (f" ({iterations / text:.1%})" if text else "")
 
 
 def short_device(name) -> str:
@@ -226,10 +228,10 @@ def training_share_note(task: str = "denoise") -> str:
     """What :data:`SHARE_COLUMN` means, for a table's caption."""
     from hinas.engine.budget import paper_lengths
 
-    lengths = paper_lengths(task)
-    code, text = lengths.get("paper_iterations"), lengths.get("paper_text_iterations")
+    code = paper_lengths(task)["paper_iterations"]
+    text = _paper_text_length(code, task)
     out = f"*{SHARE_COLUMN}*: the training length as a share of the released code's {int(code):,} iterations"
-    return out + (f" (in brackets, of the paper's stated {int(text):,})" if text and text != code else "")
+    return out + (f" (in brackets, of the paper's stated {int(text):,})" if text else "")
 
 
 def published_rows(table: str) -> pd.DataFrame:

@@ -3,10 +3,15 @@ comes back into a results folder (all or nothing, never over a sealed item)."""
 
 from __future__ import annotations
 
+import io
 import os
+import tarfile
 from pathlib import Path
 
-from hinas.safeio import names_file
+from hinas.campaign.folders import results_lock
+from hinas.campaign.manifest import check_item, safe_relative
+from hinas.errors import HinasError
+from hinas.safeio import names_file, quote, write_bytes_durably
 
 ARCHIVE_PART_BYTES = 15 * 2**20  # the GPU machine returns files of at most 16 MiB (8 files)
 
@@ -34,10 +39,6 @@ def write_archive(results, since: float, target) -> list[str]:
     Members are relative to ``results``; :func:`unpack_archives` (``hinas campaign unpack``) unpacks them. A full
     disk or a permission error names the path and leaves neither a temp file nor a part.
     """
-    import tarfile
-
-    from hinas.safeio import write_bytes_durably
-
     results, target = Path(results), Path(target)
     with names_file(target.parent):
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -96,11 +97,8 @@ def unpack_archives(targets, results) -> dict:
     stands on a manifest that checks: a finished result is never overwritten by another). Files
     of unfinished items (a long item's checkpoint and pieces) are replaced, as the next window's
     are meant to be; a later archive's file replaces an earlier one's. Each file is written
-    atomically. Returns ``{"files": [...], "items": {item: files}, "parts": [...]}``."""
-    from hinas.campaign.manifest import check_item
-    from hinas.errors import HinasError
-    from hinas.safeio import quote, write_bytes_durably
-
+    atomically, under the folder's lock (:func:`~hinas.campaign.folders.results_lock`, taken once
+    the archives have been read). Returns ``{"files": [...], "items": {item: files}, "parts": [...]}``."""
     results = Path(results)
     if results.exists() and not results.is_dir():
         raise HinasError(f"--results {quote(results)}: exists and is not a folder; give the results folder")
@@ -116,41 +114,38 @@ def unpack_archives(targets, results) -> dict:
         if sum(map(len, members.values())) > MAX_UNPACKED_BYTES:
             raise HinasError(f"{quote(target)}: unpacks to more than {MAX_UNPACKED_BYTES >> 30} GiB; not a window's "
                              f"archive (nothing was written)")
-    sealed: dict[str, bool] = {}
-    for name, content in members.items():
-        item = name.split("/")[0]
-        if item not in sealed:
-            sealed[item] = "/" in name and check_item(results / item)["state"] == "done"
-        for parent in list(Path(name).parents)[:-1]:  # its folders inside results: real folders, never links
-            p = results / parent
-            if p.is_symlink() or (p.exists() and not p.is_dir()):
-                raise HinasError(f"{quote(p)}: a link or a file where the archive has a folder (nothing was written)")
-        existing = results / name
-        if existing.is_symlink() or (existing.exists() and not existing.is_file()):
-            raise HinasError(f"{quote(existing)}: a link or a folder where the archive has a file (nothing was written)")
-        if sealed[item] and (not existing.is_file() or existing.read_bytes() != content):
-            raise HinasError(f"{quote(existing)}: the archive would change a file of {item}, which is sealed here "
-                             f"(its manifest checks); a finished result is never overwritten: unpack into another "
-                             f"folder and compare (nothing was written)")
-    items: dict[str, int] = {}
-    for name, content in sorted(members.items()):
-        with names_file(results / name):
-            (results / name).parent.mkdir(parents=True, exist_ok=True)
-        write_bytes_durably(results / name, content)
-        items[name.split("/")[0]] = items.get(name.split("/")[0], 0) + 1
+    with results_lock(results):
+        sealed: dict[str, bool] = {}
+        for name, content in members.items():
+            item = name.split("/")[0]
+            if item not in sealed:
+                sealed[item] = "/" in name and check_item(results / item)["state"] == "done"
+            for parent in list(Path(name).parents)[:-1]:  # its folders inside results: real folders, never links
+                p = results / parent
+                if p.is_symlink() or (p.exists() and not p.is_dir()):
+                    raise HinasError(f"{quote(p)}: a link or a file where the archive has a folder (nothing was "
+                                     f"written)")
+            existing = results / name
+            if existing.is_symlink() or (existing.exists() and not existing.is_file()):
+                raise HinasError(f"{quote(existing)}: a link or a folder where the archive has a file (nothing was "
+                                 f"written)")
+            if sealed[item] and (not existing.is_file() or existing.read_bytes() != content):
+                raise HinasError(f"{quote(existing)}: the archive would change a file of {item}, which is sealed here "
+                                 f"(its manifest checks); a finished result is never overwritten: unpack into another "
+                                 f"folder and compare (nothing was written)")
+        items: dict[str, int] = {}
+        for name, content in sorted(members.items()):
+            with names_file(results / name):
+                (results / name).parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_durably(results / name, content)
+            item = name.split("/")[0]
+            items[item] = items.get(item, 0) + 1
     return {"files": sorted(members), "items": items, "parts": [str(p) for p in parts]}
 
 
 def _members(parts: list[Path]) -> dict[str, bytes]:
     """The regular files of one archive (its parts joined), by relative path; a HinasError for any
     other member or an unreadable archive."""
-    import io
-    import tarfile
-
-    from hinas.campaign.manifest import safe_relative
-    from hinas.errors import HinasError
-    from hinas.safeio import quote
-
     out: dict[str, bytes] = {}
     try:
         with tarfile.open(fileobj=io.BytesIO(b"".join(p.read_bytes() for p in parts)), mode="r:gz") as tar:

@@ -170,15 +170,7 @@ def _cli_seal(args) -> int:
 
 
 def _cli_unpack(args) -> int:
-    from hinas.campaign.archive import archive_parts
-    from hinas.errors import HinasError
-
-    for a in args.archives:  # before the lock creates the results folder
-        if not archive_parts(a):
-            raise HinasError(f"{a}: no such archive (nor its .1, .2, ... parts); give the results.tgz or "
-                             f"notebooks.tgz a GPU window wrote")
-    with results_lock(args.results):
-        report = unpack_archives(args.archives, args.results)
+    report = unpack_archives(args.archives, args.results)
     if args.json:
         _print_json(report)
     else:
