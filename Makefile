@@ -10,7 +10,7 @@ STAMPS := .stamps
 # Re-install when the dependency list changes.
 DEPS_HASH := $(shell cat pyproject.toml | sha1sum | cut -c1-12)
 
-.PHONY: test book setup setup-system setup-python setup-book demo clean gpu-pack
+.PHONY: test book setup setup-system setup-python setup-book demo clean gpu-pack gpu-rehearse
 
 setup: setup-system setup-python
 
@@ -87,3 +87,10 @@ gpu-pack:
 	  test -d $(GPU_RESULTS) && find $(GPU_RESULTS) -type f -print0; } | du -cb --files0-from=- 2>/dev/null | tail -1 | cut -f1); \
 	echo "gpu-pack: .gpu $$(du -sm .gpu | cut -f1) MiB; travelling tree $$((bytes / 1048576)) MiB (limit 60)"; \
 	test $$bytes -le 62914560 || { echo "gpu-pack: the travelling tree is over 60 MiB; pack fewer sets (GPU_SETS=...)" >&2; exit 1; }
+
+# a GPU window rehearsed on the CPU with the GPU machine's Python 3.12, torch 2.11 and packages, no graphviz,
+# the tree as it travels; then collected into a copy of the results and verified (scripts/gpu_rehearse.sh)
+GPU_REHEARSE_SECONDS ?= 600
+GPU_REHEARSE_DIR ?= /tmp/hinas-gpu-rehearsal
+gpu-rehearse:
+	bash scripts/gpu_rehearse.sh $(GPU_REHEARSE_SECONDS) $(GPU_REHEARSE_DIR)

@@ -11,7 +11,8 @@
 #      measured as fastest, or on the eager path if the fast one failed its equivalence check.
 # Usage, from the repository root: scripts/gpu_window.sh SECONDS OUTDIR
 # (where the tree travelled without .git, every provenance block names the commit `make gpu-pack`
-# recorded in .gpu/revision; HINAS_GIT_REVISION=<commit> overrides it)
+# recorded in .gpu/revision; HINAS_GIT_REVISION=<commit> overrides it; HINAS_WINDOW_DEVICE=cpu is for
+# scripts/gpu_rehearse.sh only: the same flow on the CPU, where the speed check fails and falls back)
 # OUTDIR receives the logs, the benchmark JSON, results.tgz and notebooks.tgz (back home:
 # hinas campaign unpack OUTDIR/results.tgz OUTDIR/notebooks.tgz --results results/paper-gpu).
 set -u
@@ -22,6 +23,7 @@ export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 if [ -z "${HINAS_GIT_REVISION:-}" ] && [ ! -d .git ] && [ -f .gpu/revision ]; then
   HINAS_GIT_REVISION=$(cat .gpu/revision); export HINAS_GIT_REVISION
 fi
+device=${HINAS_WINDOW_DEVICE:-cuda}
 mkdir -p "$out"
 elapsed() { echo $(( $(date +%s) - start )); }
 gpu=$(python3 -c "import re, torch; m = re.search(r'\b([A-Z][0-9]{2,3})\b', torch.cuda.get_device_name(0)); print(m.group(1).lower() if m else 'gpu')" 2>/dev/null || echo gpu)
@@ -42,12 +44,12 @@ else
   [ -f "$bench" ] && cp "$bench" "$out/"
 fi
 sets=$(python3 -m hinas bench gpu-levers "$bench" 2>>"$out/check_bench.log" || echo "--set cuda_graphs=false --set fused_optimizer=false --set native_batchnorm=false --set channels_last=false")
-if [ -d .gpu/wheels ] && [ ! -e results/paper-gpu/notebooks-smoke-cuda/done ]; then
+if [ -d .gpu/wheels ] && [ ! -e results/paper-gpu/notebooks-smoke-$device/done ]; then
   # at most GPU_NOTEBOOKS_SECONDS, and never the campaign's last 240 s (it needs them more)
   nb=$(( total - $(elapsed) - 25 - 240 )); cap=${GPU_NOTEBOOKS_SECONDS:-180}; [ "$nb" -gt "$cap" ] && nb=$cap
   if [ "$nb" -ge 90 ]; then
     echo "== the chapters with papermill on the GPU, once, at most $nb s ($(elapsed) s)"
-    bash scripts/gpu_notebooks.sh "$nb" "$out" smoke cuda
+    bash scripts/gpu_notebooks.sh "$nb" "$out" smoke "$device"
   else
     echo "== the chapters on the GPU: not in this window (only $nb s would be left beside the campaign)"
   fi
@@ -56,7 +58,7 @@ echo "== campaign with $sets ($(elapsed) s)"
 left=$(( total - $(elapsed) - 25 ))
 if [ "$left" -gt 60 ]; then
   python3 -m hinas campaign run --plan paper-gpu --budget "$left" --results results/paper-gpu --data-root .gpu/data \
-    --device cuda --archive "$out/results.tgz" $sets 2>&1 | tee "$out/campaign.log" | tail -40
+    --device "$device" --archive "$out/results.tgz" $sets 2>&1 | tee "$out/campaign.log" | grep -v '^{' | tail -40  # the JSON report stays in the log
 else
   echo "no time left for the campaign ($left s)"
 fi

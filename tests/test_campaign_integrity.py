@@ -31,7 +31,7 @@ items:
     network_from: train
     sigma: 50
     protocols: [standard]
-    precisions: [fp32]
+    precisions: [fp32, bf16]
     limit: 1
     estimate: 1
 """
@@ -96,6 +96,14 @@ def _reseal(folder: Path) -> None:
 # ---------------------------------------------------------------------------------------------
 # manifests: written with every finished item, trusted only when they check
 # ---------------------------------------------------------------------------------------------
+def test_a_part_not_measured_here_is_named_missing_with_its_reason(results):
+    """bf16 is measured on CUDA only: on the CPU the summary says so, rather than leaving it out."""
+    summary = json.loads((results / "eval" / "summary.json").read_text())
+    assert list(summary["metrics"]) == ["embedded-test/standard/fp32"]
+    assert summary["skipped"] == [{"part": "default-standard-bf16",
+                                   "reason": "bf16 autocast runs on CUDA only; this call ran on cpu"}]
+
+
 def test_finished_items_carry_a_manifest_of_every_file(results):
     from hinas.campaign.manifest import sha256_file
 
@@ -358,7 +366,7 @@ def test_bad_plan_options_are_refused_naming_file_item_and_fix(tmp_path, item, m
 
 def test_bad_plan_option_exits_2_before_writing(tmp_path, capsys):
     f = tmp_path / "bad.yaml"
-    f.write_text(PLAN.replace("precisions: [fp32]", "precisions: [fp64]"))
+    f.write_text(PLAN.replace("precisions: [fp32, bf16]", "precisions: [fp64]"))
     rc, out, err = _cli(capsys, "campaign", "run", "--plan", f, "--budget", 30, "--results", tmp_path / "r")
     assert rc == 2 and out == "" and err.count("\n") == 1 and "'eval'" in err and "fp64" in err
     assert not (tmp_path / "r").exists()

@@ -110,6 +110,34 @@ def test_bad_calls_are_refused_before_any_write(tmp_path):
     assert out.returncode == 2 and "not a folder" in out.stderr and afile.read_text() == "x"
 
 
+def test_a_package_whose_own_import_fails_is_refused_in_one_line(tmp_path):
+    """Seen rehearsing the GPU machine's Python: papermill installed, its dependency attrs not.
+    Found by name it looked present, and every chapter failed at once with a traceback."""
+    import os
+
+    broken = tmp_path / "site" / "papermill"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text("import hinas_test_absent_dependency\n")
+    results = tmp_path / "results"
+    env = _env()
+    env["PYTHONPATH"] = os.pathsep.join([str(tmp_path / "site"), str(REPO_ROOT), env.get("PYTHONPATH", "")])
+    out = subprocess.run([sys.executable, "-m", "hinas.book", "execute", "--results", str(results),
+                          "--profile", "smoke", "--device", "cpu"], capture_output=True, text=True, cwd=REPO_ROOT, env=env)
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "papermill (ModuleNotFoundError: No module named 'hinas_test_absent_dependency')" in out.stderr
+    assert not results.exists()
+
+
+def test_the_build_imports_papermill_once_and_names_its_failure(tmp_path, monkeypatch):
+    from hinas.book.execute import execute_notebooks
+
+    monkeypatch.setitem(sys.modules, "papermill", None)  # import raises ModuleNotFoundError
+    with pytest.raises(BookError, match="papermill cannot be imported"):
+        execute_notebooks(Paths(tmp_path, out=tmp_path / "out"), [tmp_path / "01_x.ipynb"], {})
+    assert not (tmp_path / "out").exists()
+
+
 def _cuda() -> bool:
     import torch
 

@@ -243,6 +243,11 @@ def execute_notebooks(paths: Paths, notebooks: list[Path], parameters: dict, *,
     """
     from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
+    try:  # once, here: workers importing a failing papermill side by side see a half-imported module
+        import papermill  # noqa: F401
+    except Exception as exc:
+        raise BookError(f"papermill cannot be imported ({exc.__class__.__name__}: {exc}); install the book's "
+                        f"packages (make setup-book, or pip install '.[book]')") from None
     paths.generated.mkdir(parents=True, exist_ok=True)
     jobs = max(1, int(jobs or default_jobs()))
     failures: list[str] = []
@@ -281,7 +286,10 @@ def execute_notebooks(paths: Paths, notebooks: list[Path], parameters: dict, *,
                 finished, _ = wait(running, return_when=FIRST_COMPLETED)
                 for f in finished:
                     nb = running.pop(f)
-                    msg = f.result()
+                    try:
+                        msg = f.result()
+                    except Exception as exc:  # not the notebook's own failure: say so, keep the others
+                        msg = f"{nb.name}: not executed ({exc.__class__.__name__}: {exc})"
                     (failed if msg else done).add(nb.stem)
                     if msg:
                         failures.append(msg)

@@ -14,7 +14,7 @@ appendix and says on the intro page where and when it ran (:mod:`hinas.book.note
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import os
 import shutil
 import time
@@ -40,8 +40,17 @@ def item_name(profile: str, device: str, chapters: list[str] | None = None) -> s
 
 
 def missing_packages() -> list[str]:
-    """The packages executing the chapters needs that this Python cannot import."""
-    return [name for name in NEEDED if importlib.util.find_spec(name) is None]
+    """The packages executing the chapters needs that this Python cannot import, each with the
+    reason where it is installed but its own import fails (papermill without ``attrs``, seen in a
+    rehearsal of the GPU machine's Python: found by name, it failed in every chapter at once)."""
+    missing = []
+    for name in NEEDED:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # ImportError, or whatever the package's own import raises
+            absent = isinstance(exc, ModuleNotFoundError) and exc.name == name
+            missing.append(name if absent else f"{name} ({exc.__class__.__name__}: {exc})")
+    return missing
 
 
 def execute_into(results, profile: str, device: str, *, seed: int = 0, data_root: str | None = None,

@@ -225,12 +225,13 @@ def run_eval(ctx, item: Item):
     default = ("embedded-test" if resolve_data_root(ctx.data_root) is None
                else ("BSDS500-test" if task == "denoise" else "Set5"))
     progress = Progress(folder)
-    evaluations = []
+    evaluations, skipped = [], []
     for part in _eval_parts(item, task, device):
         if part["protocol"] not in PROTOCOLS:
             raise HinasError(f"plan item {item.name!r}: unknown protocol {part['protocol']!r}")
         path = folder / "parts" / f"{part['part']}.json"
-        if part["skipped"]:
+        if part["skipped"]:  # missing, with the reason, rather than silently absent from the summary
+            skipped.append({"part": part["part"], "reason": f"bf16 autocast runs on CUDA only; this call ran on {device}"})
             continue
         stored = read_json(path)
         if stored is not None:
@@ -262,4 +263,5 @@ def run_eval(ctx, item: Item):
                     {"inference_seconds": e["inference_seconds"], "seconds_total": e["seconds_total"]}
                     for e in evaluations},
         "evaluations": evaluations,
+        **({"skipped": skipped} if skipped else {}),
     }
