@@ -26,7 +26,7 @@ fi
 device=${HINAS_WINDOW_DEVICE:-cuda}
 mkdir -p "$out"
 elapsed() { echo $(( $(date +%s) - start )); }
-gpu=$(python3 -c "import re, torch; m = re.search(r'\b([A-Z][0-9]{2,3})\b', torch.cuda.get_device_name(0)); print(m.group(1).lower() if m else 'gpu')" 2>/dev/null || echo gpu)
+gpu=$(python3 -c "from hinas.engine.common import device_name, gpu_model; print((gpu_model(device_name('cuda')) or 'gpu').lower())" 2>/dev/null || echo gpu)
 bench="results/bench/gpu_speed_${gpu}.json"
 code=""; [ -d .gpu/released/one_stage_nas ] && code="--code .gpu/released"
 genotype="results/paper-gpu/train-dn50-s0/genotype.json"

@@ -31,6 +31,17 @@ def campaign_rows(repo, kind: str) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
+def evaluation_per_image(repo, row, dataset: str, protocol: str, sigma) -> list:
+    """The per-image scores of an eval row's (:func:`campaign_rows`) fp32 evaluation of ``dataset``
+    under ``protocol`` at ``sigma``, from its item's summary; empty when it has none."""
+    summary = read_json(Path(repo) / row.results / row.item / "summary.json") or {}
+    for e in summary.get("evaluations", []):
+        if (e.get("dataset"), e.get("protocol"), e.get("precision", "fp32"), e.get("sigma")) == (
+                dataset, protocol, "fp32", sigma):
+            return e.get("per_image") or []
+    return []
+
+
 def plans_of(folder: Path) -> list:
     """The plans whose items a campaign folder holds (named in their summaries' provenance)."""
     summaries = (read_json(p) for p in folder.glob("*/summary.json"))

@@ -16,8 +16,8 @@ from typing import Optional
 import pandas as pd
 
 from hinas.book import compare, curves, tables
-from hinas.book.campaigns import (campaign_folders, campaign_rows, not_done, plan_progress,  # noqa: F401 (the
-                                  plans_of, results_root)  # chapters read them as committed.*)
+from hinas.book.campaigns import (campaign_folders, campaign_rows, evaluation_per_image,  # noqa: F401 (the
+                                  not_done, plan_progress, plans_of, results_root)  # chapters read them as committed.*)
 from hinas.book.settings import PROTOCOLS
 from hinas.campaign import read_json
 
@@ -75,11 +75,9 @@ def per_image_scores(repo, sigma: float, dataset: str = "BSDS500-test", protocol
     out: dict = {}
     ev = campaign_rows(repo, "eval")
     for r in ev.itertuples() if len(ev) else ():
-        summary = read_json(Path(repo) / r.results / r.item / "summary.json") or {}
-        for e in summary.get("evaluations", []):
-            if (e.get("dataset"), e.get("protocol"), e.get("precision", "fp32"), e.get("sigma")) == (
-                    dataset, protocol, "fp32", sigma):
-                _keep_most(out, method_label(r.model, f"{r.results}/{r.network}", unsearched), e["per_image"])
+        per_image = evaluation_per_image(repo, r, dataset, protocol, sigma)
+        if per_image:
+            _keep_most(out, method_label(r.model, f"{r.results}/{r.network}", unsearched), per_image)
     trained = campaign_rows(repo, "train")
     nets = {(Path(repo) / r.results / r.item).resolve(): f"{r.results}/{r.item}"
             for r in trained.itertuples()} if len(trained) else {}

@@ -16,21 +16,11 @@ from pathlib import Path
 import pandas as pd
 
 from hinas.book import tables
-from hinas.book.campaigns import campaign_rows
-from hinas.campaign import read_json
+from hinas.book.campaigns import campaign_rows, evaluation_per_image
 from hinas.stats import paired_difference
 
 TOLERANCE_DB = 0.05  # |bf16 - fp32| mean PSNR at equal iterations that lets bf16 become a default
 PLAN_ITEMS = "train-dn50-s0-fp32-20k and train-dn50-s0-bf16-20k"  # the paper-gpu plan's pair
-
-
-def _per_image(repo, row) -> list:
-    summary = read_json(Path(repo) / row.results / row.item / "summary.json") or {}
-    for e in summary.get("evaluations", []):
-        if (e.get("dataset"), e.get("protocol"), e.get("precision", "fp32"), e.get("sigma")) == (
-                row.dataset, row.protocol, "fp32", row.sigma):
-            return e.get("per_image") or []
-    return []
 
 
 def _architecture(repo, row) -> str | None:
@@ -57,7 +47,8 @@ def precision_pairs(repo, dataset: str = "BSDS500-test", protocol: str = "standa
     for (model, sigma, seed, iterations, _), by in groups.items():
         if not {"fp32", "bf16"} <= set(by):
             continue
-        d = paired_difference(_per_image(repo, by["bf16"]), _per_image(repo, by["fp32"]))
+        bf16, fp32 = (evaluation_per_image(repo, r, r.dataset, r.protocol, r.sigma) for r in (by["bf16"], by["fp32"]))
+        d = paired_difference(bf16, fp32)
         out.append({"model": model, "sigma": sigma, "seed": seed, "iterations": iterations,
                     "fp32-trained PSNR": by["fp32"].psnr, "bf16-trained PSNR": by["bf16"].psnr,
                     "bf16 - fp32 (dB)": d["mean"], "SE (dB)": d["se"], "images": d["images"],

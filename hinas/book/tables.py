@@ -20,6 +20,7 @@ import pandas as pd
 from hinas.book.compare import NOISY_INPUT, finite
 from hinas.book.runs import (bm3d_row, noisy_input_row, rsws_cached, run_search, train_and_score)
 from hinas.book.settings import PROTOCOLS, base_config, profile_settings
+from hinas.engine.common import gpu_model
 from hinas.errors import HinasError
 from hinas.genotype import modify_genotype
 
@@ -215,10 +216,7 @@ def training_share(iterations, code_iterations, task: str = "denoise") -> str:
 def short_device(name) -> str:
     """A device as a table cell: a GPU by its model ('NVIDIA H100 80GB HBM3' -> 'H100'; the full
     name stays in each result's provenance), anything else as it is."""
-    import re
-
-    m = re.search(r"\b([A-Z][0-9]{2,3})\b", name) if isinstance(name, str) and "NVIDIA" in name else None
-    return m.group(1) if m else name
+    return gpu_model(name) or name
 
 
 SHARE_COLUMN = "of released (paper's)"  # the column :func:`training_share` fills

@@ -197,8 +197,10 @@ def _eval_parts(item: Item, task: str, device: str) -> list[dict]:
         for protocol in o.get("protocols") or ["standard"]:
             for precision in o.get("precisions") or ["fp32"]:
                 name = f"{ds}-{protocol}-{precision}"
+                cpu_bf16 = precision == "bf16" and not str(device).startswith("cuda")
                 parts.append({"part": name, "dataset": ds, "protocol": protocol, "precision": precision,
-                              "skipped": precision == "bf16" and not str(device).startswith("cuda")})
+                              "skipped": f"bf16 autocast runs on CUDA only; this call ran on {device}"
+                              if cpu_bf16 else None})
     return parts
 
 
@@ -231,7 +233,7 @@ def run_eval(ctx, item: Item):
             raise HinasError(f"plan item {item.name!r}: unknown protocol {part['protocol']!r}")
         path = folder / "parts" / f"{part['part']}.json"
         if part["skipped"]:  # missing, with the reason, rather than silently absent from the summary
-            skipped.append({"part": part["part"], "reason": f"bf16 autocast runs on CUDA only; this call ran on {device}"})
+            skipped.append({"part": part["part"], "reason": part["skipped"]})
             continue
         stored = read_json(path)
         if stored is not None:

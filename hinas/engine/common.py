@@ -12,6 +12,7 @@ import io
 import os
 import platform
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -148,6 +149,14 @@ def device_name(device: str) -> str:
     if str(device).startswith("cuda") and torch.cuda.is_available():
         return torch.cuda.get_device_name(torch.device(device))
     return "cpu"
+
+
+def gpu_model(name) -> str | None:
+    """An NVIDIA GPU's model in a device name (:func:`device_name`: 'NVIDIA H100 80GB HBM3' ->
+    'H100'), else None: how tables name a GPU and what names its speed report
+    (``results/bench/gpu_speed_<model>.json``, scripts/gpu_window.sh)."""
+    m = re.search(r"\b([A-Z][0-9]{2,3})\b", name) if isinstance(name, str) and "NVIDIA" in name else None
+    return m.group(1) if m else None
 
 
 def apply_threads(config) -> None:
