@@ -13,6 +13,7 @@
 # Usage, from the repository root: scripts/gpu_rehearse.sh [SECONDS] [SCRATCH]   (make gpu-rehearse)
 # SECONDS: the window (600); SCRATCH: its folder (/tmp/hinas-gpu-rehearsal; the venv, about 5 GB
 # with torch's CUDA libraries, is kept there and reused while the package list is unchanged).
+# Exit status: the window's when it failed (scripts/gpu_window.sh), else that of collect and verify.
 set -u
 seconds=${1:-600}
 scratch=${2:-/tmp/hinas-gpu-rehearsal}
@@ -43,9 +44,11 @@ git ls-files -z -co --exclude-standard | tar --null --ignore-failed-read -T - -c
 cp -R .gpu "$tree/"
 echo "== gpu_rehearse: scripts/gpu_window.sh $seconds on the CPU, in $tree"
 (cd "$tree" && env -u HINAS_DATA PATH="$venv/bin:$bin" HINAS_WINDOW_DEVICE=cpu bash scripts/gpu_window.sh "$seconds" "$out")
+window=$?
 echo "== gpu_rehearse: scripts/gpu_collect.sh into a copy of results/paper-gpu"
 home=$scratch/results-paper-gpu; rm -rf "$home"; cp -R results/paper-gpu "$home"
 bash scripts/gpu_collect.sh "$out" "$home"
-rc=$?
-echo "== gpu_rehearse: done (collect and verify exit $rc); logs in $out, the results in $home"
+collect=$?
+rc=$window; [ "$rc" -eq 0 ] && rc=$collect  # a failed window fails the rehearsal, even when its results verify
+echo "== gpu_rehearse: done (window exit $window, collect and verify exit $collect); logs in $out, the results in $home"
 exit $rc

@@ -15,6 +15,8 @@
 # scripts/gpu_rehearse.sh only: the same flow on the CPU, where the speed check fails and falls back)
 # OUTDIR receives the logs, the benchmark JSON, results.tgz and notebooks.tgz (back home:
 # hinas campaign unpack OUTDIR/results.tgz OUTDIR/notebooks.tgz --results results/paper-gpu).
+# Exit status: the campaign's (1: an item failed, 2: a bad call), else 1 when the chapters failed or
+# were cut, else 0. A failed speed check is none: the campaign then runs on the eager path.
 set -u
 total=${1:?usage: scripts/gpu_window.sh SECONDS OUTDIR}
 out=${2:?usage: scripts/gpu_window.sh SECONDS OUTDIR}
@@ -24,6 +26,7 @@ if [ -z "${HINAS_GIT_REVISION:-}" ] && [ ! -d .git ] && [ -f .gpu/revision ]; th
   HINAS_GIT_REVISION=$(cat .gpu/revision); export HINAS_GIT_REVISION
 fi
 device=${HINAS_WINDOW_DEVICE:-cuda}
+rc=0
 mkdir -p "$out"
 elapsed() { echo $(( $(date +%s) - start )); }
 gpu=$(python3 -c "from hinas.engine.common import device_name, gpu_model; print((gpu_model(device_name('cuda')) or 'gpu').lower())" 2>/dev/null || echo gpu)
@@ -49,7 +52,7 @@ if [ -d .gpu/wheels ] && [ ! -e results/paper-gpu/notebooks-smoke-$device/done ]
   nb=$(( total - $(elapsed) - 25 - 240 )); cap=${GPU_NOTEBOOKS_SECONDS:-180}; [ "$nb" -gt "$cap" ] && nb=$cap
   if [ "$nb" -ge 90 ]; then
     echo "== the chapters with papermill on the GPU, once, at most $nb s ($(elapsed) s)"
-    bash scripts/gpu_notebooks.sh "$nb" "$out" smoke "$device"
+    bash scripts/gpu_notebooks.sh "$nb" "$out" smoke "$device" || rc=1  # why: in notebooks.log
   else
     echo "== the chapters on the GPU: not in this window (only $nb s would be left beside the campaign)"
   fi
@@ -59,7 +62,9 @@ left=$(( total - $(elapsed) - 25 ))
 if [ "$left" -gt 60 ]; then
   python3 -m hinas campaign run --plan paper-gpu --budget "$left" --results results/paper-gpu --data-root .gpu/data \
     --device "$device" --archive "$out/results.tgz" $sets 2>&1 | tee "$out/campaign.log" | grep -v '^{' | tail -40  # the JSON report stays in the log
+  campaign=${PIPESTATUS[0]}; [ "$campaign" -ne 0 ] && rc=$campaign
 else
   echo "no time left for the campaign ($left s)"
 fi
-echo "== window done after $(elapsed) s"
+echo "== window done after $(elapsed) s (exit $rc)"
+exit $rc
