@@ -33,7 +33,7 @@ from hinas.errors import HinasError
 # ---------------------------------------------------------------------------------------------
 def run_long(ctx, item: Item, kind: str, genotype=None) -> dict | None:
     """A piece of a long search/train item; its engine summary when finished, None when paused."""
-    from hinas.campaign.runners import is_call_error
+    from hinas.campaign.runners import is_call_error, piece_provenance
     from hinas.engine.common import CHECKPOINT, TrainingDiverged
     from hinas.engine.search import search
     from hinas.engine.train import train
@@ -78,7 +78,8 @@ def run_long(ctx, item: Item, kind: str, genotype=None) -> dict | None:
         if kind == "train" and not paused:
             where["iteration"] = cfg.iterations
         progress.piece(time.monotonic() - t0, {"status": "paused" if paused else "finished", **where,
-                                               "start": start, "engine_seconds": result.get("seconds")})
+                                               "start": start, "engine_seconds": result.get("seconds"),
+                                               **piece_provenance(cfg)})
         if curve is not None:
             position = where.get("iteration", start)
             if not owe_point(ctx, item, cfg, curve, progress, position, final=not paused):

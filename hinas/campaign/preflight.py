@@ -60,15 +60,30 @@ def check_archive(archive, results) -> Path:
     return target
 
 
-def pending_items(plan: Plan, results) -> list:
-    """The plan's items that may run: not done, corrupt or incomplete."""
+def pending_items(plan: Plan, results, only=None) -> list:
+    """The plan's items that may run: not done, corrupt or incomplete (of ``only``, when given)."""
     from hinas.campaign.status import item_status
 
     results = Path(results)
-    return [it for it in plan.items if item_status(results, it)["status"] in ("pending", "failed")]
+    return [it for it in plan.items if (only is None or it.name in only)
+            and item_status(results, it)["status"] in ("pending", "failed")]
 
 
-def check_call(plan: Plan, results, *, budget, device=None, data_root=None, settings: dict | None = None) -> None:
+def check_only(plan: Plan, only) -> tuple | None:
+    """``--only`` names: each an item of the plan, else one line naming the unknown ones."""
+    if only is None:
+        return None
+    names = tuple(only)
+    known = {it.name for it in plan.items}
+    unknown = [n for n in names if n not in known]
+    if not names or unknown:
+        raise ConfigError(f"--only: {', '.join(map(repr, unknown)) or 'no item'} is not an item of plan "
+                          f"{plan.name!r}; give item names as 'hinas campaign status' lists them")
+    return names
+
+
+def check_call(plan: Plan, results, *, budget, device=None, data_root=None, settings: dict | None = None,
+               only=None) -> None:
     """Refuse, before anything is written, a call whose inputs cannot work (one line, exit 2)."""
     from hinas.engine.common import check_device
 
@@ -76,11 +91,12 @@ def check_call(plan: Plan, results, *, budget, device=None, data_root=None, sett
     if results.exists() and not results.is_dir():
         raise ConfigError(f"--results {quote(results)}: exists and is not a folder; give a folder")
     check_budget(budget)
+    only = check_only(plan, only)
     if device is not None:
         check_device(device)
     if data_root is not None:
         _root(data_root)
-    pending = pending_items(plan, results)
+    pending = pending_items(plan, results, only)
     for item in plan.items:  # the --set settings, with this call's device/data root, for every item
         if item.kind in ("search", "train"):
             item_config(item, device, data_root, settings)

@@ -97,30 +97,34 @@ def finish_item(folder: Path, name: str, summary: dict) -> None:
 
 
 def run_campaign(plan: Plan, results, budget: float, *, device=None, data_root=None, retry_failed: bool = False,
-                 log=None, started: float | None = None, settings: dict | None = None) -> dict:
+                 log=None, started: float | None = None, settings: dict | None = None, only=None) -> dict:
     """Run the next undone items of ``plan`` into ``results`` within ``budget`` seconds;
     ``settings`` (:func:`hinas.campaign.plan.parse_settings`) change how every search/train item
-    runs. The report's ``ok`` is False when an item failed or is corrupt or incomplete."""
+    runs; ``only`` (item names) runs those items and leaves the others as they are (e.g. the long
+    search on a CPU, whose earlier GPU evaluations would not fit its budget). The report's ``ok``
+    is False when an item failed or is corrupt or incomplete."""
     budget = check_budget(budget)
     log = log or (lambda msg: print(f"campaign: {msg}", file=sys.stderr, flush=True))
     t0 = started if started is not None else time.monotonic()
     results = Path(results)
-    check_call(plan, results, budget=budget, device=device, data_root=data_root, settings=settings)
+    check_call(plan, results, budget=budget, device=device, data_root=data_root, settings=settings, only=only)
     with results_lock(results):
         ctx = Context(plan, results, t0 + budget, budget, device, data_root, log, settings)
-        ran = _run_items(ctx, plan, retry_failed)
+        ran = _run_items(ctx, plan, retry_failed, only)
         report = campaign_status(plan, results)
     report.update(budget=budget, elapsed=round(time.monotonic() - t0, 3), ran=ran,
                   ok=not any(report[s] for s in ("failed", "corrupt", "incomplete")))
     return report
 
 
-def _run_items(ctx: Context, plan: Plan, retry_failed: bool) -> list[dict]:
+def _run_items(ctx: Context, plan: Plan, retry_failed: bool, only=None) -> list[dict]:
     results, log = ctx.results, ctx.log
     ran, blocked, waiting, states = [], set(), {}, {}
     for item in plan.items:
         st = item_status(results, item)
         states[item.name] = st["status"]
+        if only is not None and item.name not in only:
+            continue  # not asked for in this call: left as it is (its dependants wait for it)
         if st["status"] == "done":
             remove_work(results / item.name)  # left by an older archive; the manifest checks
             continue

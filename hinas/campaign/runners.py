@@ -11,6 +11,7 @@ returns the body of the item's summary, or None when paused.
 from __future__ import annotations
 
 import errno
+import platform
 import shutil
 import time
 
@@ -44,6 +45,19 @@ def provenance_of(plan: Plan, item: Item, cfg=None, device: str = "cpu") -> dict
         prov.update(profile=cfg.profile, seed=cfg.seed, task=cfg.task, scale=cfg.scale,
                     data_root=cfg.data_root, amp_bf16=cfg.amp_bf16, device_data=cfg.device_data)
     return prov
+
+
+def piece_provenance(cfg) -> dict:
+    """Where one piece of a search/train item ran (each entry of its ``progress.json`` history):
+    device, host, commit and threads, so that pieces run on different machines stay apart
+    (``campaign status`` estimates the rest from this machine's own pieces)."""
+    import torch
+
+    from hinas.engine.common import device_name, git_revision
+
+    return {"device": device_name(cfg.device), "host": platform.node(), "git_revision": git_revision(),
+            "threads": torch.get_num_threads(),
+            "ended": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
 
 
 def run_engine(ctx, item: Item, kind: str, genotype=None) -> dict | None:
@@ -81,7 +95,8 @@ def run_engine(ctx, item: Item, kind: str, genotype=None) -> dict | None:
     seconds = time.monotonic() - started
     paused = result.get("status") == "paused"
     progress.piece(seconds, {"status": "paused" if paused else "finished",
-                             **{k: v for k, v in result.items() if k in ("epoch", "iteration", "steps", "step_in_epoch")}})
+                             **{k: v for k, v in result.items() if k in ("epoch", "iteration", "steps", "step_in_epoch")},
+                             **piece_provenance(cfg)})
     if paused:
         return None
     return {"engine": result, "config": cfg, "budget": plan, "progress": progress.data}

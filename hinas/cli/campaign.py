@@ -35,6 +35,8 @@ def register_cli(subparsers) -> None:
     r.add_argument("--device", default=None, help="cpu, cuda or cuda:N for every item (default: each item's profile)")
     r.add_argument("--data-root", default=None, metavar="DIR", help="datasets folder (default: $HINAS_DATA or embedded)")
     r.add_argument("--retry-failed", action="store_true", help="run again the items that failed in earlier calls")
+    r.add_argument("--only", nargs="+", default=None, metavar="ITEM",
+                   help="run only these items (e.g. the long search on a CPU); the others are left as they are")
     r.add_argument("--archive", default=None, metavar="FILE.tgz",
                    help="afterwards, pack every file this call wrote under DIR into FILE.tgz (split into "
                         "FILE.tgz.1, .2, ... above 15 MiB); unpack with: hinas campaign unpack FILE.tgz --results DIR")
@@ -85,12 +87,14 @@ def _cli_run(args) -> int:
     settings = parse_settings(args.set)
     budget = check_budget(args.budget)
     archive = check_archive(args.archive, args.results) if args.archive else None
-    check_call(plan, args.results, budget=budget, device=args.device, data_root=args.data_root, settings=settings)
+    check_call(plan, args.results, budget=budget, device=args.device, data_root=args.data_root, settings=settings,
+               only=args.only)
     report, error = None, None
     with results_lock(args.results):  # refused (exit 2) while another call works in the folder
         try:
             report = run_campaign(plan, args.results, budget, device=args.device, data_root=args.data_root,
-                                  retry_failed=args.retry_failed, started=started, settings=settings)
+                                  retry_failed=args.retry_failed, started=started, settings=settings,
+                                  only=args.only)
         except BaseException as exc:  # noqa: BLE001 - re-raised below, once the archive is written
             error = exc
         if archive is not None:  # whatever happened, what was written comes back
