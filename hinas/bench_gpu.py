@@ -370,17 +370,24 @@ def _released_commit(code) -> str | None:
     return _git_head(code)
 
 
-def _ratios(out: dict) -> None:
-    """``speedup_vs_released`` and ``speedup_vs_eager`` of every variant, and the recommended
-    fp32 levers: the fastest fp32 variant of the training step whose steps ran as it asked."""
-    for part, key in (("train", "step_seconds"), ("search", "weight_step_seconds")):
+def _ratios_of(out: dict, timed) -> None:
+    """``speedup_vs_eager`` and ``speedup_vs_released`` of every variant for each ``(part, key)``
+    of ``timed`` (the search's architecture step's ratios are prefixed ``arch_``)."""
+    for part, key in timed:
+        prefix = "arch_" if key.startswith("arch_") else ""
         rel = (out[part].get("released") or {}).get(key)
         eager = out[part]["variants"]["eager"][key]
         for row in out[part]["variants"].values():
-            row["speedup_vs_eager"] = eager / row[key]
-            row["speedup_vs_released"] = rel / row[key] if rel else None
+            row[f"{prefix}speedup_vs_eager"] = eager / row[key]
+            row[f"{prefix}speedup_vs_released"] = rel / row[key] if rel else None
         if rel:
-            out[part]["released"]["speedup_vs_eager_hinas"] = rel / eager
+            out[part]["released"][f"{prefix}speedup_vs_eager_hinas"] = rel / eager
+
+
+def _ratios(out: dict) -> None:
+    """``speedup_vs_released`` and ``speedup_vs_eager`` of every variant, and the recommended
+    fp32 levers: the fastest fp32 variant of the training step whose steps ran as it asked."""
+    _ratios_of(out, (("train", "step_seconds"), ("search", "weight_step_seconds")))
     # both parts count alike: each variant's time relative to eager, summed over training and search
     train, search = out["train"]["variants"], out["search"]["variants"]
     fp32 = [n for n in search if not search[n]["levers"].get("amp_bf16") and "failed" not in train[n]["mode"]

@@ -225,16 +225,22 @@ def _identity_cuda():
         torch.Tensor.cuda = original
 
 
-def _import_release(code: str, module: str, *names: str):
-    """Import ``names`` from ``one_stage_nas.<module>`` of the checkout at ``code`` (on
-    ``sys.path`` only while importing, so the release never shadows anything later)."""
-    import importlib
-
+def check_checkout(code, module: str = "modeling.dn_compnet") -> Path:
+    """``code`` as a checkout of the released code, else one line naming what is missing."""
     root = Path(code)
     rel = Path("one_stage_nas", *module.split(".")).with_suffix(".py")
     if not (root / rel).exists() or not (root / "one_stage_nas" / "solver" / "build.py").exists():
         raise HinasError(f"{root}: not a checkout of the released HiNAS code (no {rel.as_posix()}); "
                          f"clone https://github.com/hkzhang-git/HiNAS and pass its folder")
+    return root
+
+
+def _import_release(code: str, module: str, *names: str):
+    """Import ``names`` from ``one_stage_nas.<module>`` of the checkout at ``code`` (on
+    ``sys.path`` only while importing, so the release never shadows anything later)."""
+    import importlib
+
+    root = check_checkout(code, module)
     sys.path.insert(0, str(root))
     try:
         mod = importlib.import_module(f"one_stage_nas.{module}")

@@ -261,3 +261,66 @@ def test_long_search_runs_its_fixed_length_over_two_calls(tmp_path):
     assert summary["schedule"]["share_of_paper"] == pytest.approx(2 / 100)
     assert summary["movement"] == summary["engine_summary"]["movement"] and "moved" in summary["movement"]
     assert summary["timings"]["pieces"] == 2
+
+
+def test_only_runs_the_named_items_and_each_piece_records_where_it_ran(tmp_path):
+    from hinas.campaign import campaign_status, load_plan, run_campaign
+
+    f = tmp_path / "plan.yaml"
+    f.write_text("defaults: {profile: smoke, device: cpu}\n"
+                 "items: [{name: first, kind: search, config: {epochs: 1}},\n"
+                 "        {name: s, kind: search, long: true, estimate: 0.5, "
+                 "config: {epochs: 2, val_start_epoch: 1, a_lr: 0.03}}]\n")
+    plan = load_plan(f)
+    results = tmp_path / "r"
+    with pytest.raises(ConfigError, match="'nope' is not an item"):
+        run_campaign(plan, results, 60, log=lambda msg: None, only=["nope"])
+    assert not results.exists()  # refused before the first write
+    report = run_campaign(plan, results, 1.0, log=lambda msg: None, only=["s"])
+    assert [r["name"] for r in report["ran"]] == ["s"] and not (results / "first").exists()
+    piece = json.loads((results / "s" / "progress.json").read_text())["history"][0]
+    assert piece["device"] == "cpu" and piece["threads"] == torch.get_num_threads()
+    assert piece["git_revision"] and piece["host"] and piece["ended"].endswith("Z")
+    entry = {i["name"]: i for i in campaign_status(plan, results)["items"]}["s"]
+    assert entry["by_device"]["cpu"]["pieces"] == 1 and entry["device"] == "cpu"
+    proc = _hinas("campaign", "run", "--plan", f, "--results", tmp_path / "r2", "--budget", 5, "--only", "nope")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--only" in proc.stderr
+    assert not (tmp_path / "r2").exists()
+
+
+def test_search_estimate_uses_this_devices_pieces_phase_by_phase(tmp_path):
+    """Warm-up steps and steps with an architecture update cost differently; a GPU's pieces never
+    stand for the CPU's, unless the CPU has none (then named); an unmeasured phase is a lower bound."""
+    from hinas.campaign import load_plan
+    from hinas.campaign.status import _estimate
+
+    f = tmp_path / "plan.yaml"
+    f.write_text("defaults: {profile: smoke, device: cpu}\n"
+                 "items: [{name: s, kind: search, long: true, estimate: 1, "
+                 "config: {epochs: 4, arch_start_epoch: 2, val_start_epoch: 3}}]\n")
+    item = load_plan(f).items[0]
+    folder = tmp_path / "r" / "s"
+    folder.mkdir(parents=True)
+    pieces = [{"status": "paused", "epoch": 2, "step_in_epoch": 0, "steps": 10, "start": 0, "seconds": 100.0,
+               "device": "cpu"},
+              {"status": "paused", "epoch": 3, "step_in_epoch": 0, "steps": 20, "start": 10, "seconds": 1.0,
+               "device": "NVIDIA H100 80GB HBM3"}]
+
+    def estimate(device, history):
+        (folder / "progress.json").write_text(json.dumps({"pieces": len(history), "history": history}))
+        return _estimate(tmp_path / "r", item, {"status": "pending"}, device)
+
+    cpu = estimate("cpu", pieces)  # 10 steps an epoch; 20 arch steps left at the warm-up's 10 s
+    assert cpu["total"] == 40 and cpu["position"] == 20
+    assert cpu["estimate"] == pytest.approx(200.0) and cpu["lower_bound"]
+    assert "not measured yet" in cpu["estimate_from"]
+    assert cpu["by_device"] == {"cpu": {"pieces": 1, "seconds": 100.0, "moved": 10},
+                                "NVIDIA H100 80GB HBM3": {"pieces": 1, "seconds": 1.0, "moved": 10}}
+    gpu = estimate("NVIDIA H100 80GB HBM3", pieces)
+    assert gpu["estimate"] == pytest.approx(2.0)
+    pieces.append({"status": "paused", "epoch": 4, "step_in_epoch": 0, "steps": 30, "start": 20, "seconds": 150.0,
+                   "device": "cpu"})
+    cpu = estimate("cpu", pieces)  # 10 arch steps left at the measured 15 s
+    assert cpu["estimate"] == pytest.approx(150.0) and not cpu["lower_bound"]
+    tpu = estimate("TPU", pieces[:1])  # no piece here: another device's speed, named
+    assert tpu["estimate"] == pytest.approx(300.0) and "on cpu" in tpu["estimate_from"]

@@ -18,7 +18,8 @@ def test_profiles_turn_the_levers_on_only_where_cuda_runs():
     for profile in ("gpu", "paper"):
         cfg = RunConfig.from_profile(profile, "denoise")
         assert all(getattr(cfg, k) for k in FAST_PATH_KEYS)
-        assert not any(fast.active_levers(cfg, "cpu").values())  # ignored on the CPU
+        on_cpu = fast.active_levers(cfg, "cpu")  # only the CPU levers act there (tests/test_cpu_levers.py)
+        assert {k for k, v in on_cpu.items() if v} == set(fast.CPU_LEVERS)
     for profile in ("smoke", "quick"):
         assert not any(getattr(RunConfig.from_profile(profile, "denoise"), k) for k in FAST_PATH_KEYS)
 

@@ -125,7 +125,34 @@ def annotate(plan: Plan, results, report: dict) -> None:
     }
 
 
-def _estimate(results: Path, item: Item, entry: dict) -> dict:
+def here_device() -> str:
+    """The device name of this machine's pieces (:func:`hinas.engine.common.device_name`): the
+    first GPU's when CUDA is available, else ``cpu``."""
+    import torch
+
+    from hinas.engine.common import device_name
+
+    return device_name("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pieces_by_device(progress: dict) -> dict:
+    """``{device: {pieces, seconds, steps/iterations moved}}`` of an item's run pieces (the
+    curve scorings apart); pieces from before devices were recorded count as ``unrecorded``."""
+    out: dict = {}
+    for p in progress.get("history", []):
+        if p.get("status") not in ("paused", "finished"):
+            continue
+        d = out.setdefault(p.get("device") or "unrecorded", {"pieces": 0, "seconds": 0.0, "moved": 0})
+        d["pieces"] += 1
+        d["seconds"] = round(d["seconds"] + float(p.get("seconds") or 0.0), 3)
+        end = p.get("steps", p.get("iteration", 0)) or 0
+        d["moved"] += max(int(end) - int(p.get("start", 0) or 0), 0)
+    return out
+
+
+def _estimate(results: Path, item: Item, entry: dict, device: str | None = None) -> dict:
+    """Seconds to finish at the speed measured on ``device`` (default: this machine's), from its
+    own pieces; another device's speed only when this one has none, and then named."""
     from hinas.campaign.options import CURVE_FILE, curve_of, is_long
 
     if entry["status"] == "done":
@@ -140,20 +167,30 @@ def _estimate(results: Path, item: Item, entry: dict) -> dict:
     pieces = [p for p in progress.get("history", []) if p.get("status") in ("paused", "finished")]
     unit = "iteration" if item.kind == "train" else "steps"
     done = pieces[-1].get(unit, 0) if pieces else 0
-    speed, basis = None, None
-    for p in reversed(pieces):
-        moved = p.get(unit, 0) - p.get("start", 0)
-        if moved > 0 and p.get("seconds", 0) > 0:
-            speed, basis = moved / p["seconds"], "the last piece"
-            break
-    if item.kind == "train":
-        total = cfg.iterations
-    else:
+    device = device or here_device()
+    out = {"position": done, "unit": "iterations" if item.kind == "train" else "steps", "device": device}
+    if pieces:
+        out["by_device"] = pieces_by_device(progress)
+    mine = [p for p in pieces if p.get("device") == device]
+    others = [p for p in pieces if p.get("device") != device]
+    if item.kind == "search":
         per_epoch = _steps_per_epoch(pieces) or _sibling_steps_per_epoch(results, cfg)
         total = cfg.epochs * per_epoch if per_epoch else None
+        out["total"] = total
+        if per_epoch and (mine or others):
+            return {**out, **_search_estimate(cfg, per_epoch, done, mine or others,
+                                              "" if mine else f" on {(others[-1].get('device') or 'another device')}")}
+    else:
+        total = out["total"] = cfg.iterations
+    speed, basis = None, None
+    for p in reversed(mine or others):
+        moved = p.get(unit, 0) - p.get("start", 0)
+        if moved > 0 and p.get("seconds", 0) > 0:
+            speed = moved / p["seconds"]
+            basis = "the last piece" + ("" if mine else f" on {p.get('device') or 'another device'}")
+            break
     if speed is None:
-        speed, basis = _sibling_speed(results, item, cfg)
-    out = {"total": total, "position": done, "unit": "iterations" if item.kind == "train" else "steps"}
+        speed, basis = _sibling_speed(results, item, cfg, device)
     if speed is None or total is None:
         return {**out, "estimate": None, "estimate_from": "speed not measured yet"}
     seconds = max(total - done, 0) / speed
@@ -163,6 +200,38 @@ def _estimate(results: Path, item: Item, entry: dict) -> dict:
         every = curve_of(item)["every"]
         seconds += (total // every - len(evals) + 1) * sum(evals) / len(evals)
     return {**out, "speed": round(speed, 3), "estimate": round(seconds, 1), "estimate_from": basis}
+
+
+def _search_estimate(cfg, per_epoch: int, done: int, pieces: list[dict], where: str) -> dict:
+    """A search's rest in its two phases: weight-only steps (epochs up to ``arch_start_epoch``)
+    and steps with an architecture step (and, past ``val_start_epoch``, validation), each at
+    the seconds per step of the pieces that ran in that phase. A phase with no piece yet is
+    costed at the other's speed and the estimate says it is a lower bound."""
+    warm_end = cfg.arch_start_epoch * per_epoch  # steps before the first architecture step
+    cost = {"warm-up": [0.0, 0], "arch": [0.0, 0]}
+    for p in pieces:
+        start, end, sec = int(p.get("start", 0) or 0), int(p.get("steps", 0) or 0), float(p.get("seconds") or 0)
+        if end <= start or sec <= 0:
+            continue
+        phase = "warm-up" if end <= warm_end else ("arch" if start >= warm_end else None)
+        if phase:  # a piece across the boundary is left out: its split is unknown
+            cost[phase][0] += sec
+            cost[phase][1] += end - start
+    per_step = {k: v[0] / v[1] for k, v in cost.items() if v[1]}
+    if not per_step:
+        return {"estimate": None, "estimate_from": "speed not measured yet"}
+    left_warm = max(warm_end - done, 0)
+    left_arch = max(cfg.epochs * per_epoch - max(done, warm_end), 0)
+    lower = (left_arch and "arch" not in per_step) or (left_warm and "warm-up" not in per_step)
+    w = per_step.get("warm-up", per_step.get("arch"))
+    a = per_step.get("arch", per_step.get("warm-up"))
+    seconds = left_warm * w + left_arch * a
+    basis = ", ".join(f"{k} {v:.1f} s/step" for k, v in per_step.items()) + f" (this item's pieces{where})"
+    if lower:
+        basis += "; a lower bound: the steps with architecture updates are not measured yet" \
+            if "arch" not in per_step else "; the warm-up costed at the architecture steps' speed"
+    return {"speed": round(1 / (a if left_arch else w), 4), "seconds_per_step": {k: round(v, 3) for k, v in per_step.items()},
+            "estimate": round(seconds, 1), "estimate_from": basis, "lower_bound": bool(lower and "arch" not in per_step)}
 
 
 def _steps_per_epoch(pieces: list[dict]) -> int | None:
@@ -181,14 +250,19 @@ def _finished_summaries(results: Path, kind: str, task: str):
             yield f.parent.name, s
 
 
-def _sibling_speed(results: Path, item: Item, cfg):
-    """Speed of a finished item of the same kind, task (and model) in the results folder."""
+def _sibling_speed(results: Path, item: Item, cfg, device: str | None = None):
+    """Speed of a finished item of the same kind, task (and model) in the results folder, one
+    that ran on ``device`` first; another device's is named as such."""
+    found = []
     for name, s in _finished_summaries(results, item.kind, cfg.task):
         t = s.get("timings") or {}
         if item.kind == "train" and s.get("model") == cfg.model and t.get("iterations_per_second"):
-            return float(t["iterations_per_second"]), f"the speed of {name}"
+            found.append((s.get("device"), float(t["iterations_per_second"]), name))
         if item.kind == "search" and t.get("steps") and t.get("search_seconds"):
-            return t["steps"] / t["search_seconds"], f"the speed of {name}"
+            found.append((s.get("device"), t["steps"] / t["search_seconds"], name))
+    found.sort(key=lambda f: f[0] != device)  # this device's first
+    for dev, speed, name in found:
+        return speed, f"the speed of {name}" + ("" if dev == device else f", on {dev or 'another device'}")
     return None, None
 
 

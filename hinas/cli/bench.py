@@ -88,6 +88,69 @@ def register_cli(subparsers) -> None:
     gs.set_defaults(func=_cli_grad_scope)
 
     _register_gpu_speed(sub)
+    _register_cpu_speed(sub)
+
+
+def _register_cpu_speed(sub) -> None:
+    """``hinas bench cpu-speed``."""
+    c = sub.add_parser("cpu-speed", help="training and search steps on the CPU: the released code's, hinas eager, "
+                                         "and each CPU lever (channels_last, compile, bf16) alone and combined")
+    c.add_argument("--code", default=None, help="folder of a checkout of https://github.com/hkzhang-git/HiNAS "
+                                                "(fetched by you, never vendored); without it no released rows")
+    c.add_argument("--genotype", default=None, help="genotype JSON of the derived network (default: a random one)")
+    c.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
+    c.add_argument("--steps", type=int, default=5, help="timed training steps per variant (default 5)")
+    c.add_argument("--search-steps", type=int, default=3, help="timed search steps per variant (default 3)")
+    c.add_argument("--variants", nargs="+", default=None, metavar="NAME",
+                   help="only these variants (eager always runs); names as the report lists them")
+    c.add_argument("--equivalence-steps", type=int, default=50,
+                   help="training steps of the fp32 equivalence check (10 search steps; 0: none; default 50)")
+    c.add_argument("--out", default=None, help="also write the JSON here (results/bench/cpu_speed_<cpu>.json)")
+    c.add_argument("--json", action="store_true", help="print one JSON object")
+    c.set_defaults(func=_cli_cpu_speed)
+
+
+def _cli_cpu_speed(args) -> int:
+    from hinas.bench_cpu import TRAIN_VARIANTS, cpu_speed
+    from hinas.bench_released import check_checkout
+    from hinas.genotype import Genotype, random_genotype
+
+    if args.steps < 1 or args.search_steps < 1 or args.equivalence_steps < 0 or (args.threads or 1) < 1:
+        raise HinasError("--steps, --search-steps and --threads must be at least 1, --equivalence-steps at least 0")
+    known = [n for n, _ in TRAIN_VARIANTS]
+    bad = [v for v in args.variants or () if v not in known]
+    if bad:
+        raise HinasError(f"--variants: unknown {', '.join(map(repr, bad))}; known: {', '.join(map(repr, known))}")
+    if args.code:
+        check_checkout(args.code)
+    genotype = Genotype.load(args.genotype) if args.genotype else random_genotype("denoise", seed=0)
+    if args.out and Path(args.out).exists() and not Path(args.out).is_file():
+        raise HinasError(f"--out {args.out}: exists and is not a file; give a file path")
+    log = (lambda msg: print(f"cpu-speed: {msg}", file=sys.stderr, flush=True))
+    res = cpu_speed(genotype, code=args.code, threads=args.threads, steps=args.steps, search_steps=args.search_steps,
+                    equivalence_steps=args.equivalence_steps, variants=args.variants, log=log)
+    res["genotype"] = {"file": args.genotype, "architecture": genotype.to_dict()}
+    if args.out:
+        _write_report(args.out, res)
+    if args.json:
+        print_json(res)
+        return 0
+    for part, key, prefix in (("train", "step_seconds", ""), ("search", "weight_step_seconds", ""),
+                              ("search", "arch_step_seconds", "arch_")):
+        rel = res[part].get("released")
+        label = f"{part} {key.split('_step')[0]}" if part == "search" else part
+        if rel:
+            print(f"{label:13s} released code                   {rel[key]:8.3f} s")
+        for name, r in res[part]["variants"].items():
+            vs = r.get(f"{prefix}speedup_vs_released")
+            print(f"{label:13s} {name:31s} {r[key]:8.3f} s  x{r[f'{prefix}speedup_vs_eager']:.2f} vs eager"
+                  + (f"  x{vs:.2f} vs released" if vs else ""))
+    eq = res.get("equivalence")
+    if eq:
+        print(f"equivalence (fp32 levers vs eager): training loss {eq['train_max_loss_diff']:.2e}, "
+              f"search loss {eq['search_max_loss_diff']:.2e}")
+    print(f"{res['threads']} threads, {res['cpu']['model']}")
+    return 0
 
 
 def _register_gpu_speed(sub) -> None:

@@ -129,6 +129,8 @@ def format_status(report: dict) -> list[str]:
                     text += f" (its {it.get('estimate_from', 'estimate')})"
             elif it["status"] not in ("corrupt", "incomplete"):
                 text += f"; to finish: unknown ({it.get('estimate_from')})"
+        if it.get("by_device"):
+            text += "; pieces " + ", ".join(f"{d}: {v['pieces']} ({v['seconds']:.0f} s)" for d, v in it["by_device"].items())
         text += ")"
         if it.get("movement") is not None or (it["kind"] == "search" and it["status"] == "done"):
             text += f"; {describe(it['name'], it.get('movement'))}"

@@ -112,8 +112,8 @@ class RunConfig:
     checkpoint_every: int = 50  # steps between atomic checkpoints (and at every epoch end)
     log_every: int = 10
     threads: typing.Optional[int] = None  # CPU threads for torch (None: torch's default)
-    amp_bf16: bool = False  # CUDA only
-    channels_last: bool = False  # CUDA only
+    amp_bf16: bool = False  # CUDA, or the CPU where it has bf16 kernels (a switch: it changes numerics)
+    channels_last: bool = False  # NHWC activations, CUDA and CPU (hinas.engine.fast.CPU_LEVERS)
     device_data: bool = False  # training crops, flips and noise made on the device (hinas.data.device_sampling)
     compile: bool = False  # training: torch.compile the network, eager fallback (hinas.engine.compile)
     # the fast CUDA path (hinas.engine.fast), each lever a switch; on in the gpu/paper profiles
@@ -379,8 +379,8 @@ FIELD_HELP = {
     "checkpoint_every": "steps between atomic checkpoints (and at every epoch end)",
     "log_every": "steps between progress/history records",
     "threads": "CPU threads for torch (None: torch's default)",
-    "amp_bf16": "bfloat16 autocast (CUDA only)",
-    "channels_last": "channels-last memory format (CUDA only)",
+    "amp_bf16": "bfloat16 autocast, CUDA or CPU (changes numerics: off unless a paired measurement allows it)",
+    "channels_last": "channels-last (NHWC) memory format, CUDA and CPU",
     "device_data": "training crops, flips and noise made on the device, no per-step host work (hinas.data.device_sampling)",
     "compile": "training: torch.compile the network in place, eager fallback on a compile error (hinas.engine.compile)",
     "cuda_graphs": "CUDA: each training/search step captured once as a CUDA graph and replayed (needs fused_optimizer)",

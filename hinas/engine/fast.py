@@ -3,7 +3,7 @@
 Measured on one H200, the released step sizes run at a few percent of the GPU: the time goes to
 small-channel NCHW BatchNorm and depthwise kernels and to hundreds of launches per step, not to
 arithmetic. Each lever is a named :class:`~hinas.engine.config.RunConfig` switch, on in the
-``gpu`` and ``paper`` profiles, ignored on the CPU (where nothing changes):
+``gpu`` and ``paper`` profiles; on the CPU only ``channels_last`` acts (the others are CUDA things):
 
 * ``cuda_graphs``: the whole optimisation step (zero grads, forward, loss, backward, clip,
   optimiser step) is captured once as a CUDA graph and replayed. The batch is copied into static
@@ -18,7 +18,8 @@ arithmetic. Each lever is a named :class:`~hinas.engine.config.RunConfig` switch
 * ``cudnn_benchmark``: cuDNN picks the fastest convolution algorithm per shape.
 * ``native_batchnorm``: BatchNorm through PyTorch's own kernels rather than cuDNN's; with
   ``channels_last`` they reduce over a 2-D grid instead of one block per channel.
-* ``channels_last`` (an older switch): NHWC activations.
+* ``channels_last``: NHWC activations; the one lever that also acts on the CPU (oneDNN's NHWC
+  convolutions; :data:`CPU_LEVERS`).
 
 All of them compute the same step as the eager path (float rounding apart: other kernels sum
 in another order); ``tests/test_fast_path.py`` checks it on a GPU and
@@ -39,12 +40,14 @@ from hinas.engine import common
 
 WARMUP_STEPS = 3  # eager steps before the capture: optimiser state, cuDNN autotuning, lazy init
 LEVERS = ("cuda_graphs", "fused_optimizer", "cudnn_benchmark", "native_batchnorm", "channels_last")
+# the levers that act on the CPU too (oneDNN's NHWC convolutions; hinas bench cpu-speed measures it)
+CPU_LEVERS = ("channels_last",)
 
 
 def active_levers(cfg, device) -> dict:
-    """Which levers this run uses (all off on the CPU and under several processes)."""
+    """Which levers this run uses (on the CPU only :data:`CPU_LEVERS`; no graphs under several processes)."""
     on_cuda = torch.device(device).type == "cuda"
-    out = {name: bool(getattr(cfg, name)) and on_cuda for name in LEVERS}
+    out = {name: bool(getattr(cfg, name)) and (on_cuda or name in CPU_LEVERS) for name in LEVERS}
     if common.world_size() > 1:  # the graphs would capture the all-reduce; eager under DDP
         out["cuda_graphs"] = False
     # the graph's optimiser step reads its learning rate from a device tensor: fused SGD only
@@ -70,11 +73,12 @@ def backend_flags(cfg, device):
 
 
 def autocast_for(cfg, device):
-    """bf16 autocast when ``amp_bf16`` on CUDA; its weight cache off under graph capture."""
+    """bf16 autocast when ``amp_bf16`` (CUDA, or the CPU's oneDNN bf16 kernels); its weight cache
+    off under graph capture."""
     dev = torch.device(device)
     graphs = active_levers(cfg, dev)["cuda_graphs"]
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=cfg.amp_bf16 and dev.type == "cuda",
-                          cache_enabled=not graphs)
+    kind = "cuda" if dev.type == "cuda" else "cpu"
+    return torch.autocast(kind, dtype=torch.bfloat16, enabled=bool(cfg.amp_bf16), cache_enabled=not graphs)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -270,6 +274,6 @@ def search_steppers(net, opt_w, opt_a, loss_fn, cfg, device, autocast=None) -> t
 def describe(cfg, device, *steppers) -> dict:
     """What a run's summary records of its execution path."""
     out = {k: v for k, v in active_levers(cfg, device).items()}
-    out["amp_bf16"] = bool(cfg.amp_bf16 and torch.device(device).type == "cuda")
+    out["amp_bf16"] = bool(cfg.amp_bf16)
     out["steps"] = {s.name: s.mode for s in steppers}
     return out
