@@ -62,6 +62,12 @@ def cpu_tag(info: dict) -> str:
     return f"{slug}-{info['logical_cores']}c"
 
 
+def native_bf16(info: dict) -> bool:
+    """Whether the CPU computes bf16 natively (AVX-512 BF16 or AMX); elsewhere oneDNN emulates it,
+    many times slower than fp32 (measured on an AVX2-only EPYC: over 5 minutes a training step)."""
+    return bool(info["flags"].get("avx512_bf16") or info["flags"].get("amx_bf16"))
+
+
 def _with_compile(levers: dict, make):
     from hinas.engine import compile as compile_mod
 
@@ -74,8 +80,9 @@ def _with_compile(levers: dict, make):
 def cpu_speed(genotype, *, code: str | None = None, threads: int | None = None, steps: int = 5,
               search_steps: int = 3, warmup: int = 1, seed: int = 0, batch: int = 24, search_batch: int = 6,
               patch: int = 64, equivalence_steps: int = 50, equivalence_search_steps: int = 10,
-              variants: tuple | None = None, log=None) -> dict:
-    """The measurements of ``hinas bench cpu-speed`` (module docstring); sizes default to the paper's."""
+              variants: tuple | None = None, bf16: bool | None = None, log=None) -> dict:
+    """The measurements of ``hinas bench cpu-speed`` (module docstring); sizes default to the paper's.
+    ``bf16``: measure the bf16 variants (default: only where the CPU has native bf16)."""
     from hinas.bench_gpu import _config, _ratios_of
     from hinas.engine.common import provenance
     from hinas.engine.train import network_spec
@@ -87,8 +94,15 @@ def cpu_speed(genotype, *, code: str | None = None, threads: int | None = None, 
     if threads:
         torch.set_num_threads(threads)
     dev = torch.device("cpu")
+    info = cpu_info()
+    bf16 = native_bf16(info) if bf16 is None else bf16
     wanted = set(variants) if variants else None
-    out = {"device": "cpu", "cpu": cpu_info(), "threads": torch.get_num_threads(),
+    skipped = {}
+    for name, levers in TRAIN_VARIANTS:
+        if levers.get("amp_bf16") and not bf16 and (wanted is None or name in wanted):
+            skipped[name] = "no native bf16 on this CPU (flags avx512_bf16/amx_bf16 absent): emulated, not measured"
+    wanted = (wanted or {n for n, _ in TRAIN_VARIANTS}) - set(skipped)
+    out = {"device": "cpu", "cpu": info, "threads": torch.get_num_threads(), "skipped": skipped,
            "train": {"batch": batch, "patch": patch, "f": 20, "steps": steps, "warmup": warmup, "variants": {}},
            "search": {"batch": search_batch, "patch": patch, "steps": search_steps, "warmup": warmup, "variants": {}}}
     cfg0 = _config({}, dev).replace(net_f=20)
@@ -105,7 +119,7 @@ def cpu_speed(genotype, *, code: str | None = None, threads: int | None = None, 
         out["train"]["released"] = {"step_seconds": sec}
         log(f"train released: {sec:.3f} s/step")
     for name, levers in TRAIN_VARIANTS:
-        if wanted and name not in wanted and name != "eager":
+        if name not in wanted and name != "eager":
             continue
         t0 = time.perf_counter()
         cfg, model, opt, stepper = _with_compile(levers, lambda lv: _train_setup(genotype, lv, dev, init))
@@ -131,7 +145,7 @@ def cpu_speed(genotype, *, code: str | None = None, threads: int | None = None, 
         log(f"search released: weight {sec:.3f}, arch {a_sec:.3f} s/step")
         del weight_step, arch_step
     for name, levers in SEARCH_VARIANTS:
-        if wanted and name not in wanted and name != "eager":
+        if name not in wanted and name != "eager":
             continue
         cfg, net, opt_w, arch, weight = _search_setup(levers, dev, init)
         sec, _ = _timed_steps(weight.run, batches, search_steps, warmup, dev)

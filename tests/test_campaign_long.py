@@ -322,5 +322,8 @@ def test_search_estimate_uses_this_devices_pieces_phase_by_phase(tmp_path):
                    "device": "cpu"})
     cpu = estimate("cpu", pieces)  # 10 arch steps left at the measured 15 s
     assert cpu["estimate"] == pytest.approx(150.0) and not cpu["lower_bound"]
+    across = [pieces[0], {"status": "paused", "epoch": 4, "step_in_epoch": 0, "steps": 30, "start": 10,
+                          "seconds": 250.0, "device": "cpu"}]  # 10 warm-up steps (100 s) + 10 arch steps
+    assert estimate("cpu", across)["seconds_per_step"] == {"warm-up": 10.0, "arch": 15.0}
     tpu = estimate("TPU", pieces[:1])  # no piece here: another device's speed, named
     assert tpu["estimate"] == pytest.approx(300.0) and "on cpu" in tpu["estimate_from"]

@@ -61,7 +61,7 @@ def test_cpu_speed_report_has_ratios_measured_in_one_run():
     from hinas.bench_cpu import cpu_speed, cpu_tag
 
     r = cpu_speed(random_genotype("denoise", seed=0), threads=1, steps=1, search_steps=1, batch=2, search_batch=1,
-                  patch=16, equivalence_steps=0, variants=("channels_last", "bf16"))
+                  patch=16, equivalence_steps=0, variants=("channels_last", "bf16"), bf16=True)
     assert set(r["train"]["variants"]) == {"eager", "channels_last", "bf16"}
     assert set(r["search"]["variants"]) == {"eager", "channels_last", "bf16"}
     row = r["search"]["variants"]["channels_last"]
@@ -69,7 +69,10 @@ def test_cpu_speed_report_has_ratios_measured_in_one_run():
                                                     / row["weight_step_seconds"])
     assert row["speedup_vs_released"] is None and "arch_speedup_vs_eager" in row  # no --code: no released rows
     assert r["threads"] == 1 and "avx512_bf16" in r["cpu"]["flags"]
-    assert cpu_tag(r["cpu"]).endswith(f"-{os.cpu_count()}c")
+    assert cpu_tag(r["cpu"]).endswith(f"-{os.cpu_count()}c") and r["skipped"] == {}
+    plain = cpu_speed(random_genotype("denoise", seed=0), threads=1, steps=1, search_steps=1, batch=1, search_batch=1,
+                      patch=8, equivalence_steps=0, variants=("bf16",), bf16=False)
+    assert set(plain["train"]["variants"]) == {"eager"} and "bf16" in plain["skipped"]
 
 
 @pytest.mark.parametrize("args, message", [

@@ -209,14 +209,23 @@ def _search_estimate(cfg, per_epoch: int, done: int, pieces: list[dict], where: 
     costed at the other's speed and the estimate says it is a lower bound."""
     warm_end = cfg.arch_start_epoch * per_epoch  # steps before the first architecture step
     cost = {"warm-up": [0.0, 0], "arch": [0.0, 0]}
+    across = []
     for p in pieces:
         start, end, sec = int(p.get("start", 0) or 0), int(p.get("steps", 0) or 0), float(p.get("seconds") or 0)
         if end <= start or sec <= 0:
             continue
         phase = "warm-up" if end <= warm_end else ("arch" if start >= warm_end else None)
-        if phase:  # a piece across the boundary is left out: its split is unknown
+        if phase:
             cost[phase][0] += sec
             cost[phase][1] += end - start
+        else:
+            across.append((warm_end - start, end - warm_end, sec))
+    if across and cost["warm-up"][1]:  # a piece across the boundary: its warm-up part at the warm-up's speed
+        w = cost["warm-up"][0] / cost["warm-up"][1]
+        for n_warm, n_arch, sec in across:
+            if sec - n_warm * w > 0:
+                cost["arch"][0] += sec - n_warm * w
+                cost["arch"][1] += n_arch
     per_step = {k: v[0] / v[1] for k, v in cost.items() if v[1]}
     if not per_step:
         return {"estimate": None, "estimate_from": "speed not measured yet"}

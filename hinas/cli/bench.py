@@ -103,6 +103,8 @@ def _register_cpu_speed(sub) -> None:
     c.add_argument("--search-steps", type=int, default=3, help="timed search steps per variant (default 3)")
     c.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                    help="only these variants (eager always runs); names as the report lists them")
+    c.add_argument("--bf16", choices=("auto", "yes", "no"), default="auto",
+                   help="measure the bf16 variants: auto (default) only where the CPU has native bf16")
     c.add_argument("--equivalence-steps", type=int, default=50,
                    help="training steps of the fp32 equivalence check (10 search steps; 0: none; default 50)")
     c.add_argument("--out", default=None, help="also write the JSON here (results/bench/cpu_speed_<cpu>.json)")
@@ -128,7 +130,8 @@ def _cli_cpu_speed(args) -> int:
         raise HinasError(f"--out {args.out}: exists and is not a file; give a file path")
     log = (lambda msg: print(f"cpu-speed: {msg}", file=sys.stderr, flush=True))
     res = cpu_speed(genotype, code=args.code, threads=args.threads, steps=args.steps, search_steps=args.search_steps,
-                    equivalence_steps=args.equivalence_steps, variants=args.variants, log=log)
+                    equivalence_steps=args.equivalence_steps, variants=args.variants,
+                    bf16={"auto": None, "yes": True, "no": False}[args.bf16], log=log)
     res["genotype"] = {"file": args.genotype, "architecture": genotype.to_dict()}
     if args.out:
         _write_report(args.out, res)
@@ -145,6 +148,8 @@ def _cli_cpu_speed(args) -> int:
             vs = r.get(f"{prefix}speedup_vs_released")
             print(f"{label:13s} {name:31s} {r[key]:8.3f} s  x{r[f'{prefix}speedup_vs_eager']:.2f} vs eager"
                   + (f"  x{vs:.2f} vs released" if vs else ""))
+    for name, why in res["skipped"].items():
+        print(f"skipped {name}: {why}")
     eq = res.get("equivalence")
     if eq:
         print(f"equivalence (fp32 levers vs eager): training loss {eq['train_max_loss_diff']:.2e}, "
