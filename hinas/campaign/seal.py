@@ -1,14 +1,18 @@
 """``hinas campaign seal``: manifests for items finished before manifests existed, once checked.
 
 A ``done`` item without a manifest is sealed only when it passes what ``hinas verify`` checks of
-it: its summary parses, every path it names stays inside the results folder, every file it
-names is there (and no file of the folder is a link); a train item's weights load (finite,
-fitting its ``network.json``); an eval item's aggregates are the means of its per-image scores
-and its network, re-evaluated on the CPU (first ``images`` images of every evaluation), gives
-its stored scores within :data:`hinas.campaign.verify.TOLERANCE_DB`, after its network item is
-itself sealed. Train, search and bench items are sealed before eval items. Nothing else is
-written; an item that fails is left as it is and reported; a manifest that exists is never
-rewritten (a failing one is reported).
+it, by what its files are (:mod:`hinas.campaign.verify`, :mod:`hinas.campaign.rescore`): its
+summary parses and its kind agrees with its files, every path it names stays inside the results
+folder, every file it names is there (and no file of the folder is a link); every network in its
+files loads (finite, fitting its ``network.json``; ``params``/``flops`` its own); an evaluation's
+fields are ones hinas writes, its aggregates are the means of its per-image scores, and its
+network, re-evaluated on the CPU on the caller's own data root (never the summary's; first
+``images`` images of every evaluation), gives its stored PSNR and SSIM within
+:data:`~hinas.campaign.rescore.TOLERANCE_DB` / :data:`~hinas.campaign.rescore.TOLERANCE_SSIM`,
+after its network item is itself sealed. Items holding evaluations are sealed last. Nothing else
+is written; an item that fails is left as it is and reported; a manifest that exists is never
+rewritten (a failing one is reported). An evaluation the caller's data cannot score stops the
+call (a :class:`~hinas.errors.DataError`, exit 2), nothing more sealed.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import time
 from pathlib import Path
 
 from hinas.campaign.folders import DONE, MANIFEST, SUMMARY, results_lock
-from hinas.campaign.manifest import check_item, write_manifest
+from hinas.campaign.manifest import check_item, item_files, write_manifest
 from hinas.campaign.plan import KINDS
-from hinas.campaign.verify import check_network, load_summary, reevaluate, summary_problems
+from hinas.campaign.rescore import (Malformed, evaluations_problems, file_checks, holds_network,
+                                    rescore_evaluation, trusted_data_root)
+from hinas.campaign.verify import check_network, holds_evaluations, load_summary, network_of, summary_problems
 from hinas.errors import DataError, HinasError
 
 
@@ -37,6 +43,7 @@ def seal(results, *, items=None, images: int | None = 3, data_root=None, log=Non
         raise HinasError(f"--results {results}: no such results folder")
     if images is not None and images < 1:
         raise HinasError(f"--images must be at least 1, got {images}")
+    root = trusted_data_root(data_root)  # the caller's own, never a summary's; not a folder: exit 2
     folders = {p.name: p for p in done_folders(results)}
     if items:
         unknown = [n for n in items if n not in folders]
@@ -55,17 +62,17 @@ def seal(results, *, items=None, images: int | None = 3, data_root=None, log=Non
                 report["refused"].append({"item": name, "state": check["state"], "reason": check["problem"]})
             else:
                 candidates.append(folder)
-        kinds = {}
+        summaries = {}
         for folder in candidates:
             try:
-                kinds[folder.name] = load_summary(folder).get("kind")
+                summaries[folder.name] = load_summary(folder)
             except HinasError as exc:
                 report["refused"].append({"item": folder.name, "state": "corrupt", "reason": f"unreadable summary "
                                                                                              f"({exc})"})
-        for folder in sorted((f for f in candidates if f.name in kinds), key=lambda f: (kinds[f.name] == "eval",
-                                                                                        f.name)):
+        for folder in sorted((f for f in candidates if f.name in summaries),
+                             key=lambda f: (holds_evaluations(summaries[f.name]), f.name)):
             try:
-                checked = _check(folder, images, data_root)
+                checked = _check(folder, images, root)
                 write_manifest(folder, folder.name, sealed={"by": "hinas campaign seal", "checked": checked,
                                                             "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
             except _Refused as exc:
@@ -78,7 +85,8 @@ def seal(results, *, items=None, images: int | None = 3, data_root=None, log=Non
                 report["refused"].append({"item": folder.name, "state": "corrupt", "reason": str(exc)})
                 log(f"{folder.name}: not sealed ({exc})")
                 continue
-            report["sealed"].append({"item": folder.name, "kind": kinds[folder.name], "checked": checked})
+            report["sealed"].append({"item": folder.name, "kind": summaries[folder.name].get("kind"),
+                                     "checked": checked})
             log(f"{folder.name}: sealed ({checked})")
     report["ok"] = not report["refused"]
     return report
@@ -90,10 +98,8 @@ class _Refused(HinasError):
         self.state = state
 
 
-def _check(folder: Path, images, data_root) -> str:
+def _check(folder: Path, images, root) -> str:
     """What was checked of ``folder`` (raises :class:`_Refused` when something does not hold)."""
-    from hinas.network_file import load_trained
-
     summary = load_summary(folder)
     kind = summary.get("kind")
     if kind not in KINDS or summary.get("item") not in (None, folder.name):
@@ -104,22 +110,36 @@ def _check(folder: Path, images, data_root) -> str:
     if missing:
         raise _Refused("incomplete", f"{', '.join(missing)} named in its summary but missing")
     checked = f"summary parses; the {len(summary.get('files') or [])} files it names exist"
-    if kind == "train":
-        load_trained(folder, "best", "cpu")  # finite weights that fit network.json, or a HinasError
-        checked += "; its weights load (finite, fitting network.json)"
-    if kind == "eval":
+    files = item_files(folder)[0]
+    _, found = file_checks(folder, files, summary)  # by its files, whatever its kind
+    if found:
+        raise _Refused("corrupt", "; ".join(found))
+    if holds_network(files):
+        checked += "; its weights load (finite, fitting network.json); params and FLOPs are its network's"
+    if holds_evaluations(summary):
         reason = check_network(folder, summary)
         if reason:
             raise _Refused("incomplete", reason)
-        entry = {"match": True, "max_diff_db": 0.0, "checked": []}
-        try:
-            reevaluate(folder, summary, images=images, data_root=data_root, entry=entry)
-        except (KeyError, TypeError, IndexError) as exc:
-            raise _Refused("corrupt", f"a malformed evaluation ({exc.__class__.__name__}: {exc})") from None
-        if not entry["match"]:
-            raise _Refused("corrupt", f"re-evaluated on the CPU, its scores differ by up to "
-                                      f"{entry['max_diff_db']:.4f} dB")
+        net = network_of(folder.parent / summary["network"], {})
+        if isinstance(net, str):
+            raise _Refused("corrupt", f"its network {summary['network']} "
+                                      f"{net if net.startswith('holds') else 'is ' + net}")
+        found = evaluations_problems(summary, net)
+        if found:
+            raise _Refused("corrupt", "; ".join(found))
+        checks = []
+        for ev in summary["evaluations"]:
+            try:  # NotRescored (the caller's data root lacks it) is a DataError: the call stops, exit 2
+                checks.append(rescore_evaluation(ev, *net, images=images, root=root))
+            except Malformed as exc:
+                raise _Refused("corrupt", str(exc)) from None
+        worst_db = max(c["max_diff_db"] for c in checks)
+        worst_ssim = max(c["max_diff_ssim"] for c in checks)
+        if not all(c["match"] for c in checks):
+            raise _Refused("corrupt", f"re-evaluated on the CPU, its scores differ by up to {worst_db:.4f} dB "
+                                      f"(SSIM {worst_ssim:.4f}): "
+                                      + "; ".join(d for c in checks for d in c.get("differs", [])))
         checked = (f"summary parses; aggregates are the means of the per-image scores; re-evaluated on the CPU "
-                   f"({len(entry['checked'])} evaluations, first {images or 'all'} images): max "
-                   f"{entry['max_diff_db']:.4f} dB from the stored scores")
+                   f"({len(checks)} evaluations, first {images or 'all'} images): max {worst_db:.4f} dB and "
+                   f"{worst_ssim:.4f} SSIM from the stored scores")
     return checked
