@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from hinas.bench_gpu import _search_setup, _timed_steps, _train_setup, synthetic_batches
+from hinas.bench_gpu import _search_setup, _train_setup, synthetic_batches
 
 # each variant: its name and the levers it turns on (everything else off)
 TRAIN_VARIANTS = (
@@ -77,12 +77,35 @@ def _with_compile(levers: dict, make):
     return setup
 
 
+def _rounds(steps: dict, batches, rounds: int, warmup: int, log, part: str) -> dict:
+    """Seconds per step of each of ``steps`` (name -> step(x, y)), timed in interleaved rounds
+    (one step of each per round, the median over rounds): a load that changes during the run
+    slows every variant alike, so the ratios stay fair on a shared machine."""
+    import statistics
+
+    for r in range(warmup):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step(*batches[r % len(batches)])
+            log(f"{part} {name}: warm-up step {time.perf_counter() - t0:.1f} s")
+    times: dict = {name: [] for name in steps}
+    for r in range(rounds):
+        for name, step in steps.items():
+            t0 = time.perf_counter()
+            step(*batches[(warmup + r) % len(batches)])
+            times[name].append(time.perf_counter() - t0)
+        log(f"{part} round {r + 1}/{rounds}: " + ", ".join(f"{n} {t[-1]:.2f}" for n, t in times.items()))
+    return {name: {"median": statistics.median(t), "all": [round(x, 4) for x in t]} for name, t in times.items()}
+
+
 def cpu_speed(genotype, *, code: str | None = None, threads: int | None = None, steps: int = 5,
               search_steps: int = 3, warmup: int = 1, seed: int = 0, batch: int = 24, search_batch: int = 6,
               patch: int = 64, equivalence_steps: int = 50, equivalence_search_steps: int = 10,
               variants: tuple | None = None, bf16: bool | None = None, log=None) -> dict:
     """The measurements of ``hinas bench cpu-speed`` (module docstring); sizes default to the paper's.
-    ``bf16``: measure the bf16 variants (default: only where the CPU has native bf16)."""
+    ``steps``/``search_steps``: timed rounds (:func:`_rounds`) after ``warmup`` untimed ones (the
+    compiled variants compile in theirs); ``bf16``: measure the bf16 variants (default: only where
+    the CPU has native bf16)."""
     from hinas.bench_gpu import _config, _ratios_of
     from hinas.engine.common import provenance
     from hinas.engine.train import network_spec
@@ -101,62 +124,68 @@ def cpu_speed(genotype, *, code: str | None = None, threads: int | None = None, 
     for name, levers in TRAIN_VARIANTS:
         if levers.get("amp_bf16") and not bf16 and (wanted is None or name in wanted):
             skipped[name] = "no native bf16 on this CPU (flags avx512_bf16/amx_bf16 absent): emulated, not measured"
-    wanted = (wanted or {n for n, _ in TRAIN_VARIANTS}) - set(skipped)
+    wanted = ((wanted or {n for n, _ in TRAIN_VARIANTS}) - set(skipped)) | {"eager"}
     out = {"device": "cpu", "cpu": info, "threads": torch.get_num_threads(), "skipped": skipped,
-           "train": {"batch": batch, "patch": patch, "f": 20, "steps": steps, "warmup": warmup, "variants": {}},
-           "search": {"batch": search_batch, "patch": patch, "steps": search_steps, "warmup": warmup, "variants": {}}}
+           "timing": "interleaved rounds, one step of each variant per round; median over rounds",
+           "train": {"batch": batch, "patch": patch, "f": 20, "rounds": steps, "warmup": warmup, "variants": {}},
+           "search": {"batch": search_batch, "patch": patch, "rounds": search_steps, "warmup": warmup,
+                      "variants": {}}}
+    # -- the training step: every variant built first, from the same weights
     cfg0 = _config({}, dev).replace(net_f=20)
     torch.manual_seed(seed)
     ref_model = build_model(network_spec(cfg0, genotype))
     init = copy.deepcopy(ref_model.state_dict())
     out["train"]["params"] = count_parameters(ref_model)
-    batches = synthetic_batches(4, batch, patch, dev, seed)
+    train_steps, keep = {}, []
     if code:
         from hinas.bench_released import released_train_step
 
-        _, step = released_train_step(code, genotype, f=20, device=dev, ours=ref_model)
-        sec, _ = _timed_steps(step, batches, steps, warmup, dev)
-        out["train"]["released"] = {"step_seconds": sec}
-        log(f"train released: {sec:.3f} s/step")
+        model, train_steps["released"] = released_train_step(code, genotype, f=20, device=dev, ours=ref_model)
+        keep.append(model)
     for name, levers in TRAIN_VARIANTS:
-        if name not in wanted and name != "eager":
-            continue
-        t0 = time.perf_counter()
-        cfg, model, opt, stepper = _with_compile(levers, lambda lv: _train_setup(genotype, lv, dev, init))
-        step = stepper.run
-        first = time.perf_counter()
-        step(*batches[0])  # the first step compiles when asked: its time is reported apart
-        first = time.perf_counter() - first
-        sec, _ = _timed_steps(step, batches, steps, max(warmup - 1, 0), dev)
-        out["train"]["variants"][name] = {"levers": levers, "step_seconds": sec, "first_step_seconds": first,
-                                          "setup_seconds": time.perf_counter() - t0 - sec * steps}
-        log(f"train {name}: {sec:.3f} s/step (first {first:.1f} s)")
-        del model, opt, stepper
+        if name in wanted:
+            setup = _with_compile(levers, lambda lv: _train_setup(genotype, lv, dev, init))
+            train_steps[name] = setup[3].run
+            keep.append(setup)
+    timed = _rounds(train_steps, synthetic_batches(4, batch, patch, dev, seed), steps, warmup, log, "train")
+    if code:
+        out["train"]["released"] = {"step_seconds": timed.pop("released")["median"]}
+    for name, levers in TRAIN_VARIANTS:
+        if name in timed:
+            out["train"]["variants"][name] = {"levers": levers, "step_seconds": timed[name]["median"],
+                                              "rounds_seconds": timed[name]["all"]}
+    del keep, train_steps
+    # -- the supernet's weight and architecture steps
     torch.manual_seed(seed)
     init = copy.deepcopy(Supernet(cfg0.supernet_config()).state_dict())
     batches = synthetic_batches(4, search_batch, patch, dev, seed + 1)
+    weight_steps, arch_steps, keep = {}, {}, []
     if code:
         from hinas.bench_released import released_search_step
 
-        _, weight_step, arch_step = released_search_step(code, device=dev, seed=seed, batch=search_batch)
-        sec, _ = _timed_steps(weight_step, batches, search_steps, warmup, dev)
-        a_sec, _ = _timed_steps(arch_step, batches, search_steps, warmup, dev)
-        out["search"]["released"] = {"weight_step_seconds": sec, "arch_step_seconds": a_sec}
-        log(f"search released: weight {sec:.3f}, arch {a_sec:.3f} s/step")
-        del weight_step, arch_step
+        model, weight_steps["released"], arch_steps["released"] = released_search_step(
+            code, device=dev, seed=seed, batch=search_batch)
+        keep.append(model)
     for name, levers in SEARCH_VARIANTS:
-        if name not in wanted and name != "eager":
-            continue
-        cfg, net, opt_w, arch, weight = _search_setup(levers, dev, init)
-        sec, _ = _timed_steps(weight.run, batches, search_steps, warmup, dev)
-        a_sec, _ = _timed_steps(arch.run, batches, search_steps, warmup, dev)
-        out["search"]["variants"][name] = {"levers": levers, "weight_step_seconds": sec, "arch_step_seconds": a_sec}
-        log(f"search {name}: weight {sec:.3f}, arch {a_sec:.3f} s/step")
-        del net, opt_w, arch, weight
+        if name in wanted:
+            setup = _search_setup(levers, dev, init)
+            arch_steps[name], weight_steps[name] = setup[3].run, setup[4].run
+            keep.append(setup)
+    w = _rounds(weight_steps, batches, search_steps, warmup, log, "search weight")
+    a = _rounds(arch_steps, batches, search_steps, warmup, log, "search arch")
+    if code:
+        out["search"]["released"] = {"weight_step_seconds": w.pop("released")["median"],
+                                     "arch_step_seconds": a.pop("released")["median"]}
+    for name, levers in SEARCH_VARIANTS:
+        if name in w:
+            out["search"]["variants"][name] = {"levers": levers, "weight_step_seconds": w[name]["median"],
+                                               "arch_step_seconds": a[name]["median"],
+                                               "rounds_seconds": {"weight": w[name]["all"], "arch": a[name]["all"]}}
+    del keep
     _ratios_of(out, (("train", "step_seconds"), ("search", "weight_step_seconds"), ("search", "arch_step_seconds")))
     if equivalence_steps:
         log(f"equivalence: fp32 {FP32_LEVERS} against eager, {equivalence_steps} training and "
-            f"{equivalence_search_steps} search steps")
+            f"{equivalence_search_steps} search steps, each from eager's state")
         out["equivalence"] = lever_equivalence(genotype, dict(FP32_LEVERS), steps=equivalence_steps,
                                                search_steps=equivalence_search_steps, seed=seed, batch=batch,
                                                search_batch=search_batch, patch=patch)

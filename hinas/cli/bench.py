@@ -99,8 +99,8 @@ def _register_cpu_speed(sub) -> None:
                                                 "(fetched by you, never vendored); without it no released rows")
     c.add_argument("--genotype", default=None, help="genotype JSON of the derived network (default: a random one)")
     c.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
-    c.add_argument("--steps", type=int, default=5, help="timed training steps per variant (default 5)")
-    c.add_argument("--search-steps", type=int, default=3, help="timed search steps per variant (default 3)")
+    c.add_argument("--steps", type=int, default=5, help="timed training rounds, one step of each variant a round (default 5)")
+    c.add_argument("--search-steps", type=int, default=3, help="timed search rounds (default 3)")
     c.add_argument("--variants", nargs="+", default=None, metavar="NAME",
                    help="only these variants (eager always runs); names as the report lists them")
     c.add_argument("--bf16", choices=("auto", "yes", "no"), default="auto",
