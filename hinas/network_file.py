@@ -14,6 +14,8 @@ NETWORK_FILE = "network.json"
 MAX_F = 256  # channels per node at level 0 (the paper: 20 dn / 16 SR)
 MAX_NODE_CHANNELS = 2048
 MAX_PARAMS = 200_000_000  # an estimate refused before any tensor is allocated
+# what hinas.engine.train.network_spec writes (DnCNN: model, task, in_channels, scale, bn_init)
+NETWORK_KEYS = ("model", "task", "scale", "genotype", "f", "residual", "node_channels", "in_channels", "bn_init")
 
 
 def estimate_parameters(genotype, f: int | None, node_channels=None) -> int:
@@ -48,6 +50,10 @@ def check_network_spec(spec, source: str = NETWORK_FILE):
 
     if not isinstance(spec, dict):
         raise HinasError(f"{source}: expected a JSON object describing the network, got {type(spec).__name__}")
+    unknown = sorted(map(str, set(spec) - set(NETWORK_KEYS)))
+    if unknown:
+        raise HinasError(f"{source}: unknown field(s) {quote(', '.join(unknown))[:80]}; a network description has "
+                         f"{', '.join(NETWORK_KEYS)} (the file was edited)")
     model = spec.get("model")
     if model == "dncnn":
         if spec.get("in_channels", 1) != 1 or spec.get("task", "denoise") != "denoise":

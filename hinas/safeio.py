@@ -97,7 +97,8 @@ def check_depth(obj, source: str, max_depth: int = MAX_DEPTH) -> None:
 def parse_json(text: str, source: str, what: str = "JSON"):
     """``json.loads`` that turns every failure into one line naming ``source``."""
     try:
-        data = json.loads(text, parse_constant=lambda c: _bad_constant(c, source))
+        data = json.loads(text, parse_constant=lambda c: _bad_constant(c, source),
+                          parse_float=lambda t: _finite_float(t, source))
     except json.JSONDecodeError as exc:
         raise HinasError(f"{source}: not valid JSON ({exc.msg} at line {exc.lineno}); "
                          f"a {what} is a JSON file written by hinas") from None
@@ -111,6 +112,14 @@ def parse_json(text: str, source: str, what: str = "JSON"):
 
 def _bad_constant(name: str, source: str):
     raise HinasError(f"{source}: the JSON holds {name}; every number must be finite")
+
+
+def _finite_float(text: str, source: str) -> float:
+    """A JSON number as a float, refusing one beyond float's range (``1e999`` reads as infinity)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise HinasError(f"{source}: the JSON holds {text[:24]}, beyond any finite number; every number must be finite")
+    return value
 
 
 def load_json_file(path, what: str = "JSON", max_bytes: int = MAX_JSON_BYTES):
@@ -188,3 +197,82 @@ def write_bytes_durably(path, data) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+# -- one rule for every path given on the command line (hinas.cli's PathArg applies it to each)
+_PATH_WANTS = {"file": "file", "folder": "folder", "any": "file or folder"}
+
+
+def check_path(value, want: str = "file", *, missing_ok: bool = False, flag: str = "path") -> str:
+    """``value``, a path given as ``flag``, checked before anything is read or written: not empty
+    (``''`` is not "here"), no pipe, device or socket, a folder where a folder is wanted (``want``
+    ``"folder"``), a regular file where a file is (``"file"``), either for ``"any"``; with
+    ``missing_ok`` (an output, or an input whose reader names what is missing) it may be absent, when
+    the folder it would be in can be (no file on the way). Returns the path with ``~`` expanded; a
+    :class:`HinasError` line naming ``flag`` otherwise."""
+    what = _PATH_WANTS[want]
+    text = str(value)
+    if not text.strip():
+        here = " ('.' for the current folder)" if want != "file" else ""
+        raise HinasError(f"{flag} {text!r}: an empty path; give a {what}{here}")
+    path = Path(os.path.expanduser(text))
+    where = f"{flag} {quote(text)}"
+    try:
+        mode = path.stat().st_mode  # follows links: what would be opened
+    except (FileNotFoundError, NotADirectoryError):
+        mode = None
+    except (OSError, ValueError) as exc:
+        raise HinasError(f"{where}: cannot be looked at ({getattr(exc, 'strerror', None) or exc}); "
+                         f"fix the path or its permissions") from None
+    if mode is None:
+        blocker = _blocking_ancestor(path)
+        if blocker is not None:
+            raise HinasError(f"{where}: {quote(blocker)} is {_kind_of(blocker)}, not a folder; fix the path")
+        if path.is_symlink():
+            raise HinasError(f"{where}: a link to nothing ({quote(os.readlink(path))}); fix the link or the path")
+        if not missing_ok:  # (a missing data root has always been "not a folder")
+            raise HinasError(f"{where}: no such {what}{' (the path is not a folder)' if want == 'folder' else ''}; "
+                             f"check the path")
+        if want == "file" and text.endswith(("/", os.sep)):
+            raise HinasError(f"{where}: ends in '/', a folder; give a file name")
+        return str(path)
+    if stat.S_ISDIR(mode) and want != "file" or stat.S_ISREG(mode) and want != "folder":
+        return str(path)
+    if stat.S_ISDIR(mode):
+        raise HinasError(f"{where}: is a folder; give a file{' name' if missing_ok else ' (one inside it)'}")
+    if stat.S_ISREG(mode):
+        raise HinasError(f"{where}: is a file, not a folder; give a folder")
+    raise HinasError(f"{where}: is {_kind_of(path)}, not a {what}; give a {'' if want == 'folder' else 'regular '}{what}")
+
+
+def _kind_of(path) -> str:
+    """What ``path`` is, in words, for messages (a file, a named pipe, a device, ...)."""
+    try:
+        mode = Path(path).stat().st_mode
+    except OSError:
+        return "unreadable"
+    for test, name in ((stat.S_ISREG, "a file"), (stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a named pipe (FIFO)"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISSOCK, "a socket")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+def _blocking_ancestor(path: Path):
+    """The nearest existing ancestor of a missing ``path`` when it is not a folder (else None)."""
+    for parent in path.parents:
+        if parent.exists():
+            return None if parent.is_dir() else parent
+    return None
+
+
+def check_names(value, flag: str, what: str = "name", *, listed: bool = False, optional: bool = True) -> str:
+    """A name given as ``flag`` (an item, a dataset; with ``listed``, comma-separated names): each
+    one non-empty, so ``''`` never stands for "all of them" (what leaving an ``optional`` flag out means)."""
+    text = str(value)
+    if not text.strip() or listed and not all(p.strip() for p in text.split(",")):
+        give = "comma-separated ones" if listed else "one"
+        if optional:
+            give += f", or leave {flag if flag.startswith('-') else 'it'} out"
+        raise HinasError(f"{flag} {text!r}: an empty {what}; give {give}")
+    return text

@@ -77,7 +77,8 @@ def test_cpu_speed_report_has_ratios_measured_in_one_run():
 
 @pytest.mark.parametrize("args, message", [
     (["--variants", "turbo"], "--variants: unknown 'turbo'"),
-    (["--code", "/nonexistent/HiNAS"], "not a checkout of the released HiNAS code"),
+    (["--code", "/nonexistent/HiNAS"], "--code"),
+    (["--code", "README.md"], "--code"),
     (["--steps", "0"], "--steps"),
 ])
 def test_cpu_speed_bad_calls_exit_2_in_one_line(args, message):

@@ -46,8 +46,11 @@ class Paths:
 def find_notebooks(paths: Paths, only: list[str] | None = None) -> list[Path]:
     """The chapter notebooks ``notebooks/NN_*.ipynb`` in order, optionally only some of them."""
     found = sorted(p for p in paths.notebooks.glob("[0-9][0-9]_*.ipynb"))
-    if only:
-        wanted = {o.strip() for o in only if o.strip()}
+    if only is not None:  # an empty --only is not "all of them"
+        wanted = {str(o).strip() for o in only if str(o).strip()}
+        if not wanted:
+            raise BookError(f"--only {','.join(map(str, only))!r} names no notebook; give numbers or names such as "
+                            f"01,02, or leave --only out for all of them")
         found = [p for p in found if p.name[:2] in wanted or p.stem in wanted]
         missing = wanted - {p.name[:2] for p in found} - {p.stem for p in found}
         if missing:

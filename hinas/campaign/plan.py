@@ -9,12 +9,14 @@ earlier *search* item, ``network_from`` an earlier *train* item). A failure is o
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
-from hinas.errors import ConfigError
+from hinas.errors import ConfigError, HinasError
+from hinas.safeio import load_yaml_file
 
 PLANS_DIR = Path(__file__).resolve().parent.parent / "configs" / "plans"
 KINDS = ("bench", "search", "train", "eval")
@@ -60,24 +62,30 @@ def list_plans() -> list[str]:
     return sorted(p.stem for p in PLANS_DIR.glob("*.yaml"))
 
 
+def is_plan_file(name_or_file) -> bool:
+    """Whether ``--plan`` names a file (a folder or a suffix in it) rather than a shipped plan."""
+    text = str(name_or_file)
+    return bool(Path(text).suffix) or "/" in text or os.sep in text
+
+
 def load_plan(name_or_file) -> Plan:
-    """A plan by name (``hinas/configs/plans/NAME.yaml``) or YAML file; checked before any run."""
+    """A plan by name (``hinas/configs/plans/NAME.yaml``) or YAML file; checked before any run.
+    The file is read within bounds (a regular file of at most 1 MiB, :func:`hinas.safeio.load_yaml_file`)."""
     from hinas.campaign.options import check_item_options, number
 
+    if not str(name_or_file).strip():
+        raise ConfigError(f"--plan {str(name_or_file)!r}: an empty plan name; give one of {', '.join(list_plans())} "
+                          f"or a YAML file")
     path = Path(str(name_or_file))
-    if not path.suffix:
+    if not is_plan_file(name_or_file):
         path = PLANS_DIR / f"{name_or_file}.yaml"
         if not path.exists():
             raise ConfigError(f"unknown plan {name_or_file!r}; known plans: {', '.join(list_plans())} "
                               f"(or give a YAML file)")
     try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such plan file") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a folder; give a plan YAML file") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+        data = load_yaml_file(path, "plan")
+    except HinasError as exc:
+        raise ConfigError(str(exc)) from None
     if not isinstance(data, dict) or not isinstance(data.get("items"), list) or not data["items"]:
         raise ConfigError(f"{path}: a plan is a mapping with a non-empty 'items' list")
     unknown = sorted(map(str, set(data) - set(PLAN_KEYS)))

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from hinas.campaign.plan import Plan
 from hinas.campaign.options import item_config
-from hinas.errors import ConfigError, DataError
-from hinas.safeio import quote
+from hinas.errors import ConfigError, DataError, HinasError
+from hinas.safeio import check_path, quote
 
 
 def check_budget(budget) -> float:
@@ -87,9 +87,12 @@ def check_call(plan: Plan, results, *, budget, device=None, data_root=None, sett
     """Refuse, before anything is written, a call whose inputs cannot work (one line, exit 2)."""
     from hinas.engine.common import check_device
 
-    results = Path(results)
-    if results.exists() and not results.is_dir():
-        raise ConfigError(f"--results {quote(results)}: exists and is not a folder; give a folder")
+    try:  # the command line's rule for paths (hinas.cli.PathArg), for callers of the library too
+        results = Path(check_path(results, "folder", missing_ok=True, flag="--results"))
+        if data_root is not None:
+            check_path(data_root, "folder", flag="--data-root")
+    except HinasError as exc:
+        raise ConfigError(str(exc)) from None
     check_budget(budget)
     only = check_only(plan, only)
     if device is not None:

@@ -6,6 +6,11 @@ stderr with exit code 2 (never a traceback from deep inside torch): every
 :class:`~hinas.errors.HinasError`, every file-system failure (a full disk, a permission, a
 folder where a file was expected), absurd nesting and absurd sizes. Anything else is a bug
 in hinas and keeps its traceback (exit 1).
+
+Every input is checked before the command runs, by one rule per kind: paths and names through
+:class:`PathArg` (:func:`hinas.safeio.check_path`: never empty, never a pipe or a device, a folder
+where a folder is wanted and a file where a file is), usage errors through :class:`OneLineParser`;
+each refusal is one line on stderr with exit code 2.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import sys
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 from hinas.errors import HinasError
-from hinas.safeio import one_line, quote
+from hinas.safeio import check_names, check_path, one_line, quote
 
 # Modules that contribute sub-commands, in the order they appear in ``hinas --help``.
 COMMAND_MODULES = (
@@ -39,10 +44,39 @@ COMMAND_MODULES = (
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (with where to look) rather than usage + error."""
+    """argparse, but a usage error is one line (with where to look) rather than usage + error; its
+    sub-command parsers are OneLineParsers too (argparse makes them of the parent's class)."""
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {one_line(message)}; see '{self.prog} --help'\n")
+
+
+class PathArg(argparse.Action):
+    """An argument that is a path or a name, checked by the one rule as it is parsed, before any
+    command runs: ``add_argument("--out", action=PathArg, want="folder", missing_ok=True)``.
+
+    ``want`` is ``"file"``, ``"folder"`` or ``"any"`` (:func:`hinas.safeio.check_path`; ``missing_ok``:
+    an output, or an input whose reader names what is missing: a genotype, a config, a run folder),
+    or ``"name"`` / ``"names"`` (one name, or comma-separated ones, never empty:
+    :func:`hinas.safeio.check_names`; ``what`` says what they name). A refusal is a
+    :class:`HinasError` naming the flag: ``hinas: error: --results '': an empty path; ...`` (exit 2)."""
+
+    def __init__(self, option_strings, dest, want: str = "file", missing_ok: bool = False, what: str = "name",
+                 **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.want, self.missing_ok, self.what = want, missing_ok, what
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        flag = option_string or self.metavar or self.dest.upper()
+
+        def check(value):
+            if self.want in ("name", "names"):
+                return check_names(value, flag, self.what, listed=self.want == "names", optional=not self.required)
+            return check_path(value, self.want, missing_ok=self.missing_ok, flag=flag)
+
+        if values is not None:  # an absent optional positional keeps its default
+            values = [check(v) for v in values] if isinstance(values, list) else check(values)
+        setattr(namespace, self.dest, values)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,10 +113,13 @@ def print_json(obj) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
-    if not getattr(args, "func", None):
-        parser.print_help()
+    try:
+        args = parser.parse_args(argv)
+    except HinasError as exc:  # a path or a name refused as it was parsed (PathArg)
+        print(f"hinas: error: {one_line(str(exc))}", file=sys.stderr)
         return 2
+    if not getattr(args, "func", None):
+        parser.error("give a command")
     try:
         result = args.func(args)
     except KeyboardInterrupt:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from hinas.bench import gradient_scope, search_speed, supernet_memory, train_stability
 from hinas.bench_gpu import campaign_levers, fast_path_equivalence, gpu_speed, report_is_current
-from hinas.cli import print_json
+from hinas.cli import PathArg, print_json
 from hinas.errors import HinasError
 
 
@@ -39,7 +39,7 @@ def register_cli(subparsers) -> None:
     sp.add_argument("--task", choices=("denoise", "sr"), default="denoise")
     sp.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     sp.add_argument("--steps", type=int, default=3, help="timed iterations (median reported)")
-    sp.add_argument("--data-root", default=None)
+    sp.add_argument("--data-root", action=PathArg, want="folder", default=None)
     sp.add_argument("--json", action="store_true")
     sp.set_defaults(func=_cli_search_speed)
 
@@ -55,16 +55,16 @@ def register_cli(subparsers) -> None:
     ts.add_argument("--bn-init", choices=("torch1", "ones"), default="torch1")
     ts.add_argument("--nonpositive-ssim", choices=("gradient", "clamp"), default="gradient")
     ts.add_argument("--no-rescale-aug", action="store_true", help="no RandomRescaleCrop")
-    ts.add_argument("--genotype", default=None, help="genotype JSON (default: random_genotype(seed))")
+    ts.add_argument("--genotype", action=PathArg, want="file", missing_ok=True, default=None, help="genotype JSON (default: random_genotype(seed))")
     ts.add_argument("--max-images", type=int, default=None, help="only the first N training images")
     ts.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    ts.add_argument("--data-root", default=None)
+    ts.add_argument("--data-root", action=PathArg, want="folder", default=None)
     ts.add_argument("--json", action="store_true")
     ts.set_defaults(func=_cli_train_stability)
 
     sb = sub.add_parser("side-by-side", help="hinas vs the released code's own training step (needs a checkout of "
                                              "hkzhang-git/HiNAS; not run in CI)")
-    sb.add_argument("--code", required=True, help="folder of a checkout of https://github.com/hkzhang-git/HiNAS")
+    sb.add_argument("--code", action=PathArg, want="folder", required=True, help="folder of a checkout of https://github.com/hkzhang-git/HiNAS")
     sb.add_argument("--iterations", type=int, default=40)
     sb.add_argument("--batch", type=int, default=24)
     sb.add_argument("--patch", type=int, default=64)
@@ -72,8 +72,8 @@ def register_cli(subparsers) -> None:
     sb.add_argument("--seed", type=int, default=0)
     sb.add_argument("--max-images", type=int, default=None)
     sb.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
-    sb.add_argument("--data-root", default=None)
-    sb.add_argument("--out", default=None, help="also write the JSON trace here (e.g. results/side_by_side.json)")
+    sb.add_argument("--data-root", action=PathArg, want="folder", default=None)
+    sb.add_argument("--out", action=PathArg, want="file", missing_ok=True, default=None, help="also write the JSON trace here (e.g. results/side_by_side.json)")
     sb.add_argument("--json", action="store_true")
     sb.set_defaults(func=_cli_side_by_side)
 
@@ -83,7 +83,7 @@ def register_cli(subparsers) -> None:
     gs.add_argument("--task", choices=("denoise", "sr"), default="denoise")
     gs.add_argument("--device", default="cpu")
     gs.add_argument("--repeats", type=int, default=5, help="timed rounds (median reported)")
-    gs.add_argument("--out", default=None, help="also write the JSON here")
+    gs.add_argument("--out", action=PathArg, want="file", missing_ok=True, default=None, help="also write the JSON here")
     gs.add_argument("--json", action="store_true")
     gs.set_defaults(func=_cli_grad_scope)
 
@@ -95,9 +95,9 @@ def _register_cpu_speed(sub) -> None:
     """``hinas bench cpu-speed``."""
     c = sub.add_parser("cpu-speed", help="training and search steps on the CPU: the released code's, hinas eager, "
                                          "and each CPU lever (channels_last, compile, bf16) alone and combined")
-    c.add_argument("--code", default=None, help="folder of a checkout of https://github.com/hkzhang-git/HiNAS "
+    c.add_argument("--code", action=PathArg, want="folder", default=None, help="folder of a checkout of https://github.com/hkzhang-git/HiNAS "
                                                 "(fetched by you, never vendored); without it no released rows")
-    c.add_argument("--genotype", default=None, help="genotype JSON of the derived network (default: a random one)")
+    c.add_argument("--genotype", action=PathArg, want="file", missing_ok=True, default=None, help="genotype JSON of the derived network (default: a random one)")
     c.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
     c.add_argument("--steps", type=int, default=5, help="timed training rounds, one step of each variant a round (default 5)")
     c.add_argument("--search-steps", type=int, default=3, help="timed search rounds (default 3)")
@@ -107,7 +107,7 @@ def _register_cpu_speed(sub) -> None:
                    help="measure the bf16 variants: auto (default) only where the CPU has native bf16")
     c.add_argument("--equivalence-steps", type=int, default=50,
                    help="training steps of the fp32 equivalence check (10 search steps; 0: none; default 50)")
-    c.add_argument("--out", default=None, help="also write the JSON here (results/bench/cpu_speed_<cpu>.json)")
+    c.add_argument("--out", action=PathArg, want="file", missing_ok=True, default=None, help="also write the JSON here (results/bench/cpu_speed_<cpu>.json)")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=_cli_cpu_speed)
 
@@ -162,15 +162,15 @@ def _register_gpu_speed(sub) -> None:
     """``hinas bench gpu-speed`` and ``gpu-levers``."""
     g = sub.add_parser("gpu-speed", help="training and search steps on one GPU: the released code's, hinas eager, "
                                          "and each lever of the fast path (needs CUDA)")
-    g.add_argument("--code", default=None, help="folder of a checkout of https://github.com/hkzhang-git/HiNAS "
+    g.add_argument("--code", action=PathArg, want="folder", default=None, help="folder of a checkout of https://github.com/hkzhang-git/HiNAS "
                                                 "(fetched by you, never vendored); without it no released rows")
-    g.add_argument("--genotype", default=None, help="genotype JSON of the derived network (default: a random one)")
+    g.add_argument("--genotype", action=PathArg, want="file", missing_ok=True, default=None, help="genotype JSON of the derived network (default: a random one)")
     g.add_argument("--steps", type=int, default=50, help="timed training steps per variant (default 50)")
     g.add_argument("--search-steps", type=int, default=10, help="timed search steps per variant (default 10)")
     g.add_argument("--equivalence", action="store_true", help="also compare the fast fp32 path with eager "
                                                                  "(50 training, 10 search steps; fp32 and TF32)")
     g.add_argument("--device", default="cuda")
-    g.add_argument("--out", default=None, help="also write the JSON here (e.g. results/bench/gpu_speed_h200.json)")
+    g.add_argument("--out", action=PathArg, want="file", missing_ok=True, default=None, help="also write the JSON here (e.g. results/bench/gpu_speed_h200.json)")
     g.add_argument("--json", action="store_true", help="print one JSON object")
     g.set_defaults(func=_cli_gpu_speed)
     lv = sub.add_parser("gpu-levers", help="the --set options of the fast path a campaign should use after a "

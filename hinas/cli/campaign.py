@@ -17,6 +17,11 @@ import time
 from hinas.campaign import (SETTABLE, campaign_status, check_archive, check_budget, check_call, jsonable,
                             list_plans, load_plan, parse_settings, results_lock, run_campaign, seal,
                             unpack_archives, verify, write_archive)
+from hinas.campaign.archive import archive_parts
+from hinas.campaign.plan import is_plan_file
+from hinas.cli import PathArg
+from hinas.errors import HinasError
+from hinas.safeio import check_path
 
 
 def _print_json(obj) -> None:
@@ -33,11 +38,11 @@ def register_cli(subparsers) -> None:
     r.add_argument("--budget", type=float, required=True, metavar="SECONDS",
                    help="wall-clock seconds for this call, finite and positive (items stop cleanly before it ends)")
     r.add_argument("--device", default=None, help="cpu, cuda or cuda:N for every item (default: each item's profile)")
-    r.add_argument("--data-root", default=None, metavar="DIR", help="datasets folder (default: $HINAS_DATA or embedded)")
+    _data_root(r, "datasets folder (default: $HINAS_DATA or embedded)")
     r.add_argument("--retry-failed", action="store_true", help="run again the items that failed in earlier calls")
-    r.add_argument("--only", nargs="+", default=None, metavar="ITEM",
+    r.add_argument("--only", nargs="+", default=None, metavar="ITEM", action=PathArg, want="name", what="item name",
                    help="run only these items (e.g. the long search on a CPU); the others are left as they are")
-    r.add_argument("--archive", default=None, metavar="FILE.tgz",
+    r.add_argument("--archive", default=None, metavar="FILE.tgz", action=PathArg, want="file", missing_ok=True,
                    help="afterwards, pack every file this call wrote under DIR into FILE.tgz (split into "
                         "FILE.tgz.1, .2, ... above 15 MiB); unpack with: hinas campaign unpack FILE.tgz --results DIR")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -52,33 +57,64 @@ def register_cli(subparsers) -> None:
     lp = sub.add_parser("plans", help="list the plans shipped with hinas")
     lp.set_defaults(func=lambda args: print("\n".join(list_plans())) or 0)
     se = sub.add_parser("seal", help="write manifests for finished items that have none, once they verify")
-    se.add_argument("--results", required=True, metavar="DIR", help="a results folder of 'hinas campaign run'")
-    se.add_argument("--items", nargs="+", default=None, metavar="ITEM", help="only these items (default: all)")
+    se.add_argument("--results", required=True, metavar="DIR", action=PathArg, want="folder",
+                    help="a results folder of 'hinas campaign run'")
+    se.add_argument("--items", nargs="+", default=None, metavar="ITEM", action=PathArg, want="name", what="item name",
+                    help="only these items (default: all)")
     se.add_argument("--images", type=int, default=3, metavar="N",
                     help="first N images of each evaluation re-evaluated (default 3)")
-    se.add_argument("--data-root", default=None, metavar="DIR", help="datasets folder (default: $HINAS_DATA)")
+    _data_root(se)
     se.add_argument("--json", action="store_true", help="print one JSON object")
     se.set_defaults(func=_cli_seal)
     u = sub.add_parser("unpack", help="unpack GPU windows' archives into a results folder, all or nothing (never "
                                       "over a sealed item's files, never through a link)")
-    u.add_argument("archives", nargs="+", metavar="FILE.tgz",
+    u.add_argument("archives", nargs="+", metavar="FILE.tgz", action=_ArchiveArg,
                    help="results.tgz / notebooks.tgz of a window (its .1, .2, ... parts are found beside it), in order")
-    u.add_argument("--results", required=True, metavar="DIR", help="the results folder (e.g. results/paper-gpu)")
+    u.add_argument("--results", required=True, metavar="DIR", action=PathArg, want="folder", missing_ok=True,
+                   help="the results folder (e.g. results/paper-gpu)")
     u.add_argument("--json", action="store_true", help="print one JSON object")
     u.set_defaults(func=_cli_unpack)
 
     v = subparsers.add_parser("verify", help="check a results folder and re-evaluate its networks on the CPU")
-    v.add_argument("results", metavar="DIR", help="a results folder of 'hinas campaign run'")
+    v.add_argument("results", metavar="DIR", action=PathArg, want="folder", help="a results folder of 'hinas campaign run'")
     v.add_argument("--images", type=int, default=3, metavar="N", help="first N images of each evaluation (default 3)")
     v.add_argument("--all-images", action="store_true", help="every image (slow for big sets)")
-    v.add_argument("--data-root", default=None, metavar="DIR", help="datasets folder (default: $HINAS_DATA)")
+    _data_root(v)
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.set_defaults(func=_cli_verify)
 
 
 def _plan_args(p) -> None:
-    p.add_argument("--plan", required=True, metavar="NAME|FILE", help="plan name (hinas campaign plans) or YAML file")
-    p.add_argument("--results", required=True, metavar="DIR", help="results folder (created; continued if it exists)")
+    p.add_argument("--plan", required=True, metavar="NAME|FILE", action=_PlanArg, want="file", missing_ok=True,
+                   help="plan name (hinas campaign plans) or YAML file")
+    p.add_argument("--results", required=True, metavar="DIR", action=PathArg, want="folder", missing_ok=True,
+                   help="results folder (created; continued if it exists)")
+
+
+def _data_root(p, help: str = "datasets folder (default: $HINAS_DATA)") -> None:
+    p.add_argument("--data-root", default=None, metavar="DIR", action=PathArg, want="folder", help=help)
+
+
+class _PlanArg(PathArg):
+    """``--plan``: a shipped plan's name, or a YAML file (any value with a folder or a suffix in it)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if is_plan_file(values):
+            return super().__call__(parser, namespace, values, option_string)
+        if not values.strip():
+            raise HinasError(f"--plan {values!r}: an empty plan name; give one of {', '.join(list_plans())} or a YAML file")
+        setattr(namespace, self.dest, values)
+
+
+class _ArchiveArg(PathArg):
+    """An archive to unpack: a regular file, or absent when its parts ``FILE.tgz.1``, ``.2``, ... are there."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for value in values:
+            check_path(value, "file", missing_ok=True, flag="FILE.tgz")
+            for part in archive_parts(value):
+                check_path(part, "file", flag="FILE.tgz")
+        setattr(namespace, self.dest, values)
 
 
 def _cli_run(args) -> int:

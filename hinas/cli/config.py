@@ -15,10 +15,11 @@ import argparse
 
 
 def register_cli(subparsers) -> None:
+    from hinas.cli import PathArg
     from hinas.engine.config import PROFILES
 
     p = subparsers.add_parser("config", help="show the run settings (hinas config show)")
-    sub = p.add_subparsers(dest="config_command", metavar="ACTION")
+    sub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
     s = sub.add_parser(
         "show", help="print every setting with its value and meaning",
         description="Print every RunConfig setting (what --set KEY=VALUE accepts) with its value and meaning.",
@@ -31,17 +32,12 @@ def register_cli(subparsers) -> None:
     s.add_argument("--profile", default="quick", choices=PROFILES, help="preset (default: quick)")
     s.add_argument("--task", choices=("denoise", "sr"), default="denoise")
     s.add_argument("--scale", type=int, default=None, help="SR factor (2, 3, 4)")
-    s.add_argument("--config", default=None, metavar="YAML", help="settings file, as for search/train")
+    s.add_argument("--config", default=None, metavar="YAML", action=PathArg, want="file", missing_ok=True,
+                   help="settings file, as for search/train")
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting (repeatable), as for search/train")
     s.add_argument("--json", action="store_true", help="print one JSON object {key: {value, help}}")
     s.set_defaults(func=_show)
-
-    def _no_action(args):
-        p.print_help()
-        return 2
-
-    p.set_defaults(func=_no_action)
 
 
 def _show(args) -> int:

@@ -7,7 +7,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from hinas.cli import PathArg
 from hinas.errors import HinasError
+from hinas.safeio import check_names
 
 __all__ = ["register_cli"]
 
@@ -16,15 +18,15 @@ def register_cli(subparsers) -> None:
     from hinas.data.checks import STANDARD
 
     p = subparsers.add_parser("data", help="inspect the benchmark datasets (hinas data check)")
-    sub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    sub = p.add_subparsers(dest="data_command", metavar="ACTION", required=True)
     c = sub.add_parser("check", help="list the datasets found under the data root, with image counts and problems")
-    c.add_argument("--data-root", default=None, metavar="DIR",
+    c.add_argument("--data-root", default=None, metavar="DIR", action=PathArg, want="folder",
                    help="folder holding the datasets (default: $HINAS_DATA, else only the embedded images)")
     c.add_argument("--decode", action=argparse.BooleanOptionalAction, default=True,
                    help="decode every image to find corrupt ones (default: on; --no-decode only counts files)")
     c.add_argument("--checksums", action="store_true",
                    help="also verify MANIFEST.sha256 in the data root when there is one")
-    c.add_argument("--dataset", dest="datasets", action="append", default=[], metavar="NAME",
+    c.add_argument("--dataset", dest="datasets", action=_AppendName, default=[], metavar="NAME",
                    help="a dataset you need (repeatable); the check fails when it is missing")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=_check_command)
@@ -33,21 +35,25 @@ def register_cli(subparsers) -> None:
     d = sub.add_parser("download", help="download or import datasets (runs data_scripts/download.py)",
                        description="Download the benchmark datasets into the data root, or import a local copy "
                                    "(--from). The same program as 'python data_scripts/download.py'.")
-    d.add_argument("datasets", nargs="*", metavar="NAME", help="BSDS500, Set5, Set14, Urban100, DIV2K, Manga109 "
-                                                               "(default: all)")
-    d.add_argument("--root", "--data-root", dest="root", default=None, metavar="DIR",
-                   help="data root to fill (default: $HINAS_DATA)")
-    d.add_argument("--from", dest="local", default=None, metavar="PATH",
+    d.add_argument("datasets", nargs="*", default=[], metavar="NAME", action=PathArg, want="name", what="dataset name",
+                   help="BSDS500, Set5, Set14, Urban100, DIV2K, Manga109 (default: all)")
+    d.add_argument("--root", "--data-root", dest="root", default=None, metavar="DIR", action=PathArg, want="folder",
+                   missing_ok=True, help="data root to fill (default: $HINAS_DATA)")
+    d.add_argument("--from", dest="local", default=None, metavar="PATH", action=PathArg, want="any",
                    help="import a local folder or archive instead of downloading")
     d.add_argument("--list", action="store_true", help="list the datasets and their sources")
     d.set_defaults(func=_download_command)
 
-    def _no_action(args):
-        p.print_help()
-        return 2
 
-    p.set_defaults(func=_no_action)
-    c.set_defaults(func=_check_command)
+class _AppendName(PathArg):
+    """``--dataset NAME`` (repeatable): each a non-empty name."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, want="name", what="dataset name", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        name = check_names(values, option_string or "--dataset", self.what)
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), name])
 
 
 def _download_command(args) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hinas.cli import PathArg
 from hinas.errors import HinasError
 
 
@@ -12,13 +13,15 @@ def _common(p) -> None:
                    help="noise level(s) on the 0-255 scale; search: drawn per sample (default 30 50 70), "
                         "train: the level to train for (default 50)")
     p.add_argument("--profile", default=None, help="smoke | quick | gpu | paper (default: quick; not with --config)")
-    p.add_argument("--config", default=None, metavar="YAML",
+    p.add_argument("--config", default=None, metavar="YAML", action=PathArg, want="file", missing_ok=True,
                    help="settings file (e.g. hinas/configs/*.yaml); it names its own profile and task")
-    p.add_argument("--out", required=True, metavar="DIR", help="run folder (never overwritten without --resume)")
+    p.add_argument("--out", required=True, metavar="DIR", action=PathArg, want="folder", missing_ok=True,
+                   help="run folder (never overwritten without --resume)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a setting, e.g. --set epochs=10 (repeatable)")
-    p.add_argument("--data-root", default=None, metavar="DIR", help="datasets folder (default: $HINAS_DATA or embedded)")
+    p.add_argument("--data-root", default=None, metavar="DIR", action=PathArg, want="folder",
+                   help="datasets folder (default: $HINAS_DATA or embedded)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: the profile's)")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -53,7 +56,8 @@ def register_cli(subparsers) -> None:
     t = subparsers.add_parser("train", help="train the network of a genotype from scratch (or the DnCNN baseline)",
                               epilog=_EPILOG["train"], formatter_class=_raw())
     _common(t)
-    t.add_argument("--genotype", default=None, metavar="JSON", help="genotype file from 'hinas search'")
+    t.add_argument("--genotype", default=None, metavar="JSON", action=PathArg, want="file", missing_ok=True,
+                   help="genotype file from 'hinas search'")
     t.add_argument("--model", choices=("hinas", "dncnn"), default=None, help="network to train (default: hinas)")
     t.set_defaults(func=_train)
 

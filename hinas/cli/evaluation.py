@@ -8,7 +8,7 @@ import json
 import sys
 from pathlib import Path
 
-from hinas.cli import print_json
+from hinas.cli import PathArg, print_json
 from hinas.engine.common import check_device
 from hinas.errors import HinasError
 from hinas.evaluation import (BM3D_PROFILES, EVAL_SCALES, PROTOCOLS, bicubic_restore, bm3d_restore, default_dataset,
@@ -34,13 +34,14 @@ def add_eval_arguments(parser) -> None:
     parser.add_argument("method", nargs="?", choices=["bicubic", "bm3d", "noisy"], default=None,
                         help="baseline to evaluate: bicubic (SR), bm3d (denoising) or noisy (the noisy input "
                              "itself, the floor a denoiser must clear); omit with --weights")
-    parser.add_argument("--weights", default=None, metavar="DIR", help="evaluate a trained run folder")
-    parser.add_argument("--dataset", default=None,
+    parser.add_argument("--weights", default=None, metavar="DIR", action=PathArg, want="folder", missing_ok=True,
+                        help="evaluate a trained run folder")
+    parser.add_argument("--dataset", default=None, action=PathArg, want="name", what="dataset name or folder",
                         help="dataset name (Set5, Set14, B100, Urban100, Manga109, BSDS500-test, BSD68, Set12, "
                              "embedded-test, ...) or a folder of images; default: the task's standard test set")
     parser.add_argument("--scale", type=int, default=None, help="SR factor (2, 3 or 4)")
     parser.add_argument("--sigma", type=float, default=None, help="denoising noise level on the 0-255 scale")
-    parser.add_argument("--data-root", default=None, metavar="DIR",
+    parser.add_argument("--data-root", default=None, metavar="DIR", action=PathArg, want="folder",
                         help="folder holding the datasets (default: $HINAS_DATA, else the embedded images)")
     parser.add_argument("--protocol", choices=list(PROTOCOLS), default="standard",
                         help="metric protocol (default: standard; hinas-reference = the released code)")
@@ -48,7 +49,7 @@ def add_eval_arguments(parser) -> None:
     parser.add_argument("--device", default="cpu", help="torch device for networks (default: cpu)")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--per-image", action="store_true", help="include per-image scores in the JSON")
-    parser.add_argument("--save", default=None, metavar="FILE",
+    parser.add_argument("--save", default=None, metavar="FILE", action=PathArg, want="file", missing_ok=True,
                         help="also write the full result (per image, with provenance) to this JSON file")
     parser.add_argument("--force", action="store_true", help="let --save overwrite an existing file")
 
@@ -184,10 +185,13 @@ def register_ladder_cli(subparsers) -> None:
                     "the same command continues it.")
     p.add_argument("method", nargs="?", choices=["bm3d", "noisy"], default=None,
                    help="a baseline (bm3d, or noisy: the input itself); omit with --weights")
-    p.add_argument("--weights", default=None, metavar="DIR", help="a trained denoising run folder")
+    p.add_argument("--weights", default=None, metavar="DIR", action=PathArg, want="folder", missing_ok=True,
+                   help="a trained denoising run folder")
     p.add_argument("--sigma", type=float, required=True, help="noise level on the 0-255 scale")
-    p.add_argument("--dataset", default=None, help="dataset name or folder (default: BSDS500-test)")
-    p.add_argument("--data-root", default=None, metavar="DIR", help="datasets folder (default: $HINAS_DATA)")
+    p.add_argument("--dataset", default=None, action=PathArg, want="name", what="dataset name or folder",
+                   help="dataset name or folder (default: BSDS500-test)")
+    p.add_argument("--data-root", default=None, metavar="DIR", action=PathArg, want="folder",
+                   help="datasets folder (default: $HINAS_DATA)")
     p.add_argument("--limit", type=int, default=None, metavar="N",
                    help="only the first N images (sorted); a later call with a larger N continues the same file")
     p.add_argument("--input-steps", action="store_true",
@@ -198,7 +202,8 @@ def register_ladder_cli(subparsers) -> None:
     p.add_argument("--bm3d-profile", default="np", choices=BM3D_PROFILES,
                    help="the bm3d package's parameter set (default: np)")
     p.add_argument("--device", default="cpu", help="torch device for networks (default: cpu)")
-    p.add_argument("--out", required=True, metavar="FILE", help="the ladder's JSON file (continued if it exists)")
+    p.add_argument("--out", required=True, metavar="FILE", action=PathArg, want="file", missing_ok=True,
+                   help="the ladder's JSON file (continued if it exists)")
     p.set_defaults(func=_ladder_command)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hinas.cli import PathArg
 from hinas.errors import HinasError
 from hinas.safeio import quote
 
@@ -14,7 +15,8 @@ MAX_PIXELS = 1024 * 1024
 
 def register_cli(subparsers) -> None:
     d = subparsers.add_parser("describe", help="parameters and FLOPs of the network a genotype defines")
-    d.add_argument("genotype", help="genotype JSON file (written by 'hinas search')")
+    d.add_argument("genotype", metavar="GENOTYPE", action=PathArg, want="file", missing_ok=True,
+                   help="genotype JSON file (written by 'hinas search')")
     d.add_argument("--size", nargs=2, type=int, default=(64, 64), metavar=("H", "W"),
                    help="input size for FLOPs (the LR size for SR; default 64 64)")
     d.add_argument("--f", type=int, default=None, help="channels per node at level 0 (default: 20 dn, 16 SR)")
@@ -22,8 +24,10 @@ def register_cli(subparsers) -> None:
     d.set_defaults(func=_describe)
 
     r = subparsers.add_parser("draw", help="draw a genotype's cells and width path as SVG (needs graphviz 'dot')")
-    r.add_argument("genotype")
-    r.add_argument("--out", default=".", help="output folder (default: .)")
+    r.add_argument("genotype", metavar="GENOTYPE", action=PathArg, want="file", missing_ok=True,
+                   help="genotype JSON file")
+    r.add_argument("--out", default=".", action=PathArg, want="folder", missing_ok=True,
+                   help="output folder (default: .)")
     r.set_defaults(func=_draw)
 
 

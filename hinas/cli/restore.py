@@ -12,6 +12,8 @@ import sys
 
 
 def register_cli(subparsers) -> None:
+    from hinas.cli import PathArg
+
     p = subparsers.add_parser(
         "restore", help="denoise or super-resolve your own images with a trained network",
         description="Run the network of a 'hinas train' run folder on image files or folders. Denoising keeps the "
@@ -21,9 +23,11 @@ def register_cli(subparsers) -> None:
                "  hinas restore big.tif --weights runs/sr2 --out big_x2.png --tile 256 --overlap 32\n"
                "  hinas restore clean.png --weights runs/dn50 --out demo/ --add-noise 50 --seed 0",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files (PNG, JPEG, TIFF, ...) or folders of them")
-    p.add_argument("--weights", required=True, metavar="DIR", help="run folder of 'hinas train' (network.json + weights)")
-    p.add_argument("--out", required=True, metavar="PATH",
+    p.add_argument("inputs", nargs="+", metavar="INPUT", action=PathArg, want="any",
+                   help="image files (PNG, JPEG, TIFF, ...) or folders of them")
+    p.add_argument("--weights", required=True, metavar="DIR", action=PathArg, want="folder", missing_ok=True,
+                   help="run folder of 'hinas train' (network.json + weights)")
+    p.add_argument("--out", required=True, metavar="PATH", action=PathArg, want="any", missing_ok=True,
                    help="output folder (one PNG per input), or a file name for a single input")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--sigma", type=float, default=None,

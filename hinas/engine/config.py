@@ -23,14 +23,13 @@ import math
 import re
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import yaml
 
 from hinas.config import SupernetConfig
 from hinas.errors import ConfigError, HinasError
 from hinas.evaluation import VALIDATION_PROTOCOLS
-from hinas.safeio import finite_number
+from hinas.safeio import finite_number, load_yaml_file, quote
 
 PROFILES = ("smoke", "quick", "gpu", "paper")
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:[0-9]{1,2})?")  # the devices a run can use (present or not: checked at run time)
@@ -132,13 +131,12 @@ class RunConfig:
                      **overrides) -> "RunConfig":
         if profile not in PROFILES:
             raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-        values = dict(task=task, scale=scale, profile=profile)
-        values.update(_task_defaults(task, scale))
-        values.update(_PROFILE_VALUES[profile](task))
+        values = {"task": task, "scale": scale, "profile": profile, **_task_defaults(task, scale),
+                  **_PROFILE_VALUES[profile](task)}
         if scale is not None:
             values["scale"] = scale
         values.update(overrides)
-        return cls.from_dict(values)
+        return cls.from_dict(values).check_starts(overrides)
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
@@ -152,9 +150,6 @@ class RunConfig:
 
     @classmethod
     def from_yaml(cls, path) -> "RunConfig":
-        from hinas.errors import HinasError
-        from hinas.safeio import load_yaml_file, quote
-
         try:
             data = load_yaml_file(path, "config")
         except HinasError as exc:
@@ -165,9 +160,7 @@ class RunConfig:
         bad = [k for k in data if not isinstance(k, str)]
         if bad:
             raise ConfigError(f"{path}: setting names must be text, got {str(bad[0])[:40]!r}")
-        profile = data.pop("profile", "paper")
-        task = data.pop("task", "denoise")
-        scale = data.pop("scale", None)
+        profile, task, scale = (data.pop(k, d) for k, d in (("profile", "paper"), ("task", "denoise"), ("scale", None)))
         try:
             return cls.from_profile(profile, task, scale, **data)
         except ConfigError as exc:
@@ -175,24 +168,32 @@ class RunConfig:
 
     def with_overrides(self, assignments) -> "RunConfig":
         """Apply ``["key=value", ...]`` (from ``--set``), parsing values as YAML scalars."""
-        values = self.to_dict()
+        values, given = self.to_dict(), []
         for item in assignments or ():
             if "=" not in item:
                 raise ConfigError(f"--set expects key=value, got {item!r}")
             key, raw = item.split("=", 1)
             key = key.strip()
+            given.append(key)
             if key not in values:
                 raise ConfigError(f"unknown setting {key!r} in --set; known: {', '.join(values)}")
             try:
                 values[key] = yaml.safe_load(raw)
             except yaml.YAMLError:
                 values[key] = raw
-        return RunConfig.from_dict(values)
+        return RunConfig.from_dict(values).check_starts(given)
 
     def replace(self, **changes) -> "RunConfig":
-        values = self.to_dict()
-        values.update(changes)
-        return RunConfig.from_dict(values)
+        return RunConfig.from_dict({**self.to_dict(), **changes}).check_starts(changes)
+
+    def check_starts(self, given) -> "RunConfig":
+        """Refuse an architecture or validation start, among the settings ``given``, that the search never
+        reaches (steps run for epochs > start); a profile's own starts under a shortened run are its."""
+        for start, never in (("arch_start_epoch", "train the architecture"), ("val_start_epoch", "validate")):
+            if start in given and (v := getattr(self, start)) >= self.epochs:
+                raise ConfigError(f"{start}={v} with epochs={self.epochs}: the search would never {never} (it does "
+                                  f"after epoch {v}, the last is {self.epochs}); set {start} below that, or raise epochs")
+        return self
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -236,6 +237,8 @@ class RunConfig:
                 levels = getattr(self, name)
                 if not levels or any(s < 0 for s in levels):
                     raise ConfigError(f"{name} must be a non-empty list of non-negative noise levels, got {levels}")
+                if not any(levels):  # a denoiser for noise level 0 learns the identity: a meaningless run
+                    raise ConfigError(f"{name}={levels} with task denoise: no noise to remove; give a level above 0")
         if self.profile not in PROFILES:
             raise ConfigError(f"unknown profile {self.profile!r}; choose one of {', '.join(PROFILES)}")
         if not isinstance(self.device, str) or not DEVICE_PATTERN.fullmatch(self.device):
@@ -259,7 +262,6 @@ class RunConfig:
             raise ConfigError("model 'dncnn' is a denoising baseline; use task denoise")
         self.supernet_config()  # validates the space settings
 
-
     def _check_ranges(self) -> None:
         """Every number finite and within what a run can use; refused by name otherwise."""
         for f in dataclasses.fields(self):
@@ -267,6 +269,8 @@ class RunConfig:
             for x in (v if isinstance(v, list) else [v]):
                 if isinstance(x, float) and not math.isfinite(x):
                     raise ConfigError(f"setting {f.name!r} must be a finite number, got {x}")
+                if isinstance(x, str) and not x.strip():  # '' is never "the default" (data_root: here?)
+                    raise ConfigError(f"setting {f.name!r} is empty; give a value, or null for the default")
         for name, (lo, hi) in _INT_RANGES.items():
             v = getattr(self, name)
             if v is not None and not (isinstance(v, int) and lo <= v <= hi):
