@@ -47,5 +47,5 @@ PYTHONPATH=$PWD OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=$threads nice -n 10 task
   --data-root "$data" --set threads="$threads" --only "$item" > /dev/null || status=$?
 PYTHONPATH=$PWD "$py" -m hinas campaign status --plan "$plan" --results "$results" | grep -F " $item " || true
 PYTHONPATH=$PWD "$py" -m hinas verify "$results" --data-root "$data" > /dev/null || status=$?
-echo "cpu_piece: copy it back with: rsync -a --delete $run_dir/$results/$item/ $root/$results/$item/" >&2
+echo "cpu_piece: copy it back with: rm -rf $root/$results/$item && cp -a $run_dir/$results/$item $root/$results/" >&2
 exit $status
