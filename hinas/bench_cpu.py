@@ -264,10 +264,8 @@ def lever_equivalence(genotype, levers: dict, *, steps: int = 50, search_steps: 
     torch.manual_seed(seed)
     init = copy.deepcopy(Supernet(cfg0.supernet_config()).state_dict())
     batches = synthetic_batches(2 * search_steps, search_batch, patch, dev, seed + 1)
-    _, enet, eopt_w, earch, eweight = _search_setup({}, dev, init)
-    _, lnet, lopt_w, larch, lweight = _search_setup(levers, dev, init)
-    e_opts = [eopt_w, _optimizer_of(earch)]
-    l_opts = [lopt_w, _optimizer_of(larch)]
+    _, enet, e_opts, earch, eweight = _search_setup({}, dev, init)
+    _, lnet, l_opts, larch, lweight = _search_setup(levers, dev, init)
     loss_diff, state_diff = 0.0, 0.0
     for i in range(search_steps):
         for k, (es, ls) in enumerate(((earch, larch), (eweight, lweight))):
@@ -279,14 +277,6 @@ def lever_equivalence(genotype, levers: dict, *, steps: int = 50, search_steps: 
     out.update(search_max_loss_diff=loss_diff, search_max_state_diff=state_diff)
     out["holds"] = loss_diff <= EQUIVALENCE_TOLERANCE and out["train_max_loss_diff"] <= EQUIVALENCE_TOLERANCE
     return out
-
-
-def _optimizer_of(stepper):
-    """The optimiser a :func:`hinas.engine.fast.backward_step` body closes over."""
-    for cell in stepper.body.__closure__ or ():
-        if isinstance(cell.cell_contents, torch.optim.Optimizer):
-            return cell.cell_contents
-    raise ValueError("no optimiser in the step")
 
 
 def equivalence_holds(report: dict) -> bool:

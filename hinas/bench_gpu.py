@@ -103,7 +103,7 @@ def _search_setup(levers: dict, device, init_state: dict):
     for opt in (opt_w, opt_a):
         fast.arm_optimizer(opt, cfg, device)
     arch, weight = fast.search_steppers(net, opt_w, opt_a, RestorationLoss("denoise", "search").to(device), cfg, device)
-    return cfg, net, opt_w, arch, weight
+    return cfg, net, (opt_w, opt_a), arch, weight
 
 
 def _bn_buffers(model) -> list[torch.Tensor]:
@@ -164,7 +164,7 @@ def fast_path_equivalence(genotype, *, device="cuda", steps: int = 50, search_st
         batches = synthetic_batches(2 * search_steps, search_batch, patch, device, seed + 1)
         traces, arch = {}, {}
         for name, lv in (("eager", {}), ("fast", levers)):
-            cfg, net, opt_w, arch_step, weight_step = _search_setup(lv, device, init)
+            cfg, net, opts, arch_step, weight_step = _search_setup(lv, device, init)
             with fast.backend_flags(cfg, device):
                 losses = []
                 for i in range(search_steps):
@@ -175,7 +175,7 @@ def fast_path_equivalence(genotype, *, device="cuda", steps: int = 50, search_st
             arch[name] = [p.detach().float().cpu() for p in net.arch_parameters()]
             buffers[name] = [b.detach().float().cpu() for b in _bn_buffers(net)]
             out[f"search_modes_{name}"] = [arch_step.mode, weight_step.mode]
-            del net, opt_w, arch_step, weight_step
+            del net, opts, arch_step, weight_step
         out["search_max_loss_diff"] = float((traces["eager"] - traces["fast"]).abs().max())
         out["search_max_arch_diff"] = max(float((a - b).abs().max()) for a, b in zip(arch["eager"], arch["fast"]))
         out["search_max_bn_stat_diff"] = max(float((a - b).abs().max()) for a, b in zip(buffers["eager"], buffers["fast"]))
@@ -312,14 +312,14 @@ def gpu_speed(genotype, *, code: str | None = None, device="cuda", steps: int = 
         del model, weight_step, arch_step
         _empty_cache(dev)
     for name, levers in SEARCH_VARIANTS:
-        cfg, net, opt_w, arch, weight = _search_setup(levers, dev, init)
+        cfg, net, opts, arch, weight = _search_setup(levers, dev, init)
         with fast.backend_flags(cfg, dev):
             warm = fast.capture_steps(cfg, dev) + 1
             sec, peak = _timed_steps(weight.run, batches, search_steps, warm, dev)
             a_sec, _ = _timed_steps(arch.run, batches, search_steps, warm, dev)
         out["search"]["variants"][name] = {"levers": levers, "modes": [arch.mode, weight.mode],
                                            "weight_step_seconds": sec, "arch_step_seconds": a_sec, "peak_gb": peak / 1e9}
-        del net, opt_w, arch, weight
+        del net, opts, arch, weight
         _empty_cache(dev)
     net = Supernet(cfg0.supernet_config())
     net.load_state_dict(init)

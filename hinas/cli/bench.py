@@ -91,13 +91,20 @@ def register_cli(subparsers) -> None:
     _register_cpu_speed(sub)
 
 
+def _released_args(p, what: str) -> None:
+    """``--code`` (a checkout of the released code) and ``--genotype`` of the speed benchmarks."""
+    p.add_argument("--code", action=PathArg, want="folder", default=None,
+                   help="folder of a checkout of https://github.com/hkzhang-git/HiNAS (fetched by you, never vendored); "
+                        "without it no released rows")
+    p.add_argument("--genotype", action=PathArg, want="file", missing_ok=True, default=None,
+                   help=f"genotype JSON of the {what} (default: a random one)")
+
+
 def _register_cpu_speed(sub) -> None:
     """``hinas bench cpu-speed``."""
     c = sub.add_parser("cpu-speed", help="training and search steps on the CPU: the released code's, hinas eager, "
                                          "and each CPU lever (channels_last, compile, bf16) alone and combined")
-    c.add_argument("--code", action=PathArg, want="folder", default=None, help="folder of a checkout of https://github.com/hkzhang-git/HiNAS "
-                                                "(fetched by you, never vendored); without it no released rows")
-    c.add_argument("--genotype", action=PathArg, want="file", missing_ok=True, default=None, help="genotype JSON of the derived network (default: a random one)")
+    _released_args(c, "derived network")
     c.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's, one per core)")
     c.add_argument("--steps", type=int, default=5, help="timed training rounds, one step of each variant a round (default 5)")
     c.add_argument("--search-steps", type=int, default=3, help="timed search rounds (default 3)")
@@ -126,8 +133,6 @@ def _cli_cpu_speed(args) -> int:
     if args.code:
         check_checkout(args.code)
     genotype = Genotype.load(args.genotype) if args.genotype else random_genotype("denoise", seed=0)
-    if args.out and Path(args.out).exists() and not Path(args.out).is_file():
-        raise HinasError(f"--out {args.out}: exists and is not a file; give a file path")
     log = (lambda msg: print(f"cpu-speed: {msg}", file=sys.stderr, flush=True))
     res = cpu_speed(genotype, code=args.code, threads=args.threads, steps=args.steps, search_steps=args.search_steps,
                     equivalence_steps=args.equivalence_steps, variants=args.variants,
@@ -162,9 +167,7 @@ def _register_gpu_speed(sub) -> None:
     """``hinas bench gpu-speed`` and ``gpu-levers``."""
     g = sub.add_parser("gpu-speed", help="training and search steps on one GPU: the released code's, hinas eager, "
                                          "and each lever of the fast path (needs CUDA)")
-    g.add_argument("--code", action=PathArg, want="folder", default=None, help="folder of a checkout of https://github.com/hkzhang-git/HiNAS "
-                                                "(fetched by you, never vendored); without it no released rows")
-    g.add_argument("--genotype", action=PathArg, want="file", missing_ok=True, default=None, help="genotype JSON of the derived network (default: a random one)")
+    _released_args(g, "derived network")
     g.add_argument("--steps", type=int, default=50, help="timed training steps per variant (default 50)")
     g.add_argument("--search-steps", type=int, default=10, help="timed search steps per variant (default 10)")
     g.add_argument("--equivalence", action="store_true", help="also compare the fast fp32 path with eager "
@@ -278,8 +281,6 @@ def _cli_gpu_speed(args) -> int:
     genotype = Genotype.load(args.genotype) if args.genotype else random_genotype("denoise", seed=0)
     if args.steps < 1 or args.search_steps < 1:
         raise HinasError("--steps and --search-steps must be at least 1")
-    if args.out and Path(args.out).exists() and not Path(args.out).is_file():
-        raise HinasError(f"--out {args.out}: exists and is not a file; give a file path")
     res = gpu_speed(genotype, code=args.code, device=args.device, steps=args.steps, search_steps=args.search_steps)
     if args.equivalence:
         res["equivalence"] = fast_path_equivalence(genotype, device=args.device)
