@@ -27,6 +27,7 @@ The command line lives in :mod:`hinas.cli.restore`.
 
 from __future__ import annotations
 
+import math
 import os
 import sys
 from pathlib import Path
@@ -357,11 +358,17 @@ def restore_files(weights, inputs, out, *, sigma: float | None = None, scale: in
 
 
 def _trained_sigma(run_dir: Path) -> list[float] | None:
-    import yaml
+    """The noise levels the run in ``run_dir`` trained at (its ``config.yaml``), or None when that
+    file is absent, oversized, not YAML or says nothing usable: only a note depends on it."""
+    from hinas.errors import HinasError
+    from hinas.safeio import load_yaml_file
 
     cfg = run_dir / "config.yaml"
-    try:
-        data = yaml.safe_load(cfg.read_text())
-        return [float(s) for s in data.get("sigma") or []] or None
-    except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError):
+    if not cfg.is_file():
         return None
+    try:
+        data = load_yaml_file(cfg, "run config")  # bounded: a config.yaml is small
+        sigmas = [float(s) for s in data.get("sigma") or []]
+    except (OSError, HinasError, AttributeError, TypeError, ValueError, OverflowError):
+        return None
+    return [s for s in sigmas if math.isfinite(s)] or None

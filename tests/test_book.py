@@ -363,6 +363,27 @@ def test_intro_links_paper_and_glance(browser, server):
     cells = _table_cells(browser)
     assert any("noisy input" in c for c in cells), "the results-at-a-glance table lacks the noisy input"
     assert any(c.endswith(" dB") and c[0].isdigit() for c in cells), "no measured PSNR at a glance"
+    # what is shown and what is not: every claim of the paper with a verdict of the stated vocabulary
+    from hinas.book.claims import CLAIMS, VERDICTS
+
+    text = _page_text(browser)
+    assert "Shown and not shown" in text and text.index("Shown and not shown") < text.index("Results at a glance")
+    for _, claim, _ in CLAIMS:
+        assert claim in cells, f"the claims table lacks {claim!r}"
+    tables = browser.execute_script(
+        "return Array.from(document.querySelectorAll('main table')).map(t => ({head: Array.from(t.querySelectorAll("
+        "'thead th')).map(c => c.textContent.trim()), rows: Array.from(t.querySelectorAll('tbody tr')).map(r => "
+        "Array.from(r.cells).map(c => c.textContent.trim()))}))")
+    claims = next(t for t in tables if "the paper claims" in t["head"])
+    assert claims["rows"] and all(r[claims["head"].index("verdict")] in VERDICTS for r in claims["rows"])
+    # no HiNAS number at a glance below the noisy input: a run that diverged or did not learn is named
+    glance = next(t for t in tables if "measured here" in t["head"] and "published" in t["head"])
+    what, measured = glance["head"].index("what"), glance["head"].index("measured here")
+    values = {r[what]: r[measured] for r in glance["rows"]}
+    floor = [float(v.split()[0]) for k, v in values.items() if k.startswith("noisy input") and v[:1].isdigit()]
+    for name, v in values.items():
+        if name.startswith("HiNAS") and v[:1].isdigit() and floor:
+            assert float(v.split()[0]) > min(floor), f"{name}: {v} below the noisy input"
 
 
 def test_sota_has_noisy_input_and_verdict(browser, server):
@@ -407,9 +428,10 @@ def test_committed_gpu_results_come_first(browser, server):
         if cm.unsearched_networks(REPO):  # a network of an unsearched genotype is never called searched
             assert cm.UNSEARCHED in cells
         assert "Paired on the same images" in text
-    # the pictures of the paper's BSD200 images, or the line saying why they are not there
+    # denoised pictures on every build: the paper's BSD200 images, else the embedded photos, and the
+    # computed line saying which were shown and why
     pictures = browser.execute_script("return document.querySelectorAll('main img').length")
-    assert pictures >= 3 or "not available to this build" in text
+    assert pictures >= 3 and "Shown:" in text
     # the protocol ladders: each difference between the protocols measured, and the gaps to the paper
     # split into measured and missing parts (or the line saying no ladder is committed)
     if list((REPO / "results" / "protocol").glob("ladder_*.json")):

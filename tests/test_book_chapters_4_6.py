@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from hinas.book import ablation_report as ab
 from hinas.book import committed as cm
 from hinas.book import figures, runs, search_report as sr, sota_report, stability, tables
-from hinas.book.compare import NOISY_INPUT
+from hinas.book.compare import NOISY_INPUT, with_status
 from hinas.book.settings import REPO_ROOT, base_config
 
 
@@ -99,6 +99,15 @@ def test_gain_verdicts():
     assert sr.gain(scores([14.0, 14.2], 14.05))["verdict"] == "tie"
     rows = sr.glance_rows({"drift": 0.1234}, g)
     assert rows[0]["measured"] == "0.1234" and rows[2]["measured"] == "14.00 dB"
+    # a diverged seed is named and left out; with every seed diverged, no number reaches the glance
+    df = scores([24.0, 3.2], 14.0).assign(training=["trained", "diverged", None],
+                                           training_evidence=["", "its loss rose from 0.16 to 4e+04", None])
+    g = sr.gain(with_status(df))
+    assert g["psnr"] == 24.0 and g["seeds"] == [0] and "4e+04" in sr.gain_reading(g, [0, 1])
+    df.loc[0, "training"] = "diverged"
+    g = sr.gain(with_status(df))
+    assert g["verdict"] is None and "No network of this chapter is scored" in sr.gain_reading(g, [0, 1])
+    assert sr.glance_rows({"drift": 0.1}, g)[1]["measured"].startswith("no result: diverged")
 
 
 # -- chapter 4: training at lr 0.05 (committed) ----------------------------------------------
@@ -140,6 +149,8 @@ def test_committed_views_of_the_results_folder():
     assert list(table[tables.SHARE_COLUMN]) == shares and "paper's stated 400,000" in cm.train_caption()
     caption, genotype, item = cm.searched_genotypes(searches)[0]
     assert item in caption and genotype.layers > 0
+    captions = {i: c for c, _, i in cm.searched_genotypes(searches, cm.search_movements(REPO_ROOT))}
+    assert "**not searched**" in captions["search-dn-s0"]  # its alpha and beta did not move (6 of 100 epochs)
     bench = cm.gpu_bench_table(REPO_ROOT)
     assert len(bench) and not bench.device.str.lower().eq("cpu").any()
     bicubic = cm.bicubic_table(REPO_ROOT, 3)
@@ -189,6 +200,9 @@ def test_orderings_reading_counts():
     assert "Table 3, a0 vs b" in text and "21.00 dB (seed 0), 20.00 dB (seed 1)" in text
     rows = ab.glance_rows(orderings, {"memory_ratio": 1.7})
     assert rows[0]["measured"] == "1 agree, 1 ties, 1 disagree, 0 not learned (of 3)" and rows[1]["measured"] == "x1.70"
+    claims = {r["claim"]: r for r in ab.glance_rows(orderings, {"memory_ratio": 1.7}, "quick") if "claim" in r}
+    assert claims["ablations"]["verdict"] == "untested" and "only at the `quick` scale" in claims["ablations"]["evidence"]
+    assert claims["memory"]["verdict"] == "direction only"
 
 
 def test_cell_sharing_table_and_ratios():
@@ -240,17 +254,44 @@ def test_sota_summary_and_reading():
     assert h.seeds == 2 and h.PSNR == "25.10 ± 0.14"
     assert ours[ours.method == NOISY_INPUT].seeds.isna().all()
     assert list(sota_report.sota_view(ours).columns) == ["method", "protocol", "PSNR", "SSIM", "params", "s/image",
-                                                          "train s", "seeds"]
+                                                          "train s", "seeds", "runs left out"]
     pub = tables.published_rows("table10").query("sigma == 50")
     lines = sota_report.sota_reading(ours, pub, "smoke", 50.0)
-    assert "it denoises." in lines[0] and "a **win for HiNAS**" in lines[2]
-    assert "our HiNAS is below it (-0.90 dB)" in lines[3]
+    assert "above the input by +11.10 dB" in lines[0] and "**HiNAS ahead** (margin: the seed spread of 0.14 dB)" in lines[2]
+    assert "our HiNAS is below it (-0.90 dB" in lines[3]
     glance = sota_report.glance_rows(ours, pub, 50.0)
     assert [r["what"].split(" (sigma")[0] for r in glance] == ["HiNAS (ours)", "DnCNN (same budget)", "BM3D",
                                                                NOISY_INPUT]
     fig = figures.accuracy_vs_time(pub, ours, device="cpu", profile="smoke", sigma=50.0)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
     assert "BM3D on" in sota_report.setup_note("quick", "cpu", [0, 1], 50.0)
+
+
+def test_sota_leaves_out_runs_that_diverged_or_did_not_learn():
+    table = _sota_table().assign(training="trained", training_evidence="loss 0.2 -> 0.05")
+    table.loc[table.method == NOISY_INPUT, ["training", "training_evidence"]] = None
+    table.loc[table.method == "BM3D", ["training", "training_evidence"]] = None
+    seed1 = (table.method == "HiNAS (ours)") & (table.seed == 1)
+    table.loc[seed1, ["training", "training_evidence", "psnr"]] = ["diverged", "its loss rose from 0.16 to 4e+04", 3.2]
+    table.loc[table.method == "DnCNN (same budget)", "psnr"] = 14.1  # trained, but not above the noisy input
+    ours = sota_report.sota_summary(table)
+    h = ours[(ours.method == "HiNAS (ours)") & (ours.protocol == "standard")].iloc[0]
+    assert h.seeds == 1 and h.psnr == 25.0 and h.left_out == 1  # the diverged seed is not averaged in
+    dn = ours[(ours.method == "DnCNN (same budget)") & (ours.protocol == "standard")].iloc[0]
+    assert math.isnan(dn.psnr) and dn.left_out == 1 and dn.params == 556_096
+    pub = tables.published_rows("table10").query("sigma == 50")
+    lines = sota_report.sota_reading(ours, pub, "smoke", 50.0)
+    assert sum("**diverged**" in x and "4e+04" in x for x in lines) == 2  # both protocols
+    assert sum("**did not learn**" in x for x in lines) == 2
+    assert not any("DnCNN ahead" in x or "HiNAS ahead" in x or "HiNAS against DnCNN" in x for x in lines)
+    glance = {r["what"].split(" (sigma")[0]: r["measured"] for r in sota_report.glance_rows(ours, pub, 50.0)}
+    assert glance["HiNAS (ours)"] == "25.00 dB" and glance["DnCNN (same budget)"].startswith("no result")
+    fig = figures.accuracy_vs_time(pub, ours, device="cpu", profile="smoke", sigma=50.0)
+    assert "DnCNN" not in [t.get_text() for t in fig.axes[1].texts]  # nothing plotted for it
+    # a chapter whose every run diverged says so, and glances no number
+    table.loc[table.method == "HiNAS (ours)", ["training", "psnr"]] = ["diverged", 3.2]
+    none = sota_report.sota_reading(sota_report.sota_summary(table), pub, "smoke", 50.0)
+    assert none[-1].startswith("**Learning.** No HiNAS network is scored") and "noisy input scores 14.00 dB" in none[-1]
 
 
 def test_published_views():

@@ -57,6 +57,20 @@ def test_figures_draw_from_committed_files():
         plt.close(fig)
 
 
+def test_beta_curves_call_the_stem_by_its_name():
+    # beta.csv writes the stem as layer -1 (its beta picks the first cell's width); the figure
+    # must not show that index as if it were a layer
+    import pandas as pd
+
+    from hinas.book import figures
+
+    beta = pd.DataFrame([{"epoch": e, "layer": layer, "level": 0, "move": m, "weight": 0.5}
+                         for e in (1, 2) for layer in (-1, 0) for m in ("same", "wider")])
+    fig = figures.beta_curves(beta)
+    assert [ax.get_title() for ax in fig.axes] == ["beta, stem", "beta, layer 0"]
+    assert not any("-1" in ax.get_title() for ax in fig.axes)
+
+
 def test_denoised_image_scores_equal_the_committed_per_image_scores(real_data_root):
     """The picture's noisy input and network output are the evaluation's own: the whole-image PSNR
     of the committed sigma-50 network on the first BSD200 image equals its stored score."""

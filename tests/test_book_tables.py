@@ -207,3 +207,20 @@ def test_devices_and_training_shares_as_table_cells():
     assert tables.short_device("cpu (committed weights)") == "cpu (committed weights)"
     assert tables.training_share(7513, 600_000) == "1.3% (1.9%)"  # the code's 600k, the paper's stated 400k
     assert tables.training_share(7513, 600_000, task="sr") == "1.3%" and tables.training_share(None, 1) == "–"
+
+
+def test_mean_std_leaves_diverged_runs_out_and_orderings_name_them():
+    from hinas.book.compare import ordering_vs_paper
+
+    df = pd.DataFrame([dict(method="A", seed=0, psnr=25.0, ssim=0.7, training="trained"),
+                       dict(method="A", seed=1, psnr=3.2, ssim=-0.1, training="diverged"),
+                       dict(method="B", seed=0, psnr=3.1, ssim=-0.1, training="diverged"),
+                       dict(method="C", seed=0, psnr=24.0, ssim=0.6, training="trained")])
+    m = tables.mean_std(df, "method")
+    a, b = m.set_index("method").loc["A"], m.set_index("method").loc["B"]
+    assert a.psnr_mean == 25.0 and a.seeds == 1 and a.diverged == 1
+    assert pd.isna(b.psnr_mean) and b.seeds == 0 and b.diverged == 1  # kept, named, not scored
+    pub = pd.DataFrame([dict(method="A", psnr=26.8), dict(method="B", psnr=26.7), dict(method="C", psnr=26.6)])
+    o = ordering_vs_paper(m, pub, [("A", "B"), ("A", "C")]).set_index("comparison")
+    assert o.loc["A vs B", "ours"] == "diverged" and o.loc["A vs B", "agrees with the paper"] == "cannot tell (not learned)"
+    assert o.loc["A vs C", "ours"] == "ahead"  # 1 dB beyond the 0.5 dB single-seed margin

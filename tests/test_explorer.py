@@ -57,8 +57,11 @@ def test_static_widget_prerenders_every_choice(runs):
     assert isinstance(run_dd, widgets.Dropdown) and isinstance(run_stack, widgets.Stack)
     assert [label for label, _ in run_dd.options] == ["dn", "sr"]
     assert len(run_stack.children) == 2
-    # dn has two seeds: a seed dropdown over a stack of genotype views
+    # dn has two genotypes: a dropdown over a stack of genotype views, labelled for what it lists
+    # (a run's variants may be seeds or best/final-epoch files, so not "seed")
     seed_dd, seed_stack = run_stack.children[0].children
+    assert isinstance(seed_dd, widgets.Dropdown) and seed_dd.description == "genotype"
+    assert [label for label, _ in seed_dd.options] == ["seed 0", "seed 1"]
     assert len(seed_stack.children) == 2
     view = seed_stack.children[1]
     layer_buttons, cells = view.children[1], view.children[2]
@@ -77,7 +80,8 @@ def test_static_widget_prerenders_every_choice(runs):
 
 def test_table_has_one_row_per_genotype(runs):
     t = GenotypeExplorer(runs, size=(16, 16)).table()
-    assert len(t) == 3 and {"run", "seed", "params", "MFLOPs", "path"} <= set(t.columns)
+    assert len(t) == 3 and {"run", "genotype", "params", "MFLOPs", "path"} <= set(t.columns)
+    assert "seed" not in t.columns
 
 
 def test_editor_redraws_and_recounts(runs):
@@ -109,3 +113,14 @@ def test_editor_rejects_invalid_edits(runs):
     assert ed.set_edge(0, 0, input=5) is False  # node 0 has inputs 0 and 1 only
     assert "does not exist" in ed.message.value
     assert ed.genotype.architecture() == before
+
+
+def test_committed_variants_are_listed_as_genotypes():
+    # a committed search's run holds its best-epoch and final-epoch files, not seeds
+    g = random_genotype("denoise", seed=4)
+    ex = GenotypeExplorer({"results: paper-gpu/search-dn-s0": {"genotype": g, "genotype_final": g}},
+                          size=(16, 16))
+    name_dd = ex.widget().children[1].children[0].children[0]
+    assert name_dd.description == "genotype"
+    assert [label for label, _ in name_dd.options] == ["genotype", "genotype_final"]
+    assert list(ex.table().genotype) == ["genotype", "genotype_final"]

@@ -208,3 +208,19 @@ def test_a_failed_write_names_the_file_and_leaves_no_part_file(dn_run, tmp_path,
     _refused(capsys, "restore", img, "--weights", dn_run, "--out", out, "--quiet",
              contains=(str(out / "a.png"), "No space left", "free some disk space"))
     assert list(out.iterdir()) == []
+
+
+def test_trained_sigma_reads_config_yaml_within_bounds(tmp_path):
+    """Only a note depends on the run's config.yaml: an oversized, broken or odd one gives no
+    sigma, never a traceback or an unbounded read."""
+    from hinas.restore import _trained_sigma
+    from hinas.safeio import MAX_YAML_BYTES
+
+    assert _trained_sigma(tmp_path) is None
+    (tmp_path / "config.yaml").write_text("sigma: [50, 30]\n")
+    assert _trained_sigma(tmp_path) == [50.0, 30.0]
+    for text in ("sigma: [.inf, 50]\n", "sigma: fifty\n", "- a\n- b\n", "sigma: [\n"):
+        (tmp_path / "config.yaml").write_text(text)
+        assert _trained_sigma(tmp_path) in (None, [50.0])
+    (tmp_path / "config.yaml").write_text("sigma: [50]\n#" + "x" * MAX_YAML_BYTES + "\n")
+    assert _trained_sigma(tmp_path) is None

@@ -170,12 +170,19 @@ def orderings_reading(orderings: dict, t1: pd.DataFrame, spread: float, n_seeds:
     return "\n".join(lines)
 
 
-def glance_rows(orderings: dict, mem: dict) -> list:
-    """Chapter 5's headline numbers for the intro (:func:`hinas.book.glance.record_glance`)."""
+def glance_rows(orderings: dict, mem: dict, profile: str | None = None) -> list:
+    """Chapter 5's headline numbers for the intro (:func:`hinas.book.glance.record_glance`), and
+    with ``profile`` its rows of the intro's claims table (:mod:`hinas.book.claims`)."""
+    from hinas.book import claims
+
     out = ordering_outcomes(orderings)
+    claim_rows = [] if profile is None else [
+        claims.ablation_claim(len(out["agree"]), len(out["tie"]), len(out["disagree"]), len(out["not learned"]),
+                              profile, "5"),
+        claims.memory_claim(mem["memory_ratio"], f"one search step of the `{profile}` supernet, 5.5", "5")]
     counts = (f"{len(out['agree'])} agree, {len(out['tie'])} ties, {len(out['disagree'])} disagree, "
               f"{len(out['not learned'])} not learned (of {len(out['all'])})")
     return [{"what": "ablation orderings (Tables 1, 3, 4, 6) agreeing with the paper", "measured": counts,
              "published": "–", "chapter": "5"},
             {"what": "Eq. 6 / Eq. 5 memory of one search step", "measured": f"x{mem['memory_ratio']:.2f}",
-             "published": "about x3 (Sec. 3.2)", "chapter": "5"}]
+             "published": "about x3 (Sec. 3.2)", "chapter": "5"}] + claim_rows

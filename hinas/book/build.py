@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from hinas.book.execute import KERNEL_NAME, BookError, Paths, execute_notebooks, find_notebooks
-from hinas.book.glance import write_glance
+from hinas.book.glance import write_claims, write_glance
 from hinas.book.notebook_pages import write_pages
 from hinas.book.settings import REPO_ROOT, default_device
 from hinas.engine.config import PROFILES
@@ -188,6 +188,7 @@ def build(profile: str = "quick", *, data_root: str | None = None, seed: int = 0
         raise BookError("no executed notebook for chapter(s) " + ", ".join(absent)
                         + "; run without --no-execute (or with --only covering them) first")
     write_glance(paths, runs_root, profile)
+    write_claims(paths, runs_root, profile)
     t0 = time.perf_counter()
     jupyter_book_build(paths, strict=strict)
     copy_npm_assets(paths)

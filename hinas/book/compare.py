@@ -45,6 +45,61 @@ def compare(a_mean, a_std, b_mean, b_std, spread=None) -> str:
     return "ahead" if diff > 0 else "behind"
 
 
+# What a trained row is, before anything is read from its score: "diverged" (its training went the
+# wrong way, hinas.engine.health), "did not learn" (it trained but does not clear the noisy input by
+# the tie rule's margin), or "trained". Only trained rows are scored, compared, plotted or glanced at;
+# the others are named with their evidence.
+TRAINED, DIVERGED, NOT_LEARNED = "trained", "diverged", "did not learn"
+
+
+def run_status(training: str | None, psnr, noisy_psnr, spread=None) -> str:
+    """:data:`DIVERGED`, :data:`NOT_LEARNED` or :data:`TRAINED` for one trained network's row:
+    ``training`` is its :func:`hinas.engine.health.training_health` status, ``noisy_psnr`` the
+    noisy input's score on the same images (None: not known, so not judged), ``spread`` the
+    margin where the row has no seed spread of its own (:func:`compare`)."""
+    if training == DIVERGED:
+        return DIVERGED
+    if noisy_psnr is not None and compare(psnr, None, noisy_psnr, None, spread) != "ahead":
+        return NOT_LEARNED
+    return TRAINED
+
+
+def with_status(df: pd.DataFrame, spread=None) -> pd.DataFrame:
+    """``df`` (rows of trained networks beside the noisy input's row for each protocol and sigma)
+    with a ``status`` column: :func:`run_status` for trained rows, None for baselines (BM3D, the
+    noisy input), which are scored as they are."""
+    out = df.copy()
+    noisy = {(r.protocol, getattr(r, "sigma", None)): r.psnr
+             for r in df[df.method == NOISY_INPUT].itertuples()} if "method" in df else {}
+    status = []
+    for r in out.itertuples():
+        if "training" not in out.columns or not isinstance(getattr(r, "training", None), str):
+            status.append(None)
+            continue
+        status.append(run_status(r.training, r.psnr, noisy.get((r.protocol, getattr(r, "sigma", None))), spread))
+    out["status"] = status
+    return out
+
+
+def scored(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a :func:`with_status` table that are read as results (trained, or baselines)."""
+    return df[df.status.isna() | (df.status == TRAINED)] if "status" in df.columns else df
+
+
+def unscored_lines(df: pd.DataFrame, key: str = "method") -> list[str]:
+    """One sentence per row of a :func:`with_status` table that is not scored: the run, what it is
+    and the evidence, with its score shown only as evidence."""
+    if "status" not in df.columns:
+        return []
+    out = []
+    for r in df[df.status.notna() & (df.status != TRAINED)].itertuples():
+        what = "**diverged**" if r.status == DIVERGED else "**did not learn** (not above the noisy input)"
+        evidence = getattr(r, "training_evidence", "") or ""
+        out.append(f"{getattr(r, key)}, seed {r.seed}, protocol `{r.protocol}`: {what}; {evidence}; "
+                   f"it scored {r.psnr:.2f} dB, which is left out of every comparison and figure.")
+    return out
+
+
 def seed_spread(df: pd.DataFrame, col: str = "psnr") -> float:
     """Standard deviation over seeds of ``col`` (NaN with fewer than two seeds)."""
     if "seed" not in df.columns or df.seed.nunique() < 2:
@@ -88,6 +143,10 @@ def ordering_vs_paper(ours: pd.DataFrame, pub: pd.DataFrame, pairs, *, key: str 
             # SSIM 0.7498 -> 0.7635, which its own comparison row reports as an increase of both)
             direction = float(p.loc[a, "ssim"] - p.loc[b, "ssim"])
             paper_text += f" (SSIM {direction:+.4f})"
+        if not (finite(o.loc[a, "psnr_mean"]) and finite(o.loc[b, "psnr_mean"])):  # every run of a row diverged
+            rows.append({"comparison": f"{a} vs {b}", "paper (dB)": paper_text, "ours (dB)": "–", "ours": DIVERGED,
+                         "agrees with the paper": "cannot tell (not learned)"})
+            continue
         od = float(o.loc[a, "psnr_mean"] - o.loc[b, "psnr_mean"])
         v = compare(o.loc[a, "psnr_mean"], o.loc[a].get("psnr_std"), o.loc[b, "psnr_mean"], o.loc[b].get("psnr_std"),
                     spread)

@@ -2,7 +2,7 @@
 
 Two views over the same :class:`GenotypeExplorer`:
 
-* :meth:`GenotypeExplorer.widget` is **static**: every (run, seed, layer) choice is rendered
+* :meth:`GenotypeExplorer.widget` is **static**: every (run, genotype, layer) choice is rendered
   in Python in advance (cell drawing, width path, op counts, parameters and FLOPs), put in
   ``ipywidgets.Stack`` containers and switched by dropdowns/toggle buttons linked with
   ``widgets.jslink``. Nothing needs a kernel, so it keeps working in the rendered HTML book
@@ -12,7 +12,10 @@ Two views over the same :class:`GenotypeExplorer`:
   redraws the cell and the path and recounts parameters and FLOPs at once.
 
 ``GenotypeExplorer(runs)`` accepts a :class:`~hinas.genotype.Genotype`, a list of them, a
-``{run: Genotype}`` mapping or ``{run: {seed: Genotype}}``.
+``{run: Genotype}`` mapping or ``{run: {name: Genotype}}``. A run's genotypes are whatever its
+variants are (``seed 0``, ``seed 1``; or ``genotype`` and ``genotype_final``, the best-epoch and
+last-epoch files of a committed search), so the control and the table column that list them say
+"genotype", not "seed".
 """
 
 from __future__ import annotations
@@ -184,7 +187,7 @@ def _normalise(runs) -> dict[str, dict[str, Genotype]]:
 
 
 class GenotypeExplorer:
-    """Browse runs x seeds x layers of derived architectures (static) or edit one (live)."""
+    """Browse runs x genotypes x layers of derived architectures (static) or edit one (live)."""
 
     def __init__(self, runs, *, f: int | None = None, size=(64, 64)):
         self.runs = _normalise(runs)
@@ -194,11 +197,11 @@ class GenotypeExplorer:
         self.links: list = []  # the jslinks of the last widget() (control index -> stack index)
 
     # -- data ------------------------------------------------------------------------------
-    def genotype(self, run: str | None = None, seed: str | None = None) -> Genotype:
+    def genotype(self, run: str | None = None, name: str | None = None) -> Genotype:
         run = run if run is not None else next(iter(self.runs))
-        seeds = self.runs[run]
-        seed = seed if seed is not None else next(iter(seeds))
-        return seeds[seed]
+        variants = self.runs[run]
+        name = name if name is not None else next(iter(variants))
+        return variants[name]
 
     def stats(self, genotype: Genotype) -> Stats:
         key = repr(genotype.architecture())
@@ -207,32 +210,32 @@ class GenotypeExplorer:
         return self._stats[key]
 
     def table(self):
-        """One row per (run, seed): parameters, FLOPs, path, op counts (a pandas DataFrame)."""
+        """One row per (run, genotype): parameters, FLOPs, path, op counts (a pandas DataFrame)."""
         import pandas as pd
 
         rows = []
-        for run, seeds in self.runs.items():
-            for seed, g in seeds.items():
+        for run, variants in self.runs.items():
+            for name, g in variants.items():
                 s = self.stats(g)
-                row = {"run": run, "seed": seed, "params": s.params, "MFLOPs": s.flops / 1e6,
+                row = {"run": run, "genotype": name, "params": s.params, "MFLOPs": s.flops / 1e6,
                        "path": "-".join(f"{g.width_factors[h]:g}" for h in g.path)}
                 row.update(g.op_counts())
                 rows.append(row)
         return pd.DataFrame(rows).fillna(0)
 
     # -- static view -----------------------------------------------------------------------
-    def _genotype_view(self, run: str, seed: str, g: Genotype):
+    def _genotype_view(self, run: str, name: str, g: Genotype):
         import ipywidgets as widgets
 
         s = self.stats(g)
         head = widgets.HBox([
             widgets.HTML(svg_of(draw_path(g))),
-            widgets.HTML(summary_html(g, s, f"{run} / {seed}" if seed != "-" else run)),
+            widgets.HTML(summary_html(g, s, f"{run} / {name}" if name != "-" else run)),
         ], layout=widgets.Layout(flex_flow="row wrap", align_items="flex-start"))
         layers = widgets.ToggleButtons(options=[(f"layer {l}", l) for l in range(g.layers)],
                                        value=0, description="layer")
         layers.add_class(f"{CSS_PREFIX}-layer")
-        key = f"{run}/{seed}"
+        key = f"{run}/{name}"
         cells = widgets.Stack([widgets.HTML(layer_html(g, l, s, key)) for l in range(g.layers)],
                               selected_index=0)
         cells.add_class(f"{CSS_PREFIX}-cells")
@@ -245,14 +248,16 @@ class GenotypeExplorer:
 
         self.links = []
         run_views = []
-        for run, seeds in self.runs.items():
-            seed_dd = widgets.Dropdown(options=[(s, i) for i, s in enumerate(seeds)], value=0,
-                                       description="seed")
-            seed_dd.add_class(f"{CSS_PREFIX}-seed")
-            stack = widgets.Stack([self._genotype_view(run, s, g) for s, g in seeds.items()],
+        for run, variants in self.runs.items():
+            # a run's genotypes are seeds in some runs, best/final epochs in others: "genotype"
+            # names what every such list holds
+            name_dd = widgets.Dropdown(options=[(n, i) for i, n in enumerate(variants)], value=0,
+                                       description="genotype")
+            name_dd.add_class(f"{CSS_PREFIX}-genotype")
+            stack = widgets.Stack([self._genotype_view(run, n, g) for n, g in variants.items()],
                                   selected_index=0)
-            self.links.append(widgets.jslink((seed_dd, "index"), (stack, "selected_index")))
-            run_views.append(widgets.VBox([seed_dd, stack]) if len(seeds) > 1 else stack)
+            self.links.append(widgets.jslink((name_dd, "index"), (stack, "selected_index")))
+            run_views.append(widgets.VBox([name_dd, stack]) if len(variants) > 1 else stack)
         run_dd = widgets.Dropdown(options=[(r, i) for i, r in enumerate(self.runs)], value=0,
                                   description="run", layout=widgets.Layout(width="max-content"))
         run_dd.add_class(f"{CSS_PREFIX}-run")
@@ -268,9 +273,9 @@ class GenotypeExplorer:
         display(self.widget())
 
     # -- live view -------------------------------------------------------------------------
-    def editor(self, run: str | None = None, seed: str | None = None) -> "GenotypeEditor":
+    def editor(self, run: str | None = None, name: str | None = None) -> "GenotypeEditor":
         """A live editor of one genotype (needs a running kernel)."""
-        return GenotypeEditor(self, self.genotype(run, seed))
+        return GenotypeEditor(self, self.genotype(run, name))
 
 
 class GenotypeEditor:

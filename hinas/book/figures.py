@@ -89,6 +89,12 @@ def alpha_curves(alpha: pd.DataFrame) -> Figure:
     return fig
 
 
+def beta_source_name(layer: int) -> str:
+    """The name of a width-path layer index in ``beta.csv``: -1 is the stem, whose beta picks the
+    first cell's width, not a layer of cells."""
+    return "stem" if layer < 0 else f"layer {layer}"
+
+
 def beta_curves(beta: pd.DataFrame) -> Figure:
     """One panel per layer: each transition weight of the width path by epoch (``beta.csv``)."""
     layers = sorted(beta.layer.unique())
@@ -98,7 +104,7 @@ def beta_curves(beta: pd.DataFrame) -> Figure:
         for ax, layer in zip(axes, layers):
             for (src, move), g in beta[beta.layer == layer].groupby(["level", "move"]):
                 ax.plot(g.epoch, g.weight, marker=".", ms=3, label=f"level {src}: {move}")
-            ax.set(title=f"beta, layer {layer}", xlabel="epoch")
+            ax.set(title=f"beta, {beta_source_name(layer)}", xlabel="epoch")
             ax.legend(fontsize=7)
         axes[0].set_ylabel("weight")
         _integer_epochs(axes)

@@ -1,5 +1,7 @@
 """The intro's results at a glance: each chapter records its headline numbers when it runs
-(:func:`record_glance`), and the build writes them as one table (:func:`write_glance`)."""
+(:func:`record_glance`), and the build writes them as one table (:func:`write_glance`); rows
+with a ``claim`` (:func:`hinas.book.claims.claim_row`) go to the intro's first table, what is
+shown and what is not (:func:`write_claims`)."""
 
 from __future__ import annotations
 
@@ -45,7 +47,7 @@ def write_glance(paths, runs_root, profile: str) -> Path:
     data = _recorded(runs_root, profile)
     lines = [f"Measured by this build (profile `{profile}`); *published* numbers are the paper's, on its data "
              "(BSD200), and are not comparable with crops of the embedded photos.", ""]
-    rows = [r for chapter in sorted(data) for r in data[chapter]]
+    rows = [r for chapter in sorted(data) for r in data[chapter] if "claim" not in r]
     if any("GPU" in str(r.get("chapter")) for r in rows):
         lines[0] += (" Rows marked *GPU, committed* are not measured by this build: they are GPU campaign results "
                      "committed under `results/` (BSD200 itself), comparable with the published number under the "
@@ -60,5 +62,26 @@ def write_glance(paths, runs_root, profile: str) -> Path:
     lines += ["", *plan_progress(paths.root)]  # how far the GPU campaign has come
     paths.generated.mkdir(parents=True, exist_ok=True)
     out = paths.generated / GLANCE_FILE
+    out.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out
+
+
+CLAIMS_FILE = "claims.md"  # in book/generated; included at the top of book/intro.md
+
+
+def write_claims(paths, runs_root, profile: str) -> Path:
+    """The intro's "shown and not shown" table: each of the paper's claims with this build's
+    evidence and verdict (:mod:`hinas.book.claims`), from the committed results and the claim
+    rows the chapters recorded."""
+    from hinas.book import claims
+
+    data = _recorded(runs_root, profile)
+    recorded = [r for chapter in sorted(data) for r in data[chapter] if "claim" in r]
+    table = claims.claims_table(claims.committed_claims(paths.root) + recorded)
+    lines = [f"Each claim of the paper, with what this build (profile `{profile}`) and the results committed under "
+             "`results/` show about it. The verdicts are computed from those numbers under the rule below the table.",
+             "", *claims.claims_markdown(table)]
+    paths.generated.mkdir(parents=True, exist_ok=True)
+    out = paths.generated / CLAIMS_FILE
     out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return out

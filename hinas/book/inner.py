@@ -93,24 +93,36 @@ def ops_parameter_range(table: pd.DataFrame, channels: int) -> str:
 
 
 # -- 1.3 alpha with and without LWAS --------------------------------------------------------------
+def forward_times(nets: dict, size: int, repeats: int) -> dict:
+    """``{label: [seconds]}``: ``repeats`` no-grad forward passes of one ``size`` x ``size`` image
+    through each net of ``nets``, after one warm-up pass each. The nets take turns within every
+    repeat, and which goes first alternates, so a change of the machine's load during the
+    measurement falls on all of them alike (timing one net after the other put it on one)."""
+    xs = {label: torch.rand(1, net.cfg.in_channels, size, size) for label, net in nets.items()}
+    times: dict = {label: [] for label in nets}
+    with torch.no_grad():
+        for label, net in nets.items():
+            net.eval()
+            net(xs[label])  # warm-up
+        for r in range(repeats):
+            for label, net in (list(nets.items()) if r % 2 == 0 else list(nets.items())[::-1]):
+                t0 = time.perf_counter(); net(xs[label]); times[label].append(time.perf_counter() - t0)
+    return times
+
+
 def median_forward_seconds(net: Supernet, size: int, repeats: int) -> float:
     """Median wall time of ``repeats`` no-grad forward passes of one ``size`` x ``size`` image,
     after one warm-up pass."""
-    x = torch.rand(1, net.cfg.in_channels, size, size)
-    net.eval()
-    with torch.no_grad():
-        net(x)  # warm-up
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter(); net(x); times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return statistics.median(forward_times({"net": net}, size, repeats)["net"])
 
 
 def lwas_table(config: SupernetConfig, size: int, repeats: int) -> pd.DataFrame:
     """One row per supernet of ``config``, with LWAS and with one alpha for all layers: alpha's
-    shape and entries, beta's entries, weights and the median forward time."""
+    shape and entries, beta's entries, weights and the forward time over ``repeats`` (median,
+    min and max; the two supernets timed in turns, :func:`forward_times`)."""
     nets = {"LWAS (one alpha per layer)": Supernet(config.replace(lwas=True)),
             "one alpha for all layers": Supernet(config.replace(lwas=False))}
+    times = forward_times(nets, size, repeats)
     rows = []
     for label, net in nets.items():
         rows.append({
@@ -119,9 +131,31 @@ def lwas_table(config: SupernetConfig, size: int, repeats: int) -> pd.DataFrame:
             "alpha entries": net.arch_alpha.numel(),
             "beta entries": net.arch_beta.numel(),
             "weights": sum(p.numel() for p in net.weight_parameters()),
-            f"forward ms ({size}px, median of {repeats})": 1e3 * median_forward_seconds(net, size, repeats),
+            f"forward ms ({size}px, median of {repeats})": 1e3 * statistics.median(times[label]),
+            "min ms": 1e3 * min(times[label]),
+            "max ms": 1e3 * max(times[label]),
         })
     return pd.DataFrame(rows)
+
+
+def lwas_timing_reading(table: pd.DataFrame) -> str:
+    """What the forward times of :func:`lwas_table` say, by a rule stated in the sentence: the
+    difference of the two medians is measurement noise when it is within the larger range
+    (max - min) of either supernet's repeats, else a measured difference (the ratio is given)."""
+    median_col = next(c for c in table.columns if c.startswith("forward ms"))
+    lwas, one = table.iloc[0], table.iloc[1]
+    diff = abs(lwas[median_col] - one[median_col])
+    spread = max(lwas["max ms"] - lwas["min ms"], one["max ms"] - one["min ms"])
+    ratio = lwas[median_col] / one[median_col]
+    head = (f"Forward time, {median_col.removeprefix('forward ms ').strip('()')}: LWAS {lwas[median_col]:.2f} ms "
+            f"(repeats {lwas['min ms']:.2f}-{lwas['max ms']:.2f} ms) against one alpha {one[median_col]:.2f} ms "
+            f"({one['min ms']:.2f}-{one['max ms']:.2f} ms), a ratio of {ratio:.2f}. The rule: a difference of the "
+            f"medians counts as measured only if it is larger than the larger range (max - min) of either "
+            f"supernet's repeats. Here it is {diff:.2f} ms against a range of {spread:.2f} ms, ")
+    if diff <= spread:
+        return head + "so it is within the spread of the repeats: measurement noise, not a cost of LWAS."
+    return head + (f"so it is a measured difference: LWAS's forward pass took {ratio:.2f}x the time of one "
+                   f"alpha's in this run, beyond the spread of the repeats.")
 
 
 def illustrative_supernet(config: SupernetConfig, lwas: bool, seed: int) -> Supernet:

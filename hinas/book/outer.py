@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.ticker import NullFormatter
+from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
 from hinas.bench import memory_modes_table
 from hinas.config import PAPER_WIDTHS, REFERENCE_WIDTHS, SupernetConfig
@@ -33,7 +33,7 @@ def widths_table() -> pd.DataFrame:
     """Channels per node at each level, a level-2 cell's output and the supernet's weights, for
     the code's width factors (1, 1.5, 2) and the paper's 2^i."""
     rows = []
-    for label, widths in (("code (1, 1.5, 2)", REFERENCE_WIDTHS), ("paper 2^i (1, 2, 4)", PAPER_WIDTHS)):
+    for label, widths in (("code (1, 1.5, 2)", REFERENCE_WIDTHS), ("paper 2ⁱ (1, 2, 4)", PAPER_WIDTHS)):
         cfg = SupernetConfig.paper("denoise", width_factors=widths)
         net = Supernet(cfg)
         rows.append({"widths": label,
@@ -101,21 +101,59 @@ def memory_ratios(table: pd.DataFrame) -> pd.DataFrame:
     return ratios.rename_axis("run").reset_index()
 
 
+def _run_name(label: str) -> str:
+    """A run's row label in :func:`memory_figure`: a committed file by its name without the
+    folder (the table above the figure has the full path)."""
+    name, sep, device = label.partition(" (")
+    if name.startswith(f"{BENCH.as_posix()}/"):
+        name = Path(name).name
+    return name + sep + device
+
+
+def _log_axis(ax, values) -> None:
+    """A log x axis from a round number below the smallest bar to room for the value labels past
+    the largest, with labelled ticks at 1-2-5, 1-3 or 1 x 10^k (whichever the span leaves
+    readable), so every panel has several labelled ticks, not one decade mark."""
+    lo_val, hi_val = min(values), max(values)
+    lo = 10 ** math.floor(math.log10(lo_val / 1.3))
+    lo = max(m * lo for m in (1, 2, 5) if m * lo <= lo_val / 1.3)
+    # the value label past the longest bar takes a share of the axis's width, not a fixed factor:
+    # leave it a fifth of the axis (at least a factor 2.5)
+    hi = hi_val * 10 ** max(math.log10(2.5), 0.25 * math.log10(hi_val / lo))
+    decades = math.log10(hi / lo)
+    subs = (1.0, 2.0, 5.0) if decades <= 1.5 else (1.0, 3.0) if decades <= 3 else (1.0,)
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=subs))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:,.0f}" if v >= 1 else f"{v:g}"))
+    ax.xaxis.set_minor_locator(NullLocator())
+
+
 def memory_figure(table: pd.DataFrame):
-    """Peak memory and step time of Eq. 5 and Eq. 6 per run of :func:`memory_table` (log scale)."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    """Peak memory and step time of Eq. 5 and Eq. 6 per run of :func:`memory_table`: horizontal
+    bars (log scale) so the run names read level, each bar labelled with its value, the legend
+    under the panels, never over a bar."""
     runs = list(dict.fromkeys(table["run"]))
-    x = np.arange(len(runs))
+    y = np.arange(len(runs))
+    height = 1.6 + 0.6 * len(runs)
+    fig, axes = plt.subplots(1, 2, figsize=(9, height), sharey=True)
     for ax, col in zip(axes, ("peak MiB", "step s")):
+        vals_all = []
         for k, mode in enumerate(("eq5", "eq6")):
             vals = [table[(table.run == r) & (table["mode"] == mode)][col].item() for r in runs]
-            ax.bar(x + (k - 0.5) * 0.38, vals, 0.38, label=MODE_LABELS[mode])
-        ax.set_xticks(x, [r.split(" (")[0] for r in runs], rotation=10, fontsize=8)
-        ax.set_ylabel(col); ax.set_yscale("log")
-        ax.yaxis.set_minor_formatter(NullFormatter())  # labelled decades only: no overlapping ticks
-    axes[0].legend(fontsize=8)
+            vals_all += vals
+            bars = ax.barh(y + (k - 0.5) * 0.4, vals, 0.4, label=MODE_LABELS[mode])
+            # at least three significant digits, whatever the size (a smoke run's peak is under 1 MiB)
+            ax.bar_label(bars, [f"{v:,.0f}" if v >= 100 else f"{v:.3g}" for v in vals], padding=2, fontsize=7)
+        _log_axis(ax, vals_all)
+        ax.set_xlabel(col + " (log scale)")
+        ax.tick_params(axis="x", labelsize=8)
+    axes[0].set_yticks(y, [_run_name(r) for r in runs], fontsize=8)
+    axes[0].invert_yaxis()  # the first run (this notebook's) on top, as in the table
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
     fig.suptitle("One search training step of the denoising supernet")
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0.35 / height, 1, 1))  # the bottom 0.35 in is the legend's
     return fig
 
 

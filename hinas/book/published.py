@@ -36,6 +36,14 @@ TABLE1_DENOISE_ABLATION = [
      "std": _dn(0.0346, 0.0015, 0.0700, 0.0035, 0.0265, 0.0006)},
 ]
 
+def seed_spread_db(sigma: float):
+    """The paper's spread over training seeds of its full denoising HiNAS (LWAS + ResL, Table 1: the
+    standard deviation of PSNR over 3 seeds) at ``sigma``; None at a sigma the paper did not report.
+    The measure of one training seed's reach where ours has a single seed per row."""
+    full = next(r for r in TABLE1_DENOISE_ABLATION if r["lwas"] and r["residual"] and r["method"] == "HiNAS")
+    return full["std"].get(int(sigma), (None,))[0] if float(sigma).is_integer() else None
+
+
 # Table 2: LWAS x ResL for x4 SR; PSNR/SSIM on Set5, Set14, BSD100, Urban100.
 TABLE2_SR_ABLATION = [
     {"method": "RSWS (N=30)", "lwas": False, "residual": False, "params_m": "0.29-0.33",

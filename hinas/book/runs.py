@@ -21,6 +21,7 @@ from typing import Iterable, Optional
 from hinas.book.compare import NOISY_INPUT
 from hinas.book.settings import base_config, eval_crop, profile_settings
 from hinas.engine import RunConfig, cached_run, evaluate_run
+from hinas.engine.health import training_health
 from hinas.genotype import Genotype, random_genotype
 
 
@@ -123,6 +124,8 @@ def _row(cfg: RunConfig, train: dict, ev: dict, **extra) -> dict:
                flops=ev.get("flops"), images=images, seconds_per_image=ev["seconds"] / images,
                train_seconds=train.get("seconds"), train_iterations=train.get("iterations"),
                run=Path(train["run_dir"]).name, source="measured")
+    health = training_health(train["run_dir"])  # a diverged run is named, never scored (compare.run_status)
+    row.update(training=health["status"], training_evidence=health["evidence"])
     row.update(extra)
     return row
 

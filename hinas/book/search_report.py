@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from hinas.book.compare import NOISY_INPUT, compare, seed_spread
+from hinas.book.compare import NOISY_INPUT, TRAINED, compare, scored, seed_spread, unscored_lines, with_status
 from hinas.book.runs import run_train, train_and_score
 from hinas.book.settings import PROTOCOLS, base_config, profile_settings
 from hinas.book.tables import fmt_mean_std, with_noisy_input
@@ -21,8 +21,8 @@ from hinas.genotype import Genotype
 
 # the RunConfig settings chapter 4 lists: the search space, the search and the training budget
 CONFIG_KEYS = ("f", "layers", "steps", "levels", "epochs", "batch_size", "patch", "arch_start_epoch",
-               "val_start_epoch", "search_sigma", "sigma", "net_f", "iterations", "train_batch_size", "train_lr",
-               "max_images")
+               "val_start_epoch", "w_lr", "a_lr", "search_sigma", "sigma", "net_f", "iterations", "train_batch_size",
+               "train_lr", "nonpositive_ssim", "max_images")
 PAPER_F = 20  # the paper's network width f (Sec. 4.1), at which the sizes are also counted
 SIZE_CROP = (64, 64)  # FLOPs are counted for one grey input of this size
 
@@ -182,7 +182,7 @@ def chapter_scores(profile: str, found: dict, runs_root, *, device="cpu", data_r
         rows += train_and_score(cfg, r["genotype"], runs_root, protocols=PROTOCOLS,
                                 limit=profile_settings(profile)["eval_limit"], data_root=data_root,
                                 method="HiNAS (this chapter)")
-    return with_noisy_input(pd.DataFrame(rows), profile, runs_root, data_root=data_root)
+    return with_status(with_noisy_input(pd.DataFrame(rows), profile, runs_root, data_root=data_root))
 
 
 def scores_caption(scores: pd.DataFrame, profile: str) -> str:
@@ -195,10 +195,12 @@ def scores_caption(scores: pd.DataFrame, profile: str) -> str:
 
 def scores_table(scores: pd.DataFrame) -> pd.DataFrame:
     """:func:`chapter_scores` with the columns the chapter shows, named for reading."""
-    cols = ["method", "seed", "protocol", "psnr", "ssim", "params", "train_iterations", "train_seconds",
+    cols = ["method", "seed", "protocol", "status", "psnr", "ssim", "params", "train_iterations", "train_seconds",
             "seconds_per_image"]
-    return scores[cols].rename(columns={"psnr": "PSNR", "ssim": "SSIM", "train_iterations": "iterations",
-                                        "train_seconds": "train seconds", "seconds_per_image": "s/image"})
+    out = scores[cols].rename(columns={"psnr": "PSNR", "ssim": "SSIM", "train_iterations": "iterations",
+                                       "train_seconds": "train seconds", "seconds_per_image": "s/image"})
+    out["status"] = out.status.fillna("baseline")
+    return out
 
 
 def training_histories(profile: str, found: dict, runs_root, *, device="cpu", data_root=None) -> dict:
@@ -208,25 +210,34 @@ def training_histories(profile: str, found: dict, runs_root, *, device="cpu", da
 
 
 def gain(scores: pd.DataFrame) -> dict:
-    """The networks against the noisy input (standard protocol): mean PSNR/SSIM over seeds with
-    their seed spread, the noisy input's PSNR and the verdict of :func:`compare`."""
+    """The networks against the noisy input (standard protocol): mean PSNR/SSIM over the seeds whose
+    training is scored (:func:`hinas.book.compare.with_status`) with their seed spread, the noisy
+    input's PSNR, the verdict of :func:`compare` (None when no run is scored), and the runs left out."""
     st = scores[scores.protocol == "standard"]
-    net = st[st.method != NOISY_INPUT]
+    net, kept = st[st.method != NOISY_INPUT], scored(st[st.method != NOISY_INPUT])
     noisy = float(st[st.method == NOISY_INPUT].psnr.iloc[0])
-    spread = seed_spread(net)
-    return {"psnr": float(net.psnr.mean()), "spread": spread, "ssim": float(net.ssim.mean()),
-            "ssim_spread": seed_spread(net, "ssim"), "noisy": noisy, "sigma": float(scores.iloc[0].sigma),
-            "verdict": compare(net.psnr.mean(), spread, noisy, None)}
+    spread = seed_spread(kept)
+    return {"psnr": float(kept.psnr.mean()) if len(kept) else float("nan"), "spread": spread,
+            "ssim": float(kept.ssim.mean()) if len(kept) else float("nan"),
+            "ssim_spread": seed_spread(kept, "ssim"), "noisy": noisy, "sigma": float(scores.iloc[0].sigma),
+            "seeds": sorted(kept.seed.unique().tolist()), "left_out": unscored_lines(net),
+            "statuses": sorted(set(net.status.dropna()) - {TRAINED}) if "status" in net else [],
+            "verdict": compare(kept.psnr.mean(), spread, noisy, None) if len(kept) else None}
 
 
 def gain_reading(g: dict, seeds) -> str:
-    """The sentence on :func:`gain`: did the trained networks learn to denoise?"""
-    return (f"Standard protocol, mean over seeds {list(seeds)}: **{fmt_mean_std(g['psnr'], g['spread'])} dB** "
+    """The sentences on :func:`gain`: which runs trained, and did the trained networks learn to denoise?"""
+    left = "".join(f"\n* {line}" for line in g["left_out"])
+    if g["verdict"] is None:
+        return ("**No network of this chapter is scored**: every training run failed, so there is no result "
+                "to compare with the noisy input or the paper:" + left)
+    text = (f"Standard protocol, mean over the scored seeds {g['seeds']}: **{fmt_mean_std(g['psnr'], g['spread'])} dB** "
             f"(SSIM {fmt_mean_std(g['ssim'], g['ssim_spread'], 4)}) against **{g['noisy']:.2f} dB** for the noisy "
             "input: " + {"ahead": f"the trained network gains {g['psnr'] - g['noisy']:.2f} dB over its input.",
                          "tie": "**no gain larger than the seed spread: the network has not learned to denoise at "
                                 "this budget.**",
                          "behind": "**the network is worse than its input: training failed at this budget.**"}[g["verdict"]])
+    return text + (f" Left out (seeds {sorted(set(seeds) - set(g['seeds']))}):" + left if g["left_out"] else "")
 
 
 def glance_rows(alpha: dict, g: dict) -> list:
@@ -234,6 +245,8 @@ def glance_rows(alpha: dict, g: dict) -> list:
     return [{"what": "search: largest |alpha - 1/7| at the last epoch", "measured": f"{alpha['drift']:.4f}",
              "published": "–", "chapter": "4"},
             {"what": f"HiNAS, searched and trained (sigma {g['sigma']:g}, standard)",
-             "measured": f"{fmt_mean_std(g['psnr'], g['spread'])} dB", "published": "26.81 dB (BSD200)", "chapter": "4"},
+             "measured": (f"{fmt_mean_std(g['psnr'], g['spread'])} dB" if g["verdict"] is not None else
+                          f"no result: {' and '.join(g['statuses'])} (chapter 4)"),
+             "published": "26.81 dB (BSD200)", "chapter": "4"},
             {"what": f"noisy input (sigma {g['sigma']:g}, standard)", "measured": f"{g['noisy']:.2f} dB",
              "published": "–", "chapter": "4"}]

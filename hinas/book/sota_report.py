@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from hinas.book.compare import NOISY_INPUT, compare
+from hinas.book.compare import NOISY_INPUT, ONE_SEED_MARGIN_DB, compare, scored, unscored_lines, with_status
 from hinas.book.settings import PROTOCOLS, profile_settings
 from hinas.book.tables import fmt_mean_std
 
@@ -28,27 +28,44 @@ def setup_note(profile: str, device: str, seeds, sigma: float) -> str:
 
 def sota_summary(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (method, protocol) of :func:`~hinas.book.tables.sota`, protocols in
-    :data:`PROTOCOLS` order: mean and std over seeds of PSNR/SSIM (also formatted, ``PSNR``,
-    ``SSIM``), params, seconds per image, training seconds and iterations, images and seeds
-    (NaN for the untrained rows)."""
+    :data:`PROTOCOLS` order: mean and std over the *scored* seeds (a diverged or unlearned run,
+    :func:`hinas.book.compare.with_status`, is left out and counted in ``left_out``; a method with
+    no scored run keeps its row with NaN scores) of PSNR/SSIM (also formatted, ``PSNR``, ``SSIM``),
+    params, seconds per image, training seconds and iterations, images and seeds (NaN for the
+    untrained rows)."""
+    table = with_status(table)
     order = table.protocol.map({p: i for i, p in enumerate(PROTOCOLS)})
-    g = table.assign(order=order).sort_values("order", kind="stable").groupby(
-        ["method", "protocol"], sort=False, dropna=False)
+    table = table.assign(order=order, kept=table.index.isin(scored(table).index)).sort_values("order", kind="stable")
+    keys = ["method", "protocol"]
+    g = table[table.kept].groupby(keys, sort=False, dropna=False)
     ours = g.agg(psnr=("psnr", "mean"), psnr_std=("psnr", "std"), ssim=("ssim", "mean"), ssim_std=("ssim", "std"),
                  params=("params", "first"), s_per_image=("seconds_per_image", "mean"),
                  train_s=("train_seconds", "mean"), iterations=("train_iterations", "first"),
                  images=("images", "first"), seeds=("seed", "nunique"), dataset=("dataset", "first"),
                  device=("device", "first")).reset_index()
+    every = table.groupby(keys, sort=False, dropna=False).agg(
+        left_out=("kept", lambda k: int((~k).sum())), params_all=("params", "first"),
+        iterations_all=("train_iterations", "first"), images_all=("images", "first"),
+        dataset_all=("dataset", "first"), device_all=("device", "first")).reset_index()
+    ours = every.merge(ours, on=keys, how="left")
+    for col in ("params", "iterations", "images", "dataset", "device"):  # known for a row with no scored run
+        ours[col] = ours[col].fillna(ours.pop(f"{col}_all"))
     ours["PSNR"] = [fmt_mean_std(a, b, 2) for a, b in zip(ours.psnr, ours.psnr_std)]
     ours["SSIM"] = [fmt_mean_std(a, b, 4) for a, b in zip(ours.ssim, ours.ssim_std)]
     ours.loc[ours.iterations.isna(), "seeds"] = float("nan")
+    ours.attrs["left_out"] = unscored_lines(table)
     return ours
+
+
+def scored_rows(ours: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`sota_summary` with a score (the ones a figure or glance may show)."""
+    return ours[ours.psnr.notna()]
 
 
 def sota_view(ours: pd.DataFrame) -> pd.DataFrame:
     """:func:`sota_summary` with the columns the chapter shows."""
-    return ours[["method", "protocol", "PSNR", "SSIM", "params", "s_per_image", "train_s", "seeds"]].rename(
-        columns={"s_per_image": "s/image", "train_s": "train s"})
+    out = ours[["method", "protocol", "PSNR", "SSIM", "params", "s_per_image", "train_s", "seeds", "left_out"]]
+    return out.rename(columns={"s_per_image": "s/image", "train_s": "train s", "left_out": "runs left out"})
 
 
 def sota_caption(table: pd.DataFrame, profile: str, sigma: float, seeds) -> str:
@@ -59,14 +76,33 @@ def sota_caption(table: pd.DataFrame, profile: str, sigma: float, seeds) -> str:
             f"seeds {list(seeds)}")
 
 
+def _margin_words(a, b, spread) -> str:
+    """Where the margin of a verdict between rows ``a`` and ``b`` comes from (:data:`compare.TIE_RULE`)."""
+    stds = [x for x in (a.psnr_std, b.psnr_std) if pd.notna(x)]
+    if stds:
+        return f"the seed spread of {max(stds):.2f} dB"
+    if spread is not None and pd.notna(spread):
+        return f"HiNAS's seed spread of {spread:.2f} dB"
+    return f"{ONE_SEED_MARGIN_DB} dB, as no seed spread was measured here"
+
+
 def sota_reading(ours: pd.DataFrame, published: pd.DataFrame, profile: str, sigma: float) -> list[str]:
     """Sentences from :func:`sota_summary` (standard protocol): has HiNAS learned (against the
     noisy input), against DnCNN and BM3D by the tie rule (single-seed rows take HiNAS's seed
     spread), and the ``hinas-reference`` scores beside the paper's (``published``: Table 10 at
-    the paper's sigma)."""
+    the paper's sigma). A method without a scored run is named with its evidence and compared with
+    nothing."""
     st = ours[ours.protocol == "standard"].set_index("method")
     ref = ours[ours.protocol == "hinas-reference"].set_index("method")
     pub = published.set_index("method")
+    have = {m for m in st.index if pd.notna(st.loc[m].psnr)}
+    left = ours.attrs.get("left_out", [])
+    lines = [f"Left out (a run that diverged or did not learn is named, never scored): {line}" for line in left]
+    if HINAS not in have:
+        noisy = (f" (the noisy input scores {st.loc[NOISY_INPUT].psnr:.2f} dB; the runs above are left out)"
+                 if NOISY_INPUT in have else "")
+        return lines + [f"**Learning.** No HiNAS network is scored at this budget{noisy}, so nothing here compares "
+                        "architectures."]
     h = st.loc[HINAS]
     spread = h.psnr_std if pd.notna(h.psnr_std) else None
 
@@ -75,33 +111,30 @@ def sota_reading(ours: pd.DataFrame, published: pd.DataFrame, profile: str, sigm
         return compare(ra.psnr, ra.psnr_std, rb.psnr, rb.psnr_std, spread), ra.psnr - rb.psnr
 
     v, d = versus(HINAS, NOISY_INPUT)
-    learned = v == "ahead"
-    lines = [f"**Learning.** Our HiNAS network ({profile}, {int(h.iterations):,} training iterations, "
-             f"{int(h.params):,} parameters) scores {fmt_mean_std(h.psnr, h.psnr_std)} dB at sigma {sigma:g}; "
-             f"the noisy input scores {st.loc[NOISY_INPUT].psnr:.2f} dB, so the network is {WORDS[v]} the input "
-             f"by {d:+.2f} dB: " + ("it denoises." if learned else "**it has not learned to denoise at this budget.**")]
-    if DNCNN in st.index:
+    lines.append(f"**Learning.** Our HiNAS network ({profile}, {int(h.iterations):,} training iterations, "
+                 f"{int(h.params):,} parameters, {int(h.seeds)} scored seed(s)) scores {fmt_mean_std(h.psnr, h.psnr_std)} "
+                 f"dB at sigma {sigma:g}; the noisy input scores {st.loc[NOISY_INPUT].psnr:.2f} dB, so the network is "
+                 f"{WORDS[v]} the input by {d:+.2f} dB.")
+    if DNCNN in have:
         dn = st.loc[DNCNN]
-        vd, dd = versus(DNCNN, NOISY_INPUT)
         lines.append(f"DnCNN with the same budget: {fmt_mean_std(dn.psnr, dn.psnr_std)} dB with {int(dn.params):,} "
-                     f"parameters, {dd:+.2f} dB against the noisy input (" +
-                     ("it learned" if vd == "ahead" else "it did **not** learn measurably") + ").")
+                     f"parameters ({int(dn.seeds)} seed(s)), {versus(DNCNN, NOISY_INPUT)[1]:+.2f} dB against the noisy input.")
         v2, d2 = versus(HINAS, DNCNN)
-        margin = max([x for x in (h.psnr_std, dn.psnr_std) if pd.notna(x)] or [0])
-        lines.append(f"HiNAS against DnCNN: {d2:+.2f} dB, a **"
-                     f"{v2 if v2 == 'tie' else ('win for HiNAS' if v2 == 'ahead' else 'win for DnCNN')}**"
-                     + ("" if v2 == "tie" else f" (larger than the seed spread of {margin:.2f} dB)")
-                     + (". The paper has no DnCNN row." if learned and vd == "ahead" else
-                        "; with a network that has not learned, the comparison says nothing about the architectures."))
-    if "BM3D" in st.index:
+        call = ("within one seed's reach" if v2 == "tie" else
+                ("HiNAS ahead" if v2 == "ahead" else "DnCNN ahead"))
+        lines.append(f"HiNAS against DnCNN: {d2:+.2f} dB, **{call}** (margin: {_margin_words(h, dn, spread)}). "
+                     "The paper has no DnCNN row.")
+    if "BM3D" in have:
         vb, db = versus(HINAS, "BM3D")
         bm = st.loc["BM3D"]
         lines.append(f"BM3D (no training) on {int(bm.images)} image(s): {bm.psnr:.2f} dB, {bm.s_per_image:.2f} s/image "
-                     f"on CPU; our HiNAS is {WORDS[vb]} it ({db:+.2f} dB). Published, HiNAS is above BM3D by "
-                     f"{pub.loc['HiNAS'].psnr - pub.loc['BM3D'].psnr:.2f} dB after 400k-600k training iterations on BSD500.")
-    lines.append(f"The released code's protocol (`hinas-reference`) gives {ref.loc[HINAS].psnr:.2f} dB for our HiNAS "
-                 f"and {ref.loc[NOISY_INPUT].psnr:.2f} dB for the noisy input; the paper's {pub.loc['HiNAS'].psnr:.2f} dB "
-                 "is on BSD200 and not comparable with these images.")
+                     f"on CPU; our HiNAS is {WORDS[vb]} it ({db:+.2f} dB; margin: {_margin_words(h, bm, spread)}). "
+                     f"Published, HiNAS is above BM3D by {pub.loc['HiNAS'].psnr - pub.loc['BM3D'].psnr:.2f} dB after "
+                     "400k-600k training iterations on BSD500.")
+    if HINAS in ref.index and pd.notna(ref.loc[HINAS].psnr):
+        lines.append(f"The released code's protocol (`hinas-reference`) gives {ref.loc[HINAS].psnr:.2f} dB for our "
+                     f"HiNAS and {ref.loc[NOISY_INPUT].psnr:.2f} dB for the noisy input; the paper's "
+                     f"{pub.loc['HiNAS'].psnr:.2f} dB is on BSD200 and not comparable with these images.")
     return lines
 
 
@@ -111,5 +144,6 @@ def glance_rows(ours: pd.DataFrame, published: pd.DataFrame, sigma: float) -> li
     pub = published.set_index("method")
     paper = {HINAS: f"{pub.loc['HiNAS'].psnr:.2f} dB (BSD200)", "BM3D": f"{pub.loc['BM3D'].psnr:.2f} dB (BSD200)"}
     return [{"what": f"{m} (sigma {sigma:g}, standard protocol)",
-             "measured": fmt_mean_std(st.loc[m].psnr, st.loc[m].psnr_std) + " dB", "published": paper.get(m, "–"),
-             "chapter": "6"} for m in (HINAS, DNCNN, "BM3D", NOISY_INPUT) if m in st.index]
+             "measured": (fmt_mean_std(st.loc[m].psnr, st.loc[m].psnr_std) + " dB" if pd.notna(st.loc[m].psnr) else
+                          "no result: every run diverged or did not learn (chapter 6)"),
+             "published": paper.get(m, "–"), "chapter": "6"} for m in (HINAS, DNCNN, "BM3D", NOISY_INPUT) if m in st.index]

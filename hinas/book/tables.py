@@ -17,7 +17,7 @@ from typing import Optional
 
 import pandas as pd
 
-from hinas.book.compare import NOISY_INPUT, finite
+from hinas.book.compare import DIVERGED, NOISY_INPUT, finite
 from hinas.book.runs import (bm3d_row, noisy_input_row, rsws_cached, run_search, train_and_score)
 from hinas.book.settings import PROTOCOLS, base_config, profile_settings
 from hinas.engine.common import gpu_model
@@ -164,7 +164,9 @@ def sota(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protoc
 
 
 def mean_std(df: pd.DataFrame, by, cols=("psnr", "ssim")) -> pd.DataFrame:
-    """Mean and standard deviation over seeds (std is NaN for one seed) with the seed count."""
+    """Mean and standard deviation over seeds (std is NaN for one seed) with the seed count. A run
+    whose training diverged (``training``, :mod:`hinas.engine.health`) is not averaged in: it is
+    counted in ``diverged``, and a group with no other run keeps its row with NaN scores."""
     by = [b for b in ([by] if isinstance(by, str) else list(by)) if b in df.columns]
     agg = {}
     for c in cols:
@@ -172,7 +174,12 @@ def mean_std(df: pd.DataFrame, by, cols=("psnr", "ssim")) -> pd.DataFrame:
             agg[f"{c}_mean"] = (c, "mean")
             agg[f"{c}_std"] = (c, "std")
     agg["seeds"] = ("seed", "nunique") if "seed" in df.columns else (cols[0], "size")
-    return df.groupby(by, dropna=False, sort=False).agg(**agg).reset_index()
+    bad = df.training.eq(DIVERGED) if "training" in df.columns else pd.Series(False, index=df.index)
+    keys = df.assign(diverged=bad.astype(int)).groupby(by, dropna=False, sort=False).diverged.sum().reset_index()
+    kept = df[~bad].groupby(by, dropna=False, sort=False).agg(**agg).reset_index()
+    out = keys.merge(kept, on=by, how="left")
+    out["seeds"] = out.seeds.fillna(0).astype(int)
+    return out[[c for c in out.columns if c != "diverged"] + ["diverged"]]
 
 
 def fmt_mean_std(mean, std, digits: int = 2) -> str:

@@ -106,8 +106,9 @@ def run_campaign(plan: Plan, results, budget: float, *, device=None, data_root=N
     budget = check_budget(budget)
     log = log or (lambda msg: print(f"campaign: {msg}", file=sys.stderr, flush=True))
     t0 = started if started is not None else time.monotonic()
-    results = Path(results)
+    # checked as given: Path('') would already be '.', "here", which an empty --results never means
     check_call(plan, results, budget=budget, device=device, data_root=data_root, settings=settings, only=only)
+    results = Path(results)
     with results_lock(results):
         ctx = Context(plan, results, t0 + budget, budget, device, data_root, log, settings)
         ran = _run_items(ctx, plan, retry_failed, only)
