@@ -284,7 +284,7 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
                 spread, where = published.seed_spread_db(sigma), "the paper's, Table 1; not measured here"
             verdict = compare.paired_verdict(paired, spread)
             call = (verdict if other in ("noisy", "bm3d") or ours["std"] is not None else
-                    {"tie": "within one training seed's reach", "ahead": "HiNAS ahead",
+                    {"tie": compare.WITHIN_SEED, "ahead": "HiNAS ahead",
                      "behind": f"{short} ahead"}[verdict])
             text += (f" (standard error {paired['se']:.3f} dB over {paired['images']} paired images; HiNAS better "
                      f"on {paired['wins']}"
@@ -294,7 +294,7 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
             verdict = compare.compare(ours["psnr"], ours["std"], theirs["psnr"], theirs["std"])
             single = ours["std"] is None and theirs["std"] is None
             if single and verdict == "tie" and other not in ("noisy", "bm3d"):
-                verdict = "within one training seed's reach"
+                verdict = compare.WITHIN_SEED
             text += f": **{verdict}** by the tie rule"
             if single:
                 text += f" (single runs, no seed spread, so the margin is {compare.ONE_SEED_MARGIN_DB} dB)"

@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 
+from hinas.engine.health import DIVERGED, OK as TRAINED
 from hinas.stats import paired_difference
 
 __all__ = ["paired_difference"]  # re-exported: the book reads paired differences from here
@@ -49,7 +50,8 @@ def compare(a_mean, a_std, b_mean, b_std, spread=None) -> str:
 # wrong way, hinas.engine.health), "did not learn" (it trained but does not clear the noisy input by
 # the tie rule's margin), or "trained". Only trained rows are scored, compared, plotted or glanced at;
 # the others are named with their evidence.
-TRAINED, DIVERGED, NOT_LEARNED = "trained", "diverged", "did not learn"
+NOT_LEARNED = "did not learn"
+WITHIN_SEED = "within one training seed's reach"  # a tie between rows of one training run each
 
 
 def run_status(training: str | None, psnr, noisy_psnr, spread=None) -> str:
@@ -71,13 +73,9 @@ def with_status(df: pd.DataFrame, spread=None) -> pd.DataFrame:
     out = df.copy()
     noisy = {(r.protocol, getattr(r, "sigma", None)): r.psnr
              for r in df[df.method == NOISY_INPUT].itertuples()} if "method" in df else {}
-    status = []
-    for r in out.itertuples():
-        if "training" not in out.columns or not isinstance(getattr(r, "training", None), str):
-            status.append(None)
-            continue
-        status.append(run_status(r.training, r.psnr, noisy.get((r.protocol, getattr(r, "sigma", None))), spread))
-    out["status"] = status
+    trained = out.training if "training" in out.columns else [None] * len(out)
+    out["status"] = [run_status(t, r.psnr, noisy.get((r.protocol, getattr(r, "sigma", None))), spread)
+                     if isinstance(t, str) else None for t, r in zip(trained, out.itertuples())]
     return out
 
 

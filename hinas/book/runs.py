@@ -124,8 +124,6 @@ def _row(cfg: RunConfig, train: dict, ev: dict, **extra) -> dict:
                flops=ev.get("flops"), images=images, seconds_per_image=ev["seconds"] / images,
                train_seconds=train.get("seconds"), train_iterations=train.get("iterations"),
                run=Path(train["run_dir"]).name, source="measured")
-    health = training_health(train["run_dir"])  # a diverged run is named, never scored (compare.run_status)
-    row.update(training=health["status"], training_evidence=health["evidence"])
     row.update(extra)
     return row
 
@@ -136,6 +134,8 @@ def train_and_score(cfg: RunConfig, genotype: Optional[Genotype], runs_root, *,
     """Train (cached) and evaluate on the test set at the training sigma; one row per protocol
     (``ablation``: on chapter 5's test crops, :func:`eval_crop`)."""
     tr = run_train(cfg, genotype, runs_root)
+    health = training_health(tr["run_dir"])  # a diverged run is named, never scored (compare.run_status)
+    extra = dict(extra, training=health["status"], training_evidence=health["evidence"])
     ds = test_set(cfg.task, data_root, eval_crop(cfg.profile, ablation), limit)
     rows = []
     for protocol in protocols:

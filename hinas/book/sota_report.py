@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from hinas.book.compare import NOISY_INPUT, ONE_SEED_MARGIN_DB, compare, scored, unscored_lines, with_status
+from hinas.book.compare import (NOISY_INPUT, ONE_SEED_MARGIN_DB, WITHIN_SEED, compare, scored, unscored_lines,
+                                 with_status)
 from hinas.book.settings import PROTOCOLS, profile_settings
 from hinas.book.tables import fmt_mean_std
 
@@ -55,11 +56,6 @@ def sota_summary(table: pd.DataFrame) -> pd.DataFrame:
     ours.loc[ours.iterations.isna(), "seeds"] = float("nan")
     ours.attrs["left_out"] = unscored_lines(table)
     return ours
-
-
-def scored_rows(ours: pd.DataFrame) -> pd.DataFrame:
-    """The rows of :func:`sota_summary` with a score (the ones a figure or glance may show)."""
-    return ours[ours.psnr.notna()]
 
 
 def sota_view(ours: pd.DataFrame) -> pd.DataFrame:
@@ -120,7 +116,7 @@ def sota_reading(ours: pd.DataFrame, published: pd.DataFrame, profile: str, sigm
         lines.append(f"DnCNN with the same budget: {fmt_mean_std(dn.psnr, dn.psnr_std)} dB with {int(dn.params):,} "
                      f"parameters ({int(dn.seeds)} seed(s)), {versus(DNCNN, NOISY_INPUT)[1]:+.2f} dB against the noisy input.")
         v2, d2 = versus(HINAS, DNCNN)
-        call = ("within one seed's reach" if v2 == "tie" else
+        call = (WITHIN_SEED if v2 == "tie" else
                 ("HiNAS ahead" if v2 == "ahead" else "DnCNN ahead"))
         lines.append(f"HiNAS against DnCNN: {d2:+.2f} dB, **{call}** (margin: {_margin_words(h, dn, spread)}). "
                      "The paper has no DnCNN row.")
