@@ -20,12 +20,20 @@
   and only when every image in it passes the checks of ``hinas data check`` (readable, 8-bit,
   no alpha, at most ``hinas.data.datasets.MAX_IMAGE_PIXELS`` pixels); checking needs the
   hinas package (numpy, Pillow).
-* Every set of the call is found and checked before anything is installed; sets are copied
-  into a temporary folder under the root and renamed into place, so a full disk or an
-  interrupt leaves no half-installed set (and no temporary files).
-* Imported or extracted images are checked against ``reference_files.sha256`` (the checksums
-  of ``../shared/data``) where that file lists them.
-* It is idempotent: datasets already present are left alone.
+* A set is installed only when it is complete against its manifest: for a set that
+  ``reference_files.sha256`` (the checksums of ``../shared/data``; ``--manifest FILE`` for
+  another ``SHA256  FOLDER/NAME`` list) names, exactly the images it lists for the set's folder
+  (``Set5/``, ``BSDS500/train/``, ...), each with the listed SHA-256; for a set it does not name
+  (DIV2K, Manga109), the set's image count. A missing, extra or changed image is refused.
+* Never a link: a symbolic link anywhere in a ``--from`` folder (or the folder itself), or in a
+  set already in the root, is refused; archives holding links are refused too.
+* Every set of the call is found and checked (images, names, counts, and the SHA-256 of the
+  copies) before anything is installed; sets are copied into a temporary folder under the root
+  and renamed into place, so a refusal, a full disk or an interrupt leaves no half-installed set
+  (and no temporary files).
+* It is idempotent: a set already in the root is left alone when it is complete by the same
+  rule ("already present"); one that is incomplete or different is refused, naming what is
+  missing or changed (move it away and run again).
 * Manga109 needs a licence application; ``download.py Manga109`` says how, and imports your
   copy with ``--from``.
 
@@ -38,7 +46,6 @@ import argparse
 import hashlib
 import http.client
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -47,8 +54,6 @@ import urllib.request
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-# as hinas.data.datasets.IMAGE_EXTENSIONS: what the loaders read
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".ppm", ".pgm", ".webp"}
 
 # dataset -> where it lives under the root, where it comes from, which folder names are the set
 # ("set5" also accepts Set5_HR, set5-hr, ...), how many images it has, and the name that
@@ -80,6 +85,13 @@ MANGA109 = ("Manga109 is distributed under a licence for academic use: apply at 
             "http://www.manga109.org/en/download.html, then import your copy with "
             "'download.py Manga109 --from DIR --root ROOT' (folder Manga109/ with the PNG pages).")
 _DISK_FIX = "free some space or check the permissions, and run again"
+
+
+RULE = ("A set is installed only when it is complete against its manifest, checked before anything is written "
+        "into the root: exactly the images reference_files.sha256 (or --manifest FILE) lists for its folder, each "
+        "with the listed SHA-256, or, for a set the manifest does not list (DIV2K, Manga109), the set's image count. "
+        "Never a link: a symbolic link in a --from folder or an archive is refused. A set already in the root is "
+        "'already present' only when complete by the same rule. Errors print one line and exit with status 2.")
 
 
 class DownloadError(Exception):
@@ -119,18 +131,33 @@ def _importing():
             sys.path.insert(0, str(HERE.parent))  # a source checkout without an install
 
 
-def plan(src: Path, name: str, root: Path, where: str, label, notes: list, own_archive: bool = False):
-    """[(image files, folder under the root)] to install ``name`` from ``src``, all checked (no writes)."""
-    importing = _importing()
+def _checked(fn, *args):
+    """``fn(*args)`` from the hinas package, its one-line :class:`DataError` as a :class:`DownloadError`."""
+    _importing()
     from hinas.errors import DataError
 
     try:
-        return importing.plan(src, name, _spec(name), root, where, label, notes, max_image_bytes(), own_archive)
+        return fn(*args)
     except DataError as exc:
         raise DownloadError(str(exc)) from None
 
 
+def plan(src: Path, name: str, root: Path, where: str, label, own_archive: bool = False):
+    """[(image files, folder under the root)] to install ``name`` from ``src``, all checked (no writes)."""
+    return _checked(_importing().plan, src, name, _spec(name), root, where, label, max_image_bytes(), own_archive)
+
+
 # ----------------------------------------------------------------------------------- checks
+REFERENCE = HERE / "reference_files.sha256"
+
+
+def _manifests():
+    """:mod:`hinas.data.manifest`: when a set is complete (names and SHA-256 listed, or its count)."""
+    _importing()
+    import hinas.data.manifest as manifests
+    return manifests
+
+
 def sha256_of(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -139,43 +166,18 @@ def sha256_of(path: Path) -> str:
     return h.hexdigest()
 
 
+def load_manifest(path: Path | None = None):
+    """The checksums a set must match: ``path`` (``--manifest``), else ``reference_files.sha256``."""
+    m = _manifests()
+    if path is None:
+        return _checked(m.read_manifest, REFERENCE, "restore the file from the repository", REFERENCE.name, True)
+    return _checked(m.read_manifest, path, "give a 'SHA256  FOLDER/NAME' list (as sha256sum writes, run in the "
+                    "data root) to --manifest")
+
+
 def reference_checksums() -> dict[str, str]:
-    table = {}
-    ref = HERE / "reference_files.sha256"
-    if ref.exists():
-        try:
-            lines = ref.read_bytes().decode("utf-8").splitlines()
-        except UnicodeDecodeError:
-            raise DownloadError(f"{q(ref)}: not a text checksum list; restore it from the repository") from None
-        for number, line in enumerate(lines, 1):
-            if line.strip():
-                m = re.fullmatch(r"([0-9a-fA-F]{64}) [ *](.+)", line.strip())
-                if m is None:
-                    raise DownloadError(f"{q(ref)}: line {number} is not 'SHA256  PATH'; restore the file "
-                                        f"from the repository")
-                table[m.group(2).strip()] = m.group(1).lower()
-    return table
-
-
-def verify_tree(root: Path, folder: str) -> int:
-    """Compare files under root/folder with the reference checksums; return how many matched."""
-    table = reference_checksums()
-    checked = 0
-    for rel, digest in table.items():
-        if not rel.startswith(folder.rstrip("/") + "/"):
-            continue
-        path = root / rel
-        if path.exists():
-            if sha256_of(path) != digest:
-                raise DownloadError(f"{q(path)}: checksum mismatch (expected {digest[:12]}...); the file is damaged "
-                                    f"or a different version; delete it and run again")
-            checked += 1
-    return checked
-
-
-def present(root: Path, name: str) -> bool:
-    folder = root / _spec(name)["folder"]
-    return folder.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in folder.rglob("*"))
+    """{``FOLDER/NAME``: SHA-256} of ``reference_files.sha256``."""
+    return dict(load_manifest().table)
 
 
 # ------------------------------------------------------------------------------ extraction
@@ -188,13 +190,7 @@ def safe_extract(archive: Path, dest: Path) -> dict:
     """Extract the image members of a zip/tar(.gz) into dest (:func:`hinas.data.importing.safe_extract`:
     no paths outside it, links, special files, images over ``max_image_bytes``, or more than
     ``max_extract_bytes`` / the free space). Returns {extracted path: member name}."""
-    importing = _importing()
-    from hinas.errors import DataError
-
-    try:
-        return importing.safe_extract(archive, dest, max_extract_bytes(), max_image_bytes())
-    except DataError as exc:
-        raise DownloadError(str(exc)) from None
+    return _checked(_importing().safe_extract, archive, dest, max_extract_bytes(), max_image_bytes())
 
 
 # ------------------------------------------------------------------------------- download
@@ -273,20 +269,25 @@ def fetch(url: str, target: Path, sha256: str | None) -> Path:
 
 
 # --------------------------------------------------------------------------- a --from folder
-def check_no_links_out(folder: Path) -> None:
-    """Refuse a folder to import from that holds a symbolic link leading outside it.
-
-    Walks without following links; every link (file or folder) must resolve inside ``folder``.
-    """
+def check_no_links(folder: Path) -> None:
+    """Refuse a folder to import from that is, or holds, a symbolic link (file or folder; walked
+    without following links): a set is installed only from real files, never through a link."""
+    if folder.is_symlink():
+        raise DownloadError(f"{q(folder)}: a symbolic link (to {q(folder.resolve())}); a set is installed only from "
+                            f"real files: give the real folder to --from")
     root = folder.resolve()
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-        for name in dirnames + filenames:
+        for name in sorted(dirnames + filenames):
             p = Path(dirpath) / name
             if p.is_symlink():
                 target = p.resolve()
                 if target != root and root not in target.parents:
                     raise DownloadError(f"{q(p)}: symbolic link to {q(target)}, outside the folder being "
                                         f"imported ({q(folder)}); copy the real files in, or remove the link")
+                raise DownloadError(f"{q(p)}: symbolic link to {q(target)} in the folder being imported; a set is "
+                                    f"installed only from real files: copy the real file in instead of the link "
+                                    f"(or remove it), and run again; nothing was installed")
+
 
 
 # ------------------------------------------------------------------------------- installing
@@ -321,7 +322,7 @@ def _sources(names, root: Path, local: Path | None, tmp: Path) -> list[tuple]:
     """(name, folder to take it from, how to name it, label for files, is the set's own download)
     per set; archives extracted."""
     if local is not None and local.is_dir():
-        check_no_links_out(local)
+        check_no_links(local)
         if not any(True for _ in local.iterdir()):
             raise DownloadError(f"{q(local)}: empty folder")
         return [(n, local, q(local), q, False) for n in names]
@@ -341,21 +342,25 @@ def _sources(names, root: Path, local: Path | None, tmp: Path) -> list[tuple]:
     return out
 
 
-def obtain_all(names, root: Path, local: Path | None) -> dict[str, str]:
-    """Find and check every set first, then install them all; {name: what happened}."""
+def obtain_all(names, root: Path, local: Path | None, manifest=None) -> dict[str, str]:
+    """Find and check every set first (images, completeness against ``manifest``, SHA-256 of the
+    copies), then install them all; {name: what happened}."""
+    m = _manifests()
+    manifest = manifest or load_manifest()
     status = {}
-    for n in names:
-        if present(root, n):
-            verify_tree(root, _spec(n)["folder"])
-            status[n] = "already present"
+    for n in names:  # present only when complete; an incomplete or different set is refused
+        found = _checked(m.installed, root, n, _spec(n), manifest)
+        if found is not None:
+            status[n] = "already present" + _summary(*found, manifest)
     todo = [n for n in names if n not in status]
     if not todo:
         return status
     with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
         tmp = Path(tmp)
-        notes: list[str] = []
-        plans = {n: plan(src, n, root, where, label, notes, own)
-                 for n, src, where, label, own in _sources(todo, root, local, tmp)}
+        sources = _sources(todo, root, local, tmp)
+        plans = {n: plan(src, n, root, where, label, own) for n, src, where, label, own in sources}
+        for n, _, where, label, _ in sources:  # every set of the call complete before any copy
+            _checked(m.require_complete, n, _spec(n), plans[n], manifest, where, label)
         total = sum(f.stat().st_size for p in plans.values() for files, _ in p for f in files)
         free = shutil.disk_usage(root).free
         if total + (64 << 20) > free:
@@ -363,14 +368,19 @@ def obtain_all(names, root: Path, local: Path | None) -> dict[str, str]:
                                 f"free under {q(root)}; free some space and run again")
         for i, (n, p) in enumerate(plans.items()):  # every set copied before the first lands
             stage(root, p, tmp / f"stage{i}")
+        matched = {n: _checked(m.require_same_bytes, plans[n], tmp / f"stage{i}", manifest, label)
+                   for i, (n, _, _, label, _) in enumerate(sources)}  # the copies, as they will land
         for i, n in enumerate(plans):
             move_into_place(root, n, tmp / f"stage{i}")
-    for note in notes:
-        print(f"note: {note}", file=sys.stderr)
     for n in todo:
-        k = verify_tree(root, _spec(n)["folder"])
-        status[n] = f"installed ({k} files match the reference checksums)" if k else "installed"
+        status[n] = "installed" + _summary(matched[n], sum(len(files) for files, _ in plans[n]), manifest)
     return status
+
+
+def _summary(matched: int, images: int, manifest) -> str:
+    if matched:
+        return f" ({matched} files match {manifest.what})"
+    return f" ({images} images, the set's count; {manifest.name} lists no checksums for it)"
 
 
 def _new_folders(path: Path) -> list[Path]:
@@ -383,10 +393,14 @@ def _new_folders(path: Path) -> list[Path]:
 
 
 def main(argv=None, prog: str = "download.py") -> int:
-    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog=prog, description=__doc__.split("\n\n")[0], epilog=RULE)
     ap.add_argument("datasets", nargs="*", help=f"datasets: {', '.join(SOURCES)}, Manga109 (default: all)")
     ap.add_argument("--root", required=False, default=None, help="data root (default: $HINAS_DATA)")
     ap.add_argument("--from", dest="local", default=None, help="import a local folder or archive instead of downloading")
+    ap.add_argument("--manifest", default=None, metavar="FILE",
+                    help="check the sets against this 'SHA256  FOLDER/NAME' list (as sha256sum writes, run in the "
+                         "data root) instead of data_scripts/reference_files.sha256; a set it does not list must "
+                         "hold its image count")
     ap.add_argument("--list", action="store_true", help="list the datasets and their sources")
     args = ap.parse_args(argv)
     if args.list:
@@ -413,8 +427,9 @@ def main(argv=None, prog: str = "download.py") -> int:
             names = [n for n in names if n != "Manga109"]
         names = list(dict.fromkeys(names))
         if names:
+            manifest = load_manifest(Path(args.manifest) if args.manifest else None)
             root.mkdir(parents=True, exist_ok=True)
-            for name, what in obtain_all(names, root, local).items():
+            for name, what in obtain_all(names, root, local, manifest).items():
                 print(f"{name}: {what}")
     except (DownloadError, OSError) as exc:
         for folder in made:  # a refused call leaves no empty data root behind

@@ -170,14 +170,24 @@ def sha256_file(path) -> str:
 
 
 # -- the one pair of atomic writers (text; bytes made durable) every module uses
+def open_fresh_temp(tmp: Path, mode: str):
+    """``tmp`` opened as a new regular file: whatever stands at the temp name (a stale half from a
+    crash, or a planted link) is removed first, and the file is created exclusively without
+    following a link, so a write never lands outside the folder through the temp name."""
+    if tmp.is_symlink() or tmp.is_file():
+        tmp.unlink()
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o666)
+    return os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8")
+
+
 def atomic_write_text(path, text: str) -> None:
     """Write ``text`` through a temp file and a rename: a crash or a full disk leaves the old
     file or the new one, never half, and no stray temp file; errors name the file."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with names_file(tmp):
-            tmp.write_text(text)
+        with names_file(tmp), open_fresh_temp(tmp, "w") as fh:
+            fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)  # a full disk leaves the old file, not a stray half
@@ -189,7 +199,7 @@ def write_bytes_durably(path, data) -> None:
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     try:
-        with names_file(tmp), open(tmp, "wb") as fh:
+        with names_file(tmp), open_fresh_temp(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())

@@ -415,18 +415,27 @@ def test_full_disk_names_the_path_and_leaves_no_tmp(tmp_path, monkeypatch):
     from hinas.campaign import write_archive, write_json
     from hinas.campaign.folders import copy_file
 
-    real_write_text = Path.write_text
+    real_fdopen = os.fdopen
 
-    def full(self, *a, **kw):
-        if self.name.endswith(".tmp"):
+    class FullDisk:  # the temp file opens; writing to it fails
+        def __init__(self, fh):
+            self.fh = fh
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.fh.close()
+
+        def write(self, data):
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_write_text(self, *a, **kw)
 
-    monkeypatch.setattr(Path, "write_text", full)
+    monkeypatch.setattr(os, "fdopen", lambda fd, *a, **kw: FullDisk(real_fdopen(fd, *a, **kw)))
     with pytest.raises(OSError) as info:
         write_json(tmp_path / "item" / "summary.json", {"psnr": 1.0})
     assert info.value.errno == errno.ENOSPC and "summary.json" in info.value.filename
-    monkeypatch.setattr(Path, "write_text", real_write_text)
+    assert not list((tmp_path / "item").iterdir())  # no temp file left
+    monkeypatch.setattr(os, "fdopen", real_fdopen)
 
     def full_disk(fd):  # the bytes were written to the temp file, its flush to disk fails
         raise OSError(errno.ENOSPC, "No space left on device")

@@ -178,6 +178,8 @@ SETTING_CASES = [
      ["arch_start_epoch=3", "epochs=2"]),
     ("hinas", ["search", "--config", "never.yaml", "--out", "r"], ["never.yaml", "arch_start_epoch=10", "epochs=10"]),
     ("hinas", ["config", "show", "--profile", "quick", "--set", "val_start_epoch=12"], ["val_start_epoch", "epochs=12"]),
+    ("hinas", ["search", "--profile", "quick", "--out", "r", "--set", "epochs=3"],
+     ["arch_start_epoch=4 (the profile's)", "epochs=3"]),
     ("hinas", ["campaign", "status", "--plan", "plan.yaml", "--results", "r"], ["val_start_epoch=5", "epochs=3"]),
     ("hinas", ["search", *S, "--out", "r", "--sigma", "0"], ["search_sigma", "no noise"]),
     ("hinas", ["train", *S, "--model", "dncnn", "--sigma", "0", "0", "--out", "r"], ["sigma", "no noise"]),
@@ -292,9 +294,14 @@ def test_meaningless_starts_are_refused_when_set_and_every_shipped_setting_loads
         for item in load_plan(name).items:
             if item.kind in ("search", "train"):
                 item_config(item, None, None)
-    # a run shortened below its profile's starts (how the tests make a one-epoch search) is not refused
+    # the smoke profile searches and validates from the first epoch, so a one-epoch smoke search is whole
     assert RunConfig.from_profile("smoke", "denoise", epochs=1).epochs == 1
-    assert RunConfig.from_profile("smoke", "denoise").with_overrides(["epochs=1"]).arch_start_epoch == 1
+    assert RunConfig.from_profile("smoke", "denoise").with_overrides(["epochs=1"]).arch_start_epoch == 0
+    # a run shortened below its profile's own starts never searches: refused, naming both settings
+    with pytest.raises(ConfigError, match=r"arch_start_epoch=20 \(the profile's\) with epochs=4"):
+        RunConfig.from_profile("paper", "denoise").with_overrides(["epochs=4"])
+    with pytest.raises(ConfigError, match=r"val_start_epoch=6 \(the profile's\) with epochs=5"):
+        RunConfig.from_profile("quick", "denoise", epochs=5)
     # a start that is set and never reached is
     with pytest.raises(ConfigError, match="arch_start_epoch=4 with epochs=4"):
         RunConfig.from_profile("smoke", "denoise", arch_start_epoch=4)

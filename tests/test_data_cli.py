@@ -39,9 +39,19 @@ def test_download_command_imports_a_local_copy(tmp_path, capsys):
     for i in range(2):
         Image.fromarray(np.full((8, 8, 3), 40 * i, np.uint8)).save(src / f"img{i}.png")
     root = tmp_path / "data"
-    assert main(["data", "download", "Set5", "--from", str(tmp_path / "copy"), "--root", str(root)]) == 0
+    # two made-up images are not the Set5 that data_scripts/reference_files.sha256 lists: refused
+    assert main(["data", "download", "Set5", "--from", str(tmp_path / "copy"), "--root", str(root)]) == 2
+    assert "Set5/baby.png is missing" in capsys.readouterr().err and not root.exists()
+    # --manifest passes through: checked against the researcher's own list
+    import hashlib
+
+    manifest = tmp_path / "own.sha256"
+    manifest.write_text("".join(f"{hashlib.sha256(p.read_bytes()).hexdigest()}  Set5/{p.name}\n"
+                                for p in sorted(src.iterdir())))
+    assert main(["data", "download", "Set5", "--from", str(tmp_path / "copy"), "--root", str(root),
+                 "--manifest", str(manifest)]) == 0
     assert sorted(p.name for p in (root / "Set5").iterdir()) == ["img0.png", "img1.png"]
-    assert "Set5" in capsys.readouterr().out
+    assert "Set5: installed (2 files match the checksums in" in capsys.readouterr().out
     assert main(["data", "download", "--list"]) == 0
     assert "BSDS500" in capsys.readouterr().out
     assert main(["data", "download", "NoSuchSet", "--root", str(root)]) == 2

@@ -338,6 +338,15 @@ def test_download_from_refuses_links_leading_outside(tmp_path):
     p = subprocess.run([sys.executable, str(script), "Set5", "--from", str(tmp_path / "copy"), "--root",
                         str(tmp_path / "data")], capture_output=True, text=True)
     assert p.returncode == 2 and "outside the folder" in p.stderr
+    # a link inside the folder (to an image beside it, or a folder) is not installed either (issue 34)
+    (src / "more").unlink()
+    for link, target in ((src / "b.png", src / "a.png"), (tmp_path / "copy" / "Set5_HR", src)):
+        link.symlink_to(target, target_is_directory=target.is_dir())
+        p = subprocess.run([sys.executable, str(script), "Set5", "--from", str(tmp_path / "copy"), "--root",
+                            str(tmp_path / "data")], capture_output=True, text=True)
+        assert p.returncode == 2 and str(link) in p.stderr and "copy the real file in" in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1 and not (tmp_path / "data").exists()
+        link.unlink()
 
 
 # ------------------------------------------------------------------------------------ 7: bombs

@@ -133,3 +133,122 @@ def test_the_command_line_unpacks_and_names_the_items(window, tmp_path):
                           "--json"], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["items"] == {"eval-a": 4, "train-long": 1}
+
+
+# -- one transaction (issue 34, principle 2): everything read and checked, then staged and moved
+
+def test_a_sealed_item_at_any_depth_is_never_overwritten(tmp_path):
+    dest = tmp_path / "repo"
+    _sealed(dest / "group" / "eval-dn50-s0")
+    before = _files(dest)
+    for member in ("group/eval-dn50-s0/scores.txt", "group/eval-dn50-s0/new.txt", "group/eval-dn50-s0/deep/x"):
+        path = _tgz(tmp_path / "a.tgz", _file("other/ok.txt"), _file(member, b"a better score"))
+        with pytest.raises(HinasError, match="sealed here"):
+            unpack_archives([path], dest)
+        assert _files(dest) == before
+
+
+@pytest.mark.parametrize("members, needle", [
+    ([_file("aa-item/x"), _file("zz-item"), _file("zz-item/summary.json")], "both a file and a folder"),
+    ([_file("aa-item/x"), _file("zz-item/" + "n" * 300)], "longer than"),
+])
+def test_an_archive_that_cannot_be_written_whole_writes_nothing(tmp_path, members, needle):
+    dest = tmp_path / "repo"
+    dest.mkdir()
+    with pytest.raises(HinasError, match=needle):
+        unpack_archives([_tgz(tmp_path / "a.tgz", *members)], dest)
+    assert list(dest.iterdir()) == []
+
+
+def test_a_failure_while_moving_puts_everything_back(tmp_path, monkeypatch):
+    dest = tmp_path / "repo"
+    (dest / "train-long" / "run").mkdir(parents=True)
+    (dest / "train-long" / "run" / "checkpoint.pt").write_bytes(b"piece 3")
+    before = _files(dest)
+    path = _tgz(tmp_path / "a.tgz", _file("train-long/run/checkpoint.pt", b"piece 4"),
+                _file("zz-new/run/progress.json", b"{}"))
+    real_replace, calls = os.replace, []
+
+    def failing_replace(src, dst):
+        calls.append(dst)
+        if len(calls) == 2:  # the second file: the disk fills
+            raise OSError(28, "No space left on device", str(dst))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(archive.os, "replace", failing_replace)
+    with pytest.raises(HinasError, match="No space left"):
+        unpack_archives([path], dest)
+    monkeypatch.setattr(archive.os, "replace", real_replace)
+    assert _files(dest) == before and sorted(p.name for p in dest.iterdir()) == ["train-long"]
+
+
+def test_a_planted_link_at_a_temp_name_is_never_followed(tmp_path):
+    from hinas.safeio import atomic_write_text, write_bytes_durably
+
+    outside = tmp_path / "outside.txt"
+    outside.write_text("keep me")
+    dest = tmp_path / "repo" / "item"
+    dest.mkdir(parents=True)
+    (dest / "progress.json.tmp").symlink_to(outside)
+    unpack_archives([_tgz(tmp_path / "a.tgz", _file("item/progress.json", b"{}"))], tmp_path / "repo")
+    (dest / "summary.json.tmp").symlink_to(outside)
+    atomic_write_text(dest / "summary.json", "{}")
+    (dest / "weights.pt.tmp").symlink_to(outside)
+    write_bytes_durably(dest / "weights.pt", b"w")
+    assert outside.read_text() == "keep me"
+    assert (dest / "progress.json").read_bytes() == b"{}" and (dest / "weights.pt").read_bytes() == b"w"
+
+
+def test_the_gzip_crc_and_length_are_checked(tmp_path):
+    import gzip
+
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        info, data = _file("eval-a/scores.txt", b"".join(os.urandom(64) for _ in range(64)))  # stored blocks
+        tar.addfile(info, io.BytesIO(data))
+    good = gzip.compress(raw.getvalue())
+    flipped = bytearray(good)
+    flipped[len(good) // 2] ^= 0x01
+    for name, blob in (("flipped.tgz", bytes(flipped)), ("cut.tgz", good[:-20]), ("cut4.tgz", good[:-4])):
+        (tmp_path / name).write_bytes(blob)
+        dest = tmp_path / name.replace(".tgz", "")
+        with pytest.raises(HinasError, match="not a readable tar.gz"):
+            unpack_archives([tmp_path / name], dest)
+        assert not dest.exists() or _files(dest) == {}
+
+
+def test_parts_of_one_window_are_one_set(window, tmp_path):
+    _, tgz = window
+    parts = sorted(tgz.parent.glob("results.tgz.*"), key=lambda p: int(p.suffix[1:]))
+    dest = tmp_path / "repo"
+    tgz.write_bytes(b"a stale window's archive")  # a whole archive beside the parts
+    with pytest.raises(HinasError, match="stale"):
+        unpack_archives([tgz], dest)
+    tgz.unlink()
+    stale = parts[-1].with_name(f"results.tgz.{len(parts) + 1}")
+    stale.write_bytes(parts[0].read_bytes())  # an older, longer window's next part
+    with pytest.raises(HinasError, match="parts of two windows"):
+        unpack_archives([tgz], dest)
+    stale.rename(parts[-1].with_name(f"results.tgz.{len(parts) + 2}"))  # a gap before it
+    with pytest.raises(HinasError, match="missing"):
+        unpack_archives([tgz], dest)
+    assert not dest.exists() or _files(dest) == {}
+
+
+def test_the_size_cap_is_checked_while_decompressing(tmp_path, monkeypatch):
+    monkeypatch.setattr(archive, "MAX_UNPACKED_BYTES", 2**20)
+    monkeypatch.setattr(archive, "_READ_BYTES", 2**16)
+    zeros = 5 * 2**20
+    path = _tgz(tmp_path / "zeros.tgz", _file("item/zeros.bin", bytes(zeros)))
+    seen = []
+    real_read = archive.gzip.GzipFile.read
+
+    def counting_read(self, size=-1):
+        out = real_read(self, size)
+        seen.append(len(out))
+        return out
+
+    monkeypatch.setattr(archive.gzip.GzipFile, "read", counting_read)
+    with pytest.raises(HinasError, match="more than"):
+        unpack_archives([path], tmp_path / "repo")
+    assert sum(seen) < zeros  # stopped before the whole was in memory

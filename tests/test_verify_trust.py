@@ -104,6 +104,8 @@ def test_data_root_named_by_a_summary_is_never_used(tmp_path, capsys, real_data_
     assert rc == 1 and not report["match"] and report["networks"] == [] and report["data_root"] is None
     assert any("not re-scored" in r and "never used" in r for r in _problems(report, EVAL, "unverified"))
     assert any(str(fake) in n["note"] for n in report["notes"])
+    rc, out, _ = _cli(capsys, "verify", results, "--images", 1)  # the text report says it too
+    assert rc == 1 and any(line.startswith("note ") and str(fake) in line for line in out.splitlines())
     # with the verifier's own data the forged score differs from the network's
     report = verify(results, images=1, data_root=real_data_root)
     assert not report["match"] and report["networks"][0]["max_diff_db"] > 1

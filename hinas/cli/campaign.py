@@ -233,5 +233,7 @@ def _cli_verify(args) -> int:
                   f"{n['max_diff_db']:.4f} dB over {len(n['checked'])} evaluations")
         for p in report["problems"]:
             print(f"{p['state'].upper()} {p['path']}: {p['reason']}")
+        for n in report["notes"]:  # e.g. a summary naming a data root the verifier did not use
+            print(f"note {n['path']}: {n['note']}")
     return 0 if report["match"] else 1
 

@@ -41,8 +41,13 @@ def register_cli(subparsers) -> None:
                    missing_ok=True, help="data root to fill (default: $HINAS_DATA)")
     d.add_argument("--from", dest="local", default=None, metavar="PATH", action=PathArg, want="any",
                    help="import a local folder or archive instead of downloading")
+    d.add_argument("--manifest", default=None, metavar="FILE", action=PathArg, want="file",
+                   help="check the sets against this 'SHA256  FOLDER/NAME' list instead of "
+                        "data_scripts/reference_files.sha256 (a set it does not list must hold its image count)")
     d.add_argument("--list", action="store_true", help="list the datasets and their sources")
     d.set_defaults(func=_download_command)
+    d.epilog = ("a set is installed only when it is complete against its manifest (the images and SHA-256 it "
+                "lists, or the set's image count), checked before anything is written, and never a link")
 
 
 class _AppendName(PathArg):
@@ -69,6 +74,8 @@ def _download_command(args) -> int:
         argv += ["--root", args.root]
     if args.local:
         argv += ["--from", args.local]
+    if args.manifest:
+        argv += ["--manifest", args.manifest]
     if args.list:
         argv.append("--list")
     module = runpy.run_path(str(script), run_name="hinas_data_download")

@@ -7,8 +7,11 @@ Used by ``data_scripts/download.py`` (``hinas data download``), before anything 
   most a total cap and the free space; a damaged or truncated archive is one line.
 * :func:`plan` takes only a folder that *is* the named set (``Set5``, ``Set5_HR``, ...;
   ``DIV2K_train_HR``; ``train/val/test`` under a ``BSDS500`` or ``BSR`` folder) from the
-  extracted archive or a ``--from`` folder, and only when every image in it passes
+  extracted archive or a ``--from`` folder, only when neither that folder, the folders leading
+  to it, nor anything in it is a symbolic link, and only when every image in it passes
   :func:`hinas.data.checks.image_problem`, the checks of ``hinas data check``; it writes nothing.
+  Whether the set is complete (the names and SHA-256 its manifest lists, or its image count)
+  is :mod:`hinas.data.manifest`'s check, also made before anything is installed.
 
 Refusals are one :class:`~hinas.errors.DataError` line naming the file, the problem and the fix.
 """
@@ -84,20 +87,40 @@ def find_set(src: Path, name: str, spec: dict, where: str, own_archive: bool = F
     return [(found[0], spec["folder"])]
 
 
-def plan(src: Path, name: str, spec: dict, root: Path, where: str, label, notes: list,
-         max_bytes: int, own_archive: bool = False) -> list[tuple[list[Path], str]]:
+def _refuse_links(src: Path, folder: Path, label) -> None:
+    """No symbolic link as the set folder, a folder between ``src`` and it, or an entry in it."""
+    def refuse(p: Path):
+        raise DataError(f"{label(p)}: a symbolic link (to {quote(os.readlink(p))}); a set is installed only from "
+                        f"real files: copy the real file in instead of the link; nothing was installed")
+
+    p = folder
+    while True:
+        if p.is_symlink():
+            refuse(p)
+        if p == src or src not in p.parents:
+            break
+        p = p.parent
+    for entry in sorted(folder.iterdir()):
+        if entry.is_symlink():
+            refuse(entry)
+
+
+def plan(src: Path, name: str, spec: dict, root: Path, where: str, label, max_bytes: int,
+         own_archive: bool = False) -> list[tuple[list[Path], str]]:
     """What installing ``name`` from ``src`` copies: [(image files, folder under the root)].
 
-    Every image is checked first (size on disk at most ``max_bytes``, then :func:`image_problem`
-    as the dataset ``spec['check_as']``, or ``BSDS500-<split>``); ``label(path)`` names a file in
-    messages (an archive member, say). A count other than ``spec['expected']`` goes to ``notes``.
-    ``own_archive``: as for :func:`find_set`.
+    No symbolic link among the set's folders and files (:func:`_refuse_links`); every image is
+    checked (size on disk at most ``max_bytes``, then :func:`image_problem` as the dataset
+    ``spec['check_as']``, or ``BSDS500-<split>``); ``label(path)`` names a file in messages (an
+    archive member, say). ``own_archive``: as for :func:`find_set`. Completeness (names, SHA-256,
+    count) is :func:`hinas.data.manifest.require_complete`'s.
     """
     dest = root / spec["folder"]
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise DataError(f"{quote(dest)}: exists but holds no {name} images; move it away and run again")
     out = []
     for folder, rel in find_set(src, name, spec, where, own_archive):
+        _refuse_links(src, folder, label)
         files = images_in(folder)
         split = rel.rsplit("/", 1)[-1]
         check_as = spec.get("check_as") or f"BSDS500-{split}"
@@ -111,10 +134,6 @@ def plan(src: Path, name: str, spec: dict, root: Path, where: str, label, notes:
                 if problem.startswith(quote(f)):
                     problem = label(f) + problem[len(quote(f)):]
                 raise DataError(f"{problem} (nothing was installed)")
-        expected = spec["expected"][split] if isinstance(spec["expected"], dict) else spec["expected"]
-        if len(files) != expected:
-            notes.append(f"{name}: {len(files)} images in {quote(folder)}; the benchmark set has {expected} "
-                         f"('hinas data check' will say so)")
         out.append((files, rel))
     return out
 

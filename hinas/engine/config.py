@@ -187,11 +187,11 @@ class RunConfig:
         return RunConfig.from_dict({**self.to_dict(), **changes}).check_starts(changes)
 
     def check_starts(self, given) -> "RunConfig":
-        """Refuse an architecture or validation start, among the settings ``given``, that the search never
-        reaches (steps run for epochs > start); a profile's own starts under a shortened run are its."""
+        """Refuse a start (arch or validation steps run for epochs > it) never reached, if it or epochs is ``given``."""
         for start, never in (("arch_start_epoch", "train the architecture"), ("val_start_epoch", "validate")):
-            if start in given and (v := getattr(self, start)) >= self.epochs:
-                raise ConfigError(f"{start}={v} with epochs={self.epochs}: the search would never {never} (it does "
+            if (start in given or "epochs" in given) and (v := getattr(self, start)) >= self.epochs:
+                whose = "" if start in given else " (the profile's)"
+                raise ConfigError(f"{start}={v}{whose} with epochs={self.epochs}: the search would never {never} (it does "
                                   f"after epoch {v}, the last is {self.epochs}); set {start} below that, or raise epochs")
         return self
 
@@ -421,7 +421,7 @@ def _task_defaults(task: str, scale) -> dict:
 
 def _smoke(task):
     return dict(f=4, layers=2, steps=2, epochs=4, batch_size=2, patch=32 if task == "denoise" else 16,
-                crops_per_image=2, arch_start_epoch=1, val_start_epoch=2, val_crop=48, val_protocol="standard", max_images=8,
+                crops_per_image=2, arch_start_epoch=0, val_start_epoch=0, val_crop=48, val_protocol="standard", max_images=8,
                 net_f=4, iterations=12, train_batch_size=2, val_every=4, val_after_fraction=0.5,
                 checkpoint_every=2, log_every=2, threads=1)
 
