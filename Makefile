@@ -44,8 +44,11 @@ $(STAMPS)/npm-$(DEPS_HASH): book/package.json
 
 setup-book: setup $(STAMPS)/npm-$(DEPS_HASH)
 
+# One pytest worker a core (pytest-xdist; a file's tests stay in one worker, for its fixtures):
+# most tests run one thread, so a single process left the second core idle.
+TEST_WORKERS ?= $(shell nproc 2>/dev/null || echo 2)
 test: setup-book
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 book: setup-book
 	$(PY) -m hinas.book build --profile $(PROFILE)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 # Before torch loads OpenMP: idle threads sleep instead of spinning (2 shared cores in CI).
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one worker a core (make test): no worker takes two
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
