@@ -108,6 +108,16 @@ def test_bad_calls_are_refused_before_any_write(tmp_path):
     afile.write_text("x")
     out = _execute("--results", afile, "--profile", "smoke", "--device", "cpu")
     assert out.returncode == 2 and "not a folder" in out.stderr and afile.read_text() == "x"
+    (results / "notebooks-smoke-cpu").rmdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.txt").write_text("x")
+    for target in (outside, tmp_path / "nowhere"):  # a link where the attempt's folder goes, live or dangling
+        (results / "notebooks-smoke-cpu.partial").symlink_to(target)
+        out = _execute("--results", results, "--profile", "smoke", "--device", "cpu")
+        assert out.returncode == 2 and "a link or a file" in out.stderr and "Traceback" not in out.stderr, out.stderr
+        (results / "notebooks-smoke-cpu.partial").unlink()
+    assert (outside / "keep.txt").read_text() == "x"
 
 
 def test_a_package_whose_own_import_fails_is_refused_in_one_line(tmp_path):

@@ -91,6 +91,9 @@ def execute_into(results, profile: str, device: str, *, seed: int = 0, data_root
             return None
         raise HinasError(f"{quote(final)}: exists but is not a sealed run ({state['state']}: "
                          f"{state['problem'] or 'no done marker'}); move it away to execute the chapters again")
+    if partial.is_symlink() or (partial.exists() and not partial.is_dir()):
+        raise HinasError(f"{quote(partial)}: a link or a file where the attempt's folder goes (never followed); "
+                         f"move it away and run again")
     with results_lock(results):
         if partial.exists():
             shutil.rmtree(partial)  # a cut or failed attempt: never a result
