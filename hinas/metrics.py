@@ -28,6 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 __all__ = [
+    "selection_score",
     "calculate_psnr",
     "calculate_ssim",
     "rgb2ycbcr",
@@ -39,6 +40,13 @@ __all__ = [
     "reference_ssim",
     "gaussian_window",
 ]
+
+
+def selection_score(psnr: float, ssim: float) -> float:
+    """The released code's criterion for keeping an epoch (a search's supernet, a training's
+    weights) on the validation set: SSIM + PSNR/100 (mean SSIM in [0, 1], PSNR in dB)."""
+    return ssim + psnr / 100
+
 
 _Y_RGB = np.array([65.481, 128.553, 24.966])
 _CB_RGB = np.array([-37.797, -74.203, 112.0])

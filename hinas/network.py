@@ -51,16 +51,37 @@ class Scaler(nn.Module):
         return self.proj(F.leaky_relu(x, LEAKY_SLOPE))
 
 
-class ASPP(nn.Module):
-    """ASPP without global pooling: a 1x1 branch and separable atrous branches (SR decoder)."""
+# ASPP parameter names of the former search-decoder class ``ASPPHead`` (supernet checkpoints
+# written before the two heads became one class) -> their names now
+ASPP_LEGACY_KEYS = {"branch_1x1.": "branches.0.", "branch_atrous.": "branches.1."}
 
-    def __init__(self, c_in: int, c_out: int, rates):
+
+class ASPP(nn.Module):
+    """ASPP without global pooling: a 1x1 branch and one separable atrous branch per rate, joined
+    by a 1x1 projection (conv-BN-LReLU each). One class for both decoders:
+
+    * the derived SR network's ``pre_conv`` (rates 2, 4, 6; REFERENCE 5.1);
+    * the supernet's per-level heads (one rate, 16; REFERENCE 3.5), where ``affine`` applies to
+      the 1x1 branch and the projection (the released ``ASPPModule`` passes
+      ``cfg.MODEL.AFFINE``, False in search); the separable branches' BNs are always affine.
+
+    A state dict with the former ``ASPPHead`` names (see ``ASPP_LEGACY_KEYS``) loads as well.
+    """
+
+    def __init__(self, c_in: int, c_out: int, rates, affine: bool = True):
         super().__init__()
-        self.branches = nn.ModuleList([conv_bn_act(c_in, c_out, 1)] + [sep3x3_bn(c_in, c_out, r) for r in rates])
-        self.project = conv_bn_act(c_out * (1 + len(rates)), c_out, 1)
+        self.branches = nn.ModuleList([conv_bn_act(c_in, c_out, 1, affine=affine)]
+                                      + [sep3x3_bn(c_in, c_out, dilation=r) for r in rates])
+        self.project = conv_bn_act(c_out * (1 + len(rates)), c_out, 1, affine=affine)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.project(torch.cat([b(x) for b in self.branches], dim=1))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        for old, new in ASPP_LEGACY_KEYS.items():
+            for key in [k for k in state_dict if k.startswith(prefix + old)]:
+                state_dict[prefix + new + key[len(prefix + old):]] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
 
 def endpoint_layer(path: list[int]) -> int | None:

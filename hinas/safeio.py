@@ -116,10 +116,11 @@ def _bad_constant(name: str, source: str):
 
 def _finite_float(text: str, source: str) -> float:
     """A JSON number as a float, refusing one beyond float's range (``1e999`` reads as infinity)."""
-    value = float(text)
-    if not math.isfinite(value):
-        raise HinasError(f"{source}: the JSON holds {text[:24]}, beyond any finite number; every number must be finite")
-    return value
+    try:
+        return finite_number(text, source)
+    except HinasError:
+        raise HinasError(f"{source}: the JSON holds {text[:24]}, beyond any finite number; "
+                         f"every number must be finite") from None
 
 
 def load_json_file(path, what: str = "JSON", max_bytes: int = MAX_JSON_BYTES):
@@ -143,18 +144,28 @@ def load_yaml_file(path, what: str = "config", max_bytes: int = MAX_YAML_BYTES):
     return data
 
 
-def finite_number(value, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False) -> float:
-    """``value`` as a finite float within bounds, or a :class:`HinasError` naming ``name``."""
+def finite_number(value, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False,
+                  bools: bool = True, numbers_only: bool = False, error: type = HinasError) -> float:
+    """``value`` as a finite float within bounds, or ``error`` (a :class:`HinasError` subclass) naming ``name``.
+
+    The one finite-number check (JSON numbers, settings, plan keys, command-line values): what
+    ``float()`` cannot read, NaN and the infinities are refused; ints are accepted. ``bools=False``
+    refuses True/False (a YAML ``yes`` is no number); ``numbers_only=True`` refuses anything but an
+    int or a float (text too: a plan's numbers are written as numbers). ``lo``/``hi`` bound the
+    value, closed unless ``lo_open``/``hi_open``.
+    """
+    if (not bools and isinstance(value, bool)) or (numbers_only and not isinstance(value, (int, float))):
+        raise error(f"{name} must be a number, got {value!r}")
     try:
         v = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise HinasError(f"{name} must be a number, got {value!r}") from None
+        raise error(f"{name} must be a number, got {value!r}") from None
     if not math.isfinite(v):
-        raise HinasError(f"{name} must be a finite number, got {value!r}")
+        raise error(f"{name} must be a finite number, got {value!r}")
     if lo is not None and (v <= lo if lo_open else v < lo):
-        raise HinasError(f"{name} must be {'>' if lo_open else '>='} {lo:g}, got {v:g}")
+        raise error(f"{name} must be {'>' if lo_open else '>='} {lo:g}, got {v:g}")
     if hi is not None and (v >= hi if hi_open else v > hi):
-        raise HinasError(f"{name} must be {'<' if hi_open else '<='} {hi:g}, got {v:g}")
+        raise error(f"{name} must be {'<' if hi_open else '<='} {hi:g}, got {v:g}")
     return v
 
 

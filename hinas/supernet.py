@@ -27,7 +27,8 @@ from torch import nn
 
 from hinas.config import SupernetConfig
 from hinas.grid import MOVE_NAMES, MOVES, Source, grid_sources  # noqa: F401 (re-exported)
-from hinas.ops import LEAKY_SLOPE, build_op, canonical_op_name, conv_bn, conv_bn_act, init_batchnorm, sep3x3_bn
+from hinas.network import ASPP
+from hinas.ops import LEAKY_SLOPE, build_op, canonical_op_name, conv_bn, conv_bn_act, init_batchnorm
 
 
 class _FrozenBatchStats:
@@ -147,23 +148,6 @@ class Router(nn.Module):
         return self.moves[str(col)](x)
 
 
-class ASPPHead(nn.Module):
-    """Search decoder's per-level ASPP (REFERENCE 3.5): 1x1 branch + separable atrous branch.
-
-    ``affine`` applies to the 1x1 branch and the projection (the released ``ASPPModule`` passes
-    ``cfg.MODEL.AFFINE``, False in search); the separable branch's BNs are always affine there.
-    """
-
-    def __init__(self, c_in: int, c_out: int, rate: int, affine: bool = True):
-        super().__init__()
-        self.branch_1x1 = conv_bn_act(c_in, c_out, 1, affine=affine)
-        self.branch_atrous = sep3x3_bn(c_in, c_out, dilation=rate)
-        self.project = conv_bn_act(2 * c_out, c_out, 1, affine=affine)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.project(torch.cat([self.branch_1x1(x), self.branch_atrous(x)], dim=1))
-
-
 def beta_mask(layers: int, levels: int) -> torch.Tensor:
     """True where a move is impossible: narrower from level 0, wider from level S-1."""
     sources = grid_sources(layers, levels)
@@ -221,7 +205,7 @@ class Supernet(nn.Module):
         # -- end part (REFERENCE 3.5) ---------------------------------------------------------
         last_levels = cfg.levels_in_layer(L - 1)
         self.aspp = nn.ModuleList(
-            ASPPHead(B * cfg.channels(i), B * f, cfg.aspp_rate, affine=cfg.affine) for i in range(last_levels)
+            ASPP(B * cfg.channels(i), B * f, (cfg.aspp_rate,), affine=cfg.affine) for i in range(last_levels)
         )
         c_cat = last_levels * B * f
         c_out = cfg.in_channels if cfg.task == "denoise" else 3 * cfg.scale**2

@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 
 from hinas.book import ablation_report as ab
 from hinas.book import committed as cm
-from hinas.book import figures, runs, search_report as sr, sota_report, stability, tables
+from hinas.book import figures, runs, search_report, sota_report, stability, tables
 from hinas.book.compare import NOISY_INPUT, with_status
 from hinas.book.settings import REPO_ROOT, base_config
 
@@ -38,29 +38,31 @@ def _alpha(weights_last):
 # -- chapter 4: the search -------------------------------------------------------------------
 
 def test_alpha_movement_and_reading():
-    still = sr.alpha_movement(_alpha([1 / 7] * 7))
+    still = search_report.alpha_movement(_alpha([1 / 7] * 7))
     assert still["drift"] < 1e-12 and not still["moved"] and still["n_ops"] == 7
-    assert "barely moved" in sr.alpha_reading(still, 0)
-    moved = sr.alpha_movement(_alpha([0.4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]))
+    assert "barely moved" in search_report.alpha_reading(still, 0)
+    moved = search_report.alpha_movement(_alpha([0.4, 0.1, 0.1, 0.1, 0.1, 0.1, 0.1]))
     assert moved["drift"] == pytest.approx(0.4 - 1 / 7) and moved["op"] == "op0" and moved["moved"]
     assert moved["median_margin"] == pytest.approx(0.3)
-    assert "moved away from uniform" in sr.alpha_reading(moved, 0)
+    assert "moved away from uniform" in search_report.alpha_reading(moved, 0)
 
 
-def test_beta_change_threshold():
-    def beta(last):
-        return pd.DataFrame([{"epoch": e, "layer": 0, "level": 0, "move": "same", "weight": w}
-                             for e, w in ((0, 0.5), (3, last))])
+def test_beta_change_is_measured_from_the_start():
+    def beta(first, last):  # a source with two possible moves starts at 0.5 each
+        return pd.DataFrame([{"epoch": e, "source": "stem", "layer": -1, "level": 0, "move": mv, "weight": w}
+                             for e, w0 in ((1, first), (3, last)) for mv, w in (("same", w0), ("wider", 1 - w0))])
 
-    assert sr.beta_change(beta(0.51))["moved"] is False
-    m = sr.beta_change(beta(0.6))
-    assert m["moved"] and m["change"] == pytest.approx(0.1) and (m["first"], m["last"]) == (0, 3)
-    assert "a choice the search made" in sr.beta_reading(m)
+    assert search_report.beta_change(beta(0.5, 0.51))["moved"] is False
+    m = search_report.beta_change(beta(0.5, 0.6))
+    assert m["moved"] and m["change"] == pytest.approx(0.1) and m["last"] == 3
+    # a move made before the first logged epoch counts: from the start, not first-vs-last epoch
+    assert search_report.beta_change(beta(0.6, 0.6))["change"] == pytest.approx(0.1)
+    assert "a choice the search made" in search_report.beta_reading(m)
 
 
 def test_config_table_pairs_settings():
     cfg = base_config("smoke")
-    t = sr.config_table(cfg, ["f", "layers", "epochs"])
+    t = search_report.config_table(cfg, ["f", "layers", "epochs"])
     assert list(t.columns) == ["setting", "value", "setting ", "value "]
     assert list(t.setting) == ["f", "layers"] and list(t["setting "]) == ["epochs", ""]
     assert t.value.iloc[0] == str(cfg.f)
@@ -68,20 +70,20 @@ def test_config_table_pairs_settings():
 
 def test_search_report_on_a_smoke_search(found):
     root, searches = found
-    summary = sr.search_summaries(searches)
+    summary = search_report.search_summaries(searches)
     assert list(summary.seed) == [0] and summary.run.iloc[0].startswith("search-smoke")
-    hist = sr.search_histories(searches)
-    epochs = sr.epoch_choice(searches, hist)
+    hist = search_report.search_histories(searches)
+    epochs = search_report.epoch_choice(searches, hist)
     assert epochs["best epoch (recomputed)"].iloc[0] == searches[0]["best_epoch"]
-    assert "best epoch" in sr.epoch_choice_reading(epochs)
-    alpha = sr.run_log(searches[0], "alpha.csv")
-    assert 0 <= sr.alpha_movement(alpha)["drift"] < 1
-    sizes = sr.network_sizes(searches, base_config("smoke").net_f)
+    assert "best epoch" in search_report.epoch_choice_reading(epochs)
+    alpha = search_report.run_log(searches[0], "alpha.csv")
+    assert 0 <= search_report.alpha_movement(alpha)["drift"] < 1
+    sizes = search_report.network_sizes(searches, base_config("smoke").net_f)
     assert set(sizes.f) == {base_config("smoke").net_f or 20, 20} and (sizes.params > 0).all()
-    assert "M parameters" in sr.sizes_reading(sizes)
-    assert set(sr.explorer_runs(searches)) == {"search: best epoch", "search: final epoch"}
+    assert "M parameters" in search_report.sizes_reading(sizes)
+    assert set(search_report.explorer_runs(searches)) == {"search: best epoch", "search: final epoch"}
     for fig in (figures.search_curves(hist), figures.alpha_curves(alpha),
-                figures.beta_curves(sr.run_log(searches[0], "beta.csv"))):
+                figures.beta_curves(search_report.run_log(searches[0], "beta.csv"))):
         assert isinstance(fig, Figure)
     drawings = figures.genotype_drawings(searches[0]["genotype"], "seed 0")
     assert len(drawings) == 1 + searches[0]["genotype"].layers
@@ -94,20 +96,20 @@ def test_gain_verdicts():
         return pd.DataFrame(rows + [{"method": NOISY_INPUT, "protocol": "standard", "seed": None, "psnr": noisy,
                                      "ssim": 0.2, "sigma": 50.0}])
 
-    g = sr.gain(scores([24.0, 24.2], 14.0))
-    assert g["verdict"] == "ahead" and "gains 10.10 dB" in sr.gain_reading(g, [0, 1])
-    assert sr.gain(scores([14.0, 14.2], 14.05))["verdict"] == "tie"
-    rows = sr.glance_rows({"drift": 0.1234}, g)
+    g = search_report.gain(scores([24.0, 24.2], 14.0))
+    assert g["verdict"] == "ahead" and "gains 10.10 dB" in search_report.gain_reading(g, [0, 1])
+    assert search_report.gain(scores([14.0, 14.2], 14.05))["verdict"] == "tie"
+    rows = search_report.glance_rows({"drift": 0.1234}, g)
     assert rows[0]["measured"] == "0.1234" and rows[2]["measured"] == "14.00 dB"
     # a diverged seed is named and left out; with every seed diverged, no number reaches the glance
     df = scores([24.0, 3.2], 14.0).assign(training=["trained", "diverged", None],
                                            training_evidence=["", "its loss rose from 0.16 to 4e+04", None])
-    g = sr.gain(with_status(df))
-    assert g["psnr"] == 24.0 and g["seeds"] == [0] and "4e+04" in sr.gain_reading(g, [0, 1])
+    g = search_report.gain(with_status(df))
+    assert g["psnr"] == 24.0 and g["seeds"] == [0] and "4e+04" in search_report.gain_reading(g, [0, 1])
     df.loc[0, "training"] = "diverged"
-    g = sr.gain(with_status(df))
-    assert g["verdict"] is None and "No network of this chapter is scored" in sr.gain_reading(g, [0, 1])
-    assert sr.glance_rows({"drift": 0.1}, g)[1]["measured"].startswith("no result: diverged")
+    g = search_report.gain(with_status(df))
+    assert g["verdict"] is None and "No network of this chapter is scored" in search_report.gain_reading(g, [0, 1])
+    assert search_report.glance_rows({"drift": 0.1}, g)[1]["measured"].startswith("no result: diverged")
 
 
 # -- chapter 4: training at lr 0.05 (committed) ----------------------------------------------
@@ -303,13 +305,12 @@ def test_published_views():
 
 
 def test_a_moved_mixture_is_not_called_a_preference_when_the_seeds_disagree():
-    from hinas.book import search_report as sr
     from hinas.genotype import random_genotype
 
     m = {"epoch": 6, "n_ops": 7, "drift": 0.06, "op": "conv_3x3", "layer": 0, "median_margin": 0.01, "moved": True}
-    assert "seeds decode different cells" in sr.alpha_reading(m, 0, seeds_agree=False)
-    assert "follows preferences" in sr.alpha_reading(m, 0, seeds_agree=True)
+    assert "seeds decode different cells" in search_report.alpha_reading(m, 0, seeds_agree=False)
+    assert "follows preferences" in search_report.alpha_reading(m, 0, seeds_agree=True)
     a, b = random_genotype("denoise", seed=0), random_genotype("denoise", seed=1)
-    assert sr.seeds_agree({0: {"genotype": a}, 1: {"genotype": b}}) is False
-    assert sr.seeds_agree({0: {"genotype": a}, 1: {"genotype": a}}) is True
-    assert sr.seeds_agree({0: {"genotype": a}}) is None
+    assert search_report.seeds_agree({0: {"genotype": a}, 1: {"genotype": b}}) is False
+    assert search_report.seeds_agree({0: {"genotype": a}, 1: {"genotype": a}}) is True
+    assert search_report.seeds_agree({0: {"genotype": a}}) is None

@@ -13,7 +13,7 @@ import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
 from hinas.book import curves, pictures  # noqa: E402
-from hinas.engine.movement import movement_from_csv  # noqa: E402
+from hinas.engine.movement import movement_by_epoch, movement_from_csv  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 GPU = REPO / "results" / "paper-gpu"
@@ -39,7 +39,7 @@ def test_too_few_or_too_noisy_points_are_not_determined():
 
 
 def test_movement_by_epoch_ends_where_the_search_summary_does():
-    rows = curves.movement_by_epoch(GPU / "search-dn-s0")
+    rows = movement_by_epoch(GPU / "search-dn-s0")
     final = movement_from_csv(GPU / "search-dn-s0")
     assert rows[-1]["alpha_max_dev"] == pytest.approx(final["alpha_max_dev"], abs=1e-6)
     assert rows[-1]["beta_max_change"] == pytest.approx(final["beta_max_change"], abs=1e-6)

@@ -65,31 +65,12 @@ def history_figure(histories: dict):
     return fig
 
 
-def movement_by_epoch(search_folder) -> list[dict]:
-    """Per epoch of a search: the largest |alpha - 1/K| and the largest change of a beta weight
-    from its uniform start (the two numbers :func:`hinas.engine.movement.search_movement` judges)."""
-    folder = Path(search_folder)
-    alpha = read_csv(folder / "alpha.csv")
-    beta = read_csv(folder / "beta.csv")
-    ops = {r["op"] for r in alpha}
-    # beta starts uniform over each source's possible moves (Supernet: all ones before softmax)
-    moves = {}
-    for r in beta:
-        moves.setdefault((r["epoch"], r["source"]), set()).add(r["move"])
-    out = []
-    for epoch in sorted({r["epoch"] for r in alpha}):
-        a = [abs(r["weight"] - 1 / len(ops)) for r in alpha if r["epoch"] == epoch]
-        b = [abs(r["weight"] - 1 / len(moves[(epoch, r["source"])])) for r in beta if r["epoch"] == epoch]
-        out.append({"epoch": int(epoch), "alpha_max_dev": max(a), "beta_max_change": max(b) if b else 0.0})
-    return out
-
-
 def movement_figure(searches: dict):
     """How far each ``{label: search folder}`` moved, epoch by epoch, against the threshold the
     book calls "moved" (:data:`hinas.engine.movement.MOVED_THRESHOLD`)."""
     import matplotlib.pyplot as plt
 
-    from hinas.engine.movement import MOVED_THRESHOLD
+    from hinas.engine.movement import MOVED_THRESHOLD, movement_by_epoch
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
     for label, folder in searches.items():

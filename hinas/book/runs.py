@@ -23,6 +23,7 @@ from hinas.book.settings import base_config, eval_crop, profile_settings
 from hinas.engine import RunConfig, cached_run, evaluate_run
 from hinas.engine.health import training_health
 from hinas.genotype import Genotype, random_genotype
+from hinas.metrics import selection_score
 
 
 def search_config(cfg: RunConfig) -> RunConfig:
@@ -203,8 +204,8 @@ def rsws_weight_sharing(supernet, val_records, cfg: RunConfig, *, n: int = 30, s
             g = Genotype.from_dict(dict(g.to_dict(), cells=[g.cells[0]] * c.layers, lwas=False))
         with supernet.fixed_architecture(g):
             m = validate_network(supernet, val_records, cfg, device)
-        scored.append({"sample": i, "psnr": m["psnr"], "ssim": m["ssim"], "score": m["ssim"] + m["psnr"] / 100,
-                       "path": list(g.path), "genotype": g})
+        scored.append({"sample": i, "psnr": m["psnr"], "ssim": m["ssim"],
+                       "score": selection_score(m["psnr"], m["ssim"]), "path": list(g.path), "genotype": g})
     best = max(range(n), key=lambda i: scored[i]["score"])
     g = scored[best]["genotype"]
     g = Genotype.from_dict(dict(g.to_dict(), provenance=origin(

@@ -16,7 +16,8 @@ from hinas.book.compare import NOISY_INPUT, TRAINED, compare, scored, seed_sprea
 from hinas.book.runs import run_train, train_and_score
 from hinas.book.settings import PROTOCOLS, base_config, profile_settings
 from hinas.book.tables import fmt_mean_std, with_noisy_input
-from hinas.engine.movement import MOVED_THRESHOLD
+from hinas.engine.movement import MOVED_THRESHOLD, alpha_dev_by_epoch, beta_change_by_epoch
+from hinas.metrics import selection_score
 from hinas.genotype import Genotype
 
 # the RunConfig settings chapter 4 lists: the search space, the search and the training budget
@@ -64,12 +65,11 @@ def alpha_movement(alpha: pd.DataFrame) -> dict:
     over its runner-up per edge (``median_margin``) and ``moved`` (drift >= MOVED_THRESHOLD)."""
     last = alpha[alpha.epoch == alpha.epoch.max()]
     n_ops = alpha.op.nunique()
-    dev = (last.weight - 1 / n_ops).abs()
-    top = last.loc[dev.idxmax()]
+    top = last.loc[(last.weight - 1 / n_ops).abs().idxmax()]  # where the drift is
     edge = [c for c in last.columns if c not in ("op", "weight", "epoch")]
     margins = last.sort_values("weight", ascending=False).groupby(edge).weight.apply(
         lambda w: float(w.iloc[0] - w.iloc[1]) if len(w) > 1 else 0.0)
-    drift = float(dev.max())
+    drift = alpha_dev_by_epoch(alpha.to_dict("records"))[int(alpha.epoch.max())]
     return {"drift": drift, "op": top.op, "layer": int(top.layer), "n_ops": n_ops, "epoch": int(alpha.epoch.max()),
             "median_margin": float(margins.median()), "moved": drift >= MOVED_THRESHOLD}
 
@@ -97,18 +97,17 @@ def seeds_agree(found: dict) -> bool | None:
 
 
 def beta_change(beta: pd.DataFrame) -> dict:
-    """The largest change of a width-path weight (``beta.csv``) between the first and last epoch."""
-    first, last = beta[beta.epoch == beta.epoch.min()], beta[beta.epoch == beta.epoch.max()]
-    keys = [c for c in beta.columns if c not in ("weight", "epoch")]
-    both = first.merge(last, on=keys, suffixes=("_first", "_last"))
-    change = float((both.weight_last - both.weight_first).abs().max())
-    return {"change": change, "first": int(beta.epoch.min()), "last": int(beta.epoch.max()),
-            "moved": change >= MOVED_THRESHOLD}
+    """The largest change of a width-path weight (``beta.csv``) by the last epoch, from its start
+    (:func:`hinas.engine.movement.beta_change_by_epoch`: uniform over a source's possible moves)."""
+    last = int(beta.epoch.max())
+    change = beta_change_by_epoch(beta.to_dict("records"))[last]
+    return {"change": change, "last": last, "moved": change >= MOVED_THRESHOLD}
 
 
 def beta_reading(m: dict) -> str:
     """What :func:`beta_change` says about the decoded width path."""
-    return (f"Measured: the largest change of a $\\beta$ weight between epoch {m['first']} and epoch {m['last']} is "
+    return (f"Measured: the largest change of a $\\beta$ weight from its start (uniform over a source's moves) to "
+            f"epoch {m['last']} is "
             f"**{m['change']:.4f}**" + (" : the width path is a choice the search made." if m["moved"] else
                                         " : the transition weights have barely moved, so Viterbi decides between "
                                         "nearly equal paths."))
@@ -120,7 +119,7 @@ def epoch_choice(found: dict, histories: dict) -> pd.DataFrame:
     rows = []
     for s, h in histories.items():
         v = h.dropna(subset=["val_psnr"]).copy()
-        v["score"] = v.val_ssim + v.val_psnr / 100
+        v["score"] = selection_score(v.val_psnr, v.val_ssim)
         best = int(v.loc[v.score.idxmax(), "epoch"]) if len(v) else None
         final = Genotype.load(Path(found[s]["run_dir"]) / "genotype_final.json")
         rows.append({"seed": s, "validated epochs": ", ".join(str(int(e)) for e in v.epoch),

@@ -130,6 +130,14 @@ def default_device(profile: str) -> str:
     return "cpu"
 
 
+def repo_root() -> Path:
+    """The repository whose ``results/`` the chapters read: the parent of the working folder when
+    a notebook runs in ``notebooks/`` (Jupyter, the book's build), else :data:`REPO_ROOT` (the
+    repository this package lives in)."""
+    cwd = Path.cwd()
+    return cwd.parent if cwd.name == "notebooks" else REPO_ROOT
+
+
 def default_runs_root() -> Path:
     """The repository's ``runs/`` folder, wherever a notebook or the build is started from."""
     return REPO_ROOT / "runs"

@@ -10,9 +10,8 @@ integers; eval ``datasets`` registered names, ``sigma`` in (0, 255], ``protocols
 
 from __future__ import annotations
 
-import math
-
-from hinas.errors import ConfigError
+from hinas.errors import ConfigError, HinasError
+from hinas.safeio import finite_number
 
 OPTIONS = {
     "bench": {"batch", "size", "f", "layers", "steps", "levels", "repeats", "speed_steps", "speed_profile"},
@@ -27,12 +26,15 @@ CURVE_DEFAULTS = {"dataset": None, "limit": 20, "protocol": "standard"}  # datas
 
 
 def number(value, what: str, example: str, *, lo: float | None = None, positive: bool = False) -> float:
-    """``value`` as a finite float (never a bool or a string), else a ConfigError naming ``what``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
-            or (lo is not None and value < lo) or (positive and value <= 0):
+    """``value`` as a finite float (never a bool or a string) at least ``lo`` (above 0 if
+    ``positive``), else a ConfigError naming ``what``: :func:`hinas.safeio.finite_number`'s check
+    with this module's one message."""
+    try:
+        v = finite_number(value, what, lo=lo, bools=False, numbers_only=True)
+        return finite_number(v, what, lo=0, lo_open=True) if positive else v
+    except HinasError:
         bound = "a positive" if positive else ("a non-negative" if lo == 0 else "a finite")
-        raise ConfigError(f"{what} must be {bound} number of {example}, got {value!r}")
-    return float(value)
+        raise ConfigError(f"{what} must be {bound} number of {example}, got {value!r}") from None
 
 
 def positive_int(value, what: str) -> int:

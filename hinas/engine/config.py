@@ -19,7 +19,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -267,8 +266,8 @@ class RunConfig:
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             for x in (v if isinstance(v, list) else [v]):
-                if isinstance(x, float) and not math.isfinite(x):
-                    raise ConfigError(f"setting {f.name!r} must be a finite number, got {x}")
+                if isinstance(x, float):
+                    finite_number(x, f"setting {f.name!r}", error=ConfigError)
                 if isinstance(x, str) and not x.strip():  # '' is never "the default" (data_root: here?)
                     raise ConfigError(f"setting {f.name!r} is empty; give a value, or null for the default")
         for name, (lo, hi) in _INT_RANGES.items():
@@ -277,10 +276,8 @@ class RunConfig:
                 raise ConfigError(f"setting {name!r} must be an integer in {lo}..{hi}, got {v!r}")
         for name, (lo, hi, lo_open, hi_open) in _FLOAT_RANGES.items():
             if getattr(self, name) is not None:
-                try:
-                    finite_number(getattr(self, name), f"setting {name!r}", lo=lo, hi=hi, lo_open=lo_open, hi_open=hi_open)
-                except HinasError as exc:
-                    raise ConfigError(str(exc)) from None
+                finite_number(getattr(self, name), f"setting {name!r}", lo=lo, hi=hi, lo_open=lo_open,
+                              hi_open=hi_open, error=ConfigError)
         for name in ("sigma", "search_sigma"):
             if any(not 0 <= s <= 255 for s in getattr(self, name)):
                 raise ConfigError(f"setting {name!r}: noise levels are on the 0-255 scale, got {getattr(self, name)}")
@@ -476,23 +473,15 @@ def _coerce(name: str, value, annotation):
             raise ConfigError(f"setting {name!r} must be an integer, got {value!r}")
         if isinstance(value, int):
             return value
-        try:
-            f = float(value)
-        except (ValueError, OverflowError):
+        try:  # finite first (the one check, in hinas.safeio), then whole
+            f = finite_number(value, name)
+            if f != int(f):
+                raise ValueError(value)
+        except (HinasError, ValueError):
             raise ConfigError(f"setting {name!r} must be an integer, got {value!r}") from None
-        if not math.isfinite(f) or f != int(f):
-            raise ConfigError(f"setting {name!r} must be an integer, got {value!r}")
         return int(f)
     if annotation is float:
-        if isinstance(value, bool):
-            raise ConfigError(f"setting {name!r} must be a number, got {value!r}")
-        try:
-            v = float(value)
-        except (TypeError, ValueError, OverflowError):
-            raise ConfigError(f"setting {name!r} must be a number, got {value!r}") from None
-        if not math.isfinite(v):
-            raise ConfigError(f"setting {name!r} must be a finite number, got {value!r}")
-        return v
+        return finite_number(value, f"setting {name!r}", bools=False, error=ConfigError)
     if annotation is str:
         if not isinstance(value, str):
             raise ConfigError(f"setting {name!r} must be a string, got {value!r}")

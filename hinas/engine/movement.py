@@ -17,7 +17,10 @@ measures that on a finished supernet (or its softmaxed weights):
 * ``moved``: ``alpha_max_dev >= MOVED_THRESHOLD or beta_max_change >= MOVED_THRESHOLD``.
 
 :func:`movement_from_csv` measures the same from a run's ``alpha.csv``/``beta.csv`` (the last
-epoch's rows), for results written before summaries carried it. The campaign does not train
+epoch's rows), for results written before summaries carried it; :func:`movement_by_epoch` every
+epoch's two numbers (the trajectories the book draws), and :func:`alpha_dev_by_epoch` /
+:func:`beta_change_by_epoch` each from the CSVs' rows. Every "beta change" here is measured from
+the start (the supernet's initial weights), never between two logged epochs. The campaign does not train
 from a search that did not move (:mod:`hinas.campaign.status`).
 """
 
@@ -223,3 +226,43 @@ def describe(name: str, movement: dict | None) -> str:
     text = f"largest |alpha-1/{k}| {a:.4f}, beta change {b:.4f} (threshold {movement.get('threshold', MOVED_THRESHOLD)})"
     tie = "; its width path came from a tie" if movement.get("path_from_tie") else ""
     return f"search {name} {'moved' if movement.get('moved') else 'did not move'}: {text}{tie}"
+
+
+# -- the same two numbers for every logged epoch, from the CSVs' rows --------------------------
+def alpha_dev_by_epoch(rows) -> dict[int, float]:
+    """``{epoch: largest |alpha - 1/K|}`` from ``alpha.csv`` rows (``epoch``, ``op``, ``weight``);
+    ``K``: the ops the rows name (alpha starts uniform over them)."""
+    rows = list(rows)
+    n_ops = len({r["op"] for r in rows})
+    out: dict[int, float] = {}
+    for r in rows:
+        e = int(float(r["epoch"]))
+        out[e] = max(out.get(e, 0.0), abs(float(r["weight"]) - 1.0 / n_ops))
+    return out
+
+
+def beta_change_by_epoch(rows) -> dict[int, float]:
+    """``{epoch: largest |beta - its initial weight|}`` from ``beta.csv`` rows (``epoch``,
+    ``source``, ``move``, ``weight``): a source starts uniform over its possible moves, which are
+    its rows (impossible moves have none), as :func:`initial_beta_weights` computes."""
+    rows = list(rows)
+    moves: dict[tuple, int] = {}
+    for r in rows:
+        key = (int(float(r["epoch"])), str(r["source"]))
+        moves[key] = moves.get(key, 0) + 1
+    out: dict[int, float] = {}
+    for r in rows:
+        e = int(float(r["epoch"]))
+        out[e] = max(out.get(e, 0.0), abs(float(r["weight"]) - 1.0 / moves[(e, str(r["source"]))]))
+    return out
+
+
+def movement_by_epoch(folder) -> list[dict]:
+    """Per logged epoch of a search folder: ``alpha_max_dev`` and ``beta_max_change`` (from the
+    start), the two numbers :func:`search_movement` judges, from ``alpha.csv`` and ``beta.csv``."""
+    folder = Path(folder)
+    with open(folder / "alpha.csv", newline="") as fh:
+        alpha = alpha_dev_by_epoch(csv.DictReader(fh))
+    with open(folder / "beta.csv", newline="") as fh:
+        beta = beta_change_by_epoch(csv.DictReader(fh))
+    return [{"epoch": e, "alpha_max_dev": alpha[e], "beta_max_change": beta.get(e, 0.0)} for e in sorted(alpha)]

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from hinas.engine import common, fast, runfolder
 from hinas.engine.config import RunConfig
 from hinas.losses import RestorationLoss
+from hinas.metrics import selection_score
 from hinas.supernet import MOVE_NAMES, Supernet
 
 CHECKPOINT = common.CHECKPOINT
@@ -162,7 +163,7 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
     opt_a = torch.optim.Adam(net.arch_parameters(), lr=cfg.a_lr, weight_decay=cfg.a_weight_decay)
 
     state = {"epoch": 1, "step_in_epoch": 0, "global_step": 0, "best": None, "history": [], "alpha": [],
-             "beta": [], "seconds": 0.0, "sums": [0.0, 0.0, 0, 0]}
+             "beta": [], "seconds": 0.0, "sums": _fresh_sums()}
     ckpt_path = out / CHECKPOINT
     run = runfolder.RunState("supernet", identity, net, {"opt_w": opt_w, "opt_a": opt_a},
                           {"stream_w": stream_w, "stream_a": stream_a}, state, ckpt_path)
@@ -170,7 +171,7 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
     if rank != 0 and resuming:
         ck = common.load_checkpoint(ckpt_path)
     if ck is not None:
-        run.restore(ck)
+        run.restore(_named_sums(ck))
     for opt in (opt_w, opt_a):  # after the restore, which brings back the saved group flags
         fast.arm_optimizer(opt, cfg, device)
     arch_step, weight_step = fast.search_steppers(net, opt_w, opt_a, loss_fn, cfg, device)
@@ -204,7 +205,7 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
         arch_on = epoch > cfg.arch_start_epoch
         if state["step_in_epoch"] == 0:
             stream_w.load_state({"cycle": epoch - 1, "position": 0})
-            state["sums"] = [0.0, 0.0, 0, 0]
+            state["sums"] = _fresh_sums()
         acc_w = torch.zeros((), device=device)
         acc_a = torch.zeros((), device=device)
         n_w = n_a = 0
@@ -226,14 +227,15 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
                         f"search loss became {s_w if not math.isfinite(s_w) else s_a} at epoch {epoch}; "
                         f"{common.kept_checkpoint(ckpt_path)}; start a new run (another --out) with a "
                         f"lower learning rate (--set w_lr=... / a_lr=...)")
-                state["sums"] = [state["sums"][0] + s_w, state["sums"][1] + s_a, state["sums"][2] + n_w,
-                                 state["sums"][3] + n_a]
+                old = state["sums"]
+                sums = state["sums"] = {"loss_w": old["loss_w"] + s_w, "loss_a": old["loss_a"] + s_a,
+                                        "n_w": old["n_w"] + n_w, "n_a": old["n_a"] + n_a}
                 # batches with mean SSIM <= 0 this epoch (the release's NaN loss value): counted, not fatal
                 state["nonpositive_ssim"] = state.get("nonpositive_ssim", 0) + loss_fn.take_nonpositive_events()
                 acc_w.zero_()
                 acc_a.zero_()
                 n_w = n_a = 0
-                bar.set_postfix(epoch=epoch, loss=f"{state['sums'][0] / max(state['sums'][2], 1):.4f}")
+                bar.set_postfix(epoch=epoch, loss=f"{sums['loss_w'] / max(sums['n_w'], 1):.4f}")
                 pause = stop_at is not None and time.monotonic() >= stop_at
                 if (pause or state["global_step"] % cfg.checkpoint_every == 0) and state["step_in_epoch"] < steps_per_epoch:
                     state["seconds"] = time.perf_counter() - t_start
@@ -242,15 +244,16 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
                         bar.close()
                         return _paused(state, epoch=epoch, step_in_epoch=state["step_in_epoch"])
         # -- end of epoch: validate, log, keep the best, checkpoint ---------------------------------
+        sums = state["sums"]
         row = {"epoch": epoch, "lr": lr, "arch_steps": arch_on,
-               "loss_w": state["sums"][0] / max(state["sums"][2], 1),
-               "loss_a": state["sums"][1] / state["sums"][3] if state["sums"][3] else None,
+               "loss_w": sums["loss_w"] / max(sums["n_w"], 1),
+               "loss_a": sums["loss_a"] / sums["n_a"] if sums["n_a"] else None,
                "val_psnr": None, "val_ssim": None, "nonpositive_ssim": state.pop("nonpositive_ssim", 0)}
         if epoch > cfg.val_start_epoch:
             metrics = validate_network(net, V, cfg, device) if rank == 0 else None
             metrics = common.broadcast_object(metrics)
             row["val_psnr"], row["val_ssim"] = metrics["psnr"], metrics["ssim"]
-            score = metrics["ssim"] + metrics["psnr"] / 100
+            score = selection_score(metrics["psnr"], metrics["ssim"])
             if state["best"] is None or score > state["best"]["score"]:
                 g = net.genotype(origin(run=str(out), seed=cfg.seed, epoch=epoch, profile=cfg.profile,
                                             selection="best SSIM + PSNR/100 on V",
@@ -272,6 +275,22 @@ def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
     bar.close()
     return _finish(net, cfg, out, state, device, save_checkpoint, rank,
                    execution=fast.describe(cfg, device, arch_step, weight_step))
+
+
+def _fresh_sums() -> dict:
+    """An epoch's running loss sums and step counts (weight steps ``_w``, architecture steps ``_a``)."""
+    return {"loss_w": 0.0, "loss_a": 0.0, "n_w": 0, "n_a": 0}
+
+
+def _named_sums(ck: dict) -> dict:
+    """``ck`` with its state's sums named: checkpoints written before they were held the list
+    ``[loss_w, loss_a, n_w, n_a]``; the same numbers, so such a run resumes bit for bit (and
+    saves the named form from then on). Anything else is left for the restore to judge."""
+    state = ck.get("state") if isinstance(ck, dict) else None
+    old = state.get("sums") if isinstance(state, dict) else None
+    if isinstance(old, (list, tuple)) and len(old) == 4:
+        ck = {**ck, "state": {**state, "sums": dict(zip(("loss_w", "loss_a", "n_w", "n_a"), old))}}
+    return ck
 
 
 def _paused(state, **where) -> dict:

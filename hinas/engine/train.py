@@ -23,6 +23,7 @@ from hinas.engine.config import RunConfig
 from hinas.errors import HinasError
 from hinas.network_file import NETWORK_FILE, build_model, check_network_spec
 from hinas.losses import RestorationLoss
+from hinas.metrics import selection_score
 
 CHECKPOINT = common.CHECKPOINT
 
@@ -250,7 +251,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
             m = common.broadcast_object(m)
             state["history"][-1].update(val_psnr=m["psnr"], val_ssim=m["ssim"])
             state["sum"], state["count"] = 0.0, 0
-            score = m["ssim"] + m["psnr"] / 100
+            score = selection_score(m["psnr"], m["ssim"])
             if state["best"] is None or score > state["best"]["score"]:
                 state["best"] = {"score": score, "iteration": it, "psnr": m["psnr"], "ssim": m["ssim"]}
                 save_weights("weights.safetensors")
