@@ -144,6 +144,17 @@ def load_yaml_file(path, what: str = "config", max_bytes: int = MAX_YAML_BYTES):
     return data
 
 
+def is_finite_number(x) -> bool:
+    """Whether ``x`` is a finite int or float (not a bool, not None, not NaN or infinite, not an
+    integer beyond float's range, which JSON allows): the one yes/no finiteness test."""
+    if not isinstance(x, (int, float)) or isinstance(x, bool):
+        return False
+    try:
+        return math.isfinite(x)
+    except OverflowError:
+        return False
+
+
 def finite_number(value, name: str, *, lo=None, hi=None, lo_open=False, hi_open=False,
                   bools: bool = True, numbers_only: bool = False, error: type = HinasError) -> float:
     """``value`` as a finite float within bounds, or ``error`` (a :class:`HinasError` subclass) naming ``name``.

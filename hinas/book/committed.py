@@ -257,7 +257,7 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
                  if repo is not None and len(nets) else None)
         if trend is not None:
             out.append(f"Its training: {curves.trend_reading(trend)}")
-        elif compare.finite(best) and compare.finite(last):
+        elif compare.is_finite_number(best) and compare.is_finite_number(last):
             still = best >= 0.95 * last
             out.append(f"Its best validation score came at iteration {int(best):,} of {int(last):,}"
                        + (" (in the last 5% of its training): it was **still improving** when its time budget "
@@ -278,7 +278,7 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
                 f"{theirs['psnr']:.2f} dB, a difference of {diff:+.2f} dB")
         paired = _paired(scores, other)
         if paired is not None:  # the same images: the paired rule, with the seed spread where measured
-            spread = max((v for v in (ours["std"], theirs["std"]) if compare.finite(v)), default=None)
+            spread = max((v for v in (ours["std"], theirs["std"]) if compare.is_finite_number(v)), default=None)
             where = "over our seeds"
             if spread is None and other != "noisy":  # one training run a row: the paper's seed spread
                 spread, where = published.seed_spread_db(sigma), "the paper's, Table 1; not measured here"
@@ -288,7 +288,7 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
                      "behind": f"{short} ahead"}[verdict])
             text += (f" (standard error {paired['se']:.3f} dB over {paired['images']} paired images; HiNAS better "
                      f"on {paired['wins']}"
-                     + (f"; seed spread {spread:.2f} dB, {where}" if compare.finite(spread) else "")
+                     + (f"; seed spread {spread:.2f} dB, {where}" if compare.is_finite_number(spread) else "")
                      + f"): **{call}** by the paired rule")
         else:
             verdict = compare.compare(ours["psnr"], ours["std"], theirs["psnr"], theirs["std"])

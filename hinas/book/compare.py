@@ -4,11 +4,10 @@ paper's, and the paired rule for two methods scored on the same images."""
 
 from __future__ import annotations
 
-import math
-
 import pandas as pd
 
 from hinas.engine.health import DIVERGED, OK as TRAINED
+from hinas.safeio import is_finite_number
 from hinas.stats import paired_difference
 
 __all__ = ["paired_difference"]  # re-exported: the book reads paired differences from here
@@ -24,11 +23,6 @@ TIE_RULE = ("a difference is called a tie when it is not larger than the seed sp
             "input by that margin has not learned, and comparisons with it cannot tell anything")
 
 
-def finite(x) -> bool:
-    """A real, finite number (not None, NaN or infinite)."""
-    return x is not None and isinstance(x, (int, float)) and math.isfinite(float(x))
-
-
 def compare(a_mean, a_std, b_mean, b_std, spread=None) -> str:
     """``'ahead'``, ``'behind'`` or ``'tie'``: a against b, by :data:`TIE_RULE`.
 
@@ -36,10 +30,10 @@ def compare(a_mean, a_std, b_mean, b_std, spread=None) -> str:
     spread of a comparable run) stands in where neither row has one, and
     :data:`ONE_SEED_MARGIN_DB` where no spread is known at all.
     """
-    if not (finite(a_mean) and finite(b_mean)):
+    if not (is_finite_number(a_mean) and is_finite_number(b_mean)):
         return "tie"
-    stds = [float(s) for s in (a_std, b_std) if finite(s)]
-    margin = max(stds) if stds else (float(spread) if finite(spread) else ONE_SEED_MARGIN_DB)
+    stds = [float(s) for s in (a_std, b_std) if is_finite_number(s)]
+    margin = max(stds) if stds else (float(spread) if is_finite_number(spread) else ONE_SEED_MARGIN_DB)
     diff = float(a_mean) - float(b_mean)
     if abs(diff) <= margin:
         return "tie"
@@ -136,12 +130,12 @@ def ordering_vs_paper(ours: pd.DataFrame, pub: pd.DataFrame, pairs, *, key: str 
         pd_ = float(p.loc[a, "psnr"] - p.loc[b, "psnr"])
         paper_text = f"{pd_:+.2f}"
         direction = pd_
-        if pd_ == 0 and "ssim" in p.columns and finite(p.loc[a, "ssim"]) and finite(p.loc[b, "ssim"]):
+        if pd_ == 0 and "ssim" in p.columns and all(is_finite_number(p.loc[r, "ssim"]) for r in (a, b)):
             # equal printed PSNRs: the paper's direction is its SSIM's (Table 4 at sigma 50: 26.77 both,
             # SSIM 0.7498 -> 0.7635, which its own comparison row reports as an increase of both)
             direction = float(p.loc[a, "ssim"] - p.loc[b, "ssim"])
             paper_text += f" (SSIM {direction:+.4f})"
-        if not (finite(o.loc[a, "psnr_mean"]) and finite(o.loc[b, "psnr_mean"])):  # every run of a row diverged
+        if not all(is_finite_number(o.loc[r, "psnr_mean"]) for r in (a, b)):  # every run of a row diverged
             rows.append({"comparison": f"{a} vs {b}", "paper (dB)": paper_text, "ours (dB)": "–", "ours": DIVERGED,
                          "agrees with the paper": "cannot tell (not learned)"})
             continue
@@ -169,9 +163,9 @@ PAIRED_RULE = (f"a paired difference is called only beyond {PAIRED_Z:g} standard
 def paired_verdict(diff: dict, spread: float | None = None) -> str:
     """``'ahead'``, ``'behind'`` or ``'tie'`` for a :func:`paired_difference`: a call needs the mean
     beyond :data:`PAIRED_Z` standard errors and, where seeds were measured, beyond their spread."""
-    if not finite(diff["mean"]) or not finite(diff["se"]):
+    if not is_finite_number(diff["mean"]) or not is_finite_number(diff["se"]):
         return "tie"
-    margin = max(PAIRED_Z * diff["se"], spread if finite(spread) else 0.0)
+    margin = max(PAIRED_Z * diff["se"], spread if is_finite_number(spread) else 0.0)
     if abs(diff["mean"]) <= margin:
         return "tie"
     return "ahead" if diff["mean"] > 0 else "behind"

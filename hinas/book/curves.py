@@ -20,7 +20,7 @@ import numpy as np
 
 from typing import Optional
 
-from hinas.book.compare import finite
+from hinas.safeio import is_finite_number
 
 MIN_POINTS = 4  # three parameters: at least one degree of freedom left
 MAX_INTERVAL_DB = 2.0  # a wider 90% interval says nothing a reader can use
@@ -193,7 +193,7 @@ def validation_trend(history_csv) -> Optional[dict]:
     """The validation PSNRs a training logged (``history.csv``): ``{points, first, last, change,
     first_iteration, last_iteration}``, or None with fewer than two."""
     try:
-        rows = [r for r in read_csv(history_csv) if finite(r.get("val_psnr"))]
+        rows = [r for r in read_csv(history_csv) if is_finite_number(r.get("val_psnr"))]
     except OSError:
         return None
     if len(rows) < 2:

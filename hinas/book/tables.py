@@ -17,12 +17,13 @@ from typing import Optional
 
 import pandas as pd
 
-from hinas.book.compare import DIVERGED, NOISY_INPUT, finite
+from hinas.book.compare import DIVERGED, NOISY_INPUT
 from hinas.book.runs import (bm3d_row, noisy_input_row, rsws_cached, run_search, train_and_score)
 from hinas.book.settings import PROTOCOLS, base_config, profile_settings
 from hinas.engine.common import gpu_model
 from hinas.errors import HinasError
 from hinas.genotype import modify_genotype
+from hinas.safeio import is_finite_number
 
 
 def table1(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
@@ -203,7 +204,7 @@ def _paper_text_length(code_iterations, task: str):
 def training_length(iterations, code_iterations, task: str = "denoise") -> str:
     """A training length as a share of the released code's schedule and, where the paper's text
     states another length (:func:`_paper_text_length`), of that one too."""
-    if not (finite(iterations) and finite(code_iterations)):
+    if not (is_finite_number(iterations) and is_finite_number(code_iterations)):
         return "–"
     text = _paper_text_length(code_iterations, task)
     out = (f"{int(iterations):,} iterations, {iterations / code_iterations:.1%} of the released code's "
@@ -214,7 +215,7 @@ def training_length(iterations, code_iterations, task: str = "denoise") -> str:
 def training_share(iterations, code_iterations, task: str = "denoise") -> str:
     """:func:`training_length` for a table cell: the share of the released code's schedule and,
     in brackets, of the paper's stated length where it states another ('1.3% (1.9%)')."""
-    if not (finite(iterations) and finite(code_iterations)):
+    if not (is_finite_number(iterations) and is_finite_number(code_iterations)):
         return "–"
     text = _paper_text_length(code_iterations, task)
     return f"{iterations / code_iterations:.1%}" + (f" ({iterations / text:.1%})" if text else "")
@@ -291,7 +292,7 @@ def ours_vs_published(ours: pd.DataFrame, pub: Optional[pd.DataFrame], keys, *, 
     sigma = ours_sigma if sigma is None else sigma
     out["PSNR (ours)"] = [fmt_mean_std(a, b, 2) for a, b in zip(m.psnr_mean, m.psnr_std)]
     out["SSIM (ours)"] = [fmt_mean_std(a, b, 4) for a, b in zip(m.ssim_mean, m.ssim_std)]
-    out["seeds"] = [int(v) if finite(v) and (not isinstance(r, str) or r != NOISY_INPUT) else "–"
+    out["seeds"] = [int(v) if is_finite_number(v) and (not isinstance(r, str) or r != NOISY_INPUT) else "–"
                     for v, r in zip(m.seeds, m[keys[0]])]
     if pub is not None and len(pub) and (ours_sigma is None or sigma == ours_sigma):
         p = pub if sigma is None or "sigma" not in pub.columns else pub[pub.sigma == sigma]
@@ -349,14 +350,14 @@ def tidy_table(df: pd.DataFrame, digits: Optional[dict] = None) -> pd.DataFrame:
         if pd.api.types.is_bool_dtype(col):
             out[c] = col.map({True: "yes", False: "no"})
         elif pd.api.types.is_numeric_dtype(col):
-            values = [float(v) for v in col if finite(v)]
+            values = [float(v) for v in col if is_finite_number(v)]
             whole = values and all(v == int(v) for v in values)
             # a count stays a count even when its name mentions SSIM ("batches with SSIM <= 0"), and
             # a loss weight is not a score ("ssim_weight")
             if whole and (pd.api.types.is_integer_dtype(col) or not _is_score(name)):
-                out[c] = [f"{int(v):,}" if finite(v) else "–" for v in col]
+                out[c] = [f"{int(v):,}" if is_finite_number(v) else "–" for v in col]
             else:
-                out[c] = [fmt(float(v), name) if finite(v) else "–" for v in col]
+                out[c] = [fmt(float(v), name) if is_finite_number(v) else "–" for v in col]
         else:
             out[c] = [fmt(v, name) for v in col]
     return out

@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 
 from hinas.errors import DataError, HinasError
+from hinas.safeio import is_finite_number
 
 # |stored - recomputed| per image: an fp32 result re-evaluated on the CPU may differ from the GPU's
 # by float rounding (a few uint8 levels in the standard protocol: ~1e-3 dB, ~1e-5 SSIM); a bf16
@@ -49,16 +50,6 @@ def show(value, limit: int = 60) -> str:
     """A stored value as one short printable token (it may be anything a forger wrote)."""
     text = repr(value)
     return text if len(text) <= limit else text[:limit] + "..."
-
-
-def is_number(v) -> bool:
-    """A finite int or float (not a bool; not an integer beyond float's range, which JSON allows)."""
-    if not isinstance(v, (int, float)) or isinstance(v, bool):
-        return False
-    try:
-        return math.isfinite(v)
-    except OverflowError:
-        return False
 
 
 def trusted_data_root(data_root=None) -> Path | None:
@@ -250,7 +241,7 @@ def evaluation_problem(ev, spec: dict) -> str | None:
         return f"{label}: task {show(ev.get('task'))} is not its network's ({task})"
     if task == "denoise":
         sigma = ev.get("sigma")
-        if not is_number(sigma) or not 0 < sigma <= 255:
+        if not is_finite_number(sigma) or not 0 < sigma <= 255:
             return f"{label}: sigma {show(sigma)} is not a noise level in (0, 255]"
         if ev.get("scale") is not None:
             return f"{label}: scale {show(ev.get('scale'))} in a denoising evaluation"
@@ -265,7 +256,7 @@ def evaluation_problem(ev, spec: dict) -> str | None:
         return f"{label}: no per-image scores"
     for p in per:
         if not isinstance(p, dict) or not isinstance(p.get("name"), str) \
-                or not all(is_number(p.get(k)) for k in ("psnr", "ssim")):
+                or not all(is_finite_number(p.get(k)) for k in ("psnr", "ssim")):
             return f"{label}: a per-image score that is not {{name, finite psnr, finite ssim}} ({show(p)})"
     names = [p["name"] for p in per]
     if len(set(names)) != len(names):

@@ -41,9 +41,10 @@ from pathlib import Path
 from hinas.campaign.folders import SUMMARY
 from hinas.campaign.manifest import check_item, inside, item_files, item_folders, safe_relative
 from hinas.campaign.rescore import (TOLERANCE_DB, TOLERANCE_SSIM, Malformed, NotRescored, data_root_note,
-                                    evaluation_label, evaluations_problems, file_checks, holds_network, is_number,
+                                    evaluation_label, evaluations_problems, file_checks, holds_network,
                                     rescore_evaluation, show, trusted_data_root)
 from hinas.errors import HinasError
+from hinas.safeio import is_finite_number
 
 __all__ = ["AGGREGATE_RTOL", "TOLERANCE_DB", "TOLERANCE_SSIM", "aggregate_problems", "check_network",
            "derived_problems", "holds_evaluations", "kind_problems", "load_summary", "network_of", "summary_problems",
@@ -73,7 +74,7 @@ def load_summary(folder: Path) -> dict:
 
 
 def _close(a, b) -> bool:
-    return is_number(a) and is_number(b) and abs(a - b) <= AGGREGATE_RTOL * max(abs(a), abs(b), 1e-12)
+    return is_finite_number(a) and is_finite_number(b) and abs(a - b) <= AGGREGATE_RTOL * max(abs(a), abs(b), 1e-12)
 
 
 def holds_evaluations(summary: dict) -> bool:
@@ -105,7 +106,7 @@ def aggregate_problems(summary: dict) -> list[str]:
             problems.append(f"{label}: 'images' is {show(ev.get('images'))} but {len(per)} per-image scores are stored")
         for key in ("psnr", "ssim"):
             values = [p.get(key) for p in per]
-            if not all(is_number(v) for v in values):
+            if not all(is_finite_number(v) for v in values):
                 problems.append(f"{label}: a per-image {key} is not a finite number")
                 continue
             mean = sum(values) / len(values)

@@ -22,6 +22,8 @@ import json
 import math
 from pathlib import Path
 
+from hinas.safeio import is_finite_number
+
 __all__ = ["DIVERGED", "OK", "NONPOSITIVE_SHARE", "training_health", "health_from_history"]
 
 OK, DIVERGED = "trained", "diverged"
@@ -29,10 +31,6 @@ OK, DIVERGED = "trained", "diverged"
 LOSS_WINDOW_SHARE = 1 / 6  # the first and last sixth of the logged rows (at least one row each)
 # more than this share of the iterations at a batch mean SSIM <= 0: the run sat in the trap above
 NONPOSITIVE_SHARE = 0.25
-
-
-def _finite(x) -> bool:
-    return isinstance(x, (int, float)) and math.isfinite(x)
 
 
 def health_from_history(rows: list[dict], iterations: int | None = None) -> dict:
