@@ -8,7 +8,8 @@
 # so edits to this tree never reach the running process; that checkout's results folder starts as
 # HEAD's (the item's committed checkpoint). ITEM defaults to search-dn-s0-full, THREADS to 1 and
 # CORES (taskset) to the last core, leaving the others to the session's own work. The campaign pauses
-# the item cleanly before the budget (at the next step); the script then verifies the folder and
+# the item cleanly at the end of the epoch under way (a search overruns BUDGET by up to one epoch,
+# about 8 minutes at the paper's size: keep that margin); the script then verifies the folder and
 # prints the command that copies the piece back into this tree, to commit.
 set -euo pipefail
 budget=${1:?usage: scripts/cpu_piece.sh BUDGET_SECONDS [ITEM] [THREADS] [CORES]}
