@@ -12,12 +12,11 @@ The command line lives in :mod:`hinas.cli.data`.
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
 from hinas.errors import DataError, HinasError
-from hinas.safeio import quote
+from hinas.safeio import quote, sha256_file
 
 __all__ = ["STANDARD", "DOWNLOADABLE", "check", "how_to_get", "missing_datasets", "image_problem",
            "verify_manifest", "MAX_MANIFEST_BYTES"]
@@ -155,14 +154,6 @@ def _manifest_entries(manifest: Path) -> list[tuple[str, str]]:
     return entries
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def verify_manifest(root: Path) -> dict:
     """Compare the files under ``root`` with ``root/MANIFEST.sha256`` when there is one."""
     manifest = root / "MANIFEST.sha256"
@@ -183,6 +174,6 @@ def verify_manifest(root: Path) -> dict:
             problems.append(f"{quote(path)}: listed in MANIFEST.sha256 but missing")
             continue
         checked += 1
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             problems.append(f"{quote(path)}: checksum mismatch (corrupt or modified); re-download it")
     return {"manifest": str(manifest), "checked": checked, "problems": problems}

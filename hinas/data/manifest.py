@@ -18,7 +18,6 @@ Every refusal is one :class:`~hinas.errors.DataError` line naming the file, the 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -26,10 +25,9 @@ from pathlib import Path, PurePosixPath
 from hinas.data.checks import MAX_MANIFEST_BYTES
 from hinas.data.importing import is_image_name
 from hinas.errors import DataError
-from hinas.safeio import quote
+from hinas.safeio import quote, sha256_file
 
-__all__ = ["Manifest", "read_manifest", "parts", "require_complete", "require_same_bytes", "installed",
-           "sha256_of"]
+__all__ = ["Manifest", "read_manifest", "parts", "require_complete", "require_same_bytes", "installed"]
 
 _LINE = re.compile(r"([0-9a-fA-F]{64}) [ *](.+)")
 IMPORT_FIX = ("import the complete, unchanged set, or give --manifest FILE listing your own copy; nothing was "
@@ -97,14 +95,6 @@ def parts(spec: dict) -> dict[str, int]:
     return {spec["folder"]: expected}
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _names_problem(files: list[Path], rel: str, expected: int, manifest: Manifest, where: str, label) -> str | None:
     """Why ``files`` (the images of folder ``rel``) are not the set, by name or by count; None if they are."""
     want, have = manifest.listed(rel), {f.name: f for f in files}
@@ -142,7 +132,7 @@ def _bytes_problem(pairs, rel: str, manifest: Manifest, label) -> tuple[str | No
     for shown, copy in pairs:
         if shown.name not in want:
             continue
-        got = sha256_of(copy)
+        got = sha256_file(copy)
         if got == want[shown.name]:
             matched += 1
         else:
