@@ -53,7 +53,7 @@ def differentiable_ssim(img1: torch.Tensor, img2: torch.Tensor, window: torch.Te
                         data_range: float = 1.0) -> torch.Tensor:
     """Mean SSIM of NxCxHxW tensors, as the reference loss: Gaussian 11x11, sigma 1.5, zero
     padding (full-size map, borders included). Differentiable; NOT the evaluation metric
-    (that one is :func:`hinas.metrics.calculate_ssim`, MATLAB's 'valid' SSIM on uint8 images)."""
+    (that one is :func:`hinas.eval.metrics.calculate_ssim`, MATLAB's 'valid' SSIM on uint8 images)."""
     if window is None:
         window = gaussian_window().to(img1)
     c = img1.shape[1]

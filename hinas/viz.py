@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import graphviz
 
-from hinas.genotype import Genotype
+from hinas.space.genotype import Genotype
 
 OP_COLOURS = {
     "conv_3x3": "#4e79a7",
@@ -105,7 +105,7 @@ def draw_path(genotype: Genotype, *, title: str | None = None) -> Drawing:
 def draw_supernet(layers: int, levels: int, width_factors, beta_weights=None,
                   path=None) -> Drawing:
     """The supernet grid with every possible move; edge labels are beta weights when given."""
-    from hinas.supernet import MOVES, grid_sources
+    from hinas.space.supernet import MOVES, grid_sources
 
     g = Drawing("supernet", format="svg")
     g.attr(rankdir="LR", bgcolor="white", fontname="Helvetica", newrank="true")

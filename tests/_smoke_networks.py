@@ -12,7 +12,7 @@ _CACHE: dict[str, Path] = {}
 def denoise_run(root: Path) -> Path:
     if "denoise" not in _CACHE:
         from hinas.engine import RunConfig, train
-        from hinas.genotype import random_genotype
+        from hinas.space.genotype import random_genotype
 
         cfg = RunConfig.from_profile("smoke", "denoise", None, iterations=2, val_every=1, val_after_fraction=0.0,
                                      quiet=True, data_root=None)
@@ -29,8 +29,8 @@ def sr_run(root: Path, scale: int = 2) -> Path:
         import torch
         from safetensors.torch import save_file
 
-        from hinas.network_file import build_model
-        from hinas.genotype import random_genotype
+        from hinas.space.network_file import build_model
+        from hinas.space.genotype import random_genotype
 
         g = random_genotype("sr", layers=2, steps=2, seed=2, scale=scale)
         spec = {"model": "hinas", "task": "sr", "scale": scale, "genotype": g.to_dict(), "f": 4, "residual": True,

@@ -1,7 +1,7 @@
 """One ASPP class for the derived SR network and the supernet's decoder (issue 35, point 5).
 
 The supernet's heads were a class of their own (``ASPPHead``: ``branch_1x1``, ``branch_atrous``,
-``project``); they are now :class:`hinas.network.ASPP` with one rate. The legacy class is kept
+``project``); they are now :class:`hinas.space.network.ASPP` with one rate. The legacy class is kept
 here, verbatim, to show the new one computes the same, is initialised from the same random
 draws, keeps the parameter order (optimiser states are by position) and loads its state dicts.
 """
@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hinas.config import SupernetConfig
-from hinas.genotype import random_genotype
-from hinas.network import ASPP, ASPP_LEGACY_KEYS, SR_ASPP_RATES, DerivedNetwork
-from hinas.ops import conv_bn_act, init_batchnorm, sep3x3_bn
-from hinas.supernet import Supernet
+from hinas.space.spec import SupernetConfig
+from hinas.space.genotype import random_genotype
+from hinas.space.network import ASPP, ASPP_LEGACY_KEYS, SR_ASPP_RATES, DerivedNetwork
+from hinas.space.ops import conv_bn_act, init_batchnorm, sep3x3_bn
+from hinas.space.supernet import Supernet
 
 
 class LegacyASPPHead(nn.Module):

@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from hinas.bench import supernet_memory
-from hinas.genotype import random_genotype
+from hinas.bench.measure import supernet_memory
+from hinas.space.genotype import random_genotype
 from hinas.viz import draw_cell, draw_path, draw_supernet
 
 
@@ -71,7 +71,7 @@ def test_drawings_with_dot_are_svg():
 
 def test_cpu_memory_measurement_writes_nothing_to_stderr():
     """PyTorch's profiler prints C++ lines at start/stop; a chapter would show them as output."""
-    code = ("from hinas.bench import supernet_memory; "
+    code = ("from hinas.bench.measure import supernet_memory; "
             "supernet_memory(batch=1, size=8, layers=2, levels=2, steps=1, f=2, repeats=1)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "profiler_st" not in out.stderr, out.stderr

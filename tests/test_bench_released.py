@@ -1,4 +1,4 @@
-"""The released code's own training and search steps (hinas.bench_released), on the CPU.
+"""The released code's own training and search steps (hinas.bench.released), on the CPU.
 
 Only where HINAS_RELEASED_CODE names a checkout of hkzhang-git/HiNAS (never in CI).
 """
@@ -31,9 +31,9 @@ def _changed(before, params):
 
 
 def test_needs_a_checkout(tmp_path):
-    from hinas.bench_released import released_search_step, released_train_step
+    from hinas.bench.released import released_search_step, released_train_step
     from hinas.errors import HinasError
-    from hinas.genotype import random_genotype
+    from hinas.space.genotype import random_genotype
 
     with pytest.raises(HinasError, match="not a checkout of the released HiNAS code"):
         released_train_step(str(tmp_path), random_genotype("denoise"))
@@ -43,9 +43,9 @@ def test_needs_a_checkout(tmp_path):
 
 @needs_code
 def test_released_train_step():
-    from hinas.bench_released import released_train_step
-    from hinas.genotype import random_genotype
-    from hinas.network import build_network
+    from hinas.bench.released import released_train_step
+    from hinas.space.genotype import random_genotype
+    from hinas.space.network import build_network
 
     torch.set_num_threads(2)
     g = random_genotype("denoise", seed=1)
@@ -69,9 +69,9 @@ def test_released_train_step():
 @needs_code
 def test_released_train_step_builds_its_own_hinas_weights():
     """Without ``ours`` the weights are a seeded hinas build's (torch-1.0 BN init)."""
-    from hinas.bench_released import released_train_step
-    from hinas.genotype import random_genotype
-    from hinas.network import build_network
+    from hinas.bench.released import released_train_step
+    from hinas.space.genotype import random_genotype
+    from hinas.space.network import build_network
 
     g = random_genotype("denoise", seed=2)
     model, _ = released_train_step(CODE, g, f=8, seed=3)
@@ -85,7 +85,7 @@ def test_released_train_step_builds_its_own_hinas_weights():
 
 @needs_code
 def test_released_search_steps():
-    from hinas.bench_released import released_search_step
+    from hinas.bench.released import released_search_step
 
     torch.set_num_threads(2)
     model, weight_step, arch_step = released_search_step(CODE, batch=2)

@@ -18,9 +18,9 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from hinas.book import heads, inner, outer, published, settings  # noqa: E402
-from hinas.config import SupernetConfig  # noqa: E402
+from hinas.space.spec import SupernetConfig  # noqa: E402
 from hinas.data import load_dataset  # noqa: E402
-from hinas.genotype import viterbi_trace  # noqa: E402
+from hinas.space.genotype import viterbi_trace  # noqa: E402
 from hinas.viz import draw_supercell  # noqa: E402
 
 REPO = settings.REPO_ROOT
@@ -176,7 +176,7 @@ def test_widths_and_beta_tables():
     assert list(widths.widths) == ["code (1, 1.5, 2)", "paper 2ⁱ (1, 2, 4)"]
     assert list(widths["level 2 channels/node"]) == [20, 40]
     cfg = SupernetConfig.paper("denoise")
-    from hinas.supernet import Supernet
+    from hinas.space.supernet import Supernet
 
     beta = Supernet(cfg).beta_weights().detach()
     table = outer.beta_table(cfg, beta)

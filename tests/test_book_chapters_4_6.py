@@ -305,7 +305,7 @@ def test_published_views():
 
 
 def test_a_moved_mixture_is_not_called_a_preference_when_the_seeds_disagree():
-    from hinas.genotype import random_genotype
+    from hinas.space.genotype import random_genotype
 
     m = {"epoch": 6, "n_ops": 7, "drift": 0.06, "op": "conv_3x3", "layer": 0, "median_margin": 0.01, "moved": True}
     assert "seeds decode different cells" in search_report.alpha_reading(m, 0, seeds_agree=False)

@@ -168,7 +168,7 @@ def test_book_parameters_and_paths(tmp_path, monkeypatch):
 def test_rsws_weight_sharing_smoke():
     import torch
 
-    from hinas.supernet import Supernet
+    from hinas.space.supernet import Supernet
 
     cfg = settings.base_config("smoke")
     torch.manual_seed(0)

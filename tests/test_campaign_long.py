@@ -36,7 +36,7 @@ def _done_search(results: Path, name: str, moved: bool | None, csv: bool = False
     from hinas.engine.config import RunConfig
     from hinas.engine.movement import search_movement
     from hinas.engine.search import _alpha_rows, _beta_rows
-    from hinas.supernet import Supernet
+    from hinas.space.supernet import Supernet
 
     cfg = RunConfig.from_profile("smoke", "denoise", quiet=True)
     torch.manual_seed(0)

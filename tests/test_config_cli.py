@@ -69,7 +69,7 @@ def test_package_metadata():
 
 def test_bm3d_missing_says_how_to_install(monkeypatch):
     from hinas.errors import HinasError
-    from hinas.evaluation import bm3d_restore
+    from hinas.eval.evaluation import bm3d_restore
 
     monkeypatch.setitem(sys.modules, "bm3d", None)
     with pytest.raises(HinasError, match=r"hinas\[baselines\]"):
@@ -82,7 +82,7 @@ def test_import_hinas_is_light_and_exports_the_api():
     code = ("import sys, hinas; assert 'torch' not in sys.modules; "
             "names = ['search', 'train', 'RunConfig', 'calculate_psnr', 'calculate_ssim', 'differentiable_ssim']; "
             "assert all(callable(getattr(hinas, n)) for n in names); "
-            "assert hinas.calculate_ssim.__module__ == 'hinas.metrics'; "
+            "assert hinas.calculate_ssim.__module__ == 'hinas.eval.metrics'; "
             "assert hinas.differentiable_ssim.__module__ == 'hinas.losses'; "
             "assert not hasattr(__import__('hinas.losses').losses, 'ssim')")
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -15,7 +15,7 @@ import torch
 
 from hinas.engine import fast
 from hinas.engine.config import RunConfig
-from hinas.genotype import random_genotype
+from hinas.space.genotype import random_genotype
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -24,7 +24,7 @@ def test_channels_last_computes_eagers_steps_on_the_cpu():
     """The paper's derived network (f=20) and supernet at small batches and patches, 50 training and
     10 search steps, each from the eager path's state on the same batch: the same losses (<= 1e-4) and
     the same weights, statistics and alpha/beta after each step."""
-    from hinas.bench_cpu import FP32_LEVERS, lever_equivalence
+    from hinas.bench.cpu import FP32_LEVERS, lever_equivalence
 
     r = lever_equivalence(random_genotype("denoise", seed=0), dict(FP32_LEVERS), steps=50, search_steps=10,
                           batch=2, search_batch=1, patch=24)
@@ -35,7 +35,7 @@ def test_channels_last_computes_eagers_steps_on_the_cpu():
 
 def test_the_equivalence_check_finds_a_different_step():
     """A lever that changes the arithmetic (bf16 autocast) fails the same check: it can fail."""
-    from hinas.bench_cpu import lever_equivalence
+    from hinas.bench.cpu import lever_equivalence
 
     r = lever_equivalence(random_genotype("denoise", seed=0), {"amp_bf16": True}, steps=3, search_steps=1,
                           batch=2, search_batch=1, patch=16)
@@ -58,7 +58,7 @@ def test_cpu_levers_act_on_the_cpu_and_are_recorded():
 
 
 def test_cpu_speed_report_has_ratios_measured_in_one_run():
-    from hinas.bench_cpu import cpu_speed, cpu_tag
+    from hinas.bench.cpu import cpu_speed, cpu_tag
 
     r = cpu_speed(random_genotype("denoise", seed=0), threads=1, steps=1, search_steps=1, batch=2, search_batch=1,
                   patch=16, equivalence_steps=0, variants=("channels_last", "bf16"), bf16=True)

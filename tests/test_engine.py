@@ -13,7 +13,7 @@ import pytest
 
 from hinas.engine.config import RunConfig
 from hinas.errors import ConfigError
-from hinas.genotype import Genotype
+from hinas.space.genotype import Genotype
 
 ENV = dict(os.environ, OMP_WAIT_POLICY="PASSIVE", OMP_NUM_THREADS="1")
 
@@ -154,7 +154,7 @@ def test_search_train_eval_contract(tmp_path):
     assert [int(r["iteration"]) for r in rows] == [2, 4, 6, 8, 10, 12]
     assert [bool(r["val_psnr"]) for r in rows] == [False, False, False, True, False, True]
     assert all(r["loss"] and r["lr"] and r["seconds"] and r["nonpositive_ssim"] for r in rows)
-    from hinas.genotype import Genotype
+    from hinas.space.genotype import Genotype
 
     assert Genotype.load(s / "genotype.json").provenance.get("val_protocol") == "standard"  # smoke's
     res = json.loads(hinas("eval", "--weights", t, "--sigma", "50", "--protocol", "standard", "--limit", "1",
@@ -197,7 +197,7 @@ def test_sr_training_on_the_embedded_photos_reads_grey_ones_as_rgb(tmp_path, mon
     _, records = training_records(cfg)
     assert all(r.image.ndim == 3 for r in records)
     env = {k: v for k, v in ENV.items() if k != "HINAS_DATA"}
-    from hinas.genotype import random_genotype
+    from hinas.space.genotype import random_genotype
 
     g = tmp_path / "g.json"
     random_genotype("sr", layers=cfg.layers, steps=cfg.steps, levels=cfg.levels, scale=2, seed=0).save(g)
@@ -230,7 +230,7 @@ def test_training_writes_tensorboard_events_when_installed(tmp_path):
 
     from hinas.engine import RunConfig
     from hinas.engine.train import train
-    from hinas.genotype import random_genotype
+    from hinas.space.genotype import random_genotype
 
     cfg = RunConfig.from_profile("smoke", "denoise", quiet=True)
     g = random_genotype("denoise", layers=cfg.layers, steps=cfg.steps, seed=0)

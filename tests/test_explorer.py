@@ -8,8 +8,8 @@ pytest.importorskip("ipywidgets")
 import ipywidgets as widgets  # noqa: E402
 
 from hinas.book.explorer import GenotypeExplorer, measure, svg_of  # noqa: E402
-from hinas.genotype import random_genotype  # noqa: E402
-from hinas.network import build_network, count_flops, count_parameters  # noqa: E402
+from hinas.space.genotype import random_genotype  # noqa: E402
+from hinas.space.network import build_network, count_flops, count_parameters  # noqa: E402
 from hinas.viz import draw_cell  # noqa: E402
 
 

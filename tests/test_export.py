@@ -15,7 +15,7 @@ pytest.importorskip("onnx", reason="ONNX export needs the 'export' extra: pip in
 
 @pytest.mark.parametrize("which", ["dn", "sr"])
 def test_export_matches_pytorch_at_any_size(which, dn_run, sr_run, tmp_path, capsys):
-    from hinas.network_file import load_trained
+    from hinas.space.network_file import load_trained
 
     run = dn_run if which == "dn" else sr_run
     out = tmp_path / f"{which}.onnx"
@@ -43,9 +43,9 @@ def test_export_refusals(dn_run, tmp_path, monkeypatch, capsys):
     assert main(["export", "--weights", str(dn_run), "--out", str(tmp_path / "a.onnx"), "--opset", "9"]) == 2
     assert "opset" in capsys.readouterr().err
     # a model that does not reproduce PyTorch is not kept
-    import hinas.export
+    import hinas.deploy.export
 
-    monkeypatch.setattr(hinas.export, "check_onnx", lambda *a, **k: {"checked": True, "max_abs_diff": 0.5})
+    monkeypatch.setattr(hinas.deploy.export, "check_onnx", lambda *a, **k: {"checked": True, "max_abs_diff": 0.5})
     bad = tmp_path / "bad.onnx"
     assert main(["export", "--weights", str(dn_run), "--out", str(bad)]) == 2
     assert "differs from the PyTorch network" in capsys.readouterr().err and not bad.exists()

@@ -9,7 +9,7 @@ import torch
 
 from hinas.engine import common, fast, runfolder
 from hinas.engine.config import FAST_PATH_KEYS, RunConfig
-from hinas.genotype import random_genotype
+from hinas.space.genotype import random_genotype
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (the fast path is CUDA only)")
 
@@ -88,7 +88,7 @@ def test_checkpoints_of_both_paths_look_alike():
 def test_eager_stepper_is_the_plain_step():
     """On the CPU the stepper runs the body as it is: same losses as the step written out."""
     from hinas.engine.train import network_spec, param_groups
-    from hinas.network_file import build_model
+    from hinas.space.network_file import build_model
     from hinas.losses import RestorationLoss
 
     cfg = RunConfig.from_profile("smoke", "denoise")
@@ -119,7 +119,7 @@ def test_search_steps_compute_only_the_gradients_they_use():
     """The weight step leaves alpha/beta gradients alone and the architecture step the weights'
     (the released code computed and discarded them): same updates, less work."""
     from hinas.losses import RestorationLoss
-    from hinas.supernet import Supernet
+    from hinas.space.supernet import Supernet
 
     cfg = RunConfig.from_profile("smoke", "denoise")
     torch.manual_seed(0)
@@ -141,7 +141,7 @@ def test_search_steps_compute_only_the_gradients_they_use():
 def test_fast_path_equals_eager_on_the_gpu():
     """Issue 21: the fast fp32 path and the eager path, from the same weights on the same batches,
     give the same losses (<= 1e-4 over 50 steps) and BatchNorm statistics, and run as graphs."""
-    from hinas.bench_gpu import fast_path_equivalence
+    from hinas.bench.gpu import fast_path_equivalence
 
     g = random_genotype("denoise", seed=0)
     r = fast_path_equivalence(g, device="cuda", steps=50, search_steps=10)
@@ -171,7 +171,7 @@ def test_graphs_follow_a_smaller_last_batch():
     """An epoch's last batch is often smaller: it gets a graph of its own, and the steps stay
     those of the eager path (same losses, same weights) through many alternations."""
     from hinas.engine.train import network_spec, param_groups
-    from hinas.network_file import build_model
+    from hinas.space.network_file import build_model
     from hinas.losses import RestorationLoss
 
     dev = torch.device("cuda")
@@ -183,7 +183,7 @@ def test_graphs_follow_a_smaller_last_batch():
     sizes = [4, 4, 3] * 8
     batches = [(torch.rand(n, 1, 32, 32, generator=gen).to(dev), torch.rand(n, 1, 32, 32, generator=gen).to(dev))
                for n in sizes]
-    from hinas.bench_gpu import _tf32
+    from hinas.bench.gpu import _tf32
 
     runs = {}
     for name, levers in (("eager", {}), ("graph", {"cuda_graphs": True, "fused_optimizer": True})):
@@ -205,7 +205,7 @@ def test_graphs_follow_a_smaller_last_batch():
 
 
 def _report(**equivalence):
-    from hinas.bench_gpu import sources_digest
+    from hinas.bench.gpu import sources_digest
 
     fast_levers = {"cudnn_benchmark": True, "channels_last": True, "native_batchnorm": True,
                    "fused_optimizer": True, "cuda_graphs": True}
@@ -223,7 +223,7 @@ def test_a_window_reuses_a_report_of_this_code_and_falls_back_to_eager_without_e
     import subprocess
     import sys
 
-    from hinas.bench_gpu import campaign_levers, report_is_current
+    from hinas.bench.gpu import campaign_levers, report_is_current
 
     good = _report()
     assert campaign_levers(good)["cuda_graphs"] and report_is_current(good)

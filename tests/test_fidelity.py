@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from hinas.config import SupernetConfig
-from hinas.genotype import Genotype, random_genotype, viterbi
+from hinas.space.spec import SupernetConfig
+from hinas.space.genotype import Genotype, random_genotype, viterbi
 from hinas.losses import RestorationLoss, differentiable_ssim as ssim, neg_log10_ssim
-from hinas.network import build_network, count_parameters
-from hinas.ops import PRIMITIVE_SETS, init_batchnorm
-from hinas.supernet import Supernet, build_supernet
+from hinas.space.network import build_network, count_parameters
+from hinas.space.ops import PRIMITIVE_SETS, init_batchnorm
+from hinas.space.supernet import Supernet, build_supernet
 
 
 def uniform_genotype(op: str, path) -> Genotype:
@@ -133,7 +133,7 @@ def test_fixed_architecture_selects_one_path_and_restores():
 
 def test_reference_validation_and_clamp_after_average():
     from hinas.data.datasets import ImageRecord
-    from hinas.evaluation import validate_reference
+    from hinas.eval.evaluation import validate_reference
 
     rng = np.random.default_rng(1)
     recs = [ImageRecord("a", None, rng.integers(0, 256, (70, 90), dtype=np.uint8))]
@@ -149,7 +149,7 @@ def test_reference_validation_and_clamp_after_average():
 def test_lr005_training_on_real_images_stays_finite_and_falls():
     """The released lr 0.05 with the torch-1.0 BN init trains (reduced size; the full check,
     batch 24, 64x64, f=20, is ``hinas bench train-stability --iterations 500``)."""
-    from hinas.bench import train_stability
+    from hinas.bench.measure import train_stability
     from hinas.data.datasets import resolve_data_root
 
     if resolve_data_root(None) is None:
@@ -161,7 +161,7 @@ def test_lr005_training_on_real_images_stays_finite_and_falls():
 
 
 def test_side_by_side_needs_a_checkout(tmp_path):
-    from hinas.bench_released import reference_side_by_side
+    from hinas.bench.released import reference_side_by_side
     from hinas.errors import HinasError
 
     with pytest.raises(HinasError, match="not a checkout of the released HiNAS code"):
@@ -172,7 +172,7 @@ def test_side_by_side_with_released_code():
     """Only where a checkout of hkzhang-git/HiNAS is named by HINAS_REFERENCE_CODE (never in CI)."""
     import os
 
-    from hinas.bench_released import reference_side_by_side
+    from hinas.bench.released import reference_side_by_side
     from hinas.data.datasets import resolve_data_root
 
     code = os.environ.get("HINAS_REFERENCE_CODE")

@@ -12,8 +12,8 @@ import yaml
 
 from hinas.book import full_search as fs
 from hinas.engine.movement import initial_beta_weights, movement_from_csv
-from hinas.grid import MOVE_NAMES, grid_sources
-from hinas.ops import PRIMITIVE_SETS
+from hinas.space.grid import MOVE_NAMES, grid_sources
+from hinas.space.ops import PRIMITIVE_SETS
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OPS = list(PRIMITIVE_SETS["hinas"])

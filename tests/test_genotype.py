@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hinas.errors import GenotypeError
-from hinas.genotype import Genotype, all_paths, decode_cell, path_log_prob, random_genotype, viterbi, viterbi_trace
-from hinas.ops import PRIMITIVE_SETS
-from hinas.supernet import beta_mask, grid_sources
+from hinas.space.genotype import Genotype, all_paths, decode_cell, path_log_prob, random_genotype, viterbi, viterbi_trace
+from hinas.space.ops import PRIMITIVE_SETS
+from hinas.space.supernet import beta_mask, grid_sources
 
 PRIMS = PRIMITIVE_SETS["hinas"]
 
@@ -144,7 +144,7 @@ def test_reference_op_names_are_accepted():
 
 @pytest.mark.parametrize("kind", ["R1", "R2"])
 def test_modified_cells_differ_and_stay_valid(kind):
-    from hinas.genotype import modify_genotype
+    from hinas.space.genotype import modify_genotype
 
     g = random_genotype("denoise", seed=4)
     m = modify_genotype(g, kind, n_edges=2, seed=1)

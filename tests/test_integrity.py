@@ -30,7 +30,7 @@ from hinas.cli import main
 from hinas.engine import common, runfolder
 from hinas.engine.config import RunConfig
 from hinas.errors import ConfigError, HinasError
-from hinas.genotype import Genotype, random_genotype
+from hinas.space.genotype import Genotype, random_genotype
 
 SMOKE = ["--profile", "smoke", "--quiet"]
 
@@ -442,7 +442,7 @@ def test_non_finite_sigma_and_settings_are_refused_by_name(value, tmp_path, caps
 
 
 def test_non_finite_outputs_and_zero_sigma_are_not_scored(capsys):
-    from hinas.evaluation import evaluate
+    from hinas.eval.evaluation import evaluate
 
     with pytest.raises(HinasError, match="NaN or infinite"):
         evaluate(lambda x: x * float("nan"), "embedded-test", "denoise", sigma=25, limit=1)
@@ -639,6 +639,6 @@ def test_no_module_pairs_import_each_other():
         return "hinas.engine" if m.startswith("hinas.engine") else m
 
     edges = {(unit(a), unit(b)) for a, bs in graph.items() for b in bs if unit(a) != unit(b)}
-    for a, b in (("hinas.engine", "hinas.evaluation"), ("hinas.genotype", "hinas.supernet")):
+    for a, b in (("hinas.engine", "hinas.eval.evaluation"), ("hinas.space.genotype", "hinas.space.supernet")):
         assert not ((a, b) in edges and (b, a) in edges), f"{a} and {b} import each other"
-    assert not (root / "engine" / "evaluate.py").exists(), "one evaluation module: hinas/evaluation.py"
+    assert not (root / "engine" / "evaluate.py").exists(), "one evaluation module: hinas/eval/evaluation.py"

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from hinas.evaluation import bicubic_restore, evaluate
+from hinas.eval.evaluation import bicubic_restore, evaluate
 
 # dataset -> scale -> (PSNR, SSIM), from the literature table; tolerances from issue 3.
 LITERATURE = {

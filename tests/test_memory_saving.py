@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hinas.config import SupernetConfig
+from hinas.space.spec import SupernetConfig
 from hinas.errors import ConfigError
 from hinas.losses import RestorationLoss
-from hinas.supernet import Supernet
+from hinas.space.supernet import Supernet
 
 
 def _one_step(cell_sharing="eq5", **saving):
@@ -81,7 +81,7 @@ def test_bad_settings_are_refused_by_name(bad):
 
 
 def test_bench_reports_the_saving_beside_plain_eq5():
-    from hinas.bench import supernet_memory
+    from hinas.bench.measure import supernet_memory
 
     res = supernet_memory(batch=1, size=16, layers=2, steps=2, f=4, repeats=1, memory_saving="recompute",
                           modes=("eq5",))
@@ -93,7 +93,7 @@ def test_bench_reports_the_saving_beside_plain_eq5():
 
 
 def test_memory_modes_table_rows_from_a_result():
-    from hinas.bench import memory_modes_table, supernet_memory
+    from hinas.bench.measure import memory_modes_table, supernet_memory
 
     res = supernet_memory(batch=1, size=16, layers=2, steps=2, f=4, repeats=1, memory_saving="recompute")
     rows = memory_modes_table(res)

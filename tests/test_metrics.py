@@ -2,7 +2,7 @@ import numpy as np
 from skimage.color import rgb2ycbcr as sk_rgb2ycbcr
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from hinas.metrics import calculate_psnr, calculate_ssim, rgb2ycbcr
+from hinas.eval.metrics import calculate_psnr, calculate_ssim, rgb2ycbcr
 
 
 def _pair(shape=(40, 50, 3)):

@@ -12,8 +12,8 @@ import torch
 from hinas.engine.config import RunConfig
 from hinas.engine.movement import (MOVED_THRESHOLD, initial_beta_weights, movement_from_csv, path_ties,
                                    search_movement)
-from hinas.genotype import all_paths, path_log_prob, viterbi
-from hinas.supernet import Supernet
+from hinas.space.genotype import all_paths, path_log_prob, viterbi
+from hinas.space.supernet import Supernet
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,7 +65,7 @@ def test_moved_alpha_or_beta_and_a_clear_path():
 
 @pytest.mark.parametrize("layers,levels", [(2, 3), (3, 3), (4, 3), (4, 4)])
 def test_path_from_tie_is_a_second_best_path_by_brute_force(layers, levels):
-    from hinas.grid import grid_sources
+    from hinas.space.grid import grid_sources
 
     rng = torch.Generator().manual_seed(layers * 10 + levels)
     mask = initial_beta_weights(layers, levels) == 0

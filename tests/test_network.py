@@ -5,9 +5,9 @@ import json
 import pytest
 import torch
 
-from hinas.genotype import Genotype, all_paths, random_genotype
-from hinas.network import build_network, count_flops, count_parameters, endpoint_layer
-from hinas.ops import op_parameter_count
+from hinas.space.genotype import Genotype, all_paths, random_genotype
+from hinas.space.network import build_network, count_flops, count_parameters, endpoint_layer
+from hinas.space.ops import op_parameter_count
 
 
 def uniform(task, op, path):
@@ -118,7 +118,7 @@ def test_fixed_width_variants_and_no_residual():
 
 
 def test_dncnn_baseline_size_and_shape():
-    from hinas.baselines import DnCNN
+    from hinas.space.baselines import DnCNN
 
     net = DnCNN()
     # first conv (bias) + 15 x (conv + BN) + last conv: 0.556 M for grey depth 17

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from hinas.errors import ConfigError, HinasError
-from hinas.metrics import selection_score
+from hinas.eval.metrics import selection_score
 from hinas.safeio import finite_number, parse_json
 
 

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from hinas.ops import OPS, PRIMITIVE_SETS, RECEPTIVE_FIELD, REFERENCE_NAMES, build_op, canonical_op_name, op_parameter_count
+from hinas.space.ops import OPS, PRIMITIVE_SETS, RECEPTIVE_FIELD, REFERENCE_NAMES, build_op, canonical_op_name, op_parameter_count
 
 PRIMS = PRIMITIVE_SETS["hinas"]
 

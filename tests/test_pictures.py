@@ -33,20 +33,20 @@ def _blur():
 def blur_run(tmp_path, monkeypatch):
     """A run folder whose network is the box filter (``load_trained`` patched where both the
     pictures and ``evaluate_run`` import it), with files for the picture cache's key."""
-    import hinas.network_file
+    import hinas.space.network_file
 
     folder = tmp_path / "blur-run"
     folder.mkdir()
     (folder / "network.json").write_text(json.dumps(SPEC))
     (folder / "weights.safetensors").write_bytes(b"box filter")
-    monkeypatch.setattr(hinas.network_file, "load_trained", lambda run_dir, which="best", device="cpu": (_blur(), SPEC))
+    monkeypatch.setattr(hinas.space.network_file, "load_trained", lambda run_dir, which="best", device="cpu": (_blur(), SPEC))
     monkeypatch.delenv("HINAS_DATA", raising=False)  # the build without data
     return folder
 
 
 def test_without_bsd200_the_embedded_photos_are_shown_with_the_evaluations_scores(blur_run, tmp_path):
     from hinas.engine import evaluate_run
-    from hinas.evaluation import evaluate
+    from hinas.eval.evaluation import evaluate
 
     shown = pictures.picture_set({"blur": blur_run}, None, sigma=50.0)
     results = shown["results"]

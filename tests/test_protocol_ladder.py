@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from hinas.data.datasets import load_dataset
-from hinas.evaluation import evaluate
-from hinas.protocol_ladder import INPUT_STEPS, PROTOCOL_STEPS, STEPS, ladder_identity, run_ladder, step_differences
+from hinas.eval.evaluation import evaluate
+from hinas.eval.protocol_ladder import INPUT_STEPS, PROTOCOL_STEPS, STEPS, ladder_identity, run_ladder, step_differences
 
 
 def _blur(x):

@@ -6,7 +6,7 @@ import pytest
 
 from hinas.book import committed as cm, protocol_report as pr, tables
 from hinas.book.settings import REPO_ROOT
-from hinas.protocol_ladder import PROTOCOL_STEPS, STEPS, step_differences
+from hinas.eval.protocol_ladder import PROTOCOL_STEPS, STEPS, step_differences
 
 SIGMA = 50.0
 

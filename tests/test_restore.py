@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from hinas.cli import main
-from hinas.restore import tiled_forward
+from hinas.deploy.restore import tiled_forward
 
 
 def _image(path, h, w, rgb, seed=0):
@@ -65,7 +65,7 @@ def test_sr_multiplies_size_and_keeps_grey_grey(sr_run, tmp_path):
 
 @pytest.mark.parametrize("which", ["dn", "sr"])
 def test_tiled_output_equals_untiled(which, dn_run, sr_run):
-    from hinas.network_file import load_trained
+    from hinas.space.network_file import load_trained
 
     model, spec = load_trained(dn_run if which == "dn" else sr_run)
     scale = spec["scale"] or 1
@@ -213,7 +213,7 @@ def test_a_failed_write_names_the_file_and_leaves_no_part_file(dn_run, tmp_path,
 def test_trained_sigma_reads_config_yaml_within_bounds(tmp_path):
     """Only a note depends on the run's config.yaml: an oversized, broken or odd one gives no
     sigma, never a traceback or an unbounded read."""
-    from hinas.restore import _trained_sigma
+    from hinas.deploy.restore import _trained_sigma
     from hinas.safeio import MAX_YAML_BYTES
 
     assert _trained_sigma(tmp_path) is None

@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from hinas.config import SupernetConfig
+from hinas.space.spec import SupernetConfig
 from hinas.errors import ConfigError
-from hinas.supernet import Supernet, beta_mask, grid_sources
+from hinas.space.supernet import Supernet, beta_mask, grid_sources
 
 
 def tiny(task="denoise", **kw):

@@ -81,8 +81,8 @@ def test_data_root_named_by_a_summary_is_never_used(tmp_path, capsys, real_data_
 
     from hinas.campaign import seal, verify
     from hinas.errors import DataError
-    from hinas.evaluation import evaluate
-    from hinas.network_file import load_trained
+    from hinas.eval.evaluation import evaluate
+    from hinas.space.network_file import load_trained
 
     results = _copy(tmp_path, NET, EVAL)
     fake = results / EVAL / "data"

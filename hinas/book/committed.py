@@ -368,7 +368,7 @@ def searched_genotypes(searches: pd.DataFrame, movements: Optional[dict] = None)
     search whose alpha and beta did not move (``movements``: :func:`search_movements`) says that
     its genotype was not searched."""
     from hinas.engine.movement import MOVED_THRESHOLD
-    from hinas.genotype import Genotype
+    from hinas.space.genotype import Genotype
 
     out = []
     for r in searches.itertuples():

@@ -8,7 +8,7 @@ import pandas as pd
 
 from hinas.engine.health import DIVERGED, OK as TRAINED
 from hinas.safeio import is_finite_number
-from hinas.stats import paired_difference
+from hinas.eval.stats import paired_difference
 
 __all__ = ["paired_difference"]  # re-exported: the book reads paired differences from here
 

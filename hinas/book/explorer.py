@@ -11,7 +11,7 @@ Two views over the same :class:`GenotypeExplorer`:
   dropdown for the op and one for the input; any change validates the edited genotype,
   redraws the cell and the path and recounts parameters and FLOPs at once.
 
-``GenotypeExplorer(runs)`` accepts a :class:`~hinas.genotype.Genotype`, a list of them, a
+``GenotypeExplorer(runs)`` accepts a :class:`~hinas.space.genotype.Genotype`, a list of them, a
 ``{run: Genotype}`` mapping or ``{run: {name: Genotype}}``. A run's genotypes are whatever its
 variants are (``seed 0``, ``seed 1``; or ``genotype`` and ``genotype_final``, the best-epoch and
 last-epoch files of a committed search), so the control and the table column that list them say
@@ -31,9 +31,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from hinas.errors import GenotypeError
-from hinas.genotype import Genotype
-from hinas.network import build_network
-from hinas.ops import PRIMITIVE_SETS
+from hinas.space.genotype import Genotype
+from hinas.space.network import build_network
+from hinas.space.ops import PRIMITIVE_SETS
 from hinas.viz import NO_DOT, OP_COLOURS, draw_cell, draw_path
 
 CSS_PREFIX = "hinas-explorer"

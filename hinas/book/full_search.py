@@ -118,7 +118,7 @@ def trajectories(logs, s: dict) -> pd.DataFrame:
     largest change of each beta source (stem, or layer and level) from its start
     (:func:`~hinas.engine.movement.initial_beta_weights`); columns ``epoch, what, label, value``."""
     from hinas.engine.movement import initial_beta_weights
-    from hinas.grid import MOVE_NAMES, grid_sources
+    from hinas.space.grid import MOVE_NAMES, grid_sources
 
     alpha, beta = pd.read_csv(Path(logs) / "alpha.csv"), pd.read_csv(Path(logs) / "beta.csv")
     alpha["value"] = (alpha.weight - 1 / alpha.op.nunique()).abs()
@@ -169,13 +169,13 @@ def trajectory_figure(traj: pd.DataFrame, s: dict):
 
 def decodings(logs, s: dict) -> pd.DataFrame | None:
     """Each epoch's decoding of its logged alpha/beta rows: the cells (top-2 inputs per node with
-    their best op, :func:`~hinas.genotype.decode_cell`) and the Viterbi width path; ``changed``
+    their best op, :func:`~hinas.space.genotype.decode_cell`) and the Viterbi width path; ``changed``
     against the epoch before. None where the CSVs cannot give it (partial channels: the edge
     weights are not logged)."""
     import torch
 
-    from hinas.genotype import decode_cell, viterbi
-    from hinas.grid import MOVE_NAMES, grid_sources
+    from hinas.space.genotype import decode_cell, viterbi
+    from hinas.space.grid import MOVE_NAMES, grid_sources
 
     if (s.get("partial_channels") or 1) > 1:
         return None

@@ -17,9 +17,9 @@ import torch.nn.functional as F
 
 from hinas.book.published import bicubic_rows
 from hinas.data import imresize, read_image
-from hinas.evaluation import bicubic_restore, evaluate, from_tensor, quantise, to_tensor
-from hinas.genotype import random_genotype
-from hinas.network import build_network, count_parameters
+from hinas.eval.evaluation import bicubic_restore, evaluate, from_tensor, quantise, to_tensor
+from hinas.space.genotype import random_genotype
+from hinas.space.network import build_network, count_parameters
 
 KERNELS = ("MATLAB imresize (hinas.imresize)", "PyTorch bicubic (a=-0.75)", "PyTorch bilinear")
 ORACLE = "matlab_bicubic_reference"  # LR images made by MATLAB imresize, in the data root
@@ -99,7 +99,7 @@ def upsample(lr8: np.ndarray, scale: int, kernel: str) -> np.ndarray:
 
 
 def _kernel_restore(scale: int, kernel: str):
-    """restore_fn of :func:`hinas.evaluation.evaluate` that upsamples the uint8 LR with ``kernel``."""
+    """restore_fn of :func:`hinas.eval.evaluation.evaluate` that upsamples the uint8 LR with ``kernel``."""
     def fn(x):
         return to_tensor(upsample(quantise(from_tensor(x)), scale, kernel).astype(np.float32) / 255.0, "cpu")
 
@@ -108,7 +108,7 @@ def _kernel_restore(scale: int, kernel: str):
 
 def kernel_table(images, scales) -> pd.DataFrame:
     """Mean PSNR of each of :data:`KERNELS` upsampling the MATLAB-made LR of every image in
-    ``images`` back to HR; one row per scale. Scored by :func:`hinas.evaluation.evaluate` under
+    ``images`` back to HR; one row per scale. Scored by :func:`hinas.eval.evaluation.evaluate` under
     the ``standard`` protocol, the code of the baseline table (3.4): Y of a colour image, the
     values of a grey one (as the MATLAB scripts), ``scale`` pixels of border cropped. (Scoring a
     grey image's replicated channels on Y instead squeezes it into [16, 235] and adds
@@ -127,7 +127,7 @@ def kernel_vs_baseline(kernels: pd.DataFrame, images, scores: pd.DataFrame) -> s
     measured = scores[(scores.source == "measured here")
                       & (scores.dataset.str.removesuffix(" (not comparable)") == images.name)]
     head = ("3.3's MATLAB column and 3.4's *measured here* bicubic are scored by the same code "
-            "(`hinas.evaluation.evaluate`, `standard` protocol)")
+            "(`hinas.eval.evaluation.evaluate`, `standard` protocol)")
     pairs = [(int(m.scale), float(k), float(m.PSNR), int(m.images)) for m in measured.itertuples()
              for s, k in zip(kernels.scale, kernels[KERNELS[0]]) if s == f"x{int(m.scale)}"]
     if not pairs:

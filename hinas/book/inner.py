@@ -16,11 +16,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hinas.config import SupernetConfig
-from hinas.genotype import Genotype, random_genotype
-from hinas.network import count_flops
-from hinas.ops import PRIMITIVE_SETS, RECEPTIVE_FIELD, build_op, op_parameter_count
-from hinas.supernet import Supernet
+from hinas.space.spec import SupernetConfig
+from hinas.space.genotype import Genotype, random_genotype
+from hinas.space.network import count_flops
+from hinas.space.ops import PRIMITIVE_SETS, RECEPTIVE_FIELD, build_op, op_parameter_count
+from hinas.space.supernet import Supernet
 
 PRIMITIVES = list(PRIMITIVE_SETS["hinas"])  # the paper's seven candidate operations
 ILLUSTRATIVE = "illustrative random alpha"  # provenance of the decodings of random alpha/beta

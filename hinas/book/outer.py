@@ -16,10 +16,10 @@ import pandas as pd
 import torch
 from matplotlib.ticker import FuncFormatter, LogLocator, NullLocator
 
-from hinas.bench import memory_modes_table
-from hinas.config import PAPER_WIDTHS, REFERENCE_WIDTHS, SupernetConfig
-from hinas.genotype import ViterbiTrace, all_paths, path_log_prob
-from hinas.supernet import MOVE_NAMES, MOVES, Supernet, beta_mask, grid_sources
+from hinas.bench.measure import memory_modes_table
+from hinas.space.spec import PAPER_WIDTHS, REFERENCE_WIDTHS, SupernetConfig
+from hinas.space.genotype import ViterbiTrace, all_paths, path_log_prob
+from hinas.space.supernet import MOVE_NAMES, MOVES, Supernet, beta_mask, grid_sources
 
 BENCH = Path("results") / "bench"  # committed benchmark results, relative to the repository
 MODES_FILE = BENCH / "supernet_memory_modes_cpu_L3.json"  # Eq. 5 / Eq. 6 / recompute at the paper's size
@@ -159,7 +159,7 @@ def memory_figure(table: pd.DataFrame):
 
 # -- 2.4 recomputing the mixed ops ----------------------------------------------------------------
 def memory_modes(live_label: str, live: dict, repo) -> pd.DataFrame:
-    """Eq. 6, Eq. 5 and Eq. 5 + recompute side by side (:func:`hinas.bench.memory_modes_table`):
+    """Eq. 6, Eq. 5 and Eq. 5 + recompute side by side (:func:`hinas.bench.measure.memory_modes_table`):
     this run's result ``live`` and the committed one at the paper's configuration (:data:`MODES_FILE`)."""
     rows = [{"run": live_label, **r} for r in memory_modes_table(live)]
     committed = _committed(repo, MODES_FILE) if (Path(repo) / MODES_FILE).exists() else None

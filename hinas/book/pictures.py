@@ -1,7 +1,7 @@
 """Denoised images to look at (the paper's Figs. 5, 8 and 12): test images, their noisy versions
 under the ``standard`` protocol (the same seeded noise every evaluation draws for that image),
 and each network's output, with the PSNR/SSIM of the whole image. Every panel is produced by
-:func:`hinas.evaluation.evaluate` itself, so its scores are that evaluation's per-image scores
+:func:`hinas.eval.evaluation.evaluate` itself, so its scores are that evaluation's per-image scores
 (tested), not a second implementation of them.
 
 Chapter 6 shows the paper's own BSD200 examples when the data root holds them, else the embedded
@@ -23,11 +23,11 @@ def denoise_images(networks: dict, dataset, *, sigma: float = 50.0, bm3d: bool =
     """One ``{name, dataset, sigma, clean, images: {label: uint8 image}, scores: {label: (psnr, ssim)}}``
     per image of ``dataset`` (an :class:`~hinas.data.datasets.ImageDataset`), in its order: the
     noisy input, BM3D when ``bm3d``, and each ``{label: run folder}`` (``network.json`` + weights).
-    Each method is one :func:`~hinas.evaluation.evaluate` call (standard protocol, CPU) whose
+    Each method is one :func:`~hinas.eval.evaluation.evaluate` call (standard protocol, CPU) whose
     restore function keeps the output it returned, so picture and score cannot disagree."""
     from hinas.data.degrade import to_grey
-    from hinas.evaluation import bm3d_restore, evaluate, from_tensor, quantise
-    from hinas.network_file import load_trained
+    from hinas.eval.evaluation import bm3d_restore, evaluate, from_tensor, quantise
+    from hinas.space.network_file import load_trained
 
     methods = {NOISY: lambda x: x}  # the noisy input scored as a restoration, as 6.1's floor row
     if bm3d:

@@ -1,5 +1,5 @@
 """Chapter 6's protocol section, from the committed protocol ladders (``results/protocol/``, written by
-``hinas protocol-ladder``, :mod:`hinas.protocol_ladder`): what each difference between the two
+``hinas protocol-ladder``, :mod:`hinas.eval.protocol_ladder`): what each difference between the two
 denoising protocols is worth for each method, why our BM3D differs from the published one, and the
 gap between our HiNAS and the paper's split into measured parts and parts that are still missing.
 Every number is read from a committed file; every sentence is computed from those numbers with the
@@ -14,7 +14,7 @@ import pandas as pd
 
 from hinas.book import compare, tables
 from hinas.book.committed import METHOD_LABELS, UNSEARCHED, method_label
-from hinas.protocol_ladder import INPUT_STEPS, PROTOCOL_STEPS, STEPS, step_differences, step_scores
+from hinas.eval.protocol_ladder import INPUT_STEPS, PROTOCOL_STEPS, STEPS, step_differences, step_scores
 from hinas.safeio import load_json_file
 
 LADDERS = "results/protocol"
@@ -117,8 +117,8 @@ def _published(method: str, sigma: float) -> Optional[float]:
 def _bm3d_parts(lad: dict, rows: pd.DataFrame, sigma: float) -> list[dict]:
     """``{what, images, psnr, change}`` rows: the published and committed whole-set BM3D scores, then
     on the ladder's images each candidate reason as a paired change (``change``, a
-    :func:`hinas.stats.paired_difference`) from the standard score on the same images."""
-    from hinas.stats import paired_difference
+    :func:`hinas.eval.stats.paired_difference`) from the standard score on the same images."""
+    from hinas.eval.stats import paired_difference
 
     base = lad.get("BM3D")
     if base is None:

@@ -22,8 +22,8 @@ from hinas.book.compare import NOISY_INPUT
 from hinas.book.settings import base_config, eval_crop, profile_settings
 from hinas.engine import RunConfig, cached_run, evaluate_run
 from hinas.engine.health import training_health
-from hinas.genotype import Genotype, random_genotype
-from hinas.metrics import selection_score
+from hinas.space.genotype import Genotype, random_genotype
+from hinas.eval.metrics import selection_score
 
 
 def search_config(cfg: RunConfig) -> RunConfig:
@@ -192,7 +192,7 @@ def rsws_weight_sharing(supernet, val_records, cfg: RunConfig, *, n: int = 30, s
     Returns ``{"genotype": best Genotype, "scores": [{sample, psnr, ssim, score, path}], "best": i}``.
     """
     from hinas.engine.search import validate_network
-    from hinas.genotype import origin
+    from hinas.space.genotype import origin
 
     c = supernet.cfg
     ops = [p for p in c.primitives if p != "none"]
@@ -221,7 +221,7 @@ def rsws_from_search(cfg: RunConfig, runs_root, *, n: Optional[int] = None, seed
 
     from hinas.data import search_split, task_datasets
     from hinas.engine import common
-    from hinas.supernet import Supernet
+    from hinas.space.supernet import Supernet
 
     s = run_search(cfg, runs_root)
     device = common.resolve_device(cfg.device)
@@ -238,7 +238,7 @@ def rsws_from_search(cfg: RunConfig, runs_root, *, n: Optional[int] = None, seed
 
 def memory_benchmark(profile: str, runs_root, *, device: str = "cpu") -> dict:
     """Eq. 5 vs Eq. 6 peak memory and step time of the supernet (cached JSON under runs_root)."""
-    from hinas.bench import supernet_memory
+    from hinas.bench.measure import supernet_memory
 
     kw = dict(profile_settings(profile)["memory"])
 
@@ -281,7 +281,7 @@ def bm3d_row(profile: str, sigma: float, protocol: str, runs_root, *, data_root=
     """BM3D on the first ``bm3d_limit`` test images (cached JSON under runs_root)."""
     import time
 
-    from hinas.evaluation import bm3d_restore, evaluate
+    from hinas.eval.evaluation import bm3d_restore, evaluate
 
     limit = profile_settings(profile)["bm3d_limit"]
     dataset = test_set("denoise", data_root, eval_crop(profile), limit)
@@ -304,7 +304,7 @@ def noisy_input_row(profile: str, sigma: float, protocol: str, runs_root, *, dat
                     ablation: bool = False) -> dict:
     """The noisy input itself scored as a restoration (identity), under the same protocol and
     test images as the networks: the floor every denoiser must clear (cached under runs_root)."""
-    from hinas.evaluation import evaluate
+    from hinas.eval.evaluation import evaluate
 
     s = profile_settings(profile)
     dataset = test_set("denoise", data_root, eval_crop(profile, ablation), s["eval_limit"])

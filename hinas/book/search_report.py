@@ -17,8 +17,8 @@ from hinas.book.runs import run_train, train_and_score
 from hinas.book.settings import PROTOCOLS, base_config, profile_settings
 from hinas.book.tables import fmt_mean_std, with_noisy_input
 from hinas.engine.movement import MOVED_THRESHOLD, alpha_dev_by_epoch, beta_change_by_epoch
-from hinas.metrics import selection_score
-from hinas.genotype import Genotype
+from hinas.eval.metrics import selection_score
+from hinas.space.genotype import Genotype
 
 # the RunConfig settings chapter 4 lists: the search space, the search and the training budget
 CONFIG_KEYS = ("f", "layers", "steps", "levels", "epochs", "batch_size", "patch", "arch_start_epoch",
@@ -152,7 +152,7 @@ def explorer_runs(found: dict) -> dict:
 def network_sizes(found: dict, net_f) -> pd.DataFrame:
     """Parameters and MFLOPs (one 64x64 grey input) of each seed's derived network at ``net_f``
     (the book's, None: the paper's) and at the paper's f = 20."""
-    from hinas.network import build_network, count_flops, count_parameters
+    from hinas.space.network import build_network, count_flops, count_parameters
 
     rows = []
     for s, r in found.items():

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Optional
 
 from hinas.engine import RunConfig
-from hinas.evaluation import PROTOCOLS as _EVAL_PROTOCOLS
+from hinas.eval.evaluation import PROTOCOLS as _EVAL_PROTOCOLS
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROTOCOLS = tuple(_EVAL_PROTOCOLS)  # the metric protocols every table is scored under
@@ -33,11 +33,11 @@ PROTOCOLS = tuple(_EVAL_PROTOCOLS)  # the metric protocols every table is scored
 # at quick, chapters 4 and 6 score whole images and the ablations central 128-px crops);
 # ``bm3d_limit``: test images for the (slow) BM3D baseline; ``bm3d_protocols``: the protocols it is
 # scored under (default: both); ``rsws_n``: Table 1's random architectures ranked by shared weights;
-# ``memory``: the Eq. 5 vs Eq. 6 memory benchmark's supernet (hinas.bench.supernet_memory).
+# ``memory``: the Eq. 5 vs Eq. 6 memory benchmark's supernet (hinas.bench.measure.supernet_memory).
 # Chapters 1-3 (:func:`chapter_settings`): ``inner`` (chapter 1): the LWAS timing's repeats, image
 # size and supernet overrides (``timing_net``; smoke times a tiny one) and the explorer's seeds per
 # family; ``outer`` (chapter 2): ``bench``, the Eq. 5 / Eq. 6 measurement (one training step of the
-# denoising supernet per mode, hinas.bench.supernet_memory); ``heads`` (chapter 3): the benchmark
+# denoising supernet per mode, hinas.bench.measure.supernet_memory); ``heads`` (chapter 3): the benchmark
 # ``sets`` and ``scales`` of the bicubic table and the images (``kernel_images``) of the kernel table.
 SETTINGS = {
     "smoke": dict(seeds=[0], minor_seeds=1, search={}, train={}, eval_limit=1, eval_crop=48, bm3d_limit=1, rsws_n=2,

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 # A run has recovered when the mean loss of its last iterations is below this fraction of the
-# mean of its first ones (windows of a sixth of the run, at most ten iterations: hinas.bench).
+# mean of its first ones (windows of a sixth of the run, at most ten iterations: hinas.bench.measure).
 # A fall of 30% is far outside the wobble of such short windows, and the committed runs fall on
 # either side with room to spare: the recovered ones end at 0.25x and 0.39x their start, the
 # others at 0.88x or above (up to 1e7x, diverged).

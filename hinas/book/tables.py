@@ -22,7 +22,7 @@ from hinas.book.runs import (bm3d_row, noisy_input_row, rsws_cached, run_search,
 from hinas.book.settings import PROTOCOLS, base_config, profile_settings
 from hinas.engine.common import gpu_model
 from hinas.errors import HinasError
-from hinas.genotype import modify_genotype
+from hinas.space.genotype import modify_genotype
 from hinas.safeio import is_finite_number
 
 

@@ -142,8 +142,8 @@ def _score_checkpoint(ctx, item: Item, cfg, curve: dict):
 
     from hinas.data.datasets import resolve_data_root
     from hinas.engine.common import CHECKPOINT, load_checkpoint
-    from hinas.evaluation import evaluate
-    from hinas.network_file import build_model
+    from hinas.eval.evaluation import evaluate
+    from hinas.space.network_file import build_model
 
     run = ctx.results / item.name / "run"
     ck = load_checkpoint(run / CHECKPOINT)

@@ -2,7 +2,7 @@
 
 Types, ranges and known values: ``budget`` and ``estimate`` finite seconds; bench sizes positive
 integers; eval ``datasets`` registered names, ``sigma`` in (0, 255], ``protocols`` a list of
-:data:`hinas.evaluation.PROTOCOLS` (a bare string is refused), ``precisions`` a list of
+:data:`hinas.eval.evaluation.PROTOCOLS` (a bare string is refused), ``precisions`` a list of
 :data:`PRECISIONS`, ``limit`` a positive integer; ``long``/``curve`` (:mod:`hinas.campaign.long`);
 ``genotype_from`` an earlier *search* item (train items only), ``network_from`` an earlier
 *train* item (eval items only). Each failure is one line: file, item, key and the fix.
@@ -102,7 +102,7 @@ def _names(value, where: str, key: str, example: str) -> list:
 
 def _check_eval(item, where: str, task: str) -> None:
     from hinas.data.datasets import EMBEDDED_SPLIT, DATASETS, canonical_name
-    from hinas.evaluation import PROTOCOLS
+    from hinas.eval.evaluation import PROTOCOLS
 
     o = item.options
     if o.get("datasets") is not None:
@@ -174,7 +174,7 @@ def check_long(item, where: str) -> None:
         if not isinstance(dataset, str) or not dataset or canonical_name(dataset) is None:
             raise ConfigError(f"{where}: curve 'dataset' must be a registered dataset name such as BSDS500-test, "
                               f"got {dataset!r}")
-    from hinas.evaluation import PROTOCOLS
+    from hinas.eval.evaluation import PROTOCOLS
 
     protocol = curve.get("protocol", CURVE_DEFAULTS["protocol"])
     if protocol not in PROTOCOLS:

@@ -18,7 +18,7 @@ import yaml
 from hinas.errors import ConfigError, HinasError
 from hinas.safeio import load_yaml_file
 
-PLANS_DIR = Path(__file__).resolve().parent.parent / "configs" / "plans"
+PLANS_DIR = Path(__file__).resolve().parent.parent / "plans"
 KINDS = ("bench", "search", "train", "eval")
 PLAN_KEYS = ("name", "description", "defaults", "items")
 
@@ -69,7 +69,7 @@ def is_plan_file(name_or_file) -> bool:
 
 
 def load_plan(name_or_file) -> Plan:
-    """A plan by name (``hinas/configs/plans/NAME.yaml``) or YAML file; checked before any run.
+    """A plan by name (``hinas/plans/NAME.yaml``) or YAML file; checked before any run.
     The file is read within bounds (a regular file of at most 1 MiB, :func:`hinas.safeio.load_yaml_file`)."""
     from hinas.campaign.options import check_item_options, number
 

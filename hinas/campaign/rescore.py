@@ -103,7 +103,7 @@ def _finite_tensors(path: Path) -> None:
 
 
 def _genotype_problem(folder: Path, files: list[str], spec) -> str | None:
-    from hinas.genotype import Genotype
+    from hinas.space.genotype import Genotype
 
     for rel in files:
         if Path(rel).name.startswith("genotype") and rel.endswith(".json"):
@@ -116,7 +116,7 @@ def _genotype_problem(folder: Path, files: list[str], spec) -> str | None:
 
 def count_problems(summary: dict, model, spec: dict, where: str = "its") -> list[str]:
     """The summary's ``params`` and ``flops`` (when it states them) against the network itself."""
-    from hinas.network import count_flops, count_parameters
+    from hinas.space.network import count_flops, count_parameters
 
     problems = []
     params = summary.get("params")
@@ -170,7 +170,7 @@ def file_checks(folder: Path, files: list[str], summary: dict | None):
     a search's alpha/beta CSVs read and its claimed movement theirs, and the summary's
     ``params``/``flops`` those of the item's own network. The network is ``(model, spec)`` of the
     item folder's own ``network.json`` + ``weights.safetensors``."""
-    from hinas.network_file import load_trained
+    from hinas.space.network_file import load_trained
     from hinas.safeio import load_json_file, one_line
 
     problems, network, used = [], None, set()
@@ -224,7 +224,7 @@ def evaluations_problems(summary: dict, network) -> list[str]:
 def evaluation_problem(ev, spec: dict) -> str | None:
     """Why one stored evaluation cannot be what hinas wrote for this network (None: it can)."""
     from hinas.data.datasets import DATASETS, EMBEDDED_SPLIT, canonical_name
-    from hinas.evaluation import EVAL_SCALES, PROTOCOLS
+    from hinas.eval.evaluation import EVAL_SCALES, PROTOCOLS
 
     if not isinstance(ev, dict):
         return "an evaluation that is not a mapping"
@@ -292,7 +292,7 @@ def rescore_evaluation(ev: dict, model, spec: dict, *, images: int | None, root:
     verifier's data cannot score it, :class:`Malformed` when the stored scores cannot be these."""
     import torch
 
-    from hinas.evaluation import evaluate
+    from hinas.eval.evaluation import evaluate
     from hinas.safeio import one_line
 
     label, task = evaluation_label(ev), spec.get("task", "denoise")

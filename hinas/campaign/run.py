@@ -56,7 +56,7 @@ class Context:
 def run_item(ctx: Context, item: Item) -> str:
     """Run (a piece of) one item; returns 'done', 'paused' or raises."""
     from hinas.campaign import long
-    from hinas.genotype import Genotype
+    from hinas.space.genotype import Genotype
 
     folder = ctx.results / item.name
     with names_file(folder):

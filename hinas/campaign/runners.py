@@ -104,7 +104,7 @@ def run_engine(ctx, item: Item, kind: str, genotype=None) -> dict | None:
 
 def finish_search(ctx, item: Item, out: dict) -> dict:
     from hinas.campaign.status import movement_of
-    from hinas.supernet import Supernet
+    from hinas.space.supernet import Supernet
 
     folder, run, cfg = ctx.results / item.name, ctx.results / item.name / "run", out["config"]
     files = copy_files(run, folder, ["genotype.json", "genotype_final.json", "history.csv", "alpha.csv",
@@ -125,8 +125,8 @@ def finish_search(ctx, item: Item, out: dict) -> dict:
 
 
 def finish_train(ctx, item: Item, out: dict) -> dict:
-    from hinas.network_file import load_trained
-    from hinas.network import count_flops
+    from hinas.space.network_file import load_trained
+    from hinas.space.network import count_flops
 
     folder, run, cfg = ctx.results / item.name, ctx.results / item.name / "run", out["config"]
     files = copy_files(run, folder, ["network.json", "weights.safetensors", "genotype.json", "history.csv",
@@ -165,7 +165,7 @@ def _schedule(cfg, plan, what: str) -> dict:
 
 
 def run_bench(ctx, item: Item) -> dict:
-    from hinas.bench import search_speed, supernet_memory
+    from hinas.bench.measure import search_speed, supernet_memory
 
     o = item.options
     device = ctx.device or "cpu"
@@ -225,9 +225,9 @@ def run_eval(ctx, item: Item):
 
     from hinas.data.datasets import resolve_data_root
     from hinas.engine.common import device_name
-    from hinas.evaluation import PROTOCOLS, evaluate
-    from hinas.network_file import load_trained
-    from hinas.network import count_flops, count_parameters
+    from hinas.eval.evaluation import PROTOCOLS, evaluate
+    from hinas.space.network_file import load_trained
+    from hinas.space.network import count_flops, count_parameters
 
     folder = ctx.results / item.name
     net_dir = ctx.results / item.network_from

@@ -1,5 +1,5 @@
 """``hinas bench ...``: benchmarks that print figures and ratios measured in one run
-(:mod:`hinas.bench`, :mod:`hinas.bench_released`, :mod:`hinas.bench_gpu`)."""
+(:mod:`hinas.bench.measure`, :mod:`hinas.bench.released`, :mod:`hinas.bench.gpu`)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import sys
 from pathlib import Path
 
-from hinas.bench import gradient_scope, search_speed, supernet_memory, train_stability
-from hinas.bench_gpu import campaign_levers, fast_path_equivalence, gpu_speed, report_is_current
+from hinas.bench.measure import gradient_scope, search_speed, supernet_memory, train_stability
+from hinas.bench.gpu import campaign_levers, fast_path_equivalence, gpu_speed, report_is_current
 from hinas.cli import PathArg, print_json
 from hinas.errors import HinasError
 
@@ -120,9 +120,9 @@ def _register_cpu_speed(sub) -> None:
 
 
 def _cli_cpu_speed(args) -> int:
-    from hinas.bench_cpu import TRAIN_VARIANTS, cpu_speed
-    from hinas.bench_released import check_checkout
-    from hinas.genotype import Genotype, random_genotype
+    from hinas.bench.cpu import TRAIN_VARIANTS, cpu_speed
+    from hinas.bench.released import check_checkout
+    from hinas.space.genotype import Genotype, random_genotype
 
     if args.steps < 1 or args.search_steps < 1 or args.equivalence_steps < 0 or (args.threads or 1) < 1:
         raise HinasError("--steps, --search-steps and --threads must be at least 1, --equivalence-steps at least 0")
@@ -237,7 +237,7 @@ def _cli_train_stability(args) -> int:
             raise HinasError(f"--{name.replace('_', '-')} must be at least 1")
     genotype = None
     if args.genotype:
-        from hinas.genotype import Genotype
+        from hinas.space.genotype import Genotype
 
         genotype = Genotype.load(args.genotype)
     res = train_stability(iterations=args.iterations, batch=args.batch, patch=args.patch, f=args.f, lr=args.lr,
@@ -255,7 +255,7 @@ def _cli_train_stability(args) -> int:
 
 
 def _cli_side_by_side(args) -> int:
-    from hinas.bench_released import reference_side_by_side
+    from hinas.bench.released import reference_side_by_side
     res = reference_side_by_side(args.code, iterations=args.iterations, batch=args.batch, patch=args.patch,
                                  f=args.f, seed=args.seed, device=args.device, data_root=args.data_root,
                                  max_images=args.max_images)
@@ -274,7 +274,7 @@ def _cli_side_by_side(args) -> int:
 
 
 def _cli_gpu_speed(args) -> int:
-    from hinas.genotype import Genotype, random_genotype
+    from hinas.space.genotype import Genotype, random_genotype
 
     if not str(args.device).startswith("cuda"):
         raise HinasError(f"--device {args.device}: hinas bench gpu-speed measures CUDA steps; use --device cuda")

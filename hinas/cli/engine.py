@@ -113,7 +113,7 @@ def _train(args) -> int:
     import json
 
     from hinas.engine.train import train
-    from hinas.genotype import Genotype
+    from hinas.space.genotype import Genotype
 
     cfg = build_config(args, train=True)
     genotype = None

@@ -1,5 +1,5 @@
 """``hinas eval``: a baseline (bicubic, BM3D, the noisy input) or trained weights on a dataset,
-under a named metric protocol (:mod:`hinas.evaluation`)."""
+under a named metric protocol (:mod:`hinas.eval.evaluation`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 from hinas.cli import PathArg, print_json
 from hinas.engine.common import check_device
 from hinas.errors import HinasError
-from hinas.evaluation import (BM3D_PROFILES, EVAL_SCALES, PROTOCOLS, bicubic_restore, bm3d_restore, default_dataset,
+from hinas.eval.evaluation import (BM3D_PROFILES, EVAL_SCALES, PROTOCOLS, bicubic_restore, bm3d_restore, default_dataset,
                               evaluate, evaluate_run)
 from hinas.safeio import finite_number, names_file, quote
 
@@ -174,7 +174,7 @@ def _eval_command(args) -> int:
 # ------------------------------------------------------------------------------ protocol-ladder
 
 def register_ladder_cli(subparsers) -> None:
-    from hinas.protocol_ladder import INPUT_STEPS, PROTOCOL_STEPS
+    from hinas.eval.protocol_ladder import INPUT_STEPS, PROTOCOL_STEPS
 
     p = subparsers.add_parser(
         "protocol-ladder", help="what each difference between the denoising protocols is worth, step by step",
@@ -209,7 +209,7 @@ def register_ladder_cli(subparsers) -> None:
 
 def _ladder_command(args) -> int:
     from hinas.data.datasets import load_dataset
-    from hinas.protocol_ladder import INPUT_STEPS, PROTOCOL_STEPS, STEPS, ladder_identity, run_ladder, step_differences
+    from hinas.eval.protocol_ladder import INPUT_STEPS, PROTOCOL_STEPS, STEPS, ladder_identity, run_ladder, step_differences
     from hinas.safeio import atomic_write_text, load_json_file, sha256_file
 
     check_device(args.device)
@@ -229,7 +229,7 @@ def _ladder_command(args) -> int:
                              f"{', '.join(STEPS)}")
         steps = [k for k in STEPS if k in asked]
     if args.weights is not None:
-        from hinas.network_file import load_trained
+        from hinas.space.network_file import load_trained
 
         model, spec = load_trained(args.weights, "best", args.device)
         if spec.get("task", "denoise") != "denoise":

@@ -1,12 +1,12 @@
-"""``hinas export``: a trained network as ONNX, checked in onnxruntime (:mod:`hinas.export`)."""
+"""``hinas export``: a trained network as ONNX, checked in onnxruntime (:mod:`hinas.deploy.export`)."""
 
 from __future__ import annotations
 
 import sys
 
-from hinas import export
+from hinas.deploy import export
 from hinas.cli import PathArg, print_json
-from hinas.export import DEFAULT_OPSET, MIN_OPSET, export_onnx
+from hinas.deploy.export import DEFAULT_OPSET, MIN_OPSET, export_onnx
 
 
 def register_cli(subparsers) -> None:

@@ -32,10 +32,10 @@ def register_cli(subparsers) -> None:
 
 
 def describe(genotype_path, size=(64, 64), f=None) -> dict:
-    from hinas.genotype import Genotype
-    from hinas.network import build_network, count_flops, count_parameters
+    from hinas.space.genotype import Genotype
+    from hinas.space.network import build_network, count_flops, count_parameters
 
-    from hinas.network_file import check_network_size
+    from hinas.space.network_file import check_network_size
 
     h, w = size
     if min(h, w) < 1 or max(h, w) > MAX_SIDE or h * w > MAX_PIXELS:
@@ -73,7 +73,7 @@ def _describe(args) -> int:
 def _draw(args) -> int:
     import shutil
 
-    from hinas.genotype import Genotype
+    from hinas.space.genotype import Genotype
     from hinas.viz import draw_cell, draw_path
 
     if shutil.which("dot") is None:

@@ -1,4 +1,4 @@
-"""``hinas restore``: the command line of :mod:`hinas.restore` (run a trained network on your images).
+"""``hinas restore``: the command line of :mod:`hinas.deploy.restore` (run a trained network on your images).
 
     hinas restore photo.png --weights runs/t1 --out restored/          # -> restored/photo.png
     hinas restore big.tif --weights runs/sr2 --out big_x2.png --tile 256 --overlap 32
@@ -48,7 +48,7 @@ def register_cli(subparsers) -> None:
 
 def _restore_command(args) -> int:
     from hinas.cli import print_json
-    from hinas.restore import restore_files
+    from hinas.deploy.restore import restore_files
 
     res = restore_files(args.weights, args.inputs, args.out, sigma=args.sigma, scale=args.scale, tile=args.tile,
                         overlap=args.overlap, add_noise=args.add_noise, seed=args.seed, force=args.force,

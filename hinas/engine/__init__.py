@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from hinas.engine.config import PROFILES, RunConfig
-from hinas.evaluation import evaluate_run
+from hinas.eval.evaluation import evaluate_run
 from hinas.engine.search import search
 from hinas.engine.train import train
 

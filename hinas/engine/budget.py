@@ -89,7 +89,7 @@ def plan_search(cfg: RunConfig, seconds: float) -> tuple[RunConfig, dict]:
     from hinas.engine import fast
     from hinas.engine.search import validate_network
     from hinas.losses import RestorationLoss
-    from hinas.supernet import Supernet
+    from hinas.space.supernet import Supernet
 
     seconds = _check_budget(seconds)
     device = resolve_device(cfg.device)
@@ -164,7 +164,7 @@ def plan_train(cfg: RunConfig, genotype, seconds: float) -> tuple[RunConfig, dic
     from hinas.engine.search import validate_network
     from hinas.engine import fast
     from hinas.engine.train import network_spec, param_groups
-    from hinas.network_file import build_model
+    from hinas.space.network_file import build_model
     from hinas.losses import RestorationLoss
 
     seconds = _check_budget(seconds)

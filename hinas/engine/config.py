@@ -25,9 +25,9 @@ from dataclasses import dataclass, field
 
 import yaml
 
-from hinas.config import SupernetConfig
+from hinas.space.spec import SupernetConfig
 from hinas.errors import ConfigError, HinasError
-from hinas.evaluation import VALIDATION_PROTOCOLS
+from hinas.eval.evaluation import VALIDATION_PROTOCOLS
 from hinas.safeio import finite_number, load_yaml_file, quote
 
 PROFILES = ("smoke", "quick", "gpu", "paper")
@@ -76,7 +76,7 @@ class RunConfig:
     val_fraction: float = 0.02
     val_crop: typing.Optional[int] = None  # validate on central crops of this size (None: whole)
     # validation that picks the search's genotype and training's best weights: 'reference' = the
-    # released code's (stride-64 patches, one sigma per patch, float output; hinas.evaluation),
+    # released code's (stride-64 patches, one sigma per patch, float output; hinas.eval.evaluation),
     # 'standard' = whole images, one pass per sigma, the standard metrics
     val_protocol: str = "reference"
     w_lr: float = 0.025

@@ -2,8 +2,8 @@
 
 A first-order search that ran too few architecture steps leaves alpha and beta where they were
 initialised (all ones: uniform softmaxes), and its decoding then picks ops and the width path by
-float noise and by the tie-breaking rules of :func:`hinas.genotype.decode_cell` and
-:func:`hinas.genotype.viterbi`, not by anything the search learned. :func:`search_movement`
+float noise and by the tie-breaking rules of :func:`hinas.space.genotype.decode_cell` and
+:func:`hinas.space.genotype.viterbi`, not by anything the search learned. :func:`search_movement`
 measures that on a finished supernet (or its softmaxed weights):
 
 * ``alpha_max_dev``: the largest ``|alpha_softmax - 1/K|`` over all layers, edges and ops
@@ -40,7 +40,7 @@ TIE_TOLERANCE = 1e-6  # path probabilities this close are a tie
 def initial_beta_weights(layers: int, levels: int, mask_value: float = float("-inf")) -> torch.Tensor:
     """The beta weights of a freshly initialised supernet: softmax of ones with impossible moves
     masked (``Supernet.__init__`` / ``Supernet.beta_weights``), as an (m, 3) float64 tensor."""
-    from hinas.grid import MOVES, grid_sources
+    from hinas.space.grid import MOVES, grid_sources
 
     sources = grid_sources(layers, levels)
     logits = torch.ones(len(sources), 3, dtype=torch.float64)
@@ -54,13 +54,13 @@ def initial_beta_weights(layers: int, levels: int, mask_value: float = float("-i
 def path_ties(beta_weights: torch.Tensor, layers: int, levels: int, tol: float = TIE_TOLERANCE) -> dict:
     """The decoded width path's decisions that were ties, and the path with ties broken the other way.
 
-    Follows :func:`hinas.genotype.viterbi_trace` exactly: the same candidates in the same order
+    Follows :func:`hinas.space.genotype.viterbi_trace` exactly: the same candidates in the same order
     (from the narrower, the same, the wider level), whose strict ``>`` keeps the first of equal
     candidates, and the last layer's level chosen lowest first. A decision is a tie when another
     candidate's path probability is within ``tol`` of the chosen one; the other tie-break takes the
     last such candidate (and the highest such final level)."""
-    from hinas.genotype import viterbi_trace
-    from hinas.grid import grid_sources
+    from hinas.space.genotype import viterbi_trace
+    from hinas.space.grid import grid_sources
 
     beta = beta_weights.detach().cpu().double()
     trace = viterbi_trace(beta, layers, levels)
@@ -104,7 +104,7 @@ def search_movement(net_or_weights, beta=None, *, beta_init: torch.Tensor | None
                     levels: int | None = None, tol: float = TIE_TOLERANCE) -> dict:
     """How far a search moved: ``alpha_max_dev``, ``beta_max_change``, ``path_from_tie``, ``moved``.
 
-    ``search_movement(net)`` for a :class:`~hinas.supernet.Supernet`; or its softmaxed weights,
+    ``search_movement(net)`` for a :class:`~hinas.space.supernet.Supernet`; or its softmaxed weights,
     ``search_movement(alpha_weights, beta_weights)`` or ``search_movement((alpha, beta))``, where
     the grid (``layers``, ``levels``) is inferred from the shapes when not given. ``beta_init``:
     the beta weights at initialisation (default: those of a fresh supernet,
@@ -152,8 +152,8 @@ def search_movement(net_or_weights, beta=None, *, beta_init: torch.Tensor | None
 def _grid_of(alpha: torch.Tensor, beta: torch.Tensor, layers, levels) -> tuple[int, int]:
     """(layers, levels) of beta: as many sources as it has rows, and zeros exactly at the impossible
     moves (LWAS alpha gives the layers). Levels no path can reach change nothing: the fewest fit."""
-    from hinas.genotype import MAX_LAYERS, MAX_LEVELS
-    from hinas.grid import grid_sources
+    from hinas.space.genotype import MAX_LAYERS, MAX_LEVELS
+    from hinas.space.grid import grid_sources
 
     if layers is None and alpha.dim() == 3:
         layers = alpha.shape[0]
@@ -182,7 +182,7 @@ def movement_from_csv(folder, layers: int | None = None, levels: int | None = No
 
     ``layers``/``levels`` default to the folder's ``config.yaml`` (else the beta rows). The CSVs
     hold weights rounded to 6 decimals; impossible moves have no row (weight 0)."""
-    from hinas.grid import MOVE_NAMES, grid_sources
+    from hinas.space.grid import MOVE_NAMES, grid_sources
 
     folder = Path(folder)
     if layers is None or levels is None:

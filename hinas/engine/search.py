@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 from hinas.engine import common, fast, runfolder
 from hinas.engine.config import RunConfig
 from hinas.losses import RestorationLoss
-from hinas.metrics import selection_score
-from hinas.supernet import MOVE_NAMES, Supernet
+from hinas.eval.metrics import selection_score
+from hinas.space.supernet import MOVE_NAMES, Supernet
 
 CHECKPOINT = common.CHECKPOINT
 
@@ -68,12 +68,12 @@ def check_validation_images(records, cfg: RunConfig) -> None:
 
 
 def validate_network(net, records, cfg: RunConfig, device) -> dict:
-    """PSNR/SSIM of a network on held-out images under ``cfg.val_protocol`` (hinas.evaluation's
+    """PSNR/SSIM of a network on held-out images under ``cfg.val_protocol`` (hinas.eval.evaluation's
     VALIDATION_PROTOCOLS: 'reference' = the released code's patch-wise validation, one sigma per
     patch; 'standard' = whole images, mean over the sigmas), on central crops of
     ``cfg.val_crop`` pixels when set."""
     from hinas.data.datasets import ImageDataset
-    from hinas.evaluation import evaluate, validate_reference
+    from hinas.eval.evaluation import evaluate, validate_reference
 
     ds = ImageDataset("search-V", [crop_center(r, cfg.val_crop) for r in records],
                       grey=cfg.task == "denoise", allows_grey=True)
@@ -135,7 +135,7 @@ def search(cfg: RunConfig, out_dir, resume: bool = False, *, progress: bool | No
 
 def _search(cfg: RunConfig, folder, device, progress, stop_at=None) -> dict:
     from hinas.data import BatchStream, PatchDataset, search_split
-    from hinas.genotype import origin
+    from hinas.space.genotype import origin
 
     # -- every input is checked before the first write ---------------------------------------------
     ck, records, identity = runfolder.open_run(folder, "search", cfg, device)
@@ -299,7 +299,7 @@ def _paused(state, **where) -> dict:
 
 def _finish(net, cfg, out: Path, state, device, save_checkpoint, rank, execution: dict | None = None) -> dict:
     from hinas.engine.movement import search_movement
-    from hinas.genotype import Genotype, origin
+    from hinas.space.genotype import Genotype, origin
 
     final = net.genotype(origin(run=str(out), seed=cfg.seed, epoch=cfg.epochs, profile=cfg.profile,
                                     selection="final epoch"))

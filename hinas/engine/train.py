@@ -21,9 +21,9 @@ from tqdm.auto import tqdm
 from hinas.engine import common, fast, runfolder
 from hinas.engine.config import RunConfig
 from hinas.errors import HinasError
-from hinas.network_file import NETWORK_FILE, build_model, check_network_spec
+from hinas.space.network_file import NETWORK_FILE, build_model, check_network_spec
 from hinas.losses import RestorationLoss
-from hinas.metrics import selection_score
+from hinas.eval.metrics import selection_score
 
 CHECKPOINT = common.CHECKPOINT
 
@@ -271,7 +271,7 @@ def _train(cfg: RunConfig, genotype, spec: dict, folder, device, progress, stop_
     save_weights("weights_final.safetensors")
     if state["best"] is None:
         save_weights("weights.safetensors")
-    from hinas.network import count_parameters
+    from hinas.space.network import count_parameters
 
     summary = {
         "best_iteration": state["best"]["iteration"] if state["best"] else cfg.iterations,

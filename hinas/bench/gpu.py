@@ -75,7 +75,7 @@ def _train_setup(genotype, levers: dict, device, init_state: dict, f: int = 20):
     """A hinas training step on the paper's derived-network setting, from ``init_state``."""
     from hinas.engine import fast
     from hinas.engine.train import network_spec, param_groups
-    from hinas.network_file import build_model
+    from hinas.space.network_file import build_model
     from hinas.losses import RestorationLoss
 
     cfg = _config(levers, device).replace(net_f=f)
@@ -91,7 +91,7 @@ def _train_setup(genotype, levers: dict, device, init_state: dict, f: int = 20):
 def _search_setup(levers: dict, device, init_state: dict):
     from hinas.engine import fast
     from hinas.losses import RestorationLoss
-    from hinas.supernet import Supernet
+    from hinas.space.supernet import Supernet
 
     cfg = _config(levers, device)
     net = Supernet(cfg.supernet_config())
@@ -130,9 +130,9 @@ def fast_path_equivalence(genotype, *, device="cuda", steps: int = 50, search_st
     mechanism (fp32 arithmetic in both); TF32 lets the two paths' cuDNN algorithms round apart."""
     from hinas.engine import fast
     from hinas.engine.train import poly_lr
-    from hinas.network_file import build_model
+    from hinas.space.network_file import build_model
     from hinas.engine.train import network_spec
-    from hinas.supernet import Supernet
+    from hinas.space.supernet import Supernet
 
     levers = levers or dict(TRAIN_VARIANTS[5][1])
     out = {"device": str(device), "levers": levers, "tf32": tf32, "steps": steps, "search_steps": search_steps}
@@ -247,7 +247,7 @@ def _floor_share(model, x, floors: dict, seconds: float) -> dict:
     """The step's FLOPs (forward x 3: forward and the two backward products) and activation
     traffic (each output written, read back and its gradient written and read: x 4, an estimate)
     against the measured rates: the fraction of the machine the step uses."""
-    from hinas.network import count_flops
+    from hinas.space.network import count_flops
 
     batch = x.shape[0]
     flops = 3 * batch * count_flops(model, tuple(x.shape[-2:]), x.shape[1])["flops"]
@@ -266,9 +266,9 @@ def gpu_speed(genotype, *, code: str | None = None, device="cuda", steps: int = 
     from hinas.engine import fast
     from hinas.engine.common import device_name, provenance
     from hinas.engine.train import network_spec
-    from hinas.network_file import build_model
-    from hinas.network import count_parameters
-    from hinas.supernet import Supernet
+    from hinas.space.network_file import build_model
+    from hinas.space.network import count_parameters
+    from hinas.space.supernet import Supernet
 
     dev = torch.device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -284,7 +284,7 @@ def gpu_speed(genotype, *, code: str | None = None, device="cuda", steps: int = 
     out["train"]["params"] = count_parameters(ref_model)
     batches = synthetic_batches(8, batch, patch, dev, seed)
     if code:
-        from hinas.bench_released import released_search_step, released_train_step
+        from hinas.bench.released import released_search_step, released_train_step
 
         model, step = released_train_step(code, genotype, f=20, device=dev, ours=ref_model)
         sec, peak = _timed_steps(step, batches, steps, 5, dev)
@@ -335,9 +335,9 @@ def gpu_speed(genotype, *, code: str | None = None, device="cuda", steps: int = 
 
 # The files that make the steps this benchmark times: a report whose digest of them is today's
 # measured today's code (:func:`report_is_current`), so a later GPU window may reuse its levers.
-SOURCES = ("hinas/bench_gpu.py", "hinas/engine/fast.py", "hinas/engine/train.py", "hinas/engine/search.py",
-           "hinas/engine/common.py", "hinas/engine/config.py", "hinas/ops.py", "hinas/network.py",
-           "hinas/supernet.py", "hinas/losses.py", "hinas/metrics.py")
+SOURCES = ("hinas/bench/gpu.py", "hinas/engine/fast.py", "hinas/engine/train.py", "hinas/engine/search.py",
+           "hinas/engine/common.py", "hinas/engine/config.py", "hinas/space/ops.py", "hinas/space/network.py",
+           "hinas/space/supernet.py", "hinas/losses.py", "hinas/eval/metrics.py")
 
 
 def sources_digest() -> str:
@@ -345,7 +345,7 @@ def sources_digest() -> str:
     import hashlib
     from pathlib import Path
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     h = hashlib.sha256()
     for rel in SOURCES:
         h.update(rel.encode() + b"\0" + (root / rel).read_bytes())
@@ -362,7 +362,7 @@ def _released_commit(code) -> str | None:
     """The checkout's commit: its git HEAD, or the COMMIT file ``make gpu-pack`` writes beside a copy."""
     from pathlib import Path
 
-    from hinas.bench_released import _git_head
+    from hinas.bench.released import _git_head
 
     stamp = Path(code, "COMMIT")
     if stamp.is_file():

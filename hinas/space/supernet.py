@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hinas.config import SupernetConfig
-from hinas.grid import MOVE_NAMES, MOVES, Source, grid_sources  # noqa: F401 (re-exported)
-from hinas.network import ASPP
-from hinas.ops import LEAKY_SLOPE, build_op, canonical_op_name, conv_bn, conv_bn_act, init_batchnorm
+from hinas.space.spec import SupernetConfig
+from hinas.space.grid import MOVE_NAMES, MOVES, Source, grid_sources  # noqa: F401 (re-exported)
+from hinas.space.network import ASPP
+from hinas.space.ops import LEAKY_SLOPE, build_op, canonical_op_name, conv_bn, conv_bn_act, init_batchnorm
 
 
 class _FrozenBatchStats:
@@ -360,8 +360,8 @@ class Supernet(nn.Module):
 
     # -- decoding ---------------------------------------------------------------------------
     def genotype(self, provenance: dict | None = None):
-        """Decode the current alpha/beta into a :class:`~hinas.genotype.Genotype`."""
-        from hinas.genotype import Genotype, decode_cell, viterbi
+        """Decode the current alpha/beta into a :class:`~hinas.space.genotype.Genotype`."""
+        from hinas.space.genotype import Genotype, decode_cell, viterbi
 
         cfg = self.cfg
         with torch.no_grad():

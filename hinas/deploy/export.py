@@ -37,7 +37,7 @@ def export_onnx(weights, out, *, opset: int = DEFAULT_OPSET, dynamo: bool = Fals
     """Export the network of a ``hinas train`` run folder to ONNX at ``out``; see the module doc."""
     import torch
 
-    from hinas.network_file import load_trained
+    from hinas.space.network_file import load_trained
 
     out = Path(out)
     if opset < MIN_OPSET:

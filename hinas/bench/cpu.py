@@ -1,7 +1,7 @@
 """``hinas bench cpu-speed``: the training step and the search's steps on the CPU, the released
 code's own beside hinas eager and hinas with each CPU lever alone and combined.
 
-The CPU counterpart of :mod:`hinas.bench_gpu`, with its setups and timing: in one process, from
+The CPU counterpart of :mod:`hinas.bench.gpu`, with its setups and timing: in one process, from
 the same initial weights on the same fixed batches, so every ratio is within one run. The levers
 (:class:`~hinas.engine.config.RunConfig` switches): ``channels_last`` (oneDNN's NHWC kernels; it
 changes no number beyond float rounding), ``compile`` (the derived network through inductor's C++
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from hinas.bench_gpu import _search_setup, _train_setup, synthetic_batches
+from hinas.bench.gpu import _search_setup, _train_setup, synthetic_batches
 
 # each variant: its name and the levers it turns on (everything else off)
 TRAIN_VARIANTS = (
@@ -107,12 +107,12 @@ def cpu_speed(genotype, *, code: str | None = None, threads: int | None = None, 
     ``steps``/``search_steps``: timed rounds (:func:`_rounds`) after ``warmup`` untimed ones (the
     compiled variants compile in theirs); ``bf16``: measure the bf16 variants (default: only where
     the CPU has native bf16)."""
-    from hinas.bench_gpu import _config, _ratios_of
+    from hinas.bench.gpu import _config, _ratios_of
     from hinas.engine.common import provenance
     from hinas.engine.train import network_spec
-    from hinas.network_file import build_model
-    from hinas.network import count_parameters
-    from hinas.supernet import Supernet
+    from hinas.space.network_file import build_model
+    from hinas.space.network import count_parameters
+    from hinas.space.supernet import Supernet
 
     log = log or (lambda msg: None)
     if threads:
@@ -139,7 +139,7 @@ def cpu_speed(genotype, *, code: str | None = None, threads: int | None = None, 
     out["train"]["params"] = count_parameters(ref_model)
     train_steps, keep = {}, []
     if code:
-        from hinas.bench_released import released_train_step
+        from hinas.bench.released import released_train_step
 
         model, train_steps["released"] = released_train_step(code, genotype, f=20, device=dev, ours=ref_model)
         keep.append(model)
@@ -162,7 +162,7 @@ def cpu_speed(genotype, *, code: str | None = None, threads: int | None = None, 
     batches = synthetic_batches(4, search_batch, patch, dev, seed + 1)
     weight_steps, arch_steps, keep = {}, {}, []
     if code:
-        from hinas.bench_released import released_search_step
+        from hinas.bench.released import released_search_step
 
         model, weight_steps["released"], arch_steps["released"] = released_search_step(
             code, device=dev, seed=seed, batch=search_batch)
@@ -191,7 +191,7 @@ def cpu_speed(genotype, *, code: str | None = None, threads: int | None = None, 
                                                search_steps=equivalence_search_steps, seed=seed, batch=batch,
                                                search_batch=search_batch, patch=patch)
     if code:
-        from hinas.bench_gpu import _released_commit
+        from hinas.bench.gpu import _released_commit
 
         out["released_code"] = {"path": str(code), "commit": _released_commit(code)}
     out["provenance"] = provenance("cpu")
@@ -235,11 +235,11 @@ def lever_equivalence(genotype, levers: dict, *, steps: int = 50, search_steps: 
     states after it are compared. Free-running traces are no test of the mechanism here: at lr
     0.05 the training amplifies float rounding about 3x a step (one step from the same weights
     differs by 1e-6, fifty by 1e-3), whatever changes the order of a sum (threads included)."""
-    from hinas.bench_gpu import _config
+    from hinas.bench.gpu import _config
     from hinas.engine import fast
     from hinas.engine.train import network_spec, poly_lr
-    from hinas.network_file import build_model
-    from hinas.supernet import Supernet
+    from hinas.space.network_file import build_model
+    from hinas.space.supernet import Supernet
 
     dev = torch.device("cpu")
     out = {"device": "cpu", "levers": levers, "steps": steps, "search_steps": search_steps, "rule":

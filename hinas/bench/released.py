@@ -21,7 +21,7 @@ Shims for today's torch (the release targets torch 1.0); none edits the checkout
   ``model.to`` does not reach, is moved to ``device`` by hand. We never call ``.cuda()``.
 * BatchNorm: torch 1.0 drew affine BN scales from U(0, 1), torch >= 1.2 sets 1. The train step
   copies a hinas network built with ``bn_init="torch1"``; the search step re-draws its affine
-  BN scales with ``hinas.ops.init_batchnorm(..., "torch1")`` (same law, not torch 1.0's draws).
+  BN scales with ``hinas.space.ops.init_batchnorm(..., "torch1")`` (same law, not torch 1.0's draws).
 * ``optimizer.zero_grad()`` is called as written; today it sets grads to None where torch 1.0
   zeroed them in place (the same update for every parameter that gets a gradient).
 """
@@ -115,10 +115,10 @@ def reference_side_by_side(code: str, *, iterations: int = 40, batch: int = 24, 
     from hinas.data import PatchDataset, task_datasets
     from hinas.engine.config import RunConfig
     from hinas.engine.train import param_groups, poly_lr
-    from hinas.genotype import random_genotype
+    from hinas.space.genotype import random_genotype
     from hinas.losses import differentiable_ssim as ssim
-    from hinas.network import build_network
-    from hinas.ops import REFERENCE_NAMES
+    from hinas.space.network import build_network
+    from hinas.space.ops import REFERENCE_NAMES
 
     root = Path(code)
     if not (root / "one_stage_nas" / "modeling" / "dn_compnet.py").exists():
@@ -280,9 +280,9 @@ def released_train_step(code: str, genotype, *, f: int = 20, device="cpu", seed:
     momentum 0.9, one group per parameter, biases at 2x lr without weight decay, others 4e-5).
     It returns the loss, detached (no host sync). The model is left in train mode, as trainer.py 47.
     """
-    from hinas.genotype import Genotype
-    from hinas.network import build_network
-    from hinas.ops import REFERENCE_NAMES, canonical_op_name
+    from hinas.space.genotype import Genotype
+    from hinas.space.network import build_network
+    from hinas.space.ops import REFERENCE_NAMES, canonical_op_name
 
     (Dn_compnet,), build = _import_release(code, "modeling.dn_compnet", "Dn_compnet")
     g = genotype if isinstance(genotype, Genotype) else Genotype.load(genotype)
@@ -351,7 +351,7 @@ def released_search_step(code: str, *, device="cpu", seed: int = 0, batch: int =
       (``arch_alphas``, ``arch_betas``). Its backward also fills the weights' gradients, which the
       next weight step clears first, as in the release.
     """
-    from hinas.ops import init_batchnorm
+    from hinas.space.ops import init_batchnorm
 
     (Dn_supernet,), build = _import_release(code, "modeling.dn_supernet", "Dn_supernet")
     cfg = _search_cfg(batch)

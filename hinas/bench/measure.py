@@ -27,10 +27,10 @@ import time
 
 import torch
 
-from hinas.config import SupernetConfig
+from hinas.space.spec import SupernetConfig
 from hinas.errors import HinasError
 from hinas.losses import RestorationLoss
-from hinas.supernet import Supernet
+from hinas.space.supernet import Supernet
 
 CPU_METHOD = "torch.profiler profile_memory: peak of the c10 CPU allocator's 'Total Allocated' during the step"
 CUDA_METHOD = "torch.cuda.max_memory_allocated during the step minus memory allocated before it"
@@ -223,8 +223,8 @@ def train_stability(*, iterations: int = 500, batch: int = 24, patch: int = 64, 
     from hinas.data import PatchDataset, task_datasets
     from hinas.engine.config import RunConfig
     from hinas.engine.train import param_groups, poly_lr
-    from hinas.genotype import random_genotype
-    from hinas.network import build_network
+    from hinas.space.genotype import random_genotype
+    from hinas.space.network import build_network
 
     if threads:
         torch.set_num_threads(threads)

@@ -165,7 +165,7 @@ def validate_reference(restore_fn, records, task: str, *, sigmas=None, scale=Non
     patch is drawn from (seeded by image name and patch position, so the score is repeatable)."""
     import torch
 
-    from hinas import metrics
+    from hinas.eval import metrics
     from hinas.data.degrade import add_noise_seeded, make_lr, noise_seed, to_grey
 
     task = _norm_task(task)
@@ -210,7 +210,7 @@ def evaluate(restore_fn, dataset, task, *, sigma=None, scale=None, protocol: str
     seconds, per_image: [{name, psnr, ssim}], embedded, comparable_with_paper, device}``; PSNR
     and SSIM are means over images.
     """
-    from hinas import metrics
+    from hinas.eval import metrics
     from hinas.data.datasets import ImageDataset, load_dataset
     from hinas.data.degrade import add_noise_seeded, make_lr, to_grey
 
@@ -391,8 +391,8 @@ def evaluate_run(run_dir, dataset=None, *, sigma=None, scale=None, protocol: str
     """Score a trained run folder; returns psnr, ssim, params, flops, seconds, images, ..."""
     import torch
 
-    from hinas.network import count_flops, count_parameters
-    from hinas.network_file import load_trained
+    from hinas.space.network import count_flops, count_parameters
+    from hinas.space.network_file import load_trained
 
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise HinasError(f"--device {device} asked for but CUDA is not available; use --device cpu")

@@ -13,7 +13,7 @@ import dataclasses
 from dataclasses import dataclass
 
 from hinas.errors import ConfigError
-from hinas.ops import BN_INITS, OPS, PRIMITIVE_SETS
+from hinas.space.ops import BN_INITS, OPS, PRIMITIVE_SETS
 
 TASKS = ("denoise", "sr")
 CELL_SHARING = ("eq5", "eq6")

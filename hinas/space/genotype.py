@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from hinas.errors import GenotypeError
-from hinas.ops import OPS, PRIMITIVE_SETS, canonical_op_name
+from hinas.space.ops import OPS, PRIMITIVE_SETS, canonical_op_name
 
 SCHEMA_VERSION = 1
 # bounds on what a genotype file may ask for (the paper: 2-3 layers, 3-4 steps, 3 levels, widths <= 4)
@@ -76,7 +76,7 @@ class ViterbiTrace:
 
 def viterbi_trace(beta_weights: torch.Tensor, layers: int, levels: int) -> ViterbiTrace:
     """Most probable width path under the softmaxed beta (rows in source order, REFERENCE 4.2)."""
-    from hinas.grid import grid_sources
+    from hinas.space.grid import grid_sources
 
     beta = beta_weights.detach().cpu().double()
     sources = grid_sources(layers, levels)
@@ -127,7 +127,7 @@ def viterbi(beta_weights: torch.Tensor, layers: int, levels: int) -> list[int]:
 
 def path_log_prob(beta_weights: torch.Tensor, path, levels: int) -> float:
     """log P(path) = sum of log beta along its moves (for brute-force checks)."""
-    from hinas.grid import grid_sources
+    from hinas.space.grid import grid_sources
 
     layers = len(path)
     row_of = {(s.layer, s.level): s.index for s in grid_sources(layers, levels)}

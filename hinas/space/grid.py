@@ -2,7 +2,7 @@
 
 A *source* is a node that feeds the next layer: the stem (layer -1), then every cell that is
 not in the last layer; sources are beta's rows. This module depends on nothing else in hinas,
-so :mod:`hinas.genotype` (decoding) and :mod:`hinas.supernet` (search) both use it without
+so :mod:`hinas.space.genotype` (decoding) and :mod:`hinas.space.supernet` (search) both use it without
 importing each other.
 """
 

@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from hinas.genotype import Genotype
-from hinas.ops import LEAKY_SLOPE, build_op, canonical_op_name, conv_bn, conv_bn_act, init_batchnorm, sep3x3_bn
+from hinas.space.genotype import Genotype
+from hinas.space.ops import LEAKY_SLOPE, build_op, canonical_op_name, conv_bn, conv_bn_act, init_batchnorm, sep3x3_bn
 
 DEFAULT_F = {"denoise": 20, "sr": 16}
 DECODER_CHANNELS = 128
@@ -105,7 +105,7 @@ class DerivedNetwork(nn.Module):
         """``node_channels`` overrides the searched widths with fixed per-layer channels per
         node (the paper's HiNAS-w40 = [40]*L and HiNAS-wm = [20, 40, 80], Table 3).
         ``bn_init``: affine BatchNorm scales from U(0, 1) (``'torch1'``, as the release's torch
-        1.0.0) or at 1 (``'ones'``); see :func:`hinas.ops.init_batchnorm`."""
+        1.0.0) or at 1 (``'ones'``); see :func:`hinas.space.ops.init_batchnorm`."""
         super().__init__()
         g = genotype
         self.genotype = g

@@ -135,7 +135,7 @@ def restore_array(model, img01: np.ndarray, *, scale: int = 1, tile: int | None 
     """Run ``model`` on a float image in [0, 1] (HxW or HxWxC); returns float32 in [0, 1]."""
     import torch
 
-    from hinas.evaluation import from_tensor, to_tensor
+    from hinas.eval.evaluation import from_tensor, to_tensor
 
     with torch.no_grad():
         y = tiled_forward(model, to_tensor(img01, device), tile, overlap, scale, on_tile)
@@ -274,8 +274,8 @@ def restore_files(weights, inputs, out, *, sigma: float | None = None, scale: in
     from hinas.data.datasets import read_image
     from hinas.data.degrade import add_noise_seeded, to_grey
     from hinas.engine.common import check_device
-    from hinas.network_file import load_trained
-    from hinas.evaluation import quantise
+    from hinas.space.network_file import load_trained
+    from hinas.eval.evaluation import quantise
 
     # -- validate everything before the first write ------------------------------------------
     sigma = _noise_level(sigma, "--sigma")

@@ -1,10 +1,10 @@
 """What each difference between the two denoising protocols is worth, measured one step at a time.
 
-``standard`` and ``hinas-reference`` (:data:`hinas.evaluation.PROTOCOLS`) differ in four things at
+``standard`` and ``hinas-reference`` (:data:`hinas.eval.evaluation.PROTOCOLS`) differ in four things at
 once: float instead of uint8 output, zero-padded instead of 'valid' SSIM, overlapping 64x64 patches
 instead of the whole image, and a fresh noise draw per patch instead of one per image. A *ladder*
 scores one restorer on the same images under a sequence of protocols that each change one thing,
-from ``standard`` (the first step, equal to :func:`hinas.evaluation.evaluate`'s) to
+from ``standard`` (the first step, equal to :func:`hinas.eval.evaluation.evaluate`'s) to
 ``hinas-reference`` (the last, equal to it too), so the total difference splits into measured parts
 with a paired standard error each. :data:`INPUT_STEPS` change what the restorer is given instead
 (a noisy input clipped to [0, 1], or also rounded to uint8, as a noisy PNG file is): the usual
@@ -59,10 +59,10 @@ STEPS = {s.key: s for s in PROTOCOL_STEPS + INPUT_STEPS}
 
 def _restore(kind: str, restore_fn, clean01: np.ndarray, sigma: float, name: str, device) -> np.ndarray:
     """The restored image in [0, 1] (float) for one restoration ``kind``, with the same noise draws
-    as :func:`hinas.evaluation.evaluate` (one per image, or one per patch position) and, like it,
+    as :func:`hinas.eval.evaluation.evaluate` (one per image, or one per patch position) and, like it,
     one patch per forward pass (batching patches is no faster on a CPU, and changes the last bits)."""
     from hinas.data.degrade import add_noise_seeded
-    from hinas.evaluation import _patchwise, from_tensor, quantise, to_tensor
+    from hinas.eval.evaluation import _patchwise, from_tensor, quantise, to_tensor
 
     noisy = add_noise_seeded(clean01, sigma, name)
     if kind == "whole":
@@ -84,8 +84,8 @@ def _restore(kind: str, restore_fn, clean01: np.ndarray, sigma: float, name: str
 
 
 def _score(step: Step, out01: np.ndarray, clean: np.ndarray) -> dict:
-    from hinas import metrics
-    from hinas.evaluation import quantise
+    from hinas.eval import metrics
+    from hinas.eval.evaluation import quantise
 
     x = out01 * 255.0 if step.float_output else quantise(out01)
     ssim = metrics.reference_ssim(x, clean) if step.padded_ssim else metrics.calculate_ssim(x, clean)
@@ -153,7 +153,7 @@ def summarise(result: dict) -> dict:
 
 def step_scores(result: dict, key: str) -> list[dict]:
     """``[{name, psnr, ssim}]`` of step ``key`` over the images scored at it (what
-    :func:`hinas.stats.paired_difference` pairs by name)."""
+    :func:`hinas.eval.stats.paired_difference` pairs by name)."""
     return [{"name": r["name"], **r["scores"][key]} for r in result["per_image"] if key in r["scores"]]
 
 
@@ -161,7 +161,7 @@ def step_differences(result: dict, against: str | None = None) -> list[dict]:
     """Per step, the paired difference on the same images from the step before it (a protocol step
     from the previous protocol step, an input step from ``standard``), or from step ``against`` when
     given: ``{step, from, label, psnr: paired_difference, ssim: paired_difference}``."""
-    from hinas.stats import paired_difference
+    from hinas.eval.stats import paired_difference
 
     rows, prev = [], None
     for key in result["steps"]:

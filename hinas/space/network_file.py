@@ -46,7 +46,7 @@ def check_network_size(genotype, f=None, node_channels=None, source: str = "the 
 
 def check_network_spec(spec, source: str = NETWORK_FILE):
     """Validate a network description (``network.json``) before anything is built from it."""
-    from hinas.genotype import Genotype
+    from hinas.space.genotype import Genotype
 
     if not isinstance(spec, dict):
         raise HinasError(f"{source}: expected a JSON object describing the network, got {type(spec).__name__}")
@@ -80,12 +80,12 @@ def build_model(spec: dict, source: str = NETWORK_FILE):
     """The network a run folder describes (``network.json``): a HiNAS genotype or DnCNN."""
     g = check_network_spec(spec, source)
     if g is None:
-        from hinas.baselines import DnCNN
-        from hinas.ops import init_batchnorm
+        from hinas.space.baselines import DnCNN
+        from hinas.space.ops import init_batchnorm
 
         # the same BatchNorm init as the HiNAS networks it is compared with (same recipe, same budget)
         return init_batchnorm(DnCNN(in_channels=spec.get("in_channels", 1)), spec.get("bn_init", "torch1"))
-    from hinas.network import build_network
+    from hinas.space.network import build_network
 
     return build_network(g, spec.get("f"), residual=spec.get("residual", True),
                          node_channels=spec.get("node_channels"), bn_init=spec.get("bn_init", "torch1"))
