@@ -62,3 +62,24 @@ def sr_run(tmp_path_factory):
     import _smoke_networks
 
     return _smoke_networks.sr_run(tmp_path_factory.mktemp("nets"))
+
+
+def _assert_same_search_files(whole: Path, cut: Path) -> None:
+    """Two search run folders hold the same genotype, alpha.csv and beta.csv (their own folder names
+    and the genotype's creation time apart): a paused and resumed search against an uninterrupted one."""
+    import json
+
+    for name in ("genotype.json", "alpha.csv", "beta.csv"):
+        a = (whole / name).read_text().replace(str(whole), "RUN")
+        b = (cut / name).read_text().replace(str(cut), "RUN")
+        if name == "genotype.json":
+            a, b = (json.loads(x) for x in (a, b))
+            for g in (a, b):
+                g.get("provenance", {}).pop("created", None)
+        assert a == b, name
+
+
+@pytest.fixture
+def same_search_files():
+    """:func:`_assert_same_search_files`, for the tests that pause and resume searches."""
+    return _assert_same_search_files

@@ -15,16 +15,19 @@ from matplotlib.figure import Figure
 
 from hinas.book import ablation_report as ab
 from hinas.book import committed as cm
-from hinas.book import figures, runs, search_report, sota_report, stability, tables
+from hinas.book import figures, plans, search_report, sota_report, stability, tables
 from hinas.book.compare import NOISY_INPUT, with_status
 from hinas.book.settings import REPO_ROOT, base_config
 
 
 @pytest.fixture(scope="module")
 def found(tmp_path_factory):
-    """One smoke search (seed 0), cached in a temporary runs folder."""
+    """Chapter 4's plan at smoke (one search, its network trained and scored, the noisy input),
+    run in a temporary runs folder: ``(rows, searches)`` as the chapter reads them."""
     root = tmp_path_factory.mktemp("runs")
-    return root, runs.searches("smoke", runs.profile_seeds("smoke"), root)
+    plan = plans.chapter_plan("search", "smoke")
+    folder = plans.run_plan(plan, root)
+    return plans.plan_rows(plan, folder), plans.searches_found(plan, folder, ["search-dn-s0"])
 
 
 def _alpha(weights_last):
@@ -69,9 +72,12 @@ def test_config_table_pairs_settings():
 
 
 def test_search_report_on_a_smoke_search(found):
-    root, searches = found
-    summary = search_report.search_summaries(searches)
-    assert list(summary.seed) == [0] and summary.run.iloc[0].startswith("search-smoke")
+    rows, searches = found
+    summary = cm.search_table(rows["search"])  # the committed searches' table, for the chapter's own
+    assert list(summary.item) == ["search-dn-s0"] and list(summary.profile) == ["smoke"]
+    assert summary["epochs (of the paper's)"].iloc[0] == "4 of 100"
+    assert not summary["searched?"].iloc[0].startswith("unknown")  # the movement read from the rows
+    assert list(cm.train_table(rows["train"]).item) == ["train-dn50-s0"]
     hist = search_report.search_histories(searches)
     epochs = search_report.epoch_choice(searches, hist)
     assert epochs["best epoch (recomputed)"].iloc[0] == searches[0]["best_epoch"]
@@ -87,6 +93,34 @@ def test_search_report_on_a_smoke_search(found):
         assert isinstance(fig, Figure)
     drawings = figures.genotype_drawings(searches[0]["genotype"], "seed 0")
     assert len(drawings) == 1 + searches[0]["genotype"].layers
+    # the network trained and scored by the plan, beside the noisy input on the same images
+    scores = search_report.chapter_scores(rows)
+    assert set(scores.method) == {"HiNAS (this chapter)", NOISY_INPUT}
+    # one test set for every row: $HINAS_DATA's BSDS500-test or the embedded photos, central 48x48 crops
+    assert set(scores.protocol) == {"standard", "hinas-reference"} and scores.dataset.nunique() == 1
+    assert scores.dataset.iloc[0] in ("embedded-test[crop48]", "BSDS500-test[crop48]")
+    net = scores[scores.method != NOISY_INPUT]
+    assert list(net.seed) == [0, 0] and net.status.notna().all() and scores[scores.method == NOISY_INPUT].status.isna().all()
+    assert set(search_report.scores_table(scores).columns) >= {"method", "seed", "status", "PSNR", "SSIM"}
+    assert list(search_report.training_histories(rows)) == [0]
+
+
+def test_a_training_lost_to_nan_is_named_in_the_scores_never_scored():
+    ev = pd.DataFrame([{"item": "eval-dn50-s0", "network": "train-dn50-s0", "model": "hinas", "seed": 0,
+                        "protocol": "standard", "sigma": 50.0, "dataset": "embedded-test", "images": 3, "psnr": 24.0,
+                        "ssim": 0.6, "inference_seconds": 0.3, "training": "trained", "training_evidence": "loss down"},
+                       {"item": "noisy-dn50", "network": None, "model": "noisy-input", "seed": None,
+                        "protocol": "standard", "sigma": 50.0, "dataset": "embedded-test", "images": 3, "psnr": 14.0,
+                        "ssim": 0.2, "inference_seconds": 0.01, "training": None, "training_evidence": None}])
+    train = pd.DataFrame([{"item": "train-dn50-s0", "seed": 0, "model": "hinas", "training": "trained",
+                           "folder": "/x/train-dn50-s0"},
+                          {"item": "train-dn50-s1", "seed": 1, "model": "hinas", "training": "diverged",
+                           "training_evidence": "TrainingDiverged: the loss became NaN", "folder": None}])
+    scores = search_report.chapter_scores({"eval": ev, "train": train})
+    lost = scores[scores.seed == 1].iloc[0]
+    assert lost.method == "HiNAS (this chapter)" and lost.status == "diverged" and math.isnan(lost.psnr)
+    g = search_report.gain(scores)
+    assert g["seeds"] == [0] and any("NaN" in line for line in g["left_out"])
 
 
 def test_gain_verdicts():
@@ -266,7 +300,8 @@ def test_sota_summary_and_reading():
                                                                NOISY_INPUT]
     fig = figures.accuracy_vs_time(pub, ours, device="cpu", profile="smoke", sigma=50.0)
     assert isinstance(fig, Figure) and len(fig.axes) == 2
-    assert "BM3D on" in sota_report.setup_note("quick", "cpu", [0, 1], 50.0)
+    note = sota_report.setup_note(plans.chapter_plan("sota", "quick"), "cpu", 50.0)
+    assert "seeds [0, 1]" in note and "protocol standard only" in note  # read from the plan
 
 
 def test_sota_leaves_out_runs_that_diverged_or_did_not_learn():

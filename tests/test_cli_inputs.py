@@ -290,10 +290,13 @@ def test_meaningless_starts_are_refused_when_set_and_every_shipped_setting_loads
             RunConfig.from_profile(profile, task, scale)
     for path in sorted((REPO / "hinas" / "configs").glob("*.yaml")):
         RunConfig.from_yaml(path)
+    from hinas.campaign.plan import profiles_of
+
     for name in list_plans():
-        for item in load_plan(name).items:
-            if item.kind in ("search", "train"):
-                item_config(item, None, None)
+        for profile in profiles_of(name):  # a plan with profiles, at each of them
+            for item in load_plan(name, profile).items:
+                if item.kind in ("search", "train"):
+                    item_config(item, None, None)
     # the smoke profile searches and validates from the first epoch, so a one-epoch smoke search is whole
     assert RunConfig.from_profile("smoke", "denoise", epochs=1).epochs == 1
     assert RunConfig.from_profile("smoke", "denoise").with_overrides(["epochs=1"]).arch_start_epoch == 0

@@ -8,37 +8,56 @@ from pathlib import Path
 import pytest
 
 from hinas.cli import main
-from hinas.engine.config import FIELD_HELP, RunConfig, describe_settings
+from hinas.engine.config import GROUPS, RunConfig, describe_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_every_setting_has_a_one_line_meaning():
+def test_every_setting_has_a_one_line_meaning_and_a_group():
     cfg = RunConfig.from_profile("smoke", "denoise")
     rows = describe_settings(cfg)
     assert [r["key"] for r in rows] == [f.name for f in dataclasses.fields(RunConfig)]
     missing = [r["key"] for r in rows if not r["help"].strip()]
-    assert not missing, f"RunConfig fields without a help text (add them to FIELD_HELP): {missing}"
+    assert not missing, f"RunConfig fields without a help text (metadata 'help' on the field): {missing}"
     assert all("\n" not in r["help"] for r in rows)
-    assert set(FIELD_HELP) <= {f.name for f in dataclasses.fields(RunConfig)}, "FIELD_HELP names a removed field"
+    assert all(r["group"] is None or r["group"] in GROUPS for r in rows)
+    assert [r["key"] for r in rows if r["group"] is None] == ["task", "scale", "profile", "seed"]
 
 
-def test_config_show_json_equals_the_config_search_would_use(capsys):
+def test_config_show_json_is_the_nested_config_search_would_use(capsys):
     assert main(["config", "show", "--profile", "smoke", "--task", "sr", "--scale", "2", "--set", "epochs=7",
-                 "--json"]) == 0
+                 "--set", "train.iterations=9", "--json"]) == 0
     res = json.loads(capsys.readouterr().out)
-    expected = RunConfig.from_profile("smoke", "sr", 2).replace(epochs=7)
-    assert {k: v["value"] for k, v in res["settings"].items()} == expected.to_dict()
-    assert res["key"] == expected.key()
+    expected = RunConfig.from_profile("smoke", "sr", 2).replace(epochs=7, iterations=9)
+    assert res["config"] == expected.to_nested()
+    assert RunConfig.from_dict(res["config"]) == expected  # the JSON is a config file's content
+    assert res["key"] == expected.key() and (res["profile"], res["task"], res["scale"]) == ("smoke", "sr", 2)
+    assert res["help"]["search"]["epochs"] and res["help"]["seed"]
+    assert {k: set(v) if isinstance(v, dict) else None for k, v in res["help"].items()} == \
+        {k: set(v) if isinstance(v, dict) else None for k, v in res["config"].items()}
 
 
-def test_config_show_text_lists_every_key(capsys):
+def test_config_show_text_lists_every_key_under_its_group(capsys):
     assert main(["config", "show", "--profile", "paper"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    keys = {line.split()[0] for line in lines[1:]}
+    keys, group, seen = set(), None, []
+    for line in lines[1:]:
+        if not line.strip():
+            continue
+        if not line.startswith(" ") and line.split()[0].endswith(":"):  # a group's heading
+            group = line.split(":")[0]
+            seen.append(group)
+            continue
+        key = line.split()[0]
+        keys.add(key)
+        assert RunConfig.__dataclass_fields__[key].metadata["group"] == group, line
     assert keys == {f.name for f in dataclasses.fields(RunConfig)}
+    assert seen == list(GROUPS)
     assert main(["config", "show", "--set", "no_such_key=1"]) == 2
     assert "no_such_key" in capsys.readouterr().err
+    assert main(["config", "show", "--set", "train.epochs=3"]) == 2
+    err = capsys.readouterr().err
+    assert "'search'" in err and err.count("\n") == 1
 
 
 @pytest.mark.parametrize("command", ["search", "train"])

@@ -43,10 +43,12 @@ def evaluation_per_image(repo, row, dataset: str, protocol: str, sigma) -> list:
 
 
 def plans_of(folder: Path) -> list:
-    """The plans whose items a campaign folder holds (named in their summaries' provenance)."""
+    """The plans whose items a campaign folder holds (named in their summaries' provenance, at the
+    profile and seed offset a plan with profiles ran at)."""
     summaries = (read_json(p) for p in folder.glob("*/summary.json"))
-    names = {s.get("provenance", {}).get("plan") for s in summaries if isinstance(s, dict)}
-    return [load_plan(n) for n in sorted(n for n in names if n)]
+    runs = {(p.get("plan"), p.get("plan_profile"), p.get("plan_seed_offset") or 0)
+            for p in (s.get("provenance", {}) for s in summaries if isinstance(s, dict))}
+    return [load_plan(n, prof, seed) for n, prof, seed in sorted((r for r in runs if r[0]), key=str)]
 
 
 def not_done(repo) -> pd.DataFrame:
@@ -69,7 +71,7 @@ def plan_progress(repo) -> list[str]:
         for plan in plans_of(d):
             r = campaign_status(plan, d)
             t = r["totals"]
-            total = sum(t[k] for k in ("done", "pending", "waiting", "failed", "corrupt", "incomplete"))
+            total = sum(t[k] for k in ("done", "pending", "waiting", "failed", "corrupt", "incomplete", "stale"))
             unknown = t.get("pending_without_estimate") or 0
             out.append(f"GPU plan `{plan.name}` in `{d.relative_to(repo)}`: **{t['done']} of {total} items done** "
                        f"({t['seconds_spent']:,.0f} GPU-seconds spent; about {t['seconds_to_finish']:,.0f} s more to "

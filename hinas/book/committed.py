@@ -335,15 +335,19 @@ def _items(names) -> str:
 
 
 def search_table(searches: pd.DataFrame, movements: Optional[dict] = None) -> pd.DataFrame:
-    """The committed searches (:func:`campaign_rows` ``'search'``) as chapter 4 lists them, each
-    labelled searched or not by how far its alpha and beta moved (``movements``:
-    :func:`search_movements`)."""
+    """Searches (the campaign's rows, :func:`campaign_rows` ``'search'``: the committed ones, or a
+    chapter plan's) as chapter 4 lists them, each labelled searched or not by how far its alpha and
+    beta moved (``movements``: :func:`search_movements`; by default the rows' own)."""
+    if movements is None:
+        movements = {f"{r.get('results')}/{r['item']}": r for r in searches.to_dict("records")
+                     if isinstance(r.get("moved"), bool)}
     return pd.DataFrame({
         "item": searches.item, "device": searches.device.map(tables.short_device), "profile": searches.profile,
         "seed": searches.seed,
         "epochs (of the paper's)": [f"{int(a)} of {int(b)}" for a, b in zip(searches.epochs, searches.paper_epochs)],
         "seconds": searches.seconds, "V PSNR": searches.val_psnr, "V SSIM": searches.val_ssim,
-        "searched?": [movement_label((movements or {}).get(f"{r}/{i}")) for r, i in zip(searches.results, searches.item)]})
+        "searched?": [movement_label(movements.get(f"{r}/{i}"))
+                      for r, i in zip(searches.get("results", [None] * len(searches)), searches.item)]})
 
 
 def train_table(trainings: pd.DataFrame) -> pd.DataFrame:
@@ -357,9 +361,9 @@ def train_table(trainings: pd.DataFrame) -> pd.DataFrame:
         "device": t.device.map(tables.short_device)})
 
 
-def train_caption() -> str:
-    """The caption of :func:`train_table`."""
-    return (f"**Trainings** (committed; `best at`: the iteration of the best validation score; "
+def train_caption(source: str = "committed") -> str:
+    """The caption of :func:`train_table` (``source``: whose trainings they are)."""
+    return (f"**Trainings** ({source}; `best at`: the iteration of the best validation score; "
             f"{tables.training_share_note()})")
 
 

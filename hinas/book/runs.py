@@ -22,6 +22,7 @@ from hinas.book.compare import NOISY_INPUT
 from hinas.book.settings import base_config, eval_crop, profile_settings
 from hinas.engine import RunConfig, cached_run, evaluate_run
 from hinas.engine.health import training_health
+from hinas.errors import HinasError
 from hinas.space.genotype import Genotype, random_genotype
 from hinas.eval.metrics import selection_score
 
@@ -59,10 +60,44 @@ def _cached(kind: str, cfg: RunConfig, runs_root, genotype=None) -> dict:
 
 
 def run_search(cfg: RunConfig, runs_root) -> dict:
-    """Cached search; the summary gains ``run_dir`` and ``genotype`` (the best epoch's)."""
-    s = _cached("search", search_config(cfg), runs_root)
+    """Cached search; the summary gains ``run_dir`` and ``genotype`` (the best epoch's). A search
+    chapter 4's plan has finished with the same settings is read from its item folder instead of
+    run again (chapter 5 is not a plan yet; its tables build on chapter 4's searches)."""
+    scfg = search_config(cfg)
+    s = _planned_search(scfg, runs_root) or _cached("search", scfg, runs_root)
     s["genotype"] = Genotype.load(Path(s["run_dir"]) / "genotype.json")
     return s
+
+
+def _planned_search(cfg: RunConfig, runs_root) -> Optional[dict]:
+    """The engine summary of chapter 4's finished search item of ``cfg``'s seed, with ``run_dir``
+    its item folder, when its manifest checks and its settings are ``cfg``'s (else None). While
+    chapter 4 runs its plan (executed side by side, :mod:`hinas.book.execute`), it waits for it."""
+    import time
+
+    from hinas.book.plans import plans_root
+    from hinas.campaign import check_item, read_json, results_lock
+    from hinas.campaign.folders import ResultsBusy
+
+    plan_folder = plans_root(runs_root, cfg.profile, cfg.device, cfg.data_root) / "search"
+    folder = plan_folder / f"search-dn-s{cfg.seed}"
+    start = time.monotonic()
+    while check_item(folder)["state"] != "done" and plan_folder.is_dir():
+        try:
+            with results_lock(plan_folder):  # free: nobody is running chapter 4's plan
+                return None
+        except ResultsBusy:
+            if time.monotonic() - start > BUSY_LIMIT_S:
+                return None
+            time.sleep(BUSY_WAIT_S)
+    summary = read_json(folder / "summary.json")
+    if not isinstance(summary, dict) or check_item(folder)["state"] != "done":
+        return None
+    try:
+        same = RunConfig.from_dict(summary["config"]).key() == cfg.key()
+    except (HinasError, KeyError, TypeError):
+        return None
+    return dict(summary.get("engine_summary") or {}, run_dir=str(folder), device=summary.get("device")) if same else None
 
 
 def run_train(cfg: RunConfig, genotype: Optional[Genotype], runs_root) -> dict:
@@ -73,16 +108,12 @@ def run_train(cfg: RunConfig, genotype: Optional[Genotype], runs_root) -> dict:
 def test_set(task: str, data_root=None, crop: Optional[int] = None, limit: Optional[int] = None):
     """The test set the book scores on: BSDS500-test / Set5 when ``data_root`` (or $HINAS_DATA) is
     set, else the embedded photos; optionally the first ``limit`` images, central ``crop`` crops."""
-    from hinas.data.datasets import ImageDataset, load_dataset, resolve_data_root
-    from hinas.engine.search import crop_center
+    from hinas.data.datasets import load_dataset, resolve_data_root
+    from hinas.data.sampling import central_crops
 
     embedded = resolve_data_root(data_root) is None
     name = "embedded-test" if embedded else ("BSDS500-test" if task == "denoise" else "Set5")
-    ds = load_dataset(name, data_root, grey=(task == "denoise")).limit(limit)
-    if crop is None:
-        return ds
-    return ImageDataset(f"{name}[crop{crop}]", [crop_center(r, crop) for r in ds.records], grey=ds.grey,
-                        embedded=ds.embedded, allows_grey=ds.allows_grey)
+    return central_crops(load_dataset(name, data_root, grey=(task == "denoise")).limit(limit), crop)
 
 
 def cached_json(folder, prefix: str, key_parts, compute, *, sort_keys: bool = False):
@@ -155,12 +186,6 @@ def train_and_score(cfg: RunConfig, genotype: Optional[Genotype], runs_root, *,
 def profile_seeds(profile: str, seed: int = 0) -> list:
     """The seeds of chapters 4-6 at ``profile`` (:data:`SETTINGS` ``seeds``), offset by the book's ``seed``."""
     return [seed + s for s in profile_settings(profile)["seeds"]]
-
-
-def searches(profile: str, seeds, runs_root, *, device="cpu", data_root=None, task="denoise", **overrides) -> dict:
-    """One search per seed: ``{seed: summary with 'genotype' and 'run_dir'}``."""
-    return {s: run_search(base_config(profile, task, seed=s, device=device, data_root=data_root, **overrides),
-                          runs_root) for s in seeds}
 
 
 def rsws_cached(cfg: RunConfig, runs_root, *, seed: int = 0, n: Optional[int] = None) -> dict:
@@ -275,29 +300,6 @@ class _silence_fds:
         for fd in (*self._saved, self._null):
             os.close(fd)
         return False
-
-
-def bm3d_row(profile: str, sigma: float, protocol: str, runs_root, *, data_root=None) -> dict:
-    """BM3D on the first ``bm3d_limit`` test images (cached JSON under runs_root)."""
-    import time
-
-    from hinas.eval.evaluation import bm3d_restore, evaluate
-
-    limit = profile_settings(profile)["bm3d_limit"]
-    dataset = test_set("denoise", data_root, eval_crop(profile), limit)
-
-    def compute():
-        fn = bm3d_restore(sigma)
-        t0 = time.perf_counter()
-        res = evaluate(fn, dataset, "denoise", sigma=sigma, protocol=protocol, data_root=data_root, limit=limit)
-        seconds = time.perf_counter() - t0
-        images = res.get("images") or 1
-        return dict(profile=profile, device="cpu", dataset=res["dataset"], embedded=res.get("embedded"), seed=None,
-                    protocol=protocol, sigma=sigma, scale=None, psnr=res["psnr"], ssim=res["ssim"], params=None,
-                    flops=None, images=images, seconds_per_image=seconds / images, train_seconds=None,
-                    train_iterations=None, run=None, source="measured", method="BM3D")
-
-    return cached_json(runs_root, "baseline-bm3d", [sigma, protocol, limit, dataset.name, str(data_root)], compute)
 
 
 def noisy_input_row(profile: str, sigma: float, protocol: str, runs_root, *, data_root=None,

@@ -1,4 +1,5 @@
-"""Chapter 4's account of a real search, from the cached runs of :mod:`hinas.book.runs`: the
+"""Chapter 4's account of a real search, from the results folder of its plan (``hinas/plans/search.yaml``,
+:mod:`hinas.book.plans`): the
 configuration, each search's summary and logs (``history.csv``, ``alpha.csv``, ``beta.csv``), how
 far alpha and beta moved, which epoch was kept, the derived networks' sizes, their training and
 test scores against the noisy input, and the chapter's glance rows. Tables are DataFrames for
@@ -13,9 +14,8 @@ from pathlib import Path
 import pandas as pd
 
 from hinas.book.compare import NOISY_INPUT, TRAINED, compare, scored, seed_spread, unscored_lines, with_status
-from hinas.book.runs import run_train, train_and_score
-from hinas.book.settings import PROTOCOLS, base_config, profile_settings
-from hinas.book.tables import fmt_mean_std, with_noisy_input
+from hinas.book.plans import score_rows
+from hinas.book.tables import fmt_mean_std
 from hinas.engine.movement import MOVED_THRESHOLD, alpha_dev_by_epoch, beta_change_by_epoch
 from hinas.eval.metrics import selection_score
 from hinas.space.genotype import Genotype
@@ -40,13 +40,6 @@ def config_table(cfg, keys=CONFIG_KEYS) -> pd.DataFrame:
 
     return pd.DataFrame({"setting": keys[:half], "value": values(keys[:half]),
                          "setting ": keys[half:] + pad, "value ": values(keys[half:]) + pad})
-
-
-def search_summaries(found: dict) -> pd.DataFrame:
-    """One row per seed's search (:func:`hinas.book.runs.searches`), from its ``summary.json``."""
-    return pd.DataFrame([{"seed": s, "device": r["device"], "epochs": r["epochs"], "steps": r["steps"],
-                          "seconds": r["seconds"], "best epoch": r["best_epoch"], "V PSNR": r["val_psnr"],
-                          "V SSIM": r["val_ssim"], "run": Path(r["run_dir"]).name} for s, r in found.items()])
 
 
 def run_log(run: dict, name: str = "history.csv") -> pd.DataFrame:
@@ -172,16 +165,12 @@ def sizes_reading(sizes: pd.DataFrame) -> str:
             "denoising networks have 0.22-0.34 M (published, Table 1).")
 
 
-def chapter_scores(profile: str, found: dict, runs_root, *, device="cpu", data_root=None) -> pd.DataFrame:
-    """Each seed's derived network trained (cached) and scored under both protocols, plus the
-    noisy input on the same images."""
-    rows = []
-    for s, r in found.items():
-        cfg = base_config(profile, seed=s, device=device, data_root=data_root)
-        rows += train_and_score(cfg, r["genotype"], runs_root, protocols=PROTOCOLS,
-                                limit=profile_settings(profile)["eval_limit"], data_root=data_root,
-                                method="HiNAS (this chapter)")
-    return with_status(with_noisy_input(pd.DataFrame(rows), profile, runs_root, data_root=data_root))
+def chapter_scores(rows: dict) -> pd.DataFrame:
+    """Each seed's derived network, trained and scored under both protocols by the chapter's plan,
+    beside the noisy input on the same images (:func:`hinas.book.plans.score_rows`), each network
+    row with its training status (:func:`hinas.book.compare.with_status`)."""
+    names = {r["item"]: "HiNAS (this chapter)" for r in rows["train"].to_dict("records")} if len(rows["train"]) else {}
+    return with_status(score_rows(rows, names))
 
 
 def scores_caption(scores: pd.DataFrame, profile: str) -> str:
@@ -202,10 +191,11 @@ def scores_table(scores: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def training_histories(profile: str, found: dict, runs_root, *, device="cpu", data_root=None) -> dict:
-    """``{seed: history.csv}`` of each derived network's (cached) training."""
-    return {s: run_log(run_train(base_config(profile, seed=s, device=device, data_root=data_root), r["genotype"],
-                                 runs_root)) for s, r in found.items()}
+def training_histories(rows: dict) -> dict:
+    """``{seed: history.csv}`` of each derived network's training (the plan's train items)."""
+    tr = rows["train"]
+    return {int(r.seed): pd.read_csv(Path(r.folder) / "history.csv")
+            for r in tr[tr.folder.notna()].itertuples()} if len(tr) else {}
 
 
 def gain(scores: pd.DataFrame) -> dict:

@@ -8,9 +8,10 @@ budget on 2 CPU cores (about 3 minutes at ``smoke``, under 20 at ``quick``). At 
 the search runs 6 epochs with the architecture learning rate raised to 0.03 (the paper's
 1e-3 over its ~100x more architecture steps; with 1e-3 alpha stays within 0.0005 of uniform
 and the decoding is a coin toss); chapters 4 and 6 train each derived network for 700
-iterations; chapter 5's ablations train every row of a table with the same shorter budget
-(``ablation_train``) and reuse chapter 4's searches (:func:`hinas.book.runs.search_config`);
-DnCNN is trained for the first seed only. ``gpu`` and ``paper`` use the engine's profiles unchanged.
+iterations (their plans, ``hinas/plans/search.yaml`` and ``sota.yaml``, hold their sizes: seeds,
+lengths, test images; DnCNN is trained for the first seed only); chapter 5's ablations train every
+row of a table with the same shorter budget (``ablation_train``) and reuse chapter 4's searches
+(:func:`hinas.book.runs.search_config`). ``gpu`` and ``paper`` use the engine's profiles unchanged.
 """
 
 from __future__ import annotations
@@ -25,14 +26,14 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PROTOCOLS = tuple(_EVAL_PROTOCOLS)  # the metric protocols every table is scored under
 
 # Per-profile experiment sizes. ``search``/``train``: RunConfig overrides (documented above);
-# ``seeds``: seeds of chapter 4's search, of Table 1 and of chapter 6; ``minor_seeds``: how
+# ``seeds``: the seeds of chapter 5's Table 1 (those of chapters 4 and 6 are their plans'; Table 1's
+# full row reads chapter 4's searches, so the two lists must agree: tests check it); ``minor_seeds``: how
 # many of them Tables 3, 4, 6 and 8 use (1 at quick, to fit the 20-minute book); ``eval_limit``: test images
 # scored per evaluation (None = all); ``eval_crop``: score central crops of this size (None =
 # whole images; a CPU budget measure, so the dataset is then named e.g. 'embedded-test[crop128]');
 # ``ablation_eval_crop``: the crop for chapter 5's many ablation networks (default: ``eval_crop``;
 # at quick, chapters 4 and 6 score whole images and the ablations central 128-px crops);
-# ``bm3d_limit``: test images for the (slow) BM3D baseline; ``bm3d_protocols``: the protocols it is
-# scored under (default: both); ``rsws_n``: Table 1's random architectures ranked by shared weights;
+# ``rsws_n``: Table 1's random architectures ranked by shared weights;
 # ``memory``: the Eq. 5 vs Eq. 6 memory benchmark's supernet (hinas.bench.measure.supernet_memory).
 # Chapters 1-3 (:func:`chapter_settings`): ``inner`` (chapter 1): the LWAS timing's repeats, image
 # size and supernet overrides (``timing_net``; smoke times a tiny one) and the explorer's seeds per
@@ -40,12 +41,12 @@ PROTOCOLS = tuple(_EVAL_PROTOCOLS)  # the metric protocols every table is scored
 # denoising supernet per mode, hinas.bench.measure.supernet_memory); ``heads`` (chapter 3): the benchmark
 # ``sets`` and ``scales`` of the bicubic table and the images (``kernel_images``) of the kernel table.
 SETTINGS = {
-    "smoke": dict(seeds=[0], minor_seeds=1, search={}, train={}, eval_limit=1, eval_crop=48, bm3d_limit=1, rsws_n=2,
+    "smoke": dict(seeds=[0], minor_seeds=1, search={}, train={}, eval_limit=1, eval_crop=48, rsws_n=2,
                   rn_edges=2, memory=dict(batch=1, size=16, layers=2, levels=3, steps=2, f=2, repeats=1),
                   inner=dict(timing_repeats=2, timing_size=16, timing_net=dict(f=2, steps=2), explorer_seeds=2),
                   outer=dict(bench=dict(batch=1, size=8, f=2, steps=1, repeats=1)),
                   heads=dict(sets=["Set5"], scales=[2, 3, 4], kernel_images=1)),
-    "quick": dict(seeds=[0, 1], minor_seeds=1, dncnn_seeds=1,
+    "quick": dict(seeds=[0, 1], minor_seeds=1,
                   search=dict(epochs=6, arch_start_epoch=2, val_start_epoch=3),
                   train=dict(iterations=700, val_every=50),
                   # the ablations' 150 iterations of 8 32x32 patches floor SSIM: with the released
@@ -57,20 +58,17 @@ SETTINGS = {
                   ablation_table1_seeds=1,  # Table 1's rows but the full one: the first seed only (time)
                   eval_limit=None, eval_crop=None,
                   ablation_eval_crop=128,
-                  # BM3D under hinas-reference denoises every overlapping 64x64 patch separately
-                  # (88 s for the 3 test photos against 14 s whole): standard protocol only here
-                  bm3d_limit=None, bm3d_protocols=("standard",),
                   rsws_n=10, rn_edges=2,
                   memory=dict(batch=2, size=32, layers=3, levels=3, steps=3, f=4, repeats=2),
                   inner=dict(timing_repeats=5, timing_size=32, timing_net={}, explorer_seeds=3),
                   outer=dict(bench=dict(batch=2, size=32, f=10, steps=4, repeats=2)),
                   heads=dict(sets=["Set5", "Set14", "B100"], scales=[2, 3, 4], kernel_images=5)),
-    "gpu": dict(seeds=[0, 1, 2], minor_seeds=3, search={}, train={}, eval_limit=None, eval_crop=None, bm3d_limit=None, rsws_n=10,
+    "gpu": dict(seeds=[0, 1, 2], minor_seeds=3, search={}, train={}, eval_limit=None, eval_crop=None, rsws_n=10,
                 rn_edges=2, memory=dict(batch=6, size=64, layers=3, levels=3, steps=4, f=10),
                 inner=dict(timing_repeats=20, timing_size=64, timing_net={}, explorer_seeds=4),
                 outer=dict(bench=dict(batch=6, size=64, f=10, steps=4, repeats=5)),
                 heads=dict(sets=["Set5", "Set14", "B100", "Urban100"], scales=[2, 3, 4], kernel_images=14)),
-    "paper": dict(seeds=[0, 1, 2], minor_seeds=3, search={}, train={}, eval_limit=None, eval_crop=None, bm3d_limit=None, rsws_n=30,
+    "paper": dict(seeds=[0, 1, 2], minor_seeds=3, search={}, train={}, eval_limit=None, eval_crop=None, rsws_n=30,
                   rn_edges=2, memory=dict(batch=6, size=64, layers=3, levels=3, steps=4, f=10),
                   inner=dict(timing_repeats=20, timing_size=64, timing_net={}, explorer_seeds=4),
                   outer=dict(bench=dict(batch=6, size=64, f=10, steps=4, repeats=5)),

@@ -1,4 +1,5 @@
-"""Chapter 6's reading of Table 10 measured here (:func:`hinas.book.tables.sota`): one row per
+"""Chapter 6's reading of Table 10 measured here (the plan ``hinas/plans/sota.yaml``, which builds on
+chapter 4's ``search.yaml``; :func:`sota_table`): one row per
 (method, protocol) with the mean and spread over seeds, where it was measured, and the sentences
 the chapter draws from it with the tie rule (:func:`hinas.book.compare.compare`) against the
 noisy input, DnCNN, BM3D and the paper. Tables are DataFrames for :func:`hinas.book.tables.show`."""
@@ -9,26 +10,39 @@ import pandas as pd
 
 from hinas.book.compare import (NOISY_INPUT, ONE_SEED_MARGIN_DB, WITHIN_SEED, compare, scored, unscored_lines,
                                  with_status)
-from hinas.book.settings import PROTOCOLS, profile_settings
+from hinas.book.plans import score_rows, seeds as plan_seeds
+from hinas.book.settings import PROTOCOLS
 from hinas.book.tables import fmt_mean_std
 
-HINAS, DNCNN = "HiNAS (ours)", "DnCNN (same budget)"  # the rows of tables.sota
+HINAS, DNCNN = "HiNAS (ours)", "DnCNN (same budget)"  # the network rows of sota_table
+METHODS = {"hinas": HINAS, "dncnn": DNCNN}  # a trained network's row by its model
 WORDS = {"ahead": "above", "behind": "below", "tie": "level with (a tie)"}  # a verdict as a position
 
 
-def setup_note(profile: str, device: str, seeds, sigma: float) -> str:
-    """The chapter's measurement setup: test images, crops, and where BM3D was run."""
-    s = profile_settings(profile)
-    return (f"Profile `{profile}`, device `{device}`, seeds {list(seeds)}, sigma {sigma:g}; test images per "
-            f"evaluation: {s['eval_limit'] or 'all'}, central crop {s['eval_crop'] or 'none'}; "
-            f"BM3D on {s['bm3d_limit'] or 'all'} image(s), "
-            + ("both protocols." if set(s.get("bm3d_protocols", PROTOCOLS)) == set(PROTOCOLS) else
-               f"protocol {', '.join(s['bm3d_protocols'])} only: under `hinas-reference` BM3D would denoise every "
+def setup_note(plan, device: str, sigma: float) -> str:
+    """The chapter's measurement setup, read from its plan: test images, crops, and where BM3D was run."""
+    ev = next(it for it in plan.all_items() if it.kind == "eval").options
+    bm3d = next(it for it in plan.all_items() if it.kind == "baseline" and it.options["method"] == "bm3d").options
+    protocols = bm3d.get("protocols") or ["standard"]
+    return (f"Profile `{plan.profile}`, device `{device}`, seeds {plan_seeds(plan)}, sigma {sigma:g}; test images "
+            f"per evaluation: {ev.get('limit') or 'all'}, central crop {ev.get('crop') or 'none'}; "
+            f"BM3D on {bm3d.get('limit') or 'all'} image(s), "
+            + ("both protocols." if set(protocols) == set(PROTOCOLS) else
+               f"protocol {', '.join(protocols)} only: under `hinas-reference` BM3D would denoise every "
                "overlapping 64x64 patch separately, which does not fit this profile's time budget."))
 
 
+def sota_table(rows: dict) -> pd.DataFrame:
+    """Table 10 measured here, from the plan's rows: our HiNAS networks (one per seed), DnCNN
+    trained with the same budget, BM3D and the noisy input, every row scored on the same images
+    (one row per network or baseline, protocol and sigma)."""
+    tr = rows["train"]
+    names = {r["item"]: METHODS.get(r.get("model"), r.get("model")) for r in tr.to_dict("records")} if len(tr) else {}
+    return score_rows(rows, names)
+
+
 def sota_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, protocol) of :func:`~hinas.book.tables.sota`, protocols in
+    """One row per (method, protocol) of :func:`sota_table`, protocols in
     :data:`PROTOCOLS` order: mean and std over the *scored* seeds (a diverged or unlearned run,
     :func:`hinas.book.compare.with_status`, is left out and counted in ``left_out``; a method with
     no scored run keeps its row with NaN scores) of PSNR/SSIM (also formatted, ``PSNR``, ``SSIM``),
@@ -65,7 +79,7 @@ def sota_view(ours: pd.DataFrame) -> pd.DataFrame:
 
 
 def sota_caption(table: pd.DataFrame, profile: str, sigma: float, seeds) -> str:
-    """Where :func:`~hinas.book.tables.sota` was measured."""
+    """Where :func:`sota_table` was measured."""
     r0 = table[table.method == HINAS].iloc[0]
     return (f"measured here: profile `{profile}`, device `{r0.device}`, test set `{r0.dataset}` "
             f"({int(r0.images)} image(s)), sigma {sigma:g}, {int(r0.train_iterations):,} training iterations, "

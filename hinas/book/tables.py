@@ -1,4 +1,5 @@
-"""The paper's tables (1, 3, 4, 6, 8, 10; Fig. 14) from the cached runs of :mod:`hinas.book.runs`.
+"""The paper's ablation tables (1, 3, 4, 6, 8) from the cached runs of :mod:`hinas.book.runs` (Table 10
+is chapter 6's plan, ``hinas/plans/sota.yaml``), and how the book shows every table.
 
 Each function returns a tidy :class:`pandas.DataFrame` with one row per (setting, seed,
 protocol, ...) and the columns ``profile``, ``device``, ``dataset``, ``seed``, ``protocol``,
@@ -18,7 +19,7 @@ from typing import Optional
 import pandas as pd
 
 from hinas.book.compare import DIVERGED, NOISY_INPUT
-from hinas.book.runs import (bm3d_row, noisy_input_row, rsws_cached, run_search, train_and_score)
+from hinas.book.runs import noisy_input_row, rsws_cached, run_search, train_and_score
 from hinas.book.settings import PROTOCOLS, base_config, profile_settings
 from hinas.engine.common import gpu_model
 from hinas.errors import HinasError
@@ -133,34 +134,6 @@ def table8(profile: str, seeds, runs_root, *, device="cpu", data_root=None, prot
                     rows.append(dict(r, **base))
             else:
                 rows.append(dict(base, dataset="search-V", protocol="standard"))
-    return pd.DataFrame(rows)
-
-
-def sota(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=PROTOCOLS,
-         bm3d: bool = True) -> pd.DataFrame:
-    """Table 10 / Fig. 14 (denoising): our HiNAS networks (one per seed), DnCNN trained with the
-    same budget, BM3D on ``bm3d_limit`` test images (under ``bm3d_protocols``) and the noisy
-    input itself (the floor); params, time per image, both protocols."""
-    s = profile_settings(profile)
-    rows = []
-    for k, seed in enumerate(seeds):
-        cfg = base_config(profile, seed=seed, device=device, data_root=data_root)
-        g = run_search(cfg, runs_root)["genotype"]
-        rows += train_and_score(cfg, g, runs_root, protocols=protocols, limit=s["eval_limit"], data_root=data_root,
-                                method="HiNAS (ours)")
-        if k < s.get("dncnn_seeds", len(seeds)):
-            rows += train_and_score(cfg.replace(model="dncnn"), None, runs_root, protocols=protocols,
-                                    limit=s["eval_limit"], data_root=data_root, method="DnCNN (same budget)")
-    cfg = base_config(profile, seed=seeds[0], device=device, data_root=data_root)
-    for protocol in protocols:
-        for sigma in cfg.sigma:
-            if bm3d and protocol in s.get("bm3d_protocols", PROTOCOLS):
-                try:
-                    rows.append(bm3d_row(profile, sigma, protocol, runs_root, data_root=data_root))
-                except HinasError as exc:  # the optional bm3d package is absent: no BM3D row
-                    warnings.warn(str(exc))
-                    bm3d = False
-            rows.append(noisy_input_row(profile, sigma, protocol, runs_root, data_root=data_root))
     return pd.DataFrame(rows)
 
 

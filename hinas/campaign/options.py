@@ -3,7 +3,8 @@
 Types, ranges and known values: ``budget`` and ``estimate`` finite seconds; bench sizes positive
 integers; eval ``datasets`` registered names, ``sigma`` in (0, 255], ``protocols`` a list of
 :data:`hinas.eval.evaluation.PROTOCOLS` (a bare string is refused), ``precisions`` a list of
-:data:`PRECISIONS`, ``limit`` a positive integer; ``long``/``curve`` (:mod:`hinas.campaign.long`);
+:data:`PRECISIONS`, ``limit`` a positive integer, ``crop`` (central crops) at least SSIM's 11 pixels;
+baseline ``method`` one of :data:`hinas.eval.evaluation.BASELINES`; ``long``/``curve`` (:mod:`hinas.campaign.long`);
 ``genotype_from`` an earlier *search* item (train items only), ``network_from`` an earlier
 *train* item (eval items only). Each failure is one line: file, item, key and the fix.
 """
@@ -16,8 +17,9 @@ from hinas.safeio import finite_number
 OPTIONS = {
     "bench": {"batch", "size", "f", "layers", "steps", "levels", "repeats", "speed_steps", "speed_profile"},
     "search": {"long"},
-    "train": {"long", "curve"},
-    "eval": {"datasets", "sigma", "protocols", "precisions", "limit"},
+    "train": {"long", "curve", "from_unmoved_search"},
+    "eval": {"datasets", "sigma", "protocols", "precisions", "limit", "crop"},
+    "baseline": {"method", "datasets", "sigma", "protocols", "limit", "crop"},
 }
 BENCH_INTS = ("batch", "size", "f", "layers", "steps", "levels", "repeats", "speed_steps")
 PRECISIONS = ("fp32", "bf16")
@@ -77,8 +79,18 @@ def check_item_options(item, where: str, earlier: dict) -> None:
         _check_bench(item, where)
     elif kind == "eval":
         _check_eval(item, where, item_config(earlier[item.network_from], None, None).task)
+    elif kind == "baseline":
+        from hinas.eval.evaluation import BASELINES
+
+        if item.options.get("method") not in BASELINES:
+            raise ConfigError(f"{where}: a baseline needs 'method', one of {', '.join(BASELINES)}; got "
+                              f"{item.options.get('method')!r}")
+        _check_eval(item, where, "denoise")
     else:
         check_long(item, where)
+        if not isinstance(item.options.get("from_unmoved_search", False), bool):
+            raise ConfigError(f"{where}: 'from_unmoved_search' must be true or false, got "
+                              f"{item.options['from_unmoved_search']!r}")
 
 
 def _check_bench(item, where: str) -> None:
@@ -130,6 +142,10 @@ def _check_eval(item, where: str, task: str) -> None:
                                   f"{', '.join(PRECISIONS)}")
     if o.get("limit") is not None:
         positive_int(o["limit"], f"{where}: 'limit' (images)")
+    if o.get("crop") is not None:
+        positive_int(o["crop"], f"{where}: 'crop' (pixels)")
+        if o["crop"] < 11:  # SSIM's 11x11 window
+            raise ConfigError(f"{where}: 'crop' must be at least 11 pixels (SSIM's window), got {o['crop']!r}")
 
 
 def check_long(item, where: str) -> None:

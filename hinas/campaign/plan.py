@@ -19,8 +19,8 @@ from hinas.errors import ConfigError, HinasError
 from hinas.safeio import load_yaml_file
 
 PLANS_DIR = Path(__file__).resolve().parent.parent / "plans"
-KINDS = ("bench", "search", "train", "eval")
-PLAN_KEYS = ("name", "description", "defaults", "items")
+KINDS = ("bench", "search", "train", "eval", "baseline")
+PLAN_KEYS = ("name", "description", "defaults", "items", "profiles", "include")
 
 # what ``campaign run --set`` may change: how items run, never what they compute
 SETTABLE = ("cuda_graphs", "fused_optimizer", "cudnn_benchmark", "native_batchnorm", "channels_last", "threads",
@@ -37,6 +37,7 @@ class Item:
     genotype_from: str | None = None
     network_from: str | None = None
     options: dict = field(default_factory=dict)  # bench / eval / long settings
+    definition: str = ""  # what it computes, as a digest (:func:`definition`); set by load_plan
 
     @property
     def depends(self) -> list[str]:
@@ -49,10 +50,41 @@ class Plan:
     description: str
     items: list[Item]
     path: str
+    profile: str | None = None  # the profile a plan with 'profiles' was loaded at
+    seed: int = 0  # added to the seeds of such a plan
+    includes: list["Plan"] = field(default_factory=list)  # the plans it builds on ('include')
+    profile_entry: dict = field(default_factory=dict)  # what its profile gave it (seed lists, defaults, eval)
+
+    def all_items(self) -> list[Item]:
+        """This plan's items and those of the plans it includes (theirs first)."""
+        seen, out = set(), []
+        for it in [i for inc in self.includes for i in inc.all_items()] + self.items:
+            if it.name not in seen:
+                seen.add(it.name)
+                out.append(it)
+        return out
+
+    def owner(self, name: str) -> "Plan":
+        """The plan (this one or one it includes) that defines item ``name``."""
+        if any(i.name == name for i in self.items):
+            return self
+        for inc in self.includes:
+            try:
+                return inc.owner(name)
+            except KeyError:
+                pass
+        raise KeyError(name)
+
+    def folder(self, results, name: str):
+        """The results folder of item ``name``: ``results/<name>`` for this plan's own items, the
+        sibling folder of the plan that defines it for an included one (``results/../<plan>/<name>``)."""
+        results = Path(results)
+        owner = self.owner(name)
+        return results / name if owner is self else results.parent / owner.name / name
 
     def item(self, name: str) -> Item:
-        """The item called ``name`` (a KeyError when the plan has none)."""
-        for i in self.items:
+        """The item called ``name``, of this plan or one it includes (a KeyError when none has it)."""
+        for i in self.all_items():
             if i.name == name:
                 return i
         raise KeyError(name)
@@ -68,11 +100,7 @@ def is_plan_file(name_or_file) -> bool:
     return bool(Path(text).suffix) or "/" in text or os.sep in text
 
 
-def load_plan(name_or_file) -> Plan:
-    """A plan by name (``hinas/plans/NAME.yaml``) or YAML file; checked before any run.
-    The file is read within bounds (a regular file of at most 1 MiB, :func:`hinas.safeio.load_yaml_file`)."""
-    from hinas.campaign.options import check_item_options, number
-
+def _plan_path(name_or_file) -> Path:
     if not str(name_or_file).strip():
         raise ConfigError(f"--plan {str(name_or_file)!r}: an empty plan name; give one of {', '.join(list_plans())} "
                           f"or a YAML file")
@@ -82,6 +110,14 @@ def load_plan(name_or_file) -> Plan:
         if not path.exists():
             raise ConfigError(f"unknown plan {name_or_file!r}; known plans: {', '.join(list_plans())} "
                               f"(or give a YAML file)")
+    return path
+
+
+def _read_raw(name_or_file, base: Path | None = None) -> tuple[dict, Path]:
+    """A plan file's mapping, read within bounds (a regular file of at most 1 MiB,
+    :func:`hinas.safeio.load_yaml_file`); an included name is looked up beside ``base`` first."""
+    path = _plan_path(name_or_file) if base is None or not (base.parent / f"{name_or_file}.yaml").is_file() \
+        else base.parent / f"{name_or_file}.yaml"
     try:
         data = load_yaml_file(path, "plan")
     except HinasError as exc:
@@ -91,11 +127,40 @@ def load_plan(name_or_file) -> Plan:
     unknown = sorted(map(str, set(data) - set(PLAN_KEYS)))
     if unknown:
         raise ConfigError(f"{path}: unknown plan key(s) {', '.join(unknown)}; known: {', '.join(PLAN_KEYS)}")
+    return data, path
+
+
+def profiles_of(name_or_file) -> list:
+    """The profiles a plan runs at (its ``profiles``), or ``[None]`` for a plan without them."""
+    data, _ = _read_raw(name_or_file)
+    return list(data["profiles"]) if isinstance(data.get("profiles"), dict) else [None]
+
+
+def load_plan(name_or_file, profile: str | None = None, seed: int = 0, _chain: tuple = ()) -> Plan:
+    """A plan by name (``hinas/plans/NAME.yaml``) or YAML file, at ``profile`` when the plan has
+    ``profiles`` (:mod:`hinas.campaign.expand`; ``seed`` is added to its seeds), with the plans
+    it includes; checked whole before any run."""
+    from hinas.campaign.expand import expand, include_names
+    from hinas.campaign.options import check_item_options, number
+
+    data, path = _read_raw(name_or_file, _chain[-1][1] if _chain else None)
+    includes = []
+    for name in include_names(data, path):
+        if name in [c[0] for c in _chain] or name == path.stem:
+            raise ConfigError(f"{path}: 'include' goes round in a circle: "
+                              f"{' -> '.join([*(c[0] for c in _chain), path.stem, name])}")
+        includes.append(load_plan(name, profile, seed, (*_chain, (path.stem, path))))
+    inherited: dict = {}
+    for inc in includes:
+        inherited = {**inherited, **inc.profile_entry,
+                     **{k: {**inherited.get(k, {}), **inc.profile_entry.get(k, {})} for k in ("defaults", "eval")}}
+    data = expand({k: v for k, v in data.items() if k != "include"}, path, profile, seed, inherited)
+    profile_entry = data.pop("profile_entry", {})
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
         raise ConfigError(f"{path}: 'defaults' must be a mapping of settings")
     items: list[Item] = []
-    earlier: dict[str, Item] = {}
+    earlier: dict[str, Item] = {i.name: i for inc in includes for i in inc.all_items()}
     for n, raw in enumerate(data["items"], 1):
         where = f"{path}: item {n}"
         if not isinstance(raw, dict):
@@ -106,7 +171,7 @@ def load_plan(name_or_file) -> Plan:
             raise ConfigError(f"{where}: 'name' must be letters, digits, '-', '_' or '.', got {name!r}")
         where = f"{path}: item {name!r}"
         if name in earlier:
-            raise ConfigError(f"{where}: the name is used twice")
+            raise ConfigError(f"{where}: the name is used twice (here or in an included plan)")
         kind = raw.pop("kind", None)
         if kind not in KINDS:
             raise ConfigError(f"{where}: kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -120,10 +185,26 @@ def load_plan(name_or_file) -> Plan:
                     genotype_from=raw.pop("genotype_from", None), network_from=raw.pop("network_from", None),
                     options=raw)
         check_item_options(item, where, earlier)
+        item.definition = definition(item, earlier)
         items.append(item)
         earlier[name] = item
     return Plan(name=str(data.get("name") or path.stem), description=str(data.get("description", "")),
-                items=items, path=str(path))
+                items=items, path=str(path), profile=profile, seed=seed, includes=includes,
+                profile_entry=profile_entry)
+
+
+def definition(item: Item, earlier: dict) -> str:
+    """A digest of what ``item`` computes as its plan says it: kind, settings, budget, options and
+    the definitions of the items it builds on (not its estimate, nor how a call runs it: device,
+    data root, ``--set``). A finished item records it (``summary.json``); a result whose digest
+    differs from the plan's is another experiment and is never reused (status ``stale``)."""
+    import hashlib
+    import json
+
+    deps = {d: earlier[d].definition for d in item.depends if d in earlier}
+    blob = json.dumps({"kind": item.kind, "config": item.config, "budget": item.budget, "options": item.options,
+                       "depends": deps}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 def parse_settings(assignments) -> dict:

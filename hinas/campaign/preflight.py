@@ -9,26 +9,15 @@ results folder, not a folder. A failure is one :class:`~hinas.errors.ConfigError
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 from pathlib import Path
 
 from hinas.campaign.plan import Plan
 from hinas.campaign.options import item_config
+from hinas.engine.budget import check_budget  # noqa: F401 (the campaign's budget check: re-exported)
 from hinas.errors import ConfigError, DataError, HinasError
 from hinas.safeio import check_path, quote
-
-
-def check_budget(budget) -> float:
-    try:
-        value = float(budget)
-    except (TypeError, ValueError):
-        value = math.nan
-    if isinstance(budget, bool) or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"--budget must be a finite positive number of seconds, got {budget!r}; "
-                          f"give e.g. --budget 540")
-    return value
 
 
 def check_archive(archive, results) -> Path:
@@ -94,6 +83,9 @@ def check_call(plan: Plan, results, *, budget, device=None, data_root=None, sett
     except HinasError as exc:
         raise ConfigError(str(exc)) from None
     check_budget(budget)
+    for inc in plan.includes:  # run first, each into its sibling folder: checked with the rest of the call
+        check_call(inc, Path(results).parent / inc.name, budget=budget, device=device, data_root=data_root,
+                   settings=settings)
     only = check_only(plan, only)
     if device is not None:
         check_device(device)
@@ -144,8 +136,8 @@ def _check_data(plan: Plan, item, data_root, cache: dict) -> None:
         cache["root"] = _root(data_root)
         cache["avail"] = list_datasets(cache["root"]) if cache["root"] is not None else None
     root, avail = cache["root"], cache["avail"]
-    if item.kind == "eval":
-        task = item_config(plan.item(item.network_from), None, data_root).task
+    if item.kind in ("eval", "baseline"):
+        task = item_config(plan.item(item.network_from), None, data_root).task if item.kind == "eval" else "denoise"
         names = item.options.get("datasets") or ["default"]
         names = names if isinstance(names, list) else [names]
         names = [("BSDS500-test" if task == "denoise" else "Set5") if n == "default" and root is not None else n

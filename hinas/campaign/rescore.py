@@ -228,9 +228,11 @@ def evaluation_problem(ev, spec: dict) -> str | None:
 
     if not isinstance(ev, dict):
         return "an evaluation that is not a mapping"
+    from hinas.data.sampling import crop_of
+
     label = evaluation_label(ev)
     dataset = ev.get("dataset")
-    if not isinstance(dataset, str) or canonical_name(dataset) not in {*DATASETS, *EMBEDDED_SPLIT}:
+    if not isinstance(dataset, str) or canonical_name(crop_of(dataset)[0]) not in {*DATASETS, *EMBEDDED_SPLIT}:
         return f"{show(label)}: dataset {show(dataset)} is not a registered dataset (never a folder)"
     if not isinstance(ev.get("protocol"), str) or ev["protocol"] not in PROTOCOLS:
         return f"{label}: protocol {show(ev.get('protocol'))} is not one of {', '.join(PROTOCOLS)}"
@@ -275,13 +277,15 @@ def _gap(a: float, b: float) -> float:
 def _dataset(ev: dict, task: str, root: Path | None):
     """The evaluation's dataset from the verifier's own data root (never the summary's)."""
     from hinas.data.datasets import EMBEDDED_SPLIT, canonical_name, load_dataset
+    from hinas.data.sampling import central_crops, crop_of
 
-    canon = canonical_name(ev["dataset"])
+    name, crop = crop_of(ev["dataset"])  # central crops: the same crops of the verifier's own images
+    canon = canonical_name(name)
     if canon not in EMBEDDED_SPLIT and root is None:
         raise NotRescored(f"{evaluation_label(ev)}: not re-scored: {canon} needs a data root of this call "
                           f"(--data-root DIR or HINAS_DATA); the summary's data root is never used")
     try:
-        return load_dataset(canon, root, grey=(task == "denoise"))
+        return central_crops(load_dataset(canon, root, grey=(task == "denoise")), crop)
     except DataError as exc:
         raise NotRescored(f"{evaluation_label(ev)}: not re-scored: {exc}") from None
 

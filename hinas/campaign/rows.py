@@ -16,7 +16,7 @@ from hinas.campaign.manifest import check_item
 def result_rows(results) -> dict[str, list[dict]]:
     """The finished items of a campaign results folder as flat rows, one list per kind: ``search``,
     ``train``, ``eval`` (one row per dataset, protocol and precision, with its network's model,
-    size, seed, schedule and training precision) and ``bench``. Every row names its item, device, profile and seed."""
+    size, seed, schedule and training precision; a baseline's rows name its method as the model) and ``bench``. Every row names its item, device, profile and seed."""
     results = Path(results)
     done = {}
     for summary_file in sorted(results.glob(f"*/{SUMMARY}")):
@@ -60,7 +60,9 @@ def result_rows(results) -> dict[str, list[dict]]:
                                   "iterations_per_second": s.get("timings", {}).get("iterations_per_second"),
                                   "seconds": s.get("timings", {}).get("train_seconds"),
                                   "val_psnr": metrics.get("val_psnr"), "val_ssim": metrics.get("val_ssim"),
-                                  "best_iteration": metrics.get("best_iteration")})
+                                  "best_iteration": metrics.get("best_iteration"),
+                                  "training": (s.get("health") or {}).get("status"),
+                                  "training_evidence": (s.get("health") or {}).get("evidence")})
         elif kind == "bench":
             mem, speed = s.get("supernet_memory", {}), s.get("search_speed", {})
             rows["bench"].append({**common(s), **{k: metrics.get(k) for k in ("memory_ratio", "time_ratio",
@@ -70,20 +72,23 @@ def result_rows(results) -> dict[str, list[dict]]:
                                   **{f"search_step_seconds_{v}": d.get("step_seconds")
                                      for v, d in speed.get("variants", {}).items()}})
     for name, s in done.items():
-        if s.get("kind") != "eval":
+        if s.get("kind") not in ("eval", "baseline"):
             continue
-        net = done.get(s.get("network"), {})
+        net = done.get(s.get("network"), {}) if s.get("network") else {}
         net_cfg = net.get("config", {})
         for ev in s.get("evaluations", []):
-            rows["eval"].append({**common(s), "profile": net_cfg.get("profile"), "seed": net_cfg.get("seed"),
+            rows["eval"].append({**common(s), "profile": net_cfg.get("profile", s.get("provenance", {}).get("plan_profile")),
+                                 "seed": net_cfg.get("seed"),
                                  "network": s.get("network"),
-                                 "model": net.get("model"), "params": s.get("params"),
-                                 "train_precision": "bf16" if net_cfg.get("amp_bf16") else "fp32",
+                                 "model": net.get("model", s.get("method")), "params": s.get("params"),
+                                 "train_precision": ("bf16" if net_cfg.get("amp_bf16") else "fp32") if net else None,
                                  "train_iterations": net.get("schedule", {}).get("planned_iterations"),
                                  "paper_iterations": net.get("schedule", {}).get("paper_iterations"),
                                  "train_seconds": net.get("timings", {}).get("train_seconds"),
                                  "best_iteration": net.get("metrics", {}).get("best_iteration"),
+                                 "training": (net.get("health") or {}).get("status"),
+                                 "training_evidence": (net.get("health") or {}).get("evidence"),
                                  **{k: ev.get(k) for k in ("dataset", "task", "sigma", "scale", "protocol",
                                                            "precision", "images", "psnr", "ssim",
-                                                           "inference_seconds")}})
+                                                           "inference_seconds", "seconds_total", "embedded")}})
     return rows

@@ -64,14 +64,14 @@ def run_item(ctx: Context, item: Item) -> str:
     cfg = None
     if item.kind == "bench":
         body = run_bench(ctx, item)
-    elif item.kind == "eval":
+    elif item.kind in ("eval", "baseline"):
         body = run_eval(ctx, item)
         if body is None:
             return "paused"
     else:
         genotype = None
         if item.kind == "train" and item.genotype_from:
-            genotype = Genotype.load(ctx.results / item.genotype_from / "genotype.json")
+            genotype = Genotype.load(ctx.plan.folder(ctx.results, item.genotype_from) / "genotype.json")
         run_piece = long.run_long if long.is_long(item) else run_engine
         out = run_piece(ctx, item, item.kind, genotype)
         if out is None:
@@ -80,7 +80,7 @@ def run_item(ctx: Context, item: Item) -> str:
         body = (finish_search if item.kind == "search" else finish_train)(ctx, item, out)
         body["config"] = cfg.to_dict()
         long.finish_extras(folder, item, body)
-    summary = {"item": item.name, "kind": item.kind, "status": "done", **body,
+    summary = {"item": item.name, "kind": item.kind, "status": "done", "definition": item.definition, **body,
                "provenance": provenance_of(ctx.plan, item, cfg, ctx.device or (cfg.device if cfg else "cpu"))}
     summary["device"] = summary["provenance"]["device"]
     finish_item(folder, item.name, summary)
@@ -109,18 +109,25 @@ def run_campaign(plan: Plan, results, budget: float, *, device=None, data_root=N
     # checked as given: Path('') would already be '.', "here", which an empty --results never means
     check_call(plan, results, budget=budget, device=device, data_root=data_root, settings=settings, only=only)
     results = Path(results)
+    included = []
+    for inc in plan.includes:  # the plans this one builds on first, each in its own (sibling) folder
+        rep = run_campaign(inc, results.parent / inc.name, budget, device=device, data_root=data_root,
+                           retry_failed=retry_failed, log=log, started=t0, settings=settings)
+        included += [dict(r, plan=inc.name) for r in rep["ran"]]
     with results_lock(results):
         ctx = Context(plan, results, t0 + budget, budget, device, data_root, log, settings)
-        ran = _run_items(ctx, plan, retry_failed, only)
+        ran = included + _run_items(ctx, plan, retry_failed, only)
         report = campaign_status(plan, results)
     report.update(budget=budget, elapsed=round(time.monotonic() - t0, 3), ran=ran,
-                  ok=not any(report[s] for s in ("failed", "corrupt", "incomplete")))
+                  ok=not any(report.get(s) for s in ("failed", "corrupt", "incomplete", "stale")))
     return report
 
 
 def _run_items(ctx: Context, plan: Plan, retry_failed: bool, only=None) -> list[dict]:
     results, log = ctx.results, ctx.log
     ran, blocked, waiting, states = [], set(), {}, {}
+    for item in plan.all_items()[: -len(plan.items)]:  # what the included plans hold (run before this)
+        states[item.name] = item_status(plan.folder(results, item.name), item)["status"]
     for item in plan.items:
         st = item_status(results, item)
         states[item.name] = st["status"]
@@ -129,7 +136,7 @@ def _run_items(ctx: Context, plan: Plan, retry_failed: bool, only=None) -> list[
         if st["status"] == "done":
             remove_work(results / item.name)  # left by an older archive; the manifest checks
             continue
-        if st["status"] in ("corrupt", "incomplete"):  # never run over, never deleted
+        if st["status"] in ("corrupt", "incomplete", "stale"):  # never run over, never deleted
             blocked.add(item.name)
             ran.append({"name": item.name, "status": st["status"], "problem": st["problem"]})
             log(f"{item.name}: {st['status'].upper()}: {st['problem']}; left as it is")

@@ -41,6 +41,8 @@ def provenance_of(plan: Plan, item: Item, cfg=None, device: str = "cpu") -> dict
 
     prov = {"plan": plan.name, "item": item.name, "kind": item.kind, **provenance(device),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if plan.profile is not None:  # a plan with profiles: the scale it was loaded at (a baseline has no config)
+        prov.update(plan_profile=plan.profile, plan_seed_offset=plan.seed)
     if cfg is not None:
         prov.update(profile=cfg.profile, seed=cfg.seed, task=cfg.task, scale=cfg.scale,
                     data_root=cfg.data_root, amp_bf16=cfg.amp_bf16, device_data=cfg.device_data)
@@ -125,8 +127,9 @@ def finish_search(ctx, item: Item, out: dict) -> dict:
 
 
 def finish_train(ctx, item: Item, out: dict) -> dict:
-    from hinas.space.network_file import load_trained
+    from hinas.engine.health import training_health
     from hinas.space.network import count_flops
+    from hinas.space.network_file import load_trained
 
     folder, run, cfg = ctx.results / item.name, ctx.results / item.name / "run", out["config"]
     files = copy_files(run, folder, ["network.json", "weights.safetensors", "genotype.json", "history.csv",
@@ -144,6 +147,8 @@ def finish_train(ctx, item: Item, out: dict) -> dict:
         "timings": {"train_seconds": engine.get("seconds"), "iterations_per_second": engine.get("iterations_per_second"),
                     "wall_seconds": out["progress"]["seconds"], "pieces": out["progress"]["pieces"]},
         "schedule": _schedule(cfg, out["budget"], "iterations"),
+        # trained or diverged, with the evidence in words: a diverged run is named, never scored
+        "health": training_health(run),
         "engine_summary": engine,
         "files": files,
     }
@@ -219,22 +224,37 @@ def _eval_parts(item: Item, task: str, device: str) -> list[dict]:
     return parts
 
 
+def _test_set(item: Item, name: str, task: str, data_root):
+    """The dataset an eval part scores: ``name`` whole, or its central crops (option ``crop``)."""
+    crop = item.options.get("crop")
+    if crop is None:
+        return name
+    from hinas.data.datasets import load_dataset
+    from hinas.data.sampling import central_crops
+
+    return central_crops(load_dataset(name, data_root, grey=task == "denoise"), crop)  # named NAME[cropK]
+
+
 def run_eval(ctx, item: Item):
-    """Evaluate the network of ``item.network_from``; each part saved as it finishes."""
+    """Evaluate the network of ``item.network_from`` (an eval item) or a baseline's restorer (a
+    baseline item); each part saved as it finishes."""
     import torch
 
     from hinas.data.datasets import resolve_data_root
     from hinas.engine.common import device_name
-    from hinas.eval.evaluation import PROTOCOLS, evaluate
-    from hinas.space.network_file import load_trained
+    from hinas.eval.evaluation import PROTOCOLS, baseline_restorer, evaluate
     from hinas.space.network import count_flops, count_parameters
+    from hinas.space.network_file import load_trained
 
     folder = ctx.results / item.name
-    net_dir = ctx.results / item.network_from
     device = ctx.device or "cpu"
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise HinasError(f"--device {device} asked for but CUDA is not available; use --device cpu")
-    model, spec = load_trained(net_dir, "best", device)
+    if item.kind == "baseline":  # no network, no parameters
+        model, spec = None, {"task": "denoise", "model": item.options["method"]}
+        restorer = baseline_restorer(item.options["method"], float(item.options["sigma"]))
+    else:
+        model, spec = load_trained(ctx.plan.folder(ctx.results, item.network_from), "best", device)
     task = spec["task"]
     sigma = item.options.get("sigma") if task == "denoise" else None
     if task == "denoise" and sigma is None:
@@ -258,27 +278,29 @@ def run_eval(ctx, item: Item):
             return None  # out of time: the parts done so far are kept
         t0 = time.monotonic()
         timer = {"seconds": 0.0}
-        dataset = default if part["dataset"] == "default" else part["dataset"]
-        res = evaluate(_restore_fn(model, device, part["precision"], timer), dataset, task, sigma=sigma,
-                       scale=spec.get("scale"), protocol=part["protocol"], device=device,
-                       data_root=ctx.data_root, limit=item.options.get("limit"))
+        dataset = _test_set(item, default if part["dataset"] == "default" else part["dataset"], task, ctx.data_root)
+        fn = restorer if model is None else _restore_fn(model, device, part["precision"], timer)
+        res = evaluate(fn, dataset, task, sigma=sigma, scale=spec.get("scale"), protocol=part["protocol"],
+                       device=device, data_root=ctx.data_root, limit=item.options.get("limit"))
+        if model is None:
+            timer["seconds"] = res["seconds"]
         res.update(precision=part["precision"], inference_seconds=timer["seconds"], seconds_total=res["seconds"],
                    device_name=device_name(device), data_root=ctx.data_root)
         write_json(path, res)
         evaluations.append(res)
         progress.piece(time.monotonic() - t0, {"status": "part", "part": part["part"]})
-    in_ch = spec.get("in_channels", 1 if task == "denoise" else 3)
-    cpu_model = model.float().cpu()
-    return {
-        "network": item.network_from,
+    body = {
         "metrics": {f"{e['dataset']}/{e['protocol']}/{e['precision']}": {"psnr": e["psnr"], "ssim": e["ssim"]}
                     for e in evaluations},
-        "params": count_parameters(cpu_model),
-        "flops": count_flops(cpu_model, (64, 64), in_ch)["flops"],
-        "flops_input": [64, 64],
         "timings": {e["part"] if "part" in e else f"{e['dataset']}-{e['protocol']}-{e['precision']}":
                     {"inference_seconds": e["inference_seconds"], "seconds_total": e["seconds_total"]}
                     for e in evaluations},
         "evaluations": evaluations,
         **({"skipped": skipped} if skipped else {}),
     }
+    if model is None:
+        return {"method": spec["model"], "params": None, **body}
+    in_ch = spec.get("in_channels", 1 if task == "denoise" else 3)
+    cpu_model = model.float().cpu()
+    return {"network": item.network_from, "params": count_parameters(cpu_model),
+            "flops": count_flops(cpu_model, (64, 64), in_ch)["flops"], "flops_input": [64, 64], **body}

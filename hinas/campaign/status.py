@@ -19,7 +19,7 @@ from hinas.campaign.manifest import check_item
 from hinas.campaign.plan import Item, Plan
 from hinas.campaign.options import item_config
 
-STATES = ("done", "pending", "waiting", "failed", "corrupt", "incomplete")
+STATES = ("done", "pending", "waiting", "failed", "corrupt", "incomplete", "stale")
 
 
 def item_status(results: Path, item: Item) -> dict:
@@ -32,6 +32,11 @@ def item_status(results: Path, item: Item) -> dict:
     if check["state"] == "done":
         entry["status"] = "done"
         summary = read_json(folder / SUMMARY, {})
+        made_by = summary.get("definition") if isinstance(summary, dict) else None
+        if made_by is not None and item.definition and made_by != item.definition:
+            entry.update(status="stale", problem=f"its result was made by another definition of the item ({made_by}; "
+                                                 f"the plan's is {item.definition}); use another results folder")
+            return entry
         for key in ("device", "metrics"):
             if isinstance(summary, dict) and key in summary:
                 entry[key] = summary[key]
@@ -81,9 +86,11 @@ def wait_reason(plan: Plan, results: Path, item: Item, waiting: dict) -> str | N
     for dep in item.depends:
         if dep in waiting:
             return f"waits for {dep}, which is waiting ({waiting[dep].split(';')[0].split(': waits')[0]})"
-    src = item.genotype_from if item.kind == "train" else None
-    if src and check_item(Path(results) / src)["state"] == "done":
-        movement = movement_of(Path(results) / src)
+    # a chapter's small-scale plan may train from a search that did not move (option
+    # from_unmoved_search: it shows the movement beside the scores); the paper's plans never do
+    src = item.genotype_from if item.kind == "train" and not item.options.get("from_unmoved_search") else None
+    if src and check_item(plan.folder(results, src))["state"] == "done":
+        movement = movement_of(plan.folder(results, src))
         if not (movement or {}).get("moved"):
             return f"{describe(src, movement)}; continue the search (a longer or 'long: true' search) before training"
     return None
@@ -102,7 +109,7 @@ def annotate(plan: Plan, results, report: dict) -> None:
         if item.kind == "search" and entry["status"] == "done":
             entry["movement"] = movement_of(results / item.name)
         elif item.kind == "train" and entry["status"] == "done" and item.genotype_from:
-            if not (movement_of(results / item.genotype_from) or {}).get("moved"):
+            if not (movement_of(plan.folder(results, item.genotype_from)) or {}).get("moved"):
                 entry["note"] = f"trained from {item.genotype_from}, a search that did not move"
         if entry["status"] in ("pending", "waiting"):
             reason = wait_reason(plan, results, item, waiting)

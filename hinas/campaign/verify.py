@@ -22,11 +22,13 @@ says; the report's ``match`` is True only when all hold:
   field is one hinas writes (dataset, protocol, precision, task, sigma, scale: else that item is
   CORRUPT, the others still checked), the aggregate PSNR and SSIM are the mean of the per-image
   scores (to :data:`AGGREGATE_RTOL` relative), the image count is theirs, and ``metrics`` repeat them;
-* every stored network, re-evaluated on the CPU on the verifier's own data (``--data-root``, else
+* every stored network, and every baseline's method (the noisy input, BM3D: ``kind: baseline``),
+  re-evaluated on the CPU on the verifier's own data (``--data-root``, else
   ``$HINAS_DATA``, else the embedded photos only; a summary's ``data_root`` is only named in a
   note), gives every stored per-image PSNR and SSIM of the first N images, for every protocol and
   precision, within :data:`TOLERANCE_DB` / :data:`TOLERANCE_SSIM`; an evaluation the verifier's
-  data cannot score is UNVERIFIED, never scored elsewhere;
+  data cannot score is UNVERIFIED, never scored elsewhere; an evaluation on central crops
+  (``NAME[cropK]``) is scored again on the same crops of the verifier's images;
 * and the folder holds at least one evaluated network (an empty folder verifies nothing).
 
 A bad call (no such folder, ``--images`` below 1, a data root that is not a folder) raises a
@@ -41,7 +43,8 @@ from pathlib import Path
 from hinas.campaign.folders import SUMMARY
 from hinas.campaign.manifest import check_item, inside, item_files, item_folders, safe_relative
 from hinas.campaign.rescore import (TOLERANCE_DB, TOLERANCE_SSIM, Malformed, NotRescored, data_root_note,
-                                    evaluation_label, evaluations_problems, file_checks, holds_network,
+                                    evaluation_label, evaluation_problem, evaluations_problems, file_checks,
+                                    holds_network,
                                     rescore_evaluation, show, trusted_data_root)
 from hinas.errors import HinasError
 from hinas.safeio import is_finite_number
@@ -54,7 +57,8 @@ AGGREGATE_RTOL = 1e-6
 ITEM_KEYS = ("network", "network_from", "genotype_from")  # summary keys naming another item folder
 EVAL_KEYS = ("evaluations", "network")  # what makes a summary an evaluation's, whatever its kind
 # the campaign's kinds (hinas.campaign.plan.KINDS) and the chapters' sealed runs (hinas.book.notebook_run.KIND)
-KNOWN_KINDS = ("bench", "search", "train", "eval", "notebooks")
+KNOWN_KINDS = ("bench", "search", "train", "eval", "baseline", "notebooks")
+SCORED_KINDS = ("eval", "baseline")  # the kinds that hold evaluations (a network's, or a baseline method's)
 NO_NETWORK = "holds no network (network.json with weights.safetensors)"
 RATIOS = {"memory_ratio": "peak_bytes", "time_ratio": "step_seconds", "analytic_ratio": "cell_evaluations"}
 
@@ -133,7 +137,7 @@ def kind_problems(folder: Path, summary: dict, files: list[str]) -> list[str]:
     if not isinstance(kind, str) or kind not in KNOWN_KINDS:
         problems.append(f"its summary's kind {show(kind)} is not one of {', '.join(KNOWN_KINDS)} (checked by its "
                         f"files)")
-    elif evaluations and kind != "eval":
+    elif evaluations and kind not in SCORED_KINDS:
         problems.append(f"its summary says kind {kind!r} but holds evaluations (checked as an evaluation)")
     elif network != (kind == "train"):
         problems.append(f"its summary says kind {kind!r} but its files " + (
@@ -211,7 +215,13 @@ def summary_problems(folder: Path, summary: dict, *, kind: bool = True) -> tuple
     if isinstance(curve, dict) and "file" in curve and safe_relative(curve["file"]) is None:
         problems.append(f"'curve.file' is {show(curve['file'])}: a path leaving the item folder (not followed)")
     if holds_evaluations(summary):
-        if "network" not in summary:
+        if summary.get("kind") == "baseline":
+            from hinas.eval.evaluation import BASELINES
+
+            if summary.get("method") not in BASELINES or "network" in summary:
+                problems.append(f"a baseline summary names method {show(summary.get('method'))} (one of "
+                                f"{', '.join(BASELINES)}, and no network)")
+        elif "network" not in summary:
             problems.append("an eval summary without 'network'")
         problems += aggregate_problems(summary)
     return problems, missing
@@ -290,16 +300,19 @@ def verify(results, *, images: int | None = 3, data_root=None) -> dict:
         note = data_root_note(summary, root)
         if note:
             notes.append({"path": str(folder), "note": note})
-        reason = check_network(folder, summary)
-        if reason:
-            problem(folder, "incomplete", reason)
-            continue
-        net = network_of(folder.parent / summary["network"], loaded)
-        if isinstance(net, str):
-            problem(folder, "corrupt", f"its network {summary['network']} "
-                                       f"{net if net.startswith('holds') else 'is ' + net}")
-            continue
-        found = evaluations_problems(summary, net)
+        if summary.get("kind") == "baseline":  # its method scored again, on the verifier's data
+            net, found = baseline_of(summary)
+        else:
+            reason = check_network(folder, summary)
+            if reason:
+                problem(folder, "incomplete", reason)
+                continue
+            net = network_of(folder.parent / summary["network"], loaded)
+            if isinstance(net, str):
+                problem(folder, "corrupt", f"its network {summary['network']} "
+                                           f"{net if net.startswith('holds') else 'is ' + net}")
+                continue
+            found = evaluations_problems(summary, net)
         if found:
             problem(folder, "corrupt", "; ".join(found))
             continue
@@ -334,8 +347,27 @@ def verify(results, *, images: int | None = 3, data_root=None) -> dict:
             "match": not problems and all(n["match"] for n in nets)}
 
 
+def baseline_of(summary: dict):
+    """``((restore_fn, spec), problems)`` of a baseline item: its method's restorer at each stored
+    evaluation's sigma (one sigma per item), and why its evaluations cannot be that method's."""
+    from hinas.eval.evaluation import baseline_restorer
+
+    spec = {"task": "denoise"}
+    evs = summary.get("evaluations") or []
+    found = [r for r in (evaluation_problem(ev, spec) for ev in evs) if r]
+    sigmas = {ev.get("sigma") for ev in evs if isinstance(ev, dict)}
+    if not found and len(sigmas) != 1:
+        found.append(f"a baseline item scores one noise level, its evaluations have {sorted(map(str, sigmas))}")
+    if found:
+        return (None, spec), found
+    try:
+        return (baseline_restorer(summary["method"], float(sigmas.pop())), spec), []
+    except HinasError as exc:
+        return (None, spec), [str(exc)]
+
+
 def network_entry(networks: dict, folder: Path, summary: dict) -> dict:
-    net_dir = folder.parent / summary["network"]
+    net_dir = folder if summary.get("kind") == "baseline" else folder.parent / summary["network"]
     return networks.setdefault(str(net_dir), {"path": str(net_dir), "device": summary.get("device"),
                                               "match": True, "max_diff_db": 0.0, "max_diff_ssim": 0.0,
                                               "checked": []})

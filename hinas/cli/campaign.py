@@ -20,6 +20,7 @@ from hinas.campaign import (SETTABLE, campaign_status, check_archive, check_budg
 from hinas.campaign.archive import archive_parts
 from hinas.campaign.plan import is_plan_file
 from hinas.cli import PathArg
+from hinas.engine.config import PROFILES
 from hinas.errors import HinasError
 from hinas.safeio import check_path
 
@@ -55,7 +56,7 @@ def register_cli(subparsers) -> None:
     s.add_argument("--json", action="store_true", help="print one JSON object")
     s.set_defaults(func=_cli_status)
     lp = sub.add_parser("plans", help="list the plans shipped with hinas")
-    lp.set_defaults(func=lambda args: print("\n".join(list_plans())) or 0)
+    lp.set_defaults(func=_cli_plans)
     se = sub.add_parser("seal", help="write manifests for finished items that have none, once they verify")
     se.add_argument("--results", required=True, metavar="DIR", action=PathArg, want="folder",
                     help="a results folder of 'hinas campaign run'")
@@ -88,7 +89,21 @@ def _plan_args(p) -> None:
     p.add_argument("--plan", required=True, metavar="NAME|FILE", action=_PlanArg, want="file", missing_ok=True,
                    help="plan name (hinas campaign plans) or YAML file")
     p.add_argument("--results", required=True, metavar="DIR", action=PathArg, want="folder", missing_ok=True,
-                   help="results folder (created; continued if it exists)")
+                   help="results folder (created; continued if it exists); a plan's included plans use the "
+                        "sibling folders named after them")
+    p.add_argument("--profile", default=None, choices=PROFILES,
+                   help="the scale of a plan with profiles (the book's chapter plans: smoke, quick, gpu, paper)")
+    p.add_argument("--seed", type=int, default=0, metavar="N", help="added to every seed of a plan with profiles")
+
+
+def _cli_plans(args) -> int:
+    """One line per shipped plan: its name and, for a plan with profiles, the --profile values it takes."""
+    from hinas.campaign.plan import profiles_of
+
+    for name in list_plans():
+        profiles = [p for p in profiles_of(name) if p]
+        print(name + (f" (--profile {'|'.join(profiles)})" if profiles else ""))
+    return 0
 
 
 def _data_root(p, help: str = "datasets folder (default: $HINAS_DATA)") -> None:
@@ -119,7 +134,7 @@ class _ArchiveArg(PathArg):
 
 def _cli_run(args) -> int:
     started, wall = time.monotonic(), time.time()
-    plan = load_plan(args.plan)
+    plan = load_plan(args.plan, args.profile, args.seed)
     settings = parse_settings(args.set)
     budget = check_budget(args.budget)
     archive = check_archive(args.archive, args.results) if args.archive else None
@@ -154,7 +169,7 @@ def format_status(report: dict) -> list[str]:
 
     lines = []
     for it in report["items"]:
-        state = it["status"].upper() if it["status"] in ("corrupt", "incomplete") else it["status"]
+        state = it["status"].upper() if it["status"] in ("corrupt", "incomplete", "stale") else it["status"]
         text = f"{state:8s} {it['name']} ({it['kind']}; {it['pieces']} pieces, {float(it['seconds']):.0f} s spent"
         if it["status"] != "done":
             if it.get("estimate") is not None:
@@ -163,7 +178,7 @@ def format_status(report: dict) -> list[str]:
                     text += f" ({it['position']}/{it['total']} {it['unit']} at {it['speed']:.3g}/s, {it['estimate_from']})"
                 else:
                     text += f" (its {it.get('estimate_from', 'estimate')})"
-            elif it["status"] not in ("corrupt", "incomplete"):
+            elif it["status"] not in ("corrupt", "incomplete", "stale"):
                 text += f"; to finish: unknown ({it.get('estimate_from')})"
         if it.get("by_device"):
             text += "; pieces " + ", ".join(f"{d}: {v['pieces']} ({v['seconds']:.0f} s)" for d, v in it["by_device"].items())
@@ -176,7 +191,7 @@ def format_status(report: dict) -> list[str]:
                 break
         lines.append(text)
     t = report["totals"]
-    bad = "".join(f", {t[s]} {s.upper()}" for s in ("corrupt", "incomplete") if t.get(s))
+    bad = "".join(f", {t[s]} {s.upper()}" for s in ("corrupt", "incomplete", "stale") if t.get(s))
     lines.append(f"{t['done']} done, {t['pending']} pending, {t['waiting']} waiting, {t['failed']} failed{bad}; "
                  f"{t['seconds_spent']:.0f} s spent; ~{t['seconds_to_finish']:.0f} s estimated to finish the pending "
                  f"items" + (f" ({t['pending_without_estimate']} without an estimate yet)"
@@ -186,12 +201,12 @@ def format_status(report: dict) -> list[str]:
 
 
 def _cli_status(args) -> int:
-    report = campaign_status(load_plan(args.plan), args.results)
+    report = campaign_status(load_plan(args.plan, args.profile, args.seed), args.results)
     if args.json:
         _print_json(report)
     else:
         print("\n".join(format_status(report)))
-    return 1 if report["corrupt"] or report["incomplete"] else 0
+    return 1 if report["corrupt"] or report["incomplete"] or report.get("stale") else 0
 
 
 def _cli_seal(args) -> int:

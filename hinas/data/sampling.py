@@ -27,7 +27,7 @@ import torch
 from hinas.data.degrade import make_lr
 from hinas.errors import DataError
 
-__all__ = ["search_split", "PatchDataset", "augment8", "rescale_crop"]
+__all__ = ["search_split", "PatchDataset", "augment8", "rescale_crop", "crop_center", "central_crops", "crop_of"]
 
 RESCALE_PROB = 0.5
 RESCALE_RANGE = (0.8, 1.2)
@@ -268,3 +268,36 @@ class BatchStream(BatchCursor):
         self.dataset.set_epoch(self.cycle)
         items = [self.dataset[i] for i in idx]
         return torch.stack([a for a, _ in items]), torch.stack([b for _, b in items])
+
+
+def crop_center(rec, size):
+    """The central ``size`` x ``size`` crop of an image record (the whole image where it is smaller;
+    ``size`` None: the record itself)."""
+    from hinas.data.datasets import ImageRecord
+
+    if size is None:
+        return rec
+    h, w = rec.image.shape[:2]
+    ch, cw = min(size, h), min(size, w)
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return ImageRecord(rec.name, rec.path, np.ascontiguousarray(rec.image[y:y + ch, x:x + cw]))
+
+
+def central_crops(dataset, size):
+    """``dataset`` with every image cut to its central ``size`` crop, named ``NAME[cropSIZE]`` (a CPU
+    budget's test set: its scores are not comparable with whole images); ``size`` None: ``dataset``."""
+    from hinas.data.datasets import ImageDataset
+
+    if size is None:
+        return dataset
+    return ImageDataset(f"{dataset.name}[crop{size}]", [crop_center(r, size) for r in dataset.records],
+                        grey=dataset.grey, embedded=dataset.embedded, allows_grey=dataset.allows_grey)
+
+
+def crop_of(name: str) -> tuple[str, int | None]:
+    """``('embedded-test', 48)`` for a :func:`central_crops` name ``'embedded-test[crop48]'``;
+    ``(name, None)`` for any other name."""
+    import re
+
+    m = re.fullmatch(r"(.+)\[crop([1-9][0-9]{0,4})\]", name)
+    return (m.group(1), int(m.group(2))) if m else (name, None)

@@ -64,11 +64,17 @@ def paper_lengths(task: str, scale=None) -> dict:
     return out
 
 
-def _check_budget(seconds) -> float:
-    seconds = float(seconds)
-    if not math.isfinite(seconds) or seconds <= 0:
-        raise ConfigError(f"--budget must be a positive number of seconds, got {seconds:g}")
-    return seconds
+def check_budget(budget) -> float:
+    """A time budget as seconds: a finite positive number (never a bool), else one line naming it
+    (the one check of a budget: the schedule planners here, ``hinas campaign run --budget``)."""
+    try:
+        value = float(budget)
+    except (TypeError, ValueError):
+        value = math.nan
+    if isinstance(budget, bool) or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"--budget must be a finite positive number of seconds, got {budget!r}; "
+                          f"give e.g. --budget 540")
+    return value
 
 
 def _stream(ds, batch, seed, cfg, device):
@@ -91,7 +97,7 @@ def plan_search(cfg: RunConfig, seconds: float) -> tuple[RunConfig, dict]:
     from hinas.losses import RestorationLoss
     from hinas.space.supernet import Supernet
 
-    seconds = _check_budget(seconds)
+    seconds = check_budget(seconds)
     device = resolve_device(cfg.device)
     apply_threads(cfg)
     _, records = training_records(cfg)
@@ -167,7 +173,7 @@ def plan_train(cfg: RunConfig, genotype, seconds: float) -> tuple[RunConfig, dic
     from hinas.space.network_file import build_model
     from hinas.losses import RestorationLoss
 
-    seconds = _check_budget(seconds)
+    seconds = check_budget(seconds)
     device = resolve_device(cfg.device)
     apply_threads(cfg)
     _, records = training_records(cfg)

@@ -2,9 +2,19 @@
 
 The same :class:`RunConfig` is built by the command line (``--profile``, ``--set key=value``,
 ``--config file.yaml``), by the Python API (``RunConfig.from_profile('quick', 'denoise',
-epochs=5)``) and by the notebooks (their papermill parameters carry the same names).
+epochs=8)``) and by the notebooks (their papermill parameters carry the same names).
 
-Profiles scale the reference schedule (REFERENCE.md sections 5.2 and 6):
+Its settings are grouped by concern, as BasicSR's option files are: four top-level ones say what
+the run is (task, scale, profile, seed), the others sit in five groups (:data:`GROUPS`): ``space``
+(the supernet), ``search`` (its schedule and optimisers), ``train`` (the derived network's
+training), ``data`` and ``execution``. Every setting keeps one flat name, unique across groups:
+``cfg.epochs`` and ``cfg.search.epochs`` (a read-only view) read the same value; ``--set
+epochs=5`` and ``--set search.epochs=5``, ``{"epochs": 5}`` and ``{"search": {"epochs": 5}}``
+set it. :meth:`RunConfig.to_dict` stays flat (run folders store it; :meth:`RunConfig.key`
+hashes it), :meth:`RunConfig.to_nested` gives the grouped form the YAML files use.
+
+Profiles scale the reference schedule (REFERENCE.md sections 5.2 and 6; the values are in
+:mod:`hinas.engine.profiles`):
 
 * ``smoke``: seconds; a tiny grid (f=4, L=2, B=2) on 32x32 crops, arch steps and validation
   both exercised. For tests.
@@ -17,121 +27,179 @@ Profiles scale the reference schedule (REFERENCE.md sections 5.2 and 6):
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import yaml
 
+from hinas.engine.profiles import FAST_PATH, FAST_PATH_KEYS, PROFILES, coerce, profile_values
 from hinas.space.spec import SupernetConfig
 from hinas.errors import ConfigError, HinasError
 from hinas.eval.evaluation import VALIDATION_PROTOCOLS
 from hinas.safeio import finite_number, load_yaml_file, quote
 
-PROFILES = ("smoke", "quick", "gpu", "paper")
+__all__ = ["RunConfig", "PROFILES", "GROUPS", "FAST_PATH", "FAST_PATH_KEYS", "describe_settings"]
+
 DEVICE_PATTERN = re.compile(r"cpu|cuda(:[0-9]{1,2})?")  # the devices a run can use (present or not: checked at run time)
-# the fast CUDA path's levers (hinas.engine.fast): how a step runs, not what it computes (float
-# rounding apart), so a run may be continued with other values; ignored on the CPU
-FAST_PATH_KEYS = ("cuda_graphs", "fused_optimizer", "cudnn_benchmark", "native_batchnorm", "channels_last")
-FAST_PATH = {k: True for k in FAST_PATH_KEYS}
+# the settings' groups, in order, with what each holds (``hinas config show`` prints these headings)
+GROUPS = {
+    "space": "the supernet (hinas.space.spec.SupernetConfig)",
+    "search": "the architecture search's noise levels, schedule, optimisers and loss",
+    "train": "the derived network's training (or the DnCNN baseline's): network, schedule, loss, validation",
+    "data": "the images: where, how many, noise, crops, augmentation, the W/A/V split, validation",
+    "execution": "how a run executes: device, threads, cadence, speed levers",
+}
+
+
+def _setting(group: str | None, default, help: str) -> typing.Any:
+    """A RunConfig field of ``group`` (None: top level) with its one-line ``help``."""
+    meta = {"group": group, "help": help}
+    if isinstance(default, list):
+        return field(default_factory=functools.partial(list, default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+_top = functools.partial(_setting, None)
+_space, _search, _train, _data, _execution = (functools.partial(_setting, g) for g in GROUPS)
 
 
 @dataclass
 class RunConfig:
-    # -- what ------------------------------------------------------------------------------
-    task: str = "denoise"
-    scale: typing.Optional[int] = None
-    # denoising noise levels (0-255 scale): the search draws one per sample from search_sigma
-    # (one search for all levels, as the reference); training and validation use sigma.
-    search_sigma: typing.List[float] = field(default_factory=lambda: [30.0, 50.0, 70.0])
-    sigma: typing.List[float] = field(default_factory=lambda: [50.0])
-    profile: str = "paper"
-    seed: int = 0
-    device: str = "cpu"
-    data_root: typing.Optional[str] = None
-    max_images: typing.Optional[int] = None  # first N training images (sorted); None = all
-    # -- search space (SupernetConfig) -----------------------------------------------------
-    f: int = 10
-    layers: int = 3
-    steps: int = 4
-    levels: int = 3
-    width_factors: typing.List[float] = field(default_factory=lambda: [1.0, 1.5, 2.0])
-    lwas: bool = True
-    cell_sharing: str = "eq5"
-    residual: bool = True
-    search_sigmoid: bool = True
-    bn_init: str = "torch1"  # affine BN scales: 'torch1' = U(0,1) as the release's torch 1.0.0; 'ones'
-    memory_saving: str = "none"  # 'recompute': same search, less memory (not in the paper)
-    partial_channels: int = 1  # K > 1: PC-DARTS partial channels (changes the search)
-    # -- search schedule (REFERENCE 6) -----------------------------------------------------
-    epochs: int = 100
-    batch_size: int = 6
-    patch: int = 64
-    crops_per_image: int = 1  # random crops per W image per epoch (the reference: 1)
-    arch_start_epoch: int = 20  # arch steps for epochs > this (1-based)
-    val_start_epoch: int = 60  # validate for epochs > this
-    split_mode: str = "reference"
-    val_fraction: float = 0.02
-    val_crop: typing.Optional[int] = None  # validate on central crops of this size (None: whole)
-    # validation that picks the search's genotype and training's best weights: 'reference' = the
-    # released code's (stride-64 patches, one sigma per patch, float output; hinas.eval.evaluation),
-    # 'standard' = whole images, one pass per sigma, the standard metrics
-    val_protocol: str = "reference"
-    w_lr: float = 0.025
-    w_lr_min: float = 0.001
-    w_momentum: float = 0.9
-    w_weight_decay: float = 3e-4
-    lr_schedule: str = "poly_cosine"  # reference; 'cosine' = the paper's monotone 0.025 -> 0.001
-    cosine_t_max: int = 10
-    a_lr: float = 1e-3
-    a_weight_decay: float = 1e-3
-    search_ssim_weight: typing.Optional[float] = None  # None: task default (0.5 dn, 0.6 SR)
-    # -- training of the derived network (REFERENCE 5.2) -----------------------------------
-    model: str = "hinas"  # or 'dncnn' (baseline trained with the same budget)
-    net_f: typing.Optional[int] = None  # None: 20 dn / 16 SR
-    node_channels: typing.Optional[typing.List[int]] = None  # fixed widths (HiNAS-w40 / -wm)
-    iterations: int = 600_000
-    train_batch_size: typing.Optional[int] = None  # None: 24 dn / 16 SR
-    train_lr: float = 0.05
-    train_weight_decay: float = 4e-5
-    bias_lr_factor: float = 2.0
-    grad_clip: float = 5.0
-    train_ssim_weight: typing.Optional[float] = None  # None: 0.6; 0 = MSE only (Table 4)
-    # at a batch mean SSIM <= 0: 'gradient' = follow -1/(x ln 10) as the released code (its loss
-    # value is NaN there; we log a finite one and count the event), 'clamp' = floor at 1e-4
-    nonpositive_ssim: str = "gradient"
-    # denoising search and training patches: RandomRescaleCrop (p=0.5, x U(0.8, 1.2)), as the code
-    rescale_aug: bool = True
-    val_every: int = 1000
-    val_after_fraction: float = 0.75  # validate only after this fraction of iterations
-    # -- mechanics -------------------------------------------------------------------------
-    checkpoint_every: int = 50  # steps between atomic checkpoints (and at every epoch end)
-    log_every: int = 10
-    threads: typing.Optional[int] = None  # CPU threads for torch (None: torch's default)
-    amp_bf16: bool = False  # CUDA, or the CPU where it has bf16 kernels (a switch: it changes numerics)
-    channels_last: bool = False  # NHWC activations, CUDA and CPU (hinas.engine.fast.CPU_LEVERS)
-    device_data: bool = False  # training crops, flips and noise made on the device (hinas.data.device_sampling)
-    compile: bool = False  # training: torch.compile the network, eager fallback (hinas.engine.compile)
+    # -- what the run is (top level) ---------------------------------------------------------
+    task: str = _top("denoise", "what to restore: 'denoise' (grey, x - net(x)) or 'sr' (RGB, bicubic(x) + net(x))")
+    scale: typing.Optional[int] = _top(None, "SR upscaling factor 2, 3 or 4 (None for denoising)")
+    profile: str = _top("paper", "named preset the values came from: smoke, quick, gpu or paper")
+    seed: int = _top(0, "seed of weights, crops, noise and the data split")
+    # -- space: the supernet (SupernetConfig) ------------------------------------------------
+    f: int = _space(10, "supernet channels per cell node at width level 0 (paper: 10 dn, 8 SR)")
+    layers: int = _space(3, "L, number of cell layers of the supernet (paper: 3 dn, 2 SR)")
+    steps: int = _space(4, "B, intermediate nodes per cell (paper: 4 dn, 3 SR)")
+    levels: int = _space(3, "S, number of width levels in the outer search space (3)")
+    width_factors: typing.List[float] = _space(
+        [1.0, 1.5, 2.0], "channel multiplier per width level: [1, 1.5, 2] (code) or [1, 2, 4] (paper)")
+    lwas: bool = _space(True, "layer-wise architecture sharing: one alpha per layer (True) or one for all layers")
+    cell_sharing: str = _space(
+        "eq5", "'eq5': one shared cell per target (HiNAS); 'eq6': a cell per incoming path (Auto-DeepLab)")
+    residual: bool = _space(
+        True, "residual learning: the network predicts the noise (dn) or the detail over bicubic (SR)")
+    search_sigmoid: bool = _space(True, "sigmoid after the residual addition in the search network, as the released code")
+    bn_init: str = _space(
+        "torch1", "initial affine BatchNorm scale: 'torch1' = U(0, 1) as the release's torch 1.0.0, 'ones' = today's torch")
+    memory_saving: str = _space(
+        "none", "'none' (as the code) or 'recompute': checkpoint every mixed op; same gradients, less memory")
+    partial_channels: int = _space(
+        1, "K > 1: PC-DARTS partial channels, 1/K of each edge's channels through the ops (changes the search)")
+    # -- search: its noise, schedule and optimisers (REFERENCE 6) ----------------------------
+    # one search for all denoising levels, as the reference: a level drawn per sample
+    search_sigma: typing.List[float] = _search(
+        [30.0, 50.0, 70.0], "denoising noise levels (0-255) the search draws one of per sample")
+    epochs: int = _search(100, "search epochs (paper: 100)")
+    batch_size: int = _search(6, "search batch size (paper: 6 dn, 24 SR)")
+    arch_start_epoch: int = _search(20, "architecture (alpha, beta) steps start after this epoch (paper: 20)")
+    val_start_epoch: int = _search(60, "search validation starts after this epoch (paper: 60)")
+    w_lr: float = _search(0.025, "search: initial SGD learning rate of the network weights")
+    w_lr_min: float = _search(0.001, "search: final (minimum) weight learning rate")
+    w_momentum: float = _search(0.9, "search: SGD momentum of the network weights")
+    w_weight_decay: float = _search(3e-4, "search: weight decay of the network weights")
+    lr_schedule: str = _search(
+        "poly_cosine", "search weight-lr schedule: 'poly_cosine' (released code) or 'cosine' (paper: 0.025 -> 0.001)")
+    cosine_t_max: int = _search(10, "period in epochs of the cosine part of 'poly_cosine'")
+    a_lr: float = _search(1e-3, "search: Adam learning rate of the architecture parameters")
+    a_weight_decay: float = _search(1e-3, "search: weight decay of the architecture parameters")
+    search_ssim_weight: typing.Optional[float] = _search(
+        None, "search loss weight of log10(1/SSIM) (None: 0.5 dn, 0.6 SR)")
+    # -- train: the derived network's training (REFERENCE 5.2) -------------------------------
+    model: str = _train("hinas", "network to train: 'hinas' (from a genotype) or 'dncnn' (denoising baseline)")
+    net_f: typing.Optional[int] = _train(None, "derived network channels per node at level 0 (None: 20 dn, 16 SR)")
+    node_channels: typing.Optional[typing.List[int]] = _train(
+        None, "fixed channels per layer instead of the searched widths (HiNAS-w40 / -wm)")
+    iterations: int = _train(
+        600_000, "training iterations of the derived network (code: 600k; paper: 400k for denoising)")
+    train_batch_size: typing.Optional[int] = _train(None, "training batch size (None: 24 dn, 16 SR)")
+    train_lr: float = _train(0.05, "training: initial SGD learning rate (poly decay to 0)")
+    train_weight_decay: float = _train(4e-5, "training: weight decay")
+    bias_lr_factor: float = _train(2.0, "training: learning-rate multiplier of biases (which get no weight decay)")
+    grad_clip: float = _train(5.0, "training: gradient-norm clip")
+    train_ssim_weight: typing.Optional[float] = _train(
+        None, "training loss weight of log10(1/SSIM) (None: 0.6; 0 = MSE/L1 only, Table 4)")
+    # the released loss's value is NaN there: 'gradient' logs a finite one and counts the event
+    nonpositive_ssim: str = _train(
+        "gradient", "at a batch mean SSIM <= 0 (training, and the search too): 'gradient' = follow -1/(x ln 10) as "
+                    "the code (finite value logged, event counted) or 'clamp' = floor SSIM at 1e-4 (zero gradient)")
+    val_every: int = _train(1000, "training: validate every N iterations (once validation has started)")
+    val_after_fraction: float = _train(0.75, "training: validate only after this fraction of the iterations")
+    # -- data: images, noise, crops, the split, validation -----------------------------------
+    data_root: typing.Optional[str] = _data(
+        None, "folder with the benchmark datasets (None: $HINAS_DATA, else the embedded images)")
+    max_images: typing.Optional[int] = _data(None, "use only the first N training images, sorted by name (None: all)")
+    sigma: typing.List[float] = _data([50.0], "denoising noise level(s) (0-255) for training and validation")
+    patch: int = _data(64, "side of the training crops in pixels (LR pixels for SR)")
+    crops_per_image: int = _data(1, "random crops per training image per epoch (the reference: 1)")
+    rescale_aug: bool = _data(
+        True, "denoising patches: the code's RandomRescaleCrop (p=0.5, scale U(0.8, 1.2), PIL bicubic)")
+    split_mode: str = _data(
+        "reference", "how search images split into W/A/V: 'reference' (sorted by name) or 'random' (seeded)")
+    val_fraction: float = _data(0.02, "fraction of the search images held out for validation")
+    val_crop: typing.Optional[int] = _data(None, "validate on central crops of this size (None: whole images)")
+    # picks the search's genotype and training's best weights (hinas.eval.evaluation)
+    val_protocol: str = _data(
+        "reference", "validation that picks the genotype / best weights: 'reference' (the code's patch-wise one, "
+                     "one sigma per patch, float output) or 'standard' (whole images, one pass per sigma)")
+    # -- execution: how, not what (key() leaves out device, threads, cadence, quiet) --------
+    device: str = _execution("cpu", "torch device: 'cpu' or 'cuda' (the gpu and paper profiles use cuda)")
+    threads: typing.Optional[int] = _execution(None, "CPU threads for torch (None: torch's default)")
+    checkpoint_every: int = _execution(50, "steps between atomic checkpoints (and at every epoch end)")
+    log_every: int = _execution(10, "steps between progress/history records")
+    amp_bf16: bool = _execution(
+        False, "bfloat16 autocast, CUDA or CPU (changes numerics: off unless a paired measurement allows it)")
+    channels_last: bool = _execution(
+        False, "channels-last (NHWC) memory format, CUDA and CPU (hinas.engine.fast.CPU_LEVERS)")
+    device_data: bool = _execution(
+        False, "training crops, flips and noise made on the device, no per-step host work (hinas.data.device_sampling)")
+    compile: bool = _execution(
+        False, "training: torch.compile the network in place, eager fallback on a compile error (hinas.engine.compile)")
     # the fast CUDA path (hinas.engine.fast), each lever a switch; on in the gpu/paper profiles
-    cuda_graphs: bool = False
-    fused_optimizer: bool = False
-    cudnn_benchmark: bool = False
-    native_batchnorm: bool = False
-    quiet: bool = False
+    cuda_graphs: bool = _execution(
+        False, "CUDA: each training/search step captured once as a CUDA graph and replayed (needs fused_optimizer)")
+    fused_optimizer: bool = _execution(False, "CUDA: fused SGD (learning rate as a device tensor) and capturable Adam")
+    cudnn_benchmark: bool = _execution(False, "CUDA: cuDNN autotunes its convolution algorithms per shape")
+    native_batchnorm: bool = _execution(
+        False, "CUDA: BatchNorm through PyTorch's kernels instead of cuDNN's (fast with channels_last)")
+    quiet: bool = _execution(False, "no progress bar")
 
     def __post_init__(self):
         self.validate()
 
+    # -- the groups, read-only -------------------------------------------------------------------
+    space = property(lambda self: self._view("space"), doc="the supernet's settings, read-only (cfg.space.f)")
+    search = property(lambda self: self._view("search"), doc="the search's settings, read-only")
+    train = property(lambda self: self._view("train"), doc="the training's settings, read-only")
+    data = property(lambda self: self._view("data"), doc="the data settings, read-only")
+    execution = property(lambda self: self._view("execution"), doc="the execution settings, read-only")
+
+    def _view(self, group: str):
+        values = dataclasses.asdict(self)  # copies: a view never changes the config
+        return _VIEWS[group](**{name: values[name] for name in _GROUP_FIELDS[group]})
+
+    def to_nested(self) -> dict:
+        """``{"task", "scale", "profile", "seed", "space": {...}, "search": {...}, ...}``: the grouped
+        form of :meth:`to_dict` (what a YAML config file may hold; :meth:`from_dict` reads it back)."""
+        values = dataclasses.asdict(self)
+        return {**{name: values[name] for name in _GROUP_FIELDS[None]},
+                **{g: {name: values[name] for name in _GROUP_FIELDS[g]} for g in GROUPS}}
+
     # -- construction ------------------------------------------------------------------------
+    # Each of these takes flat settings ({"epochs": 5}) and/or group mappings ({"search": {"epochs": 5}}).
     @classmethod
     def from_profile(cls, profile: str = "quick", task: str = "denoise", scale: int | None = None,
                      **overrides) -> "RunConfig":
-        if profile not in PROFILES:
-            raise ConfigError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
-        values = {"task": task, "scale": scale, "profile": profile, **_task_defaults(task, scale),
-                  **_PROFILE_VALUES[profile](task)}
+        overrides = _flatten(overrides)
+        values = profile_values(profile, task, scale)
         if scale is not None:
             values["scale"] = scale
         values.update(overrides)
@@ -139,12 +207,13 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "RunConfig":
+        values = _flatten(values)
         hints = typing.get_type_hints(cls)
         known = [f.name for f in dataclasses.fields(cls)]
         unknown = sorted(set(values) - set(known))
         if unknown:
             raise ConfigError(f"unknown setting(s): {', '.join(unknown)}; known: {', '.join(known)}")
-        typed = {k: _coerce(k, v, hints[k]) for k, v in values.items()}
+        typed = {k: coerce(k, v, hints[k]) for k, v in values.items()}
         return cls(**typed)
 
     @classmethod
@@ -166,23 +235,32 @@ class RunConfig:
             raise ConfigError(f"{path}: {exc}") from None
 
     def with_overrides(self, assignments) -> "RunConfig":
-        """Apply ``["key=value", ...]`` (from ``--set``), parsing values as YAML scalars."""
+        """Apply ``["key=value", "group.key=value", ...]`` (from ``--set``; a later one wins), parsing
+        values as YAML scalars."""
         values, given = self.to_dict(), []
         for item in assignments or ():
             if "=" not in item:
-                raise ConfigError(f"--set expects key=value, got {item!r}")
+                raise ConfigError(f"--set expects key=value or group.key=value, got {item!r}")
             key, raw = item.split("=", 1)
             key = key.strip()
-            given.append(key)
-            if key not in values:
-                raise ConfigError(f"unknown setting {key!r} in --set; known: {', '.join(values)}")
             try:
-                values[key] = yaml.safe_load(raw)
+                value = yaml.safe_load(raw)
             except yaml.YAMLError:
-                values[key] = raw
+                value = raw
+            group, dot, name = key.rpartition(".")
+            try:
+                flat = _flatten({group: {name: value}} if dot else {key: value})
+            except ConfigError as exc:
+                raise ConfigError(f"--set {key}: {exc}") from None
+            for k in flat:
+                if k not in values:
+                    raise ConfigError(f"unknown setting {k!r} in --set; known: {', '.join(values)}")
+            values.update(flat)
+            given += flat
         return RunConfig.from_dict(values).check_starts(given)
 
     def replace(self, **changes) -> "RunConfig":
+        changes = _flatten(changes)
         return RunConfig.from_dict({**self.to_dict(), **changes}).check_starts(changes)
 
     def check_starts(self, given) -> "RunConfig":
@@ -195,7 +273,9 @@ class RunConfig:
         return self
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The flat settings, in the order run folders have always stored them (:data:`_FLAT_ORDER`)."""
+        values = dataclasses.asdict(self)
+        return {name: values[name] for name in _FLAT_ORDER}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -317,173 +397,73 @@ _FLOAT_RANGES = {
 }
 
 
-# One line per RunConfig setting, shown by ``hinas config show``. A new field needs an entry
-# here, or ``field(..., metadata={"help": ...})`` on the field itself (tests/test_config_cli.py
-# checks that every field has one).
-FIELD_HELP = {
-    "task": "what to restore: 'denoise' (grey, x - net(x)) or 'sr' (RGB, bicubic(x) + net(x))",
-    "scale": "SR upscaling factor 2, 3 or 4 (None for denoising)",
-    "search_sigma": "denoising noise levels (0-255) the search draws one of per sample",
-    "sigma": "denoising noise level(s) (0-255) for training and validation",
-    "profile": "named preset the values came from: smoke, quick, gpu or paper",
-    "seed": "seed of weights, crops, noise and the data split",
-    "device": "torch device: 'cpu' or 'cuda' (the gpu and paper profiles use cuda)",
-    "data_root": "folder with the benchmark datasets (None: $HINAS_DATA, else the embedded images)",
-    "max_images": "use only the first N training images, sorted by name (None: all)",
-    "f": "supernet channels per cell node at width level 0 (paper: 10 dn, 8 SR)",
-    "layers": "L, number of cell layers of the supernet (paper: 3 dn, 2 SR)",
-    "steps": "B, intermediate nodes per cell (paper: 4 dn, 3 SR)",
-    "levels": "S, number of width levels in the outer search space (3)",
-    "width_factors": "channel multiplier per width level: [1, 1.5, 2] (code) or [1, 2, 4] (paper)",
-    "lwas": "layer-wise architecture sharing: one alpha per layer (True) or one for all layers",
-    "cell_sharing": "'eq5': one shared cell per target (HiNAS); 'eq6': a cell per incoming path (Auto-DeepLab)",
-    "residual": "residual learning: the network predicts the noise (dn) or the detail over bicubic (SR)",
-    "search_sigmoid": "sigmoid after the residual addition in the search network, as the released code",
-    "bn_init": "initial affine BatchNorm scale: 'torch1' = U(0, 1) as the release's torch 1.0.0, 'ones' = today's torch",
-    "memory_saving": "'none' (as the code) or 'recompute': checkpoint every mixed op; same gradients, less memory",
-    "partial_channels": "K > 1: PC-DARTS partial channels, 1/K of each edge's channels through the ops (changes the search)",
-    "epochs": "search epochs (paper: 100)",
-    "batch_size": "search batch size (paper: 6 dn, 24 SR)",
-    "patch": "side of the training crops in pixels (LR pixels for SR)",
-    "crops_per_image": "random crops per training image per epoch (the reference: 1)",
-    "arch_start_epoch": "architecture (alpha, beta) steps start after this epoch (paper: 20)",
-    "val_start_epoch": "search validation starts after this epoch (paper: 60)",
-    "split_mode": "how search images split into W/A/V: 'reference' (sorted by name) or 'random' (seeded)",
-    "val_fraction": "fraction of the search images held out for validation",
-    "val_crop": "validate on central crops of this size (None: whole images)",
-    "val_protocol": "validation that picks the genotype / best weights: 'reference' (the code's patch-wise one, "
-                    "one sigma per patch) or 'standard' (whole images, one pass per sigma)",
-    "w_lr": "search: initial SGD learning rate of the network weights",
-    "w_lr_min": "search: final (minimum) weight learning rate",
-    "w_momentum": "search: SGD momentum of the network weights",
-    "w_weight_decay": "search: weight decay of the network weights",
-    "lr_schedule": "search weight-lr schedule: 'poly_cosine' (released code) or 'cosine' (paper)",
-    "cosine_t_max": "period in epochs of the cosine part of 'poly_cosine'",
-    "a_lr": "search: Adam learning rate of the architecture parameters",
-    "a_weight_decay": "search: weight decay of the architecture parameters",
-    "search_ssim_weight": "search loss weight of log10(1/SSIM) (None: 0.5 dn, 0.6 SR)",
-    "model": "network to train: 'hinas' (from a genotype) or 'dncnn' (denoising baseline)",
-    "net_f": "derived network channels per node at level 0 (None: 20 dn, 16 SR)",
-    "node_channels": "fixed channels per layer instead of the searched widths (HiNAS-w40 / -wm)",
-    "iterations": "training iterations of the derived network (code: 600k; paper: 400k for denoising)",
-    "train_batch_size": "training batch size (None: 24 dn, 16 SR)",
-    "train_lr": "training: initial SGD learning rate (poly decay to 0)",
-    "train_weight_decay": "training: weight decay",
-    "bias_lr_factor": "training: learning-rate multiplier of biases (which get no weight decay)",
-    "grad_clip": "training: gradient-norm clip",
-    "train_ssim_weight": "training loss weight of log10(1/SSIM) (None: 0.6; 0 = MSE/L1 only)",
-    "nonpositive_ssim": "at a batch mean SSIM <= 0: 'gradient' = follow -1/(x ln 10) as the code (finite value "
-                        "logged, event counted) or 'clamp' = floor SSIM at 1e-4 (zero gradient)",
-    "rescale_aug": "denoising patches: the code's RandomRescaleCrop (p=0.5, scale U(0.8, 1.2), PIL bicubic)",
-    "val_every": "training: validate every N iterations (once validation has started)",
-    "val_after_fraction": "training: validate only after this fraction of the iterations",
-    "checkpoint_every": "steps between atomic checkpoints (and at every epoch end)",
-    "log_every": "steps between progress/history records",
-    "threads": "CPU threads for torch (None: torch's default)",
-    "amp_bf16": "bfloat16 autocast, CUDA or CPU (changes numerics: off unless a paired measurement allows it)",
-    "channels_last": "channels-last (NHWC) memory format, CUDA and CPU",
-    "device_data": "training crops, flips and noise made on the device, no per-step host work (hinas.data.device_sampling)",
-    "compile": "training: torch.compile the network in place, eager fallback on a compile error (hinas.engine.compile)",
-    "cuda_graphs": "CUDA: each training/search step captured once as a CUDA graph and replayed (needs fused_optimizer)",
-    "fused_optimizer": "CUDA: fused SGD (learning rate as a device tensor) and capturable Adam",
-    "cudnn_benchmark": "CUDA: cuDNN autotunes its convolution algorithms per shape",
-    "native_batchnorm": "CUDA: BatchNorm through PyTorch's kernels instead of cuDNN's (fast with channels_last)",
-    "quiet": "no progress bar",
-}
+# to_dict()'s order: the fields' order before they were grouped, kept so that run folders'
+# config.yaml and the committed summaries read as they always have (a test checks it names every field)
+_FLAT_ORDER = tuple("""
+    task scale search_sigma sigma profile seed device data_root max_images f layers steps levels width_factors
+    lwas cell_sharing residual search_sigmoid bn_init memory_saving partial_channels epochs batch_size patch
+    crops_per_image arch_start_epoch val_start_epoch split_mode val_fraction val_crop val_protocol w_lr w_lr_min
+    w_momentum w_weight_decay lr_schedule cosine_t_max a_lr a_weight_decay search_ssim_weight model net_f
+    node_channels iterations train_batch_size train_lr train_weight_decay bias_lr_factor grad_clip
+    train_ssim_weight nonpositive_ssim rescale_aug val_every val_after_fraction checkpoint_every log_every
+    threads amp_bf16 channels_last device_data compile cuda_graphs fused_optimizer cudnn_benchmark
+    native_batchnorm quiet""".split())
+# each setting's group (None: top level), and each group's settings in declaration order
+_GROUP_OF = {f.name: f.metadata["group"] for f in dataclasses.fields(RunConfig)}
+_GROUP_FIELDS = {g: tuple(n for n, h in _GROUP_OF.items() if h == g) for g in (None, *GROUPS)}
+
+
+def _group_view(group: str) -> type:
+    """A frozen dataclass holding one group's values: ``cfg.train.iterations = 3`` raises."""
+    hints = typing.get_type_hints(RunConfig)
+    cls = dataclasses.make_dataclass(f"{group.title()}Settings", [(n, hints[n]) for n in _GROUP_FIELDS[group]],
+                                     frozen=True, namespace={"to_dict": dataclasses.asdict})
+    cls.__module__, cls.__doc__ = __name__, f"RunConfig's {group!r} settings, read-only: {GROUPS[group]}."
+
+    def read_only(self, name, value=None):
+        raise dataclasses.FrozenInstanceError(f"cfg.{group}.{name} is read-only (a copy of the config's "
+                                              f"values); make a changed config with cfg.replace({name}=...)")
+
+    cls.__setattr__ = cls.__delattr__ = read_only
+    return cls
+
+
+_VIEWS = {g: _group_view(g) for g in GROUPS}
+
+
+def _flatten(values: Mapping) -> dict:
+    """Flat settings from flat names and/or group mappings (``{"train": {"iterations": 5}}``).
+
+    Refused, in one line: a setting under another group than its own (naming its own), an
+    unknown group, a group that is no mapping, a setting given both flat and in its group.
+    Unknown flat names pass through (:meth:`RunConfig.from_dict` names them)."""
+    flat = {}
+    for key, value in values.items():
+        if key in GROUPS:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"settings group {key!r} must be a mapping (name: value) of its settings, "
+                                  f"got {str(value)[:40]!r}")
+            for name, v in value.items():
+                home = _GROUP_OF.get(name, "") if isinstance(name, str) else ""
+                if home == key and name in values:
+                    raise ConfigError(f"setting {name!r} given twice, as {name} and as {key}.{name}; keep one")
+                if home is None:
+                    raise ConfigError(f"setting {name!r} is not in a group: give it at the top level, not in {key!r}")
+                if home != key:
+                    raise ConfigError(f"setting {name!r} belongs to group {home!r}, not {key!r}" if home else
+                                      f"unknown setting {str(name)[:40]!r} in group {key!r}; it holds: "
+                                      f"{', '.join(_GROUP_FIELDS[key])}")
+                flat[name] = v
+        elif isinstance(value, Mapping) and key not in _GROUP_OF:
+            raise ConfigError(f"unknown settings group {str(key)[:40]!r}; the groups: {', '.join(GROUPS)} "
+                              f"(and the top-level {', '.join(_GROUP_FIELDS[None])})")
+        else:
+            flat[key] = value
+    return flat
 
 
 def describe_settings(cfg: RunConfig) -> list[dict]:
-    """``[{"key", "value", "help"}, ...]`` for every RunConfig field, in declaration order."""
-    return [{"key": f.name, "value": getattr(cfg, f.name), "help": f.metadata.get("help") or FIELD_HELP.get(f.name, "")}
+    """``[{"key", "group", "value", "help"}, ...]`` for every RunConfig field, in declaration order
+    (top level first, then group by group); ``group`` is None for the top-level settings."""
+    return [{"key": f.name, "group": f.metadata["group"], "value": getattr(cfg, f.name), "help": f.metadata["help"]}
             for f in dataclasses.fields(cfg)]
-
-def _task_defaults(task: str, scale) -> dict:
-    if task == "sr":
-        return dict(sigma=[0.0], search_sigma=[0.0], f=8, layers=2, steps=3, batch_size=24, val_fraction=0.05, scale=scale or 4)
-    return {}
-
-
-# Training learning rate: 0.05 in every profile, as the released code (it once exploded here: that
-# was BatchNorm's initial scale, U(0, 1) in the torch 1.0.0 the code pins; ``bn_init='torch1'``).
-# CPU threads: one, in every CPU profile: under OMP_WAIT_POLICY=PASSIVE more threads lose on these
-# small tensors as soon as anything else runs (2 cores beside one busy process, a quick training
-# step: 0.20 s with 1 thread, 0.42 s with 2; a quick supernet step 0.98 / 2.84 s).
-# quick trains with the SSIM floor ('clamp'), the other profiles as the release ('gradient'): at a
-# batch mean SSIM <= 0 the released gradient of log10(1/SSIM) points to *lower* SSIM, a trap the
-# quick scale's 8 patches of 32x32 reach (2 of 3 seeds of the CLI quick training had such batches;
-# two ablation runs at 0.05 ended at 3 dB) and the paper's 24 of 64x64 rarely do; a run that never
-# reaches it is the same either way. 1200 iterations: at 600, 3 seeds ended at 23.45-23.98 dB on
-# the embedded photos, at 1200 at 24.23-24.47 (README "Profiles" has the measurements).
-
-
-def _smoke(task):
-    return dict(f=4, layers=2, steps=2, epochs=4, batch_size=2, patch=32 if task == "denoise" else 16,
-                crops_per_image=2, arch_start_epoch=0, val_start_epoch=0, val_crop=48, val_protocol="standard", max_images=8,
-                net_f=4, iterations=12, train_batch_size=2, val_every=4, val_after_fraction=0.5,
-                checkpoint_every=2, log_every=2, threads=1)
-
-
-def _quick(task):
-    return dict(f=4, layers=3, steps=3, epochs=12, batch_size=4, patch=32 if task == "denoise" else 24,
-                crops_per_image=4, arch_start_epoch=4, val_start_epoch=6, val_crop=96, val_protocol="standard", max_images=None,
-                net_f=8, iterations=1200, train_batch_size=8, val_every=50, val_after_fraction=0.5, nonpositive_ssim="clamp",
-                # arch lr x30: the quick search takes ~100x fewer architecture steps than the paper's;
-                # with 1e-3 alpha ends within 0.0005 of uniform (measured), with 0.03 it moves ~0.06
-                a_lr=0.03, checkpoint_every=25, log_every=10, threads=1)
-
-
-def _gpu(task):
-    return dict(epochs=40, arch_start_epoch=8, val_start_epoch=24, val_crop=None, iterations=20_000,
-                val_protocol="reference", val_every=1000, checkpoint_every=200, log_every=50, device="cuda",
-                **FAST_PATH)
-
-
-def _paper(task):
-    return dict(device="cuda", val_protocol="reference", **FAST_PATH)
-
-
-_PROFILE_VALUES = {"smoke": _smoke, "quick": _quick, "gpu": _gpu, "paper": _paper}
-
-
-def _coerce(name: str, value, annotation):
-    """Check and convert one setting; reject ill-typed values by name."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if origin is typing.Union and type(None) in args:
-        if value is None or (isinstance(value, str) and value.lower() in ("none", "null")):
-            return None
-        annotation = [a for a in args if a is not type(None)][0]
-        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
-    if origin in (list, typing.List):
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = [value]
-        if isinstance(value, tuple):
-            value = list(value)
-        if not isinstance(value, list):
-            raise ConfigError(f"setting {name!r} must be a list, got {value!r}")
-        return [_coerce(name, v, args[0]) for v in value]
-    if annotation is bool:
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false", "yes", "no", "1", "0"):
-            return value.lower() in ("true", "yes", "1")
-        raise ConfigError(f"setting {name!r} must be true or false, got {value!r}")
-    if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise ConfigError(f"setting {name!r} must be an integer, got {value!r}")
-        if isinstance(value, int):
-            return value
-        try:  # finite first (the one check, in hinas.safeio), then whole
-            f = finite_number(value, name)
-            if f != int(f):
-                raise ValueError(value)
-        except (HinasError, ValueError):
-            raise ConfigError(f"setting {name!r} must be an integer, got {value!r}") from None
-        return int(f)
-    if annotation is float:
-        return finite_number(value, f"setting {name!r}", bools=False, error=ConfigError)
-    if annotation is str:
-        if not isinstance(value, str):
-            raise ConfigError(f"setting {name!r} must be a string, got {value!r}")
-        return value
-    return value

@@ -18,6 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hinas.engine import common, fast, runfolder
+from hinas.data.sampling import crop_center
 from hinas.engine.config import RunConfig
 from hinas.losses import RestorationLoss
 from hinas.eval.metrics import selection_score
@@ -38,17 +39,6 @@ def search_lr(cfg: RunConfig, epoch: int) -> float:
         return lo + (hi - lo) * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(E - 1, 1)))
     poly = max(1 - epoch / E, 0.0) ** 0.9
     return lo + (hi - lo) * 0.5 * (1 + math.cos(math.pi * epoch / cfg.cosine_t_max)) * poly
-
-
-def crop_center(rec, size):
-    from hinas.data.datasets import ImageRecord
-
-    if size is None:
-        return rec
-    h, w = rec.image.shape[:2]
-    ch, cw = min(size, h), min(size, w)
-    y, x = (h - ch) // 2, (w - cw) // 2
-    return ImageRecord(rec.name, rec.path, np.ascontiguousarray(rec.image[y:y + ch, x:x + cw]))
 
 
 def check_validation_images(records, cfg: RunConfig) -> None:

@@ -362,6 +362,17 @@ def bm3d_restore(sigma: float, profile: str = "np"):
     return fn
 
 
+BASELINES = ("noisy-input", "bm3d")  # denoising restorers without a network (a campaign's 'baseline' items)
+
+
+def baseline_restorer(method: str, sigma: float):
+    """restore_fn of a baseline: the noisy input itself (the floor every denoiser must clear) or
+    BM3D (:func:`bm3d_restore`)."""
+    if method not in BASELINES:
+        raise HinasError(f"unknown baseline {method!r}: use one of {', '.join(BASELINES)}")
+    return (lambda x: x) if method == "noisy-input" else bm3d_restore(sigma)
+
+
 def _timed_restore(model, device):
     """Wrap the network so the whole set's forward time is measured (CUDA events on a GPU)."""
     import torch
