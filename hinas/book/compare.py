@@ -99,19 +99,6 @@ def seed_spread(df: pd.DataFrame, col: str = "psnr") -> float:
     return float(df.groupby("seed")[col].mean().std())
 
 
-def verdict_table(m: pd.DataFrame, reference: str, *, key: str = "method", spread=None) -> pd.DataFrame:
-    """Each row of a :func:`mean_std` table against the ``reference`` row: the difference in
-    PSNR and the verdict of :func:`compare` (``spread`` for single-seed rows)."""
-    ref = m[m[key] == reference].iloc[0]
-    out = []
-    for _, r in m.iterrows():
-        if r[key] == reference:
-            continue
-        out.append({key: r[key], f"PSNR minus {reference} (dB)": round(float(r.psnr_mean - ref.psnr_mean), 2),
-                    "verdict": compare(r.psnr_mean, r.get("psnr_std"), ref.psnr_mean, ref.get("psnr_std"), spread)})
-    return pd.DataFrame(out)
-
-
 def ordering_vs_paper(ours: pd.DataFrame, pub: pd.DataFrame, pairs, *, key: str = "method",
                       spread=None, floor=None) -> pd.DataFrame:
     """For each ``(a, b)`` in ``pairs`` (labels of ``key``): the paper's difference a - b and ours,
