@@ -111,6 +111,10 @@ def test_a_profile_changes_one_item(tmp_path):
     (lambda t: t.replace("    method: noisy-input\n", "    method: wiener\n"), "one of noisy-input, bm3d"),
     (lambda t: t.replace("eval: {limit: 1, crop: 48}", "eval: {limit: 1, crop: 8}"), "at least 11 pixels"),
     (lambda t: t.replace("    from_unmoved_search: true", "    from_unmoved_search: 1"), "true or false"),
+    (lambda t: t.replace("    from_unmoved_search: true", "    from_unmoved_search: true\n    genotype_edit: {kind: R3, edges: 2}"),
+     "'genotype_edit' must be"),
+    (lambda t: t.replace("    from_unmoved_search: true", "    from_unmoved_search: true\n    genotype_edit: {kind: R1, edges: 0}"),
+     "edges must be a positive integer"),
 ])
 def test_bad_plans_are_one_line(tmp_path, change, message):
     base, _ = _plans(tmp_path, change(BASE))
@@ -224,3 +228,23 @@ def test_chapter_5_builds_on_chapter_4s_plan_with_the_same_searches():
             assert planned.key() == base_config(profile, seed=seed).key()
         ev = plan.item(f"eval-dn50-s{seeds[0]}").options
         assert ev.get("crop") == eval_crop(profile) and ev.get("limit") == profile_settings(profile)["eval_limit"]
+
+
+def test_a_training_of_edited_cells(tmp_path):
+    """Table 6's rows: the searched genotype with ops replaced (R1) or connections changed (R2)."""
+    from hinas.space.genotype import Genotype, modify_genotype
+
+    text = BASE.replace("    from_unmoved_search: true\n", "    from_unmoved_search: true\n"
+                        "    genotype_edit: {kind: R2, edges: 1}\n")
+    base, _ = _plans(tmp_path, text)
+    plan = load_plan(base, "smoke")
+    assert plan.item("train-s0").options["genotype_edit"] == {"kind": "R2", "edges": 1}
+    (tmp_path / "plain").mkdir()
+    plain = load_plan(_plans(tmp_path / "plain")[0], "smoke")
+    assert plan.item("train-s0").definition != plain.item("train-s0").definition  # another experiment
+    assert plan.item("search-s0").definition == plain.item("search-s0").definition
+    out = tmp_path / "r"
+    assert run_campaign(plan, out, 600, only=["search-s0", "train-s0"], **QUIET)["ok"]
+    searched = Genotype.load(out / "search-s0" / "genotype.json")
+    trained = Genotype.load(out / "train-s0" / "genotype.json")
+    assert trained.cells == modify_genotype(searched, "R2", 1, seed=0).cells != searched.cells

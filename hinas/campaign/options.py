@@ -4,7 +4,8 @@ Types, ranges and known values: ``budget`` and ``estimate`` finite seconds; benc
 integers; eval ``datasets`` registered names, ``sigma`` in (0, 255], ``protocols`` a list of
 :data:`hinas.eval.evaluation.PROTOCOLS` (a bare string is refused), ``precisions`` a list of
 :data:`PRECISIONS`, ``limit`` a positive integer, ``crop`` (central crops) at least SSIM's 11 pixels;
-baseline ``method`` one of :data:`hinas.eval.evaluation.BASELINES`; ``long``/``curve`` (:mod:`hinas.campaign.long`);
+baseline ``method`` one of :data:`hinas.eval.evaluation.BASELINES`; a train item's ``genotype_edit``
+(``{kind: R1|R2, edges: N}``, Table 6) only with ``genotype_from``; ``long``/``curve`` (:mod:`hinas.campaign.long`);
 ``genotype_from`` an earlier *search* item (train items only), ``network_from`` an earlier
 *train* item (eval items only). Each failure is one line: file, item, key and the fix.
 """
@@ -17,7 +18,7 @@ from hinas.safeio import finite_number
 OPTIONS = {
     "bench": {"batch", "size", "f", "layers", "steps", "levels", "repeats", "speed_steps", "speed_profile"},
     "search": {"long"},
-    "train": {"long", "curve", "from_unmoved_search"},
+    "train": {"long", "curve", "from_unmoved_search", "genotype_edit"},
     "eval": {"datasets", "sigma", "protocols", "precisions", "limit", "crop"},
     "baseline": {"method", "datasets", "sigma", "protocols", "limit", "crop"},
 }
@@ -91,6 +92,7 @@ def check_item_options(item, where: str, earlier: dict) -> None:
         if not isinstance(item.options.get("from_unmoved_search", False), bool):
             raise ConfigError(f"{where}: 'from_unmoved_search' must be true or false, got "
                               f"{item.options['from_unmoved_search']!r}")
+        _check_edit(item, where)
 
 
 def _check_bench(item, where: str) -> None:
@@ -102,6 +104,19 @@ def _check_bench(item, where: str) -> None:
             positive_int(o[key], f"{where}: '{key}'")
     if "speed_profile" in o and o["speed_profile"] not in PROFILES:
         raise ConfigError(f"{where}: unknown speed_profile {o['speed_profile']!r}; use one of {', '.join(PROFILES)}")
+
+
+def _check_edit(item, where: str) -> None:
+    """``genotype_edit: {kind: R1|R2, edges: N}`` (Table 6): only on a train item from a genotype."""
+    edit = item.options.get("genotype_edit")
+    if edit is None:
+        return
+    example = "{kind: R1, edges: 2} (R1: ops replaced, R2: connections changed, on N edges per cell)"
+    if not item.genotype_from:
+        raise ConfigError(f"{where}: 'genotype_edit' changes the genotype of 'genotype_from'; this item has none")
+    if not isinstance(edit, dict) or set(edit) != {"kind", "edges"} or edit["kind"] not in ("R1", "R2"):
+        raise ConfigError(f"{where}: 'genotype_edit' must be {example}, got {edit!r}")
+    positive_int(edit["edges"], f"{where}: 'genotype_edit' edges")
 
 
 def _names(value, where: str, key: str, example: str) -> list:

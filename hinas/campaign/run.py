@@ -24,6 +24,7 @@ from pathlib import Path
 
 from hinas.campaign.folders import DONE, ERROR, SUMMARY, remove_work, results_lock, write_json
 from hinas.campaign.manifest import write_manifest
+from hinas.campaign.options import item_config
 from hinas.campaign.plan import Item, Plan
 from hinas.campaign.preflight import check_budget, check_call
 from hinas.campaign.runners import (finish_search, finish_train, is_call_error, provenance_of, run_bench,
@@ -72,6 +73,11 @@ def run_item(ctx: Context, item: Item) -> str:
         genotype = None
         if item.kind == "train" and item.genotype_from:
             genotype = Genotype.load(ctx.plan.folder(ctx.results, item.genotype_from) / "genotype.json")
+            edit = item.options.get("genotype_edit")
+            if edit:  # Table 6: the searched cells with ops replaced (R1) or connections changed (R2)
+                from hinas.space.genotype import modify_genotype
+
+                genotype = modify_genotype(genotype, edit["kind"], edit["edges"], seed=item_config(item, None, None).seed)
         run_piece = long.run_long if long.is_long(item) else run_engine
         out = run_piece(ctx, item, item.kind, genotype)
         if out is None:
