@@ -154,6 +154,15 @@ def test_a_plan_with_its_include_runs_reuses_and_verifies(tmp_path):
     sets = {e["dataset"] for e in noisy["evaluations"] + net["evaluations"]}  # the same images for both
     assert len(sets) == 1 and sets.pop() in ("embedded-test[crop48]", "BSDS500-test[crop48]")
     assert {e["protocol"] for e in noisy["evaluations"]} == {"standard", "hinas-reference"}
+    # the searched supernet is kept (what RSWS ranks with), and loads into the search's supernet
+    from safetensors.torch import load_file
+
+    from hinas.campaign.options import item_config
+    from hinas.space.supernet import Supernet
+
+    assert "supernet.safetensors" in json.loads((base / "search-s0" / "summary.json").read_text())["files"]
+    Supernet(item_config(plan.item("search-s0"), None, None).supernet_config()).load_state_dict(
+        load_file(base / "search-s0" / "supernet.safetensors"), strict=True)
     train = json.loads((base / "train-s0" / "summary.json").read_text())
     assert train["health"]["status"] in ("trained", "diverged") and train["definition"] == plan.item("train-s0").definition
     # a second call finds everything done and runs nothing

@@ -84,9 +84,13 @@ def data_root_note(summary: dict, root: Path | None) -> str | None:
 # ---------------------------------------------------------------------------------------------
 # networks, by their files
 # ---------------------------------------------------------------------------------------------
+SUPERNET_FILE = "supernet.safetensors"  # a finished search's supernet weights (checked finite; not a network)
+
+
 def holds_network(files: list[str]) -> bool:
-    """The item's files hold a network (a description or weights), whatever its summary says."""
-    return any(Path(f).name == NETWORK_FILE or f.endswith(".safetensors") for f in files)
+    """The item's files hold a network (a description or weights), whatever its summary says; a
+    search's :data:`SUPERNET_FILE` is the supernet, not a trained network."""
+    return any(Path(f).name == NETWORK_FILE or (f.endswith(".safetensors") and f != SUPERNET_FILE) for f in files)
 
 
 def _finite_tensors(path: Path) -> None:

@@ -111,6 +111,7 @@ def finish_search(ctx, item: Item, out: dict) -> dict:
     folder, run, cfg = ctx.results / item.name, ctx.results / item.name / "run", out["config"]
     files = copy_files(run, folder, ["genotype.json", "genotype_final.json", "history.csv", "alpha.csv",
                                       "beta.csv", "config.yaml", "environment.json"])
+    files.append(_keep_supernet(run, folder))
     engine = out["engine"]
     supernet_weights = sum(p.numel() for p in Supernet(cfg.supernet_config()).weight_parameters())
     return {
@@ -124,6 +125,19 @@ def finish_search(ctx, item: Item, out: dict) -> dict:
         "engine_summary": engine,
         "files": files,
     }
+
+
+def _keep_supernet(run, folder) -> str:
+    """The searched supernet's weights at the end of the search (alpha and beta included), kept as
+    ``supernet.safetensors`` when the run folder goes: what random search with weight sharing
+    (Table 1's RSWS) ranks architectures with."""
+    from safetensors.torch import save
+
+    from hinas.engine.common import load_checkpoint, write_bytes_durably
+
+    state = load_checkpoint(run / "checkpoint.pt")["model"]
+    write_bytes_durably(folder / "supernet.safetensors", save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
+    return "supernet.safetensors"
 
 
 def finish_train(ctx, item: Item, out: dict) -> dict:

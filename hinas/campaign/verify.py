@@ -44,7 +44,7 @@ from hinas.campaign.folders import SUMMARY
 from hinas.campaign.manifest import check_item, inside, item_files, item_folders, safe_relative
 from hinas.campaign.rescore import (TOLERANCE_DB, TOLERANCE_SSIM, Malformed, NotRescored, data_root_note,
                                     evaluation_label, evaluation_problem, evaluations_problems, file_checks,
-                                    holds_network,
+                                    holds_network, SUPERNET_FILE,
                                     rescore_evaluation, show, trusted_data_root)
 from hinas.errors import HinasError
 from hinas.safeio import is_finite_number
@@ -139,6 +139,8 @@ def kind_problems(folder: Path, summary: dict, files: list[str]) -> list[str]:
                         f"files)")
     elif evaluations and kind not in SCORED_KINDS:
         problems.append(f"its summary says kind {kind!r} but holds evaluations (checked as an evaluation)")
+    elif SUPERNET_FILE in files and kind != "search":
+        problems.append(f"its summary says kind {kind!r} but it holds {SUPERNET_FILE}, a search's supernet")
     elif network != (kind == "train"):
         problems.append(f"its summary says kind {kind!r} but its files " + (
             "hold a network (checked as one)" if network else "hold no network (network.json, weights.safetensors)"))
