@@ -91,6 +91,17 @@ def test_a_plan_at_a_profile(tmp_path):
     assert t.folder(tmp_path / "r" / "top", "train-s0") == tmp_path / "r" / "base" / "train-s0"
 
 
+def test_a_profile_sets_its_trainings_apart_from_its_searches(tmp_path):
+    text = BASE.replace("    defaults: {iterations: 2, epochs: 1}", "    defaults: {iterations: 2, epochs: 1}\n"
+                        "    train: {iterations: 3, train_lr: 0.02}", 1)
+    text = text.replace("    genotype_from: search-s{seed}\n", "    genotype_from: search-s{seed}\n    config: {train_lr: 0.01}\n")
+    base, top = _plans(tmp_path, text)
+    p = load_plan(base, "smoke")
+    assert p.item("search-s0").config["iterations"] == 2 and "train_lr" not in p.item("search-s0").config
+    assert p.item("train-s0").config["iterations"] == 3 and p.item("train-s0").config["train_lr"] == 0.01  # its own wins
+    assert load_plan(top, "smoke").item("dncnn-s0").config["iterations"] == 3  # an including plan extends it
+
+
 def test_a_profile_changes_one_item(tmp_path):
     text = BASE.replace("    first: [0]\n    defaults", "    first: [0]\n    items:\n      noisy: {protocols: [standard]}\n"
                                                       "      train-s{seed}:\n        config: {iterations: 3}\n    defaults", 1)

@@ -7,7 +7,7 @@ expanded here into the plain plan that :func:`hinas.campaign.plan.load_plan` che
 
     profiles:                      # what changes with the scale, and nothing else
       smoke: {seeds: [0], defaults: {iterations: 12}, eval: {limit: 1, crop: 48}}
-      quick: {seeds: [0, 1], first_seed: [0], defaults: {epochs: 6},
+      quick: {seeds: [0, 1], first_seed: [0], defaults: {epochs: 6}, train: {iterations: 150},
               items: {bm3d-dn50: {protocols: [standard]}}}
     include: [search]              # other plans whose items this one builds on (same profile)
     defaults: {task: denoise}      # every search/train item's settings (the profile's over these)
@@ -23,7 +23,9 @@ expanded here into the plain plan that :func:`hinas.campaign.plan.load_plan` che
   ``genotype_from`` and ``network_from`` is that seed, and its settings get ``seed: <seed>``. The
   loader's ``seed`` (the notebooks' papermill ``seed``) is added to every seed.
 * A profile's ``defaults`` go over the plan's ``defaults`` (search/train items; the engine profile
-  is the plan's profile); its ``eval`` options go under every eval and baseline item's own; its
+  is the plan's profile); its ``train`` settings over those, for train items only (an ablation's
+  shorter training, while its searches stay those of the plan it builds on); its ``eval`` options
+  go under every eval and baseline item's own; its
   ``items`` change single items at that scale (``{name: {key: value}}``, the name as written in
   the plan, ``config`` merged into the item's).
 * ``include`` names other plans this one builds on, loaded at the same profile and seed: its items
@@ -39,8 +41,9 @@ import copy
 
 from hinas.errors import ConfigError
 
-PROFILE_KEYS = ("seeds", "defaults", "eval", "items")
-MAPPINGS = ("defaults", "eval", "items")  # the profile keys that are not seed lists
+PROFILE_KEYS = ("seeds", "defaults", "train", "eval", "items")
+MAPPINGS = ("defaults", "train", "eval", "items")  # the profile keys that are not seed lists
+MERGED = ("defaults", "train", "eval")  # the mappings an including plan extends
 EXPANDED = ("name", "genotype_from", "network_from")  # the item keys where {seed} is replaced
 
 
@@ -56,7 +59,7 @@ def include_names(data: dict, path) -> list:
 
 def expand(data: dict, path, profile: str | None, seed: int, inherited: dict | None = None) -> dict:
     """``data`` (a plan file's mapping) at ``profile``, its seed lists expanded. ``inherited``: the
-    profile entry of the plans it includes, under its own (seed lists, ``defaults``, ``eval``;
+    profile entry of the plans it includes, under its own (seed lists, ``defaults``, ``train``, ``eval``;
     so a plan that builds on another trains and scores at the same scale without repeating it).
     Returns the plain plan mapping and, under ``"profile_entry"``, the entry it used."""
     profiles = data.get("profiles")
@@ -76,7 +79,7 @@ def expand(data: dict, path, profile: str | None, seed: int, inherited: dict | N
         raise ConfigError(f"{path}: the seed offset must be a non-negative integer, got {seed!r}")
     own = _profile_entry(profiles[profile], path, profile)
     base = {k: v for k, v in (inherited or {}).items() if k != "items"}
-    prof = {**base, **own, **{k: {**base.get(k, {}), **own.get(k, {})} for k in ("defaults", "eval")}}
+    prof = {**base, **own, **{k: {**base.get(k, {}), **own.get(k, {})} for k in MERGED}}
     out = {k: v for k, v in data.items() if k not in ("profiles", "include")}
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):
@@ -122,6 +125,11 @@ def _expand_item(raw: dict, where: str, prof: dict, offset: int) -> list[dict]:
     kind = raw.get("kind")
     if kind in ("eval", "baseline") and prof.get("eval"):
         raw = {**prof["eval"], **raw}
+    if kind == "train" and prof.get("train"):  # over the defaults, under the item's own settings
+        config = raw.get("config") or {}
+        if not isinstance(config, dict):
+            raise ConfigError(f"{where}: 'config' must be a mapping of settings")
+        raw = {**raw, "config": {**prof["train"], **config}}
     if each is None:
         _no_placeholder(raw, where)
         return [raw]

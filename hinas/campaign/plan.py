@@ -140,7 +140,7 @@ def load_plan(name_or_file, profile: str | None = None, seed: int = 0, _chain: t
     """A plan by name (``hinas/plans/NAME.yaml``) or YAML file, at ``profile`` when the plan has
     ``profiles`` (:mod:`hinas.campaign.expand`; ``seed`` is added to its seeds), with the plans
     it includes; checked whole before any run."""
-    from hinas.campaign.expand import expand, include_names
+    from hinas.campaign.expand import MERGED, expand, include_names
     from hinas.campaign.options import check_item_options, number
 
     data, path = _read_raw(name_or_file, _chain[-1][1] if _chain else None)
@@ -153,7 +153,7 @@ def load_plan(name_or_file, profile: str | None = None, seed: int = 0, _chain: t
     inherited: dict = {}
     for inc in includes:
         inherited = {**inherited, **inc.profile_entry,
-                     **{k: {**inherited.get(k, {}), **inc.profile_entry.get(k, {})} for k in ("defaults", "eval")}}
+                     **{k: {**inherited.get(k, {}), **inc.profile_entry.get(k, {})} for k in MERGED}}
     data = expand({k: v for k, v in data.items() if k != "include"}, path, profile, seed, inherited)
     profile_entry = data.pop("profile_entry", {})
     defaults = data.get("defaults") or {}
