@@ -102,7 +102,7 @@ def _errors(plan: Plan, folder) -> list[dict]:
     """The failed items of ``plan`` and the plans it includes: item, plan, kind, seed, error and
     whether it is a training that diverged (its loss became NaN or infinite)."""
     out = []
-    for owner in _plans(plan):
+    for owner in plan.all_plans():
         where = Path(folder) if owner is plan else Path(folder).parent / owner.name
         for it in owner.items:
             err = read_json(where / it.name / ERROR)
@@ -121,7 +121,7 @@ def plan_rows(plan: Plan, folder) -> dict[str, pd.DataFrame]:
 
     folder = Path(folder)
     out: dict[str, list] = {"search": [], "train": [], "eval": [], "bench": []}
-    for owner in _plans(plan):
+    for owner in plan.all_plans():
         where = folder if owner is plan else folder.parent / owner.name
         for kind, rows in result_rows(where).items():
             out[kind] += [dict(r, plan=owner.name, folder=str(where / str(r["item"]))) for r in rows]
@@ -131,15 +131,6 @@ def plan_rows(plan: Plan, folder) -> dict[str, pd.DataFrame]:
             out["train"].append({"item": e["item"], "plan": e["plan"], "seed": e["seed"], "model": model,
                                  "training": DIVERGED, "training_evidence": e["error"], "folder": None})
     return {k: pd.DataFrame(v) for k, v in out.items()}
-
-
-def _plans(plan: Plan) -> list[Plan]:
-    seen, out = set(), []
-    for p in [q for inc in plan.includes for q in _plans(inc)] + [plan]:
-        if p.name not in seen:
-            seen.add(p.name)
-            out.append(p)
-    return out
 
 
 def searches_found(plan: Plan, folder, names) -> dict:

@@ -47,6 +47,13 @@ MERGED = ("defaults", "train", "eval")  # the mappings an including plan extends
 EXPANDED = ("name", "genotype_from", "network_from")  # the item keys where {seed} is replaced
 
 
+def extend(base: dict, own: dict) -> dict:
+    """A profile entry ``own`` over ``base`` (an included plan's): seed lists replaced, the
+    :data:`MERGED` mappings merged key by key; ``base``'s single-item changes never carried over."""
+    base = {k: v for k, v in base.items() if k != "items"}
+    return {**base, **own, **{k: {**base.get(k, {}), **own.get(k, {})} for k in MERGED}}
+
+
 def include_names(data: dict, path) -> list:
     """The plan names of ``data``'s ``include`` (checked: a list of names, and only with profiles)."""
     names = data.get("include") or []
@@ -78,8 +85,7 @@ def expand(data: dict, path, profile: str | None, seed: int, inherited: dict | N
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise ConfigError(f"{path}: the seed offset must be a non-negative integer, got {seed!r}")
     own = _profile_entry(profiles[profile], path, profile)
-    base = {k: v for k, v in (inherited or {}).items() if k != "items"}
-    prof = {**base, **own, **{k: {**base.get(k, {}), **own.get(k, {})} for k in MERGED}}
+    prof = extend(inherited or {}, own)
     out = {k: v for k, v in data.items() if k not in ("profiles", "include")}
     defaults = data.get("defaults") or {}
     if not isinstance(defaults, dict):

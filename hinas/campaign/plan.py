@@ -55,14 +55,18 @@ class Plan:
     includes: list["Plan"] = field(default_factory=list)  # the plans it builds on ('include')
     profile_entry: dict = field(default_factory=dict)  # what its profile gave it (seed lists, defaults, eval)
 
+    def all_plans(self) -> list["Plan"]:
+        """The plans it includes (theirs first, each once), then this one."""
+        seen, out = set(), []
+        for p in [q for inc in self.includes for q in inc.all_plans()] + [self]:
+            if p.name not in seen:
+                seen.add(p.name)
+                out.append(p)
+        return out
+
     def all_items(self) -> list[Item]:
         """This plan's items and those of the plans it includes (theirs first)."""
-        seen, out = set(), []
-        for it in [i for inc in self.includes for i in inc.all_items()] + self.items:
-            if it.name not in seen:
-                seen.add(it.name)
-                out.append(it)
-        return out
+        return [it for p in self.all_plans() for it in p.items]
 
     def owner(self, name: str) -> "Plan":
         """The plan (this one or one it includes) that defines item ``name``."""
@@ -140,7 +144,7 @@ def load_plan(name_or_file, profile: str | None = None, seed: int = 0, _chain: t
     """A plan by name (``hinas/plans/NAME.yaml``) or YAML file, at ``profile`` when the plan has
     ``profiles`` (:mod:`hinas.campaign.expand`; ``seed`` is added to its seeds), with the plans
     it includes; checked whole before any run."""
-    from hinas.campaign.expand import MERGED, expand, include_names
+    from hinas.campaign.expand import expand, extend, include_names
     from hinas.campaign.options import check_item_options, number
 
     data, path = _read_raw(name_or_file, _chain[-1][1] if _chain else None)
@@ -152,8 +156,7 @@ def load_plan(name_or_file, profile: str | None = None, seed: int = 0, _chain: t
         includes.append(load_plan(name, profile, seed, (*_chain, (path.stem, path))))
     inherited: dict = {}
     for inc in includes:
-        inherited = {**inherited, **inc.profile_entry,
-                     **{k: {**inherited.get(k, {}), **inc.profile_entry.get(k, {})} for k in MERGED}}
+        inherited = extend(inherited, inc.profile_entry)
     data = expand({k: v for k, v in data.items() if k != "include"}, path, profile, seed, inherited)
     profile_entry = data.pop("profile_entry", {})
     defaults = data.get("defaults") or {}

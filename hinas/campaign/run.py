@@ -132,7 +132,7 @@ def run_campaign(plan: Plan, results, budget: float, *, device=None, data_root=N
 def _run_items(ctx: Context, plan: Plan, retry_failed: bool, only=None) -> list[dict]:
     results, log = ctx.results, ctx.log
     ran, blocked, waiting, states = [], set(), {}, {}
-    for item in plan.all_items()[: -len(plan.items)]:  # what the included plans hold (run before this)
+    for item in (i for inc in plan.all_plans()[:-1] for i in inc.items):  # the included plans' (run before this)
         states[item.name] = item_status(plan.folder(results, item.name), item)["status"]
     for item in plan.items:
         st = item_status(results, item)

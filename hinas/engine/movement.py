@@ -40,15 +40,10 @@ TIE_TOLERANCE = 1e-6  # path probabilities this close are a tie
 def initial_beta_weights(layers: int, levels: int, mask_value: float = float("-inf")) -> torch.Tensor:
     """The beta weights of a freshly initialised supernet: softmax of ones with impossible moves
     masked (``Supernet.__init__`` / ``Supernet.beta_weights``), as an (m, 3) float64 tensor."""
-    from hinas.space.grid import MOVES, grid_sources
+    from hinas.space.supernet import beta_mask
 
-    sources = grid_sources(layers, levels)
-    logits = torch.ones(len(sources), 3, dtype=torch.float64)
-    for s in sources:
-        for col, move in enumerate(MOVES):
-            if not 0 <= s.level + move < levels:
-                logits[s.index, col] = mask_value
-    return torch.softmax(logits, dim=-1)
+    mask = beta_mask(layers, levels)
+    return torch.softmax(torch.ones(mask.shape, dtype=torch.float64).masked_fill(mask, mask_value), dim=-1)
 
 
 def path_ties(beta_weights: torch.Tensor, layers: int, levels: int, tol: float = TIE_TOLERANCE) -> dict:
