@@ -17,7 +17,8 @@ from hinas.book import ablation_report as ab
 from hinas.book import committed as cm
 from hinas.book import figures, plans, search_report, sota_report, stability, tables
 from hinas.book.compare import NOISY_INPUT, with_status
-from hinas.book.settings import REPO_ROOT, base_config
+from hinas.book.settings import REPO_ROOT
+from hinas.engine import RunConfig
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,7 @@ def test_beta_change_is_measured_from_the_start():
 
 
 def test_config_table_pairs_settings():
-    cfg = base_config("smoke")
+    cfg = RunConfig.from_profile("smoke", "denoise", None)
     t = search_report.config_table(cfg, ["f", "layers", "epochs"])
     assert list(t.columns) == ["setting", "value", "setting ", "value "]
     assert list(t.setting) == ["f", "layers"] and list(t["setting "]) == ["epochs", ""]
@@ -84,8 +85,8 @@ def test_search_report_on_a_smoke_search(found):
     assert "best epoch" in search_report.epoch_choice_reading(epochs)
     alpha = search_report.run_log(searches[0], "alpha.csv")
     assert 0 <= search_report.alpha_movement(alpha)["drift"] < 1
-    sizes = search_report.network_sizes(searches, base_config("smoke").net_f)
-    assert set(sizes.f) == {base_config("smoke").net_f or 20, 20} and (sizes.params > 0).all()
+    sizes = search_report.network_sizes(searches, RunConfig.from_profile("smoke", "denoise", None).net_f)
+    assert set(sizes.f) == {RunConfig.from_profile("smoke", "denoise", None).net_f or 20, 20} and (sizes.params > 0).all()
     assert "M parameters" in search_report.sizes_reading(sizes)
     assert set(search_report.explorer_runs(searches)) == {"search: best epoch", "search: final epoch"}
     for fig in (figures.search_curves(hist), figures.alpha_curves(alpha),
@@ -242,7 +243,7 @@ def test_orderings_reading_counts():
 
 
 def test_cell_sharing_table_and_ratios():
-    t8 = pd.DataFrame({"cell_sharing": ["eq5", "eq6"], "search_seconds": [10.0, 25.0], "val_psnr": [20.0, 20.1],
+    t8 = pd.DataFrame({"label": ["eq5", "eq6"], "seconds": [10.0, 25.0], "val_psnr": [20.0, 20.1],
                        "seed": [0, 0], "device": ["cpu", "cpu"]})
     mem = {"eq5": {"peak_bytes": 2**20, "step_seconds": 0.1, "cell_evaluations": 9},
            "eq6": {"peak_bytes": 2**21, "step_seconds": 0.2, "cell_evaluations": 18},
@@ -250,7 +251,7 @@ def test_cell_sharing_table_and_ratios():
     m = ab.cell_sharing_table(t8, mem)
     assert list(m["peak MiB (one step)"]) == [1.0, 2.0] and list(m["cell sharing"]) == ["eq5", "eq6"]
     assert "search time x2.50" in ab.cell_sharing_ratios(t8, mem)
-    assert "batch 1, 16x16 crops" in ab.cell_sharing_caption(t8, mem, "smoke", [0])
+    assert "batch 1, 16x16 crops" in ab.cell_sharing_caption(t8, mem, "smoke")
 
 
 def test_setting_scores_figure_is_not_registered_with_pyplot():

@@ -68,18 +68,23 @@ def test_glance_rows_of_chapters_are_kept_apart(tmp_path):
     assert json.loads((glance.glance_path(tmp_path, "smoke") / "06.json").read_text())[0]["what"] == "b"
 
 
-def test_chapters_computing_the_same_run_wait_for_each_other(tmp_path):
-    """Two chapters side by side (two kernels: two processes) asking for the same cached training:
-    one computes it, the other waits on the run folder's lock and reads the finished run back (no
-    'folder busy' failure)."""
+def _run_search_plan(runs_root):
+    from hinas.book import plans
+
+    plan = plans.chapter_plan("search", "smoke")
+    return str(plans.run_plan(plan, runs_root, device="cpu", data_root=None))
+
+
+def test_chapters_running_the_same_plan_wait_for_each_other(tmp_path, monkeypatch):
+    """Two chapters side by side (two kernels: two processes) running the same plan (chapters 5 and
+    6 include chapter 4's): one runs it, the other waits on the plan folder's lock and reuses the
+    finished items (no 'folder busy' failure, nothing computed twice)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    from hinas.book.runs import run_train
-    from hinas.book.settings import base_config
-
-    cfg = base_config("smoke", seed=0).replace(model="dncnn")
+    monkeypatch.delenv("HINAS_DATA", raising=False)
     with ProcessPoolExecutor(2, mp_context=multiprocessing.get_context("spawn")) as pool:
-        a, b = [f.result() for f in [pool.submit(run_train, cfg, None, tmp_path) for _ in range(2)]]
-    assert a["run_dir"] == b["run_dir"] and a.get("iterations") == b.get("iterations")
-    assert len([p for p in tmp_path.iterdir() if p.name.startswith("train-")]) == 1
+        a, b = [f.result() for f in [pool.submit(_run_search_plan, tmp_path) for _ in range(2)]]
+    assert a == b
+    progress = json.loads((tmp_path.joinpath(a) / "search-dn-s0" / "progress.json").read_text())
+    assert progress["pieces"] == 1  # searched once

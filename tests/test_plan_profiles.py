@@ -231,23 +231,31 @@ def test_the_books_plans_load_at_every_profile():
     assert {k: v for k, v in dncnn_cfg.items() if k != "model"} == {k: v for k, v in hinas_cfg.items()}
 
 
-def test_chapter_5_builds_on_chapter_4s_plan_with_the_same_searches():
-    """Chapter 5 (not a plan yet) reads chapter 4's searches from its plan folder: its seeds, search
-    settings and test images at each profile must be the plan's (hinas.book.runs.run_search)."""
-    from hinas.book.runs import search_config
-    from hinas.book.settings import base_config, eval_crop, profile_settings
+def test_the_ablation_plan_compares_like_with_like_at_every_profile():
+    """Chapter 5's plan (hinas/plans/ablations.yaml): Table 1's full row is chapter 4's search at
+    every seed; every ablation network trains with the same budget, differing only in what its
+    table varies; Table 3's fixed widths are the paper's (f = 20) scaled by the profile's net_f; and
+    every network is scored on the noisy input's images."""
     from hinas.campaign.options import item_config
 
+    varied = {"node_channels", "train_ssim_weight", "lwas", "residual", "seed"}
     for profile in ("smoke", "quick", "gpu", "paper"):
-        plan = load_plan("search", profile)
-        seeds = [i.config["seed"] for i in plan.items if i.kind == "search"]
-        assert seeds == profile_settings(profile)["seeds"]
-        for seed in seeds:
-            planned = item_config(plan.item(f"search-dn-s{seed}"), "cpu", None)
-            assert planned.key() == search_config(base_config(profile, seed=seed, ablation=True)).key()
-            assert planned.key() == base_config(profile, seed=seed).key()
-        ev = plan.item(f"eval-dn50-s{seeds[0]}").options
-        assert ev.get("crop") == eval_crop(profile) and ev.get("limit") == profile_settings(profile)["eval_limit"]
+        plan = load_plan("ablations", profile)
+        chapter4 = [i.config["seed"] for i in load_plan("search", profile).items if i.kind == "search"]
+        assert plan.tables["Table 1"]["seeds"] == chapter4
+        assert all(plan.item(f"train-full-s{s}").genotype_from == f"search-dn-s{s}" for s in chapter4)
+        trains = [i for i in plan.items if i.kind == "train"]
+        budgets = {tuple(sorted((k, str(v)) for k, v in i.config.items() if k not in varied)) for i in trains}
+        assert len(budgets) == 1, f"{profile}: the ablation networks train with different budgets"
+        for s in plan.tables["Table 3"]["seeds"]:
+            cfg = item_config(plan.item(f"train-full-s{s}"), "cpu", None)
+            k = (cfg.net_f or 20) / 20
+            assert plan.item(f"train-w40-s{s}").config["node_channels"] == [round(40 * k)] * cfg.layers
+            assert plan.item(f"train-wm-s{s}").config["node_channels"] == [round(c * k) for c in (20, 40, 80)][: cfg.layers]
+        floor = plan.item("noisy-ablations-dn50").options
+        for it in (i for i in plan.items if i.kind == "eval"):
+            assert {k: v for k, v in it.options.items() if k != "protocols"} == \
+                {k: v for k, v in floor.items() if k not in ("method", "protocols")}
 
 
 def test_a_training_of_edited_cells(tmp_path):

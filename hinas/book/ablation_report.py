@@ -1,15 +1,16 @@
-"""Chapter 5's reading of the ablation tables (:func:`hinas.book.tables.table1` ... ``table8``):
-the rows' settings and provenance, the noisy-input floor, the paper's orderings of the rows
-(:data:`ORDERINGS`) set against ours by the tie rule, the Eq. 5/Eq. 6 cost table, and the
-chapter's summary of all orderings. Tables are DataFrames for :func:`hinas.book.tables.show`;
-readings are Markdown sentences computed from the numbers."""
+"""Chapter 5's reading of the ablation tables, from its plan (``hinas/plans/ablations.yaml``, read
+with :func:`hinas.book.plans.table_rows` and :func:`~hinas.book.plans.search_rows`): the
+measurement setup, the noisy-input floor, the paper's orderings of the rows (:data:`ORDERINGS`)
+set against ours by the tie rule, the Eq. 5/Eq. 6 cost table, and the chapter's summary of all
+orderings. Tables are DataFrames for :func:`hinas.book.tables.show`; readings are Markdown
+sentences computed from the numbers."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from hinas.book.compare import NOISY_INPUT, ordering_vs_paper
-from hinas.book.tables import fmt_mean_std, mean_std, ours_vs_published, show, tidy_table, with_noisy_input
+from hinas.book.tables import fmt_mean_std, mean_std, ours_vs_published, show, tidy_table
 
 FULL = "HiNAS, LWAS + ResL"  # Table 1's full HiNAS row, whose seed spread stands in for single-seed tables
 
@@ -33,25 +34,43 @@ def setting_label(method, lwas, residual) -> str:
 
 
 def with_settings(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` (ours or the paper's Table 1) with the ``setting`` column of :func:`setting_label`."""
+    """The paper's Table 1 with the ``setting`` column of :func:`setting_label` (ours are labelled by the plan)."""
     return df.assign(setting=[setting_label(m, l, r) for m, l, r in zip(df.method, df.lwas, df.residual)])
 
 
-def with_floor(df: pd.DataFrame, profile: str, runs_root, *, data_root=None) -> pd.DataFrame:
-    """``df`` plus the noisy input on the ablations' test crops (its ``setting``, if any, named too)."""
-    out = with_noisy_input(df, profile, runs_root, data_root=data_root, ablation=True)
-    if "setting" in out.columns:
-        out["setting"] = out.setting.fillna(NOISY_INPUT)
-    return out
+FLOOR = "noisy-ablations-dn50"  # the plan's noisy input, on the ablations' test images
+
+
+def _row_seeds(plan, table: str, label: str) -> list:
+    """The seeds at which ``label`` of ``table`` is an item of ``plan``."""
+    spec, names = plan.tables[table], {i.name for i in plan.all_items()}
+    return [s for s in spec["seeds"] if spec["rows"][label].replace("{seed}", str(s)) in names]
+
+
+def setup_note(plan, device: str) -> str:
+    """The chapter's measurement setup, read from its plan: the seeds of each table, the noise
+    level, the test images and the ablations' training length."""
+    from hinas.book.plans import item_config
+    from hinas.campaign.options import RSWS_SAMPLES
+
+    first = plan.tables["Table 1"]["seeds"][0]
+    ev = plan.item(FLOOR).options
+    train = item_config(plan, f"train-full-s{first}", device, None)
+    return (f"Profile `{plan.profile}`, device `{device}`, sigma {ev['sigma']:g}; seeds: Table 1's full row "
+            f"{_row_seeds(plan, 'Table 1', FULL)}, its other rows {_row_seeds(plan, 'Table 1', 'RSWS')}, "
+            f"Tables 3, 4, 6 and 8 {plan.tables['Table 3']['seeds']}; test images per evaluation: "
+            f"{ev.get('limit') or 'all'}, central crop {ev.get('crop') or 'none'}; every ablation network trains "
+            f"{train.iterations:,} iterations at lr {train.train_lr:g}; RSWS ranks "
+            f"N = {plan.item(f'rsws-s{first}').options.get('samples', RSWS_SAMPLES)} architectures (published: N = 30).")
 
 
 def noisy_floor(df: pd.DataFrame) -> float:
-    """The noisy input's PSNR under the standard protocol in a :func:`with_floor` table."""
+    """The noisy input's PSNR under the standard protocol in a table with its floor row."""
     return float(df[(df.protocol == "standard") & (df.method == NOISY_INPUT)].psnr.iloc[0])
 
 
 def provenance(df: pd.DataFrame) -> str:
-    """Where and how a :func:`with_floor` table was measured."""
+    """Where and how a table (with its floor row) was measured."""
     r = df[df.method != NOISY_INPUT].iloc[0]
     return (f"measured here: profile `{r.profile}`, device `{r.device}`, test set `{r.dataset}` "
             f"({int(r.images)} image(s)), sigma {r.sigma:g}, protocol `standard`, "
@@ -60,8 +79,8 @@ def provenance(df: pd.DataFrame) -> str:
 
 
 def standard_summary(df: pd.DataFrame, key: str = "method") -> pd.DataFrame:
-    """:func:`mean_std` over seeds of each ``key`` under the standard protocol."""
-    return mean_std(df[df.protocol == "standard"], [key])
+    """:func:`mean_std` over seeds of each ``key`` under the standard protocol (the floor row left out)."""
+    return mean_std(df[(df.protocol == "standard") & (df.method != NOISY_INPUT)], [key])
 
 
 def full_spread(table1_summary: pd.DataFrame) -> float:
@@ -83,40 +102,39 @@ def ordering_view(o: pd.DataFrame) -> list:
     return [Markdown(ORDERING_TITLE), show(o)] if len(o) else []
 
 
-def widths_table(rows: pd.DataFrame, with_noisy: pd.DataFrame) -> pd.DataFrame:
+def widths_table(rows: pd.DataFrame) -> pd.DataFrame:
     """Table 3, ours: mean ± std per method with its parameters and channels per node."""
-    out = ours_vs_published(with_noisy, None, ["method"])
-    sizes = rows.groupby("method", sort=False)[["params", "node_channels"]].first().reset_index()
-    return out.merge(tidy_table(sizes), on="method", how="left").rename(
+    out = ours_vs_published(rows, None, ["method"])
+    sizes = rows[rows.method != NOISY_INPUT].groupby("method", sort=False)[["params", "node_channels"]].first()
+    return out.merge(tidy_table(sizes.reset_index()), on="method", how="left").rename(
         columns={"params": "params (ours)", "node_channels": "channels per node"})
 
 
 def cell_sharing_table(t8: pd.DataFrame, mem: dict) -> pd.DataFrame:
-    """Table 8, ours: per cell-sharing mode the search time over seeds and V PSNR
-    (:func:`~hinas.book.tables.table8`), and one search step's peak memory, time and cell
-    evaluations (:func:`~hinas.book.runs.memory_benchmark`)."""
-    m = t8.groupby("cell_sharing").agg(search_seconds=("search_seconds", "mean"),
-                                       search_seconds_std=("search_seconds", "std"),
-                                       val_psnr=("val_psnr", "mean"), seeds=("seed", "nunique")).reset_index()
+    """Table 8, ours: per cell-sharing mode (the searches of :func:`hinas.book.plans.search_rows`,
+    labelled eq5/eq6) the search time over seeds and V PSNR, and one search step's peak memory,
+    time and cell evaluations (the plan's memory benchmark)."""
+    m = t8.groupby("label").agg(search_seconds=("seconds", "mean"), search_seconds_std=("seconds", "std"),
+                                val_psnr=("val_psnr", "mean"), seeds=("seed", "nunique")).reset_index()
     m["search seconds"] = [fmt_mean_std(a, b, 1) for a, b in zip(m.search_seconds, m.search_seconds_std)]
-    m["peak MiB (one step)"] = [mem[mode]["peak_bytes"] / 2**20 for mode in m.cell_sharing]
-    m["step seconds"] = [mem[mode]["step_seconds"] for mode in m.cell_sharing]
-    m["cell evaluations"] = [mem[mode]["cell_evaluations"] for mode in m.cell_sharing]
-    return m[["cell_sharing", "search seconds", "val_psnr", "peak MiB (one step)", "step seconds", "cell evaluations",
-              "seeds"]].rename(columns={"cell_sharing": "cell sharing", "val_psnr": "V PSNR"})
+    m["peak MiB (one step)"] = [mem[mode]["peak_bytes"] / 2**20 for mode in m.label]
+    m["step seconds"] = [mem[mode]["step_seconds"] for mode in m.label]
+    m["cell evaluations"] = [mem[mode]["cell_evaluations"] for mode in m.label]
+    return m[["label", "search seconds", "val_psnr", "peak MiB (one step)", "step seconds", "cell evaluations",
+              "seeds"]].rename(columns={"label": "cell sharing", "val_psnr": "V PSNR"})
 
 
-def cell_sharing_caption(t8: pd.DataFrame, mem: dict, profile: str, seeds) -> str:
+def cell_sharing_caption(t8: pd.DataFrame, mem: dict, profile: str) -> str:
     """Where :func:`cell_sharing_table` was measured and the benchmark supernet's size."""
     c = mem["config"]
-    return (f"measured here: profile `{profile}`, device `{t8.device.iloc[0]}`, search time over seeds {list(seeds)}; "
-            f"memory benchmark: batch {c.get('batch')}, {c.get('size')}x{c.get('size')} crops, "
-            f"{c.get('layers')} layers, {c.get('levels')} levels, f = {c.get('f')}")
+    return (f"measured here: profile `{profile}`, device `{t8.device.iloc[0]}`, search time over seeds "
+            f"{sorted(int(s) for s in t8.seed.unique())}; memory benchmark: batch {c.get('batch')}, "
+            f"{c.get('size')}x{c.get('size')} crops, {c.get('layers')} layers, {c.get('levels')} levels, f = {c.get('f')}")
 
 
 def cell_sharing_ratios(t8: pd.DataFrame, mem: dict) -> str:
     """Eq. 6 over Eq. 5, measured (memory, step time, cell evaluations, search time), beside the paper's."""
-    search = t8.groupby("cell_sharing").search_seconds.mean()
+    search = t8.groupby("label").seconds.mean()
     return (f"Eq. 6 / Eq. 5 (measured): memory x{mem['memory_ratio']:.2f}, step time x{mem['time_ratio']:.2f}, "
             f"cell evaluations x{mem['analytic_ratio']:.2f}, search time x{search['eq6'] / search['eq5']:.2f}. "
             "Published: search time x3.6 (3.6 against 1.0 GPU-hours).")

@@ -188,7 +188,7 @@ NEEDS_KEY = "hinas_book_needs"  # notebook metadata: the chapters (stems) whose 
 def notebook_needs(nb: Path) -> set[str]:
     """The notebooks (stems) that ``nb`` runs after, because it reuses most of their runs (chapter 6
     scores chapter 4's trained networks): started together it would only wait on their run folders
-    (:func:`hinas.book.runs.run_train` waits while another chapter computes the same run)."""
+    (:func:`hinas.book.plans.run_plan` waits while another chapter runs a plan in the same folder)."""
     try:
         return set(json.loads(nb.read_text(encoding="utf-8")).get("metadata", {}).get(NEEDS_KEY, []))
     except (OSError, ValueError):

@@ -190,7 +190,6 @@ def picture_set(networks: dict, data_root, *, sigma: float = 50.0, images=PAPER_
     and image on a CPU core, and BM3D tens of seconds."""
     import importlib.util
 
-    from hinas.book.runs import cached_json
     from hinas.data.datasets import resolve_data_root
 
     ds, why = shown_images(data_root, images)
@@ -232,3 +231,25 @@ def paper_figures(repo, data_root, *, sigma: float = 50.0, images=PAPER_IMAGES, 
         return [Markdown(f"No committed GPU denoiser at sigma {sigma:g} yet: nothing to show.")]
     shown = picture_set(nets, data_root, sigma=sigma, images=images, cache=cache)
     return [denoised_figure(r) for r in shown["results"]] + [Markdown(shown["note"])]
+
+
+def cached_json(folder, prefix: str, key_parts, compute):
+    """``folder/<prefix>-<sha1 of key_parts>.json``, read when it holds readable JSON, else
+    ``compute()``'d and written atomically (a build killed mid-write leaves no half file to be
+    read back as a result)."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from hinas.safeio import atomic_write_text
+
+    key = hashlib.sha1(json.dumps(key_parts).encode()).hexdigest()[:10]
+    path = Path(folder) / f"{prefix}-{key}.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # absent, or damaged: computed again
+        pass
+    value = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(value, indent=1, default=str))
+    return value

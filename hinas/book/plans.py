@@ -5,7 +5,9 @@ the committed GPU results.
 
 The book's plans run into ``runs/plans-<profile>-<device>-<data>/<plan>/`` (one folder per plan,
 the plans it includes beside it): a second build reuses every finished item that is the same
-experiment (:func:`hinas.campaign.plan.definition`) and resumes an interrupted one.
+experiment (:func:`hinas.campaign.plan.definition`) and resumes an interrupted one. A plan's
+``tables`` name the item behind each row of the paper's tables (:func:`table_rows`,
+:func:`search_rows`), so the chapter's analysis never hard-codes an item.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from hinas.errors import HinasError
 BUSY_WAIT_S = 2.0  # how often a plan folder another chapter is running is tried again
 BUSY_LIMIT_S = 4 * 3600.0
 RUN_BUDGET_S = 24 * 3600.0  # a chapter runs its plan to the end (the build's own timeout bounds it)
-SHOWN_OPTIONS = ("method", "sigma", "protocols", "limit", "crop", "from_unmoved_search")
+SHOWN_OPTIONS = ("method", "sigma", "protocols", "limit", "crop", "from_unmoved_search", "samples", "genotype_edit")
 
 
 def chapter_plan(name: str, profile: str, seed: int = 0) -> Plan:
@@ -53,7 +55,7 @@ def plan_table(plan: Plan) -> pd.DataFrame:
         owner = plan.owner(it.name)
         settings = {k: v for k, v in it.config.items() if k not in ("profile", "seed", "task")}
         rows.append({"item": it.name, "plan": owner.name, "kind": it.kind, "seed": it.config.get("seed"),
-                     "from": it.genotype_from or it.network_from or "",
+                     "from": it.genotype_from or it.network_from or it.supernet_from or "",
                      "settings": (", ".join(f"{k}={v}" for k, v in settings.items()) or "the profile's")
                      if it.kind in ("search", "train") else "",
                      "options": ", ".join(f"{k}={_short(it.options[k])}" for k in SHOWN_OPTIONS
@@ -62,6 +64,8 @@ def plan_table(plan: Plan) -> pd.DataFrame:
 
 
 def _short(value) -> str:
+    if isinstance(value, dict):  # e.g. genotype_edit {kind: R1, edges: 2}
+        return " ".join(f"{k} {v}" for k, v in value.items())
     return "/".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
@@ -175,3 +179,53 @@ def score_rows(rows: dict[str, pd.DataFrame], method: dict) -> pd.DataFrame:
     out["seed"] = pd.Series([int(s) if isinstance(n, str) and pd.notna(s) else None for n, s in zip(ev.network, ev.seed)],
                             index=ev.index, dtype=object)
     return out
+
+
+def table_rows(plan: Plan, scores: pd.DataFrame, table: str, floor: str | None = None) -> pd.DataFrame:
+    """The rows of ``plan``'s table ``table`` (its ``tables``) from :func:`score_rows`: each row's
+    eval item at each of the table's seeds, labelled ``method`` (and ``setting``) by the table, with
+    its network's width setting (``node_channels``); a network whose training diverged keeps its
+    row, unscored. ``floor`` (a baseline item) adds its rows on the same images, e.g. the noisy input."""
+    spec = plan.tables[table]
+    wanted = {}
+    for label, pattern in spec["rows"].items():
+        for seed in spec["seeds"]:
+            name = pattern.replace("{seed}", str(seed))
+            try:
+                network = plan.item(name).network_from
+            except KeyError:  # this row runs at fewer seeds (e.g. Table 1's other rows)
+                continue
+            wanted[network] = (label, plan.item(network).config.get("node_channels"))
+    if not len(scores):
+        return scores
+    net = scores.network.fillna(scores["item"])
+    picked = scores[net.isin(wanted)].copy()
+    labels = [wanted[n] for n in net[net.isin(wanted)]]
+    picked["method"] = picked["setting"] = [label for label, _ in labels]
+    picked["node_channels"] = [str(c) if c else "searched" for _, c in labels]
+    order = {label: i for i, label in enumerate(spec["rows"])}  # the table's rows as the plan lists them
+    picked = picked.iloc[sorted(range(len(picked)), key=lambda i: (order[picked.method.iloc[i]], picked.seed.iloc[i]))]
+    if floor is not None:
+        base = scores[scores["item"] == floor]
+        picked = pd.concat([picked, base.assign(setting=base.method)], ignore_index=True)
+    return picked.reset_index(drop=True)
+
+
+def search_rows(plan: Plan, rows: dict[str, pd.DataFrame], table: str) -> pd.DataFrame:
+    """The search items of ``plan``'s table ``table`` (e.g. Table 8), one row per search, labelled
+    by the table (column ``label``) with its seconds, V scores, device and seed."""
+    spec = plan.tables[table]
+    names = {pattern.replace("{seed}", str(seed)): label
+             for label, pattern in spec["rows"].items() for seed in spec["seeds"]}
+    se = rows["search"]
+    if not len(se):
+        return se
+    picked = se[se["item"].isin(names)].copy()
+    picked["label"] = picked["item"].map(names)
+    return picked.reset_index(drop=True)
+
+
+def bench_result(plan: Plan, folder, name: str) -> dict:
+    """The measurements of the bench item ``name`` (its summary's ``supernet_memory``): peak
+    memory, step time and cell evaluations per mode, their ratios and the supernet's size."""
+    return (read_json(plan.folder(folder, name) / "summary.json") or {}).get("supernet_memory") or {}

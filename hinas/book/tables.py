@@ -1,140 +1,20 @@
-"""The paper's ablation tables (1, 3, 4, 6, 8) from the cached runs of :mod:`hinas.book.runs` (Table 10
-is chapter 6's plan, ``hinas/plans/sota.yaml``), and how the book shows every table.
-
-Each function returns a tidy :class:`pandas.DataFrame` with one row per (setting, seed,
-protocol, ...) and the columns ``profile``, ``device``, ``dataset``, ``seed``, ``protocol``,
-``sigma``, ``psnr``, ``ssim``, ``params`` and ``source`` (``measured`` here; ``published``
-rows come from :mod:`hinas.book.published` via :func:`published_rows`, :func:`published_view`
-and :func:`published_pivot`). :func:`show` displays a table the book's way.
-"""
+"""How the book shows every table: measured rows summarised over seeds (:func:`mean_std`), set
+beside the paper's (:func:`ours_vs_published`; the published tables of :mod:`hinas.book.published`
+via :func:`published_rows`, :func:`published_view` and :func:`published_pivot`), training lengths
+as shares of the released schedule, and :func:`show`, which displays a table the book's way.
+The measured rows come from the chapters' plans (:mod:`hinas.book.plans`)."""
 
 from __future__ import annotations
 
 import math
 import numbers
-import warnings
-from pathlib import Path
 from typing import Optional
 
 import pandas as pd
 
 from hinas.book.compare import DIVERGED, NOISY_INPUT
-from hinas.book.runs import noisy_input_row, rsws_cached, run_search, train_and_score
-from hinas.book.settings import PROTOCOLS, base_config, profile_settings
 from hinas.engine.common import gpu_model
-from hinas.errors import HinasError
-from hinas.space.genotype import modify_genotype
 from hinas.safeio import is_finite_number
-
-
-def table1(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
-    """Table 1: LWAS x ResL (four searches, each trained) and RSWS, for denoising; at a profile with
-    ``ablation_table1_seeds`` only the full row (LWAS + ResL) runs over the later seeds."""
-    s = profile_settings(profile)
-    rows = []
-    for i, seed in enumerate(seeds):
-        # the full row over every seed (its spread is the margin single-seed rows are read with);
-        # the other settings over the first ``ablation_table1_seeds`` where a profile sets it
-        every = i < s.get("ablation_table1_seeds", len(seeds))
-        for lwas in (False, True):
-            for residual in (False, True):
-                if not (every or (lwas and residual)):
-                    continue
-                cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True, lwas=lwas, residual=residual)
-                found = run_search(cfg, runs_root)
-                rows += train_and_score(cfg, found["genotype"], runs_root, ablation=True, protocols=protocols,
-                                        limit=s["eval_limit"], data_root=data_root, method="HiNAS",
-                                        lwas=lwas, residual=residual, search_seconds=found["seconds"])
-        if every:
-            rows += rsws(profile, seed, runs_root, device=device, data_root=data_root, protocols=protocols)
-    return pd.DataFrame(rows)
-
-
-def rsws(profile: str, seed: int, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> list:
-    """Table 1's RSWS row for one seed: :func:`rsws_from_search` on the supernet of this seed's
-    search without LWAS and residual head (cached as ``rsws-<key>.json`` under ``runs_root``), the
-    best sample trained with the same budget as the other rows. ``search_seconds`` = that search
-    plus the ranking."""
-    s = profile_settings(profile)
-    cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True, lwas=False, residual=False)
-    ranked = rsws_cached(cfg, runs_root, seed=seed)
-    return train_and_score(cfg, ranked["genotype"], runs_root, ablation=True, protocols=protocols, limit=s["eval_limit"],
-                           data_root=data_root, method=f"RSWS (N={ranked['samples']})", lwas=False, residual=False,
-                           search_seconds=ranked["search_seconds"] + ranked["ranking_seconds"], rsws_best=ranked["best"])
-
-
-def table3(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
-    """Table 3: the searched widths vs fixed widths on the same cells.
-
-    The paper's HiNAS-w40 ([40,40,40]) and HiNAS-wm ([20,40,80]) are for f = 20; they are scaled
-    by net_f / 20 so that the comparison keeps its meaning at smaller profiles.
-    """
-    s = profile_settings(profile)
-    rows = []
-    for seed in seeds:
-        cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True)
-        g = run_search(cfg, runs_root)["genotype"]
-        f = cfg.net_f or 20
-        k = f / 20
-        for name, channels in (("HiNAS-ws", None), ("HiNAS-w40", [round(40 * k)] * g.layers),
-                               ("HiNAS-wm", [round(c * k) for c in (20, 40, 80)][: g.layers])):
-            rows += train_and_score(cfg.replace(node_channels=channels), g, runs_root, ablation=True, protocols=protocols,
-                                    limit=s["eval_limit"], data_root=data_root, method=name,
-                                    node_channels=str(channels or "searched"))
-    return pd.DataFrame(rows)
-
-
-def table4(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
-    """Table 4: training loss MSE only (train_ssim_weight 0) vs MSE + lssim (default 0.6)."""
-    s = profile_settings(profile)
-    rows = []
-    for seed in seeds:
-        cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True)
-        g = run_search(cfg, runs_root)["genotype"]
-        for name, w in (("HiNAS* (MSE)", 0.0), ("HiNAS** (MSE + lssim)", None)):
-            rows += train_and_score(cfg.replace(train_ssim_weight=w), g, runs_root, ablation=True, protocols=protocols,
-                                    limit=s["eval_limit"], data_root=data_root, method=name,
-                                    ssim_weight=0.6 if w is None else w)
-    return pd.DataFrame(rows)
-
-
-def table6(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",)) -> pd.DataFrame:
-    """Table 6: the searched cells vs R1 (ops replaced) and R2 (connections changed)."""
-    s = profile_settings(profile)
-    rows = []
-    for seed in seeds:
-        cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True)
-        g = run_search(cfg, runs_root)["genotype"]
-        variants = {"HiNAS": g}
-        for kind in ("R1", "R2"):
-            variants[f"HiNAS, {kind}"] = modify_genotype(g, kind, s["rn_edges"], seed=seed)
-        for name, gv in variants.items():
-            rows += train_and_score(cfg, gv, runs_root, ablation=True, protocols=protocols, limit=s["eval_limit"],
-                                    data_root=data_root, method=name)
-    return pd.DataFrame(rows)
-
-
-def table8(profile: str, seeds, runs_root, *, device="cpu", data_root=None, protocols=("standard",),
-           train: bool = False) -> pd.DataFrame:
-    """Table 8: Eq. 5 (cell sharing) vs Eq. 6 (no sharing): search time (from summary.json), and
-    optionally the trained networks' scores. Memory: :func:`memory_benchmark`."""
-    s = profile_settings(profile)
-    rows = []
-    for seed in seeds:
-        for mode in ("eq5", "eq6"):
-            cfg = base_config(profile, seed=seed, device=device, data_root=data_root, ablation=True, cell_sharing=mode)
-            found = run_search(cfg, runs_root)
-            base = dict(profile=profile, device=found["device"], seed=seed, cell_sharing=mode,
-                        search_seconds=found["seconds"], search_steps=found["steps"],
-                        val_psnr=found["val_psnr"], val_ssim=found["val_ssim"], source="measured",
-                        run=Path(found["run_dir"]).name)
-            if train:
-                for r in train_and_score(cfg, found["genotype"], runs_root, ablation=True, protocols=protocols,
-                                         limit=s["eval_limit"], data_root=data_root):
-                    rows.append(dict(r, **base))
-            else:
-                rows.append(dict(base, dataset="search-V", protocol="standard"))
-    return pd.DataFrame(rows)
 
 
 def mean_std(df: pd.DataFrame, by, cols=("psnr", "ssim")) -> pd.DataFrame:
@@ -278,15 +158,6 @@ def ours_vs_published(ours: pd.DataFrame, pub: Optional[pd.DataFrame], keys, *, 
                                  zip(p.ssim, p.ssim_std if "ssim_std" in p.columns else [None] * len(p))]
             out = out.merge(p[pk + ["PSNR (paper)", "SSIM (paper)"]], on=pk, how="left")
     return tidy_table(out)
-
-
-def with_noisy_input(df: pd.DataFrame, profile: str, runs_root, *, data_root=None,
-                     ablation: bool = False) -> pd.DataFrame:
-    """``df`` plus one noisy-input row per (protocol, sigma) it contains, on the same test images
-    (``ablation``: chapter 5's crops)."""
-    rows = [noisy_input_row(profile, float(sig), prot, runs_root, data_root=data_root, ablation=ablation)
-            for prot, sig in df[["protocol", "sigma"]].drop_duplicates().itertuples(index=False)]
-    return pd.concat([df, pd.DataFrame(rows)], ignore_index=True)
 
 
 def _is_score(name: str) -> bool:

@@ -23,9 +23,11 @@ most work and loses none:
 * an item that fails (divergence, out of memory) is recorded in ``error.json`` and skipped,
   with the items that depend on it; ``--retry-failed`` tries it again.
 
-Item kinds: ``bench`` (Eq. 5 vs Eq. 6 memory/time, search-step speed), ``search``, ``train``
-(``genotype_from`` a search item, or ``model: dncnn``), ``eval`` (``network_from`` a train
-item; protocols x precisions, each part saved as it finishes). ``budget: SECONDS`` on a search
+Item kinds: ``bench`` (Eq. 5 vs Eq. 6 memory/time, search-step speed), ``search``, ``rsws``
+(random search with weight sharing: ``samples`` random architectures ranked with the supernet of
+the search item ``supernet_from``), ``train`` (``genotype_from`` a search or rsws item, or
+``model: dncnn``), ``eval`` (``network_from`` a train item; protocols x precisions, each part
+saved as it finishes), ``baseline`` (a restorer without a network: the noisy input, BM3D). ``budget: SECONDS`` on a search
 or train item sizes its schedule to fit (:mod:`hinas.engine.budget`); ``long: true`` runs its
 config's fixed length over as many calls as it takes, optionally with a learning ``curve``
 (:mod:`~hinas.campaign.long`); a train item waits while its search did not move, and ``status``

@@ -20,7 +20,7 @@ expanded here into the plain plan that :func:`hinas.campaign.plan.load_plan` che
 
 * ``each: LIST`` repeats an item once per seed of the profile's list ``LIST`` (``seeds`` or any
   other list of the profile, e.g. the seeds a slower baseline runs at); ``{seed}`` in its name,
-  ``genotype_from`` and ``network_from`` is that seed, and its settings get ``seed: <seed>``. The
+  ``genotype_from``, ``network_from`` and ``supernet_from`` is that seed, and its settings get ``seed: <seed>``. The
   loader's ``seed`` (the notebooks' papermill ``seed``) is added to every seed.
 * A profile's ``defaults`` go over the plan's ``defaults`` (search/train items; the engine profile
   is the plan's profile); its ``train`` settings over those, for train items only (an ablation's
@@ -44,7 +44,7 @@ from hinas.errors import ConfigError
 PROFILE_KEYS = ("seeds", "defaults", "train", "eval", "items")
 MAPPINGS = ("defaults", "train", "eval", "items")  # the profile keys that are not seed lists
 MERGED = ("defaults", "train", "eval")  # the mappings an including plan extends
-EXPANDED = ("name", "genotype_from", "network_from")  # the item keys where {seed} is replaced
+EXPANDED = ("name", "genotype_from", "network_from", "supernet_from")  # the item keys where {seed} is replaced
 
 
 def extend(base: dict, own: dict) -> dict:

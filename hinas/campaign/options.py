@@ -6,8 +6,10 @@ integers; eval ``datasets`` registered names, ``sigma`` in (0, 255], ``protocols
 :data:`PRECISIONS`, ``limit`` a positive integer, ``crop`` (central crops) at least SSIM's 11 pixels;
 baseline ``method`` one of :data:`hinas.eval.evaluation.BASELINES`; a train item's ``genotype_edit``
 (``{kind: R1|R2, edges: N}``, Table 6) only with ``genotype_from``; ``long``/``curve`` (:mod:`hinas.campaign.long`);
-``genotype_from`` an earlier *search* item (train items only), ``network_from`` an earlier
-*train* item (eval items only). Each failure is one line: file, item, key and the fix.
+``genotype_from`` an earlier *search* or *rsws* item (train items only), ``network_from`` an earlier
+*train* item (eval items only), ``supernet_from`` an earlier *search* item (rsws items, which need
+it; their ``samples`` a positive integer). Bench ``speed_steps: 0`` measures memory only. Each
+failure is one line: file, item, key and the fix.
 """
 
 from __future__ import annotations
@@ -18,11 +20,16 @@ from hinas.safeio import finite_number
 OPTIONS = {
     "bench": {"batch", "size", "f", "layers", "steps", "levels", "repeats", "speed_steps", "speed_profile"},
     "search": {"long"},
+    "rsws": {"samples"},
     "train": {"long", "curve", "from_unmoved_search", "genotype_edit"},
     "eval": {"datasets", "sigma", "protocols", "precisions", "limit", "crop"},
     "baseline": {"method", "datasets", "sigma", "protocols", "limit", "crop"},
 }
-BENCH_INTS = ("batch", "size", "f", "layers", "steps", "levels", "repeats", "speed_steps")
+# which item kind may name which earlier items: key -> (the kind that has it, the kinds it may name)
+DEPENDENCIES = {"genotype_from": ("train", ("search", "rsws")), "network_from": ("eval", ("train",)),
+                "supernet_from": ("rsws", ("search",))}
+RSWS_SAMPLES = 30  # the paper's N (Table 1)
+BENCH_INTS = ("batch", "size", "f", "layers", "steps", "levels", "repeats")
 PRECISIONS = ("fp32", "bf16")
 CURVE_KEYS = {"every", "dataset", "limit", "protocol"}
 CURVE_DEFAULTS = {"dataset": None, "limit": 20, "protocol": "standard"}  # dataset None: the task's test set
@@ -50,18 +57,17 @@ def check_item_options(item, where: str, earlier: dict) -> None:
     """Refuse any bad key of ``item`` (``earlier``: the plan's items before it, by name)."""
 
     kind = item.kind
-    for key, want in (("genotype_from", "search"), ("network_from", "train")):
+    for key, (owner, wants) in DEPENDENCIES.items():
         dep = getattr(item, key)
         if dep is None:
             continue
-        owner = "train" if key == "genotype_from" else "eval"
         if kind != owner:
             raise ConfigError(f"{where}: '{key}' belongs to {owner} items only; remove it")
         if not isinstance(dep, str) or dep not in earlier:
             raise ConfigError(f"{where}: depends on {dep!r}, which is not an earlier item of the plan")
-        if earlier[dep].kind != want:
+        if earlier[dep].kind not in wants:
             raise ConfigError(f"{where}: '{key}: {dep}' names a {earlier[dep].kind} item; it must name an earlier "
-                              f"{want} item")
+                              f"{' or '.join(wants)} item")
     if item.budget is not None:
         item.budget = number(item.budget, f"{where}: budget", "seconds, e.g. 'budget: 240'", positive=True)
         if kind not in ("search", "train"):
@@ -72,12 +78,16 @@ def check_item_options(item, where: str, earlier: dict) -> None:
         raise ConfigError(f"{where}: a hinas train item needs 'genotype_from: <search item>' (or model: dncnn)")
     if kind == "eval" and not item.network_from:
         raise ConfigError(f"{where}: an eval item needs 'network_from: <train item>'")
+    if kind == "rsws" and not item.supernet_from:
+        raise ConfigError(f"{where}: an rsws item needs 'supernet_from: <search item>' (whose supernet ranks the samples)")
     unknown = set(item.options) - OPTIONS[kind]
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
                           f"known: {', '.join(sorted(OPTIONS[kind]))}")
     if kind == "bench":
         _check_bench(item, where)
+    elif kind == "rsws":
+        positive_int(item.options.get("samples", RSWS_SAMPLES), f"{where}: 'samples'")
     elif kind == "eval":
         _check_eval(item, where, item_config(earlier[item.network_from], None, None).task)
     elif kind == "baseline":
@@ -102,6 +112,9 @@ def _check_bench(item, where: str) -> None:
     for key in BENCH_INTS:
         if key in o:
             positive_int(o[key], f"{where}: '{key}'")
+    steps = o.get("speed_steps", 0)
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ConfigError(f"{where}: 'speed_steps' must be a non-negative integer (0: memory only), got {steps!r}")
     if "speed_profile" in o and o["speed_profile"] not in PROFILES:
         raise ConfigError(f"{where}: unknown speed_profile {o['speed_profile']!r}; use one of {', '.join(PROFILES)}")
 

@@ -3,7 +3,8 @@
 A plan is checked whole when it is loaded, before anything runs or is written: every key of
 every item (:mod:`hinas.campaign.options`), the search/train settings (through
 :class:`~hinas.engine.config.RunConfig`), and the dependencies (``genotype_from`` names an
-earlier *search* item, ``network_from`` an earlier *train* item). A failure is one
+earlier *search* or *rsws* item, ``network_from`` an earlier *train* item, ``supernet_from`` an
+earlier *search* item) and the plan's ``tables`` (:func:`check_tables`). A failure is one
 :class:`~hinas.errors.ConfigError` line naming the plan file, the item, the key and the fix.
 """
 
@@ -19,8 +20,8 @@ from hinas.errors import ConfigError, HinasError
 from hinas.safeio import load_yaml_file
 
 PLANS_DIR = Path(__file__).resolve().parent.parent / "plans"
-KINDS = ("bench", "search", "train", "eval", "baseline")
-PLAN_KEYS = ("name", "description", "defaults", "items", "profiles", "include")
+KINDS = ("bench", "search", "rsws", "train", "eval", "baseline")
+PLAN_KEYS = ("name", "description", "defaults", "items", "profiles", "include", "tables")
 
 # what ``campaign run --set`` may change: how items run, never what they compute
 SETTABLE = ("cuda_graphs", "fused_optimizer", "cudnn_benchmark", "native_batchnorm", "channels_last", "threads",
@@ -36,12 +37,13 @@ class Item:
     estimate: float = 5.0  # seconds needed to make useful progress; not started with less left
     genotype_from: str | None = None
     network_from: str | None = None
+    supernet_from: str | None = None  # rsws: the search whose supernet ranks the random architectures
     options: dict = field(default_factory=dict)  # bench / eval / long settings
     definition: str = ""  # what it computes, as a digest (:func:`definition`); set by load_plan
 
     @property
     def depends(self) -> list[str]:
-        return [d for d in (self.genotype_from, self.network_from) if d]
+        return [d for d in (self.genotype_from, self.network_from, self.supernet_from) if d]
 
 
 @dataclass
@@ -54,6 +56,9 @@ class Plan:
     seed: int = 0  # added to the seeds of such a plan
     includes: list["Plan"] = field(default_factory=list)  # the plans it builds on ('include')
     profile_entry: dict = field(default_factory=dict)  # what its profile gave it (seed lists, defaults, eval)
+    # the tables its results make: {table: {"each": seed list, "rows": {row label: item name with {seed}}}};
+    # how the book reads the results, never part of what an item computes (:func:`check_tables`)
+    tables: dict = field(default_factory=dict)
 
     def all_plans(self) -> list["Plan"]:
         """The plans it includes (theirs first, each once), then this one."""
@@ -186,14 +191,43 @@ def load_plan(name_or_file, profile: str | None = None, seed: int = 0, _chain: t
         estimate = number(raw.pop("estimate", 5.0), f"{where}: 'estimate'", "seconds, e.g. 'estimate: 30'", lo=0)
         item = Item(name=name, kind=kind, config=config, budget=raw.pop("budget", None), estimate=estimate,
                     genotype_from=raw.pop("genotype_from", None), network_from=raw.pop("network_from", None),
-                    options=raw)
+                    supernet_from=raw.pop("supernet_from", None), options=raw)
         check_item_options(item, where, earlier)
         item.definition = definition(item, earlier)
         items.append(item)
         earlier[name] = item
-    return Plan(name=str(data.get("name") or path.stem), description=str(data.get("description", "")),
+    plan = Plan(name=str(data.get("name") or path.stem), description=str(data.get("description", "")),
                 items=items, path=str(path), profile=profile, seed=seed, includes=includes,
                 profile_entry=profile_entry)
+    plan.tables = check_tables(data.get("tables"), plan, path)
+    return plan
+
+
+def check_tables(tables, plan: Plan, path) -> dict:
+    """A plan's ``tables`` (how its results are read as the paper's tables), checked: each table
+    maps ``each`` (a seed list of the profile) and ``rows`` ({row label: item name, with
+    ``{seed}`` for the list's seeds}); every row names an item of the plan or of the plans it
+    includes for at least one seed. Returns ``{table: {"seeds": [...], "rows": {label: pattern}}}``."""
+    if tables is None:
+        return {}
+    if not isinstance(tables, dict):
+        raise ConfigError(f"{path}: 'tables' must map table names to {{each: SEEDS, rows: {{LABEL: ITEM}}}}")
+    names = {it.name for it in plan.all_items()}
+    out = {}
+    for table, spec in tables.items():
+        where = f"{path}: table {table!r}"
+        if not isinstance(spec, dict) or set(spec) != {"each", "rows"} or not isinstance(spec["rows"], dict) \
+                or not spec["rows"]:
+            raise ConfigError(f"{where}: expected {{each: SEEDS, rows: {{LABEL: ITEM}}}}, got {spec!r}")
+        seeds = plan.profile_entry.get(spec["each"]) if isinstance(spec["each"], str) else None
+        if not isinstance(seeds, list):
+            raise ConfigError(f"{where}: 'each: {spec['each']}' names no seed list of profile {plan.profile!r}")
+        seeds = [plan.seed + s for s in seeds]
+        for label, pattern in spec["rows"].items():
+            if not isinstance(pattern, str) or not any(pattern.replace("{seed}", str(s)) in names for s in seeds):
+                raise ConfigError(f"{where}: row {label!r}: {pattern!r} names no item of the plan for seeds {seeds}")
+        out[str(table)] = {"seeds": seeds, "rows": {str(k): v for k, v in spec["rows"].items()}}
+    return out
 
 
 def definition(item: Item, earlier: dict) -> str:

@@ -98,7 +98,8 @@ def check_call(plan: Plan, results, *, budget, device=None, data_root=None, sett
     cache: dict = {}
     for item in pending:
         where = f"{plan.path}: item {item.name!r}"
-        dev = item_config(item, device, data_root, settings).device if item.kind in ("search", "train") \
+        runs_as = plan.item(item.supernet_from) if item.kind == "rsws" else item  # rsws: as its search
+        dev = item_config(runs_as, device, data_root, settings).device if runs_as.kind in ("search", "train") \
             else (device or "cpu")
         try:
             check_device(dev)
@@ -143,7 +144,8 @@ def _check_data(plan: Plan, item, data_root, cache: dict) -> None:
         names = [("BSDS500-test" if task == "denoise" else "Set5") if n == "default" and root is not None else n
                  for n in names]
     else:
-        task = item_config(item, None, data_root).task if item.kind != "bench" else "denoise"
+        runs_as = plan.item(item.supernet_from) if item.kind == "rsws" else item  # rsws reads its search's images
+        task = item_config(runs_as, None, data_root).task if item.kind != "bench" else "denoise"
         names = _training_needs(task, avail) if root is not None else []
         curve = item.options.get("curve")
         if item.kind == "train" and isinstance(curve, dict) and curve.get("dataset"):

@@ -28,7 +28,7 @@ from hinas.campaign.options import item_config
 from hinas.campaign.plan import Item, Plan
 from hinas.campaign.preflight import check_budget, check_call
 from hinas.campaign.runners import (finish_search, finish_train, is_call_error, provenance_of, run_bench,
-                                    run_engine, run_eval)
+                                    run_engine, run_eval, run_rsws)
 from hinas.campaign.status import campaign_status, item_status, wait_reason
 from hinas.errors import HinasError
 from hinas.safeio import names_file
@@ -65,6 +65,9 @@ def run_item(ctx: Context, item: Item) -> str:
     cfg = None
     if item.kind == "bench":
         body = run_bench(ctx, item)
+    elif item.kind == "rsws":
+        body, cfg = run_rsws(ctx, item)
+        body["config"] = cfg.to_dict()
     elif item.kind in ("eval", "baseline"):
         body = run_eval(ctx, item)
         if body is None:
@@ -133,7 +136,7 @@ def _run_items(ctx: Context, plan: Plan, retry_failed: bool, only=None) -> list[
     results, log = ctx.results, ctx.log
     ran, blocked, waiting, states = [], set(), {}, {}
     for item in (i for inc in plan.all_plans()[:-1] for i in inc.items):  # the included plans' (run before this)
-        states[item.name] = item_status(plan.folder(results, item.name), item)["status"]
+        states[item.name] = item_status(plan.folder(results, item.name).parent, item)["status"]
     for item in plan.items:
         st = item_status(results, item)
         states[item.name] = st["status"]

@@ -140,6 +140,33 @@ def _keep_supernet(run, folder) -> str:
     return "supernet.safetensors"
 
 
+def run_rsws(ctx, item: Item):
+    """Random search with weight sharing (:mod:`hinas.engine.rsws`) with the supernet the search item
+    ``supernet_from`` kept, on that search's V images; the best sample's ``genotype.json`` in the
+    item folder, for a train item's ``genotype_from``. Returns ``(summary body, the search's config)``."""
+    from safetensors.torch import load_file
+
+    from hinas.campaign.options import RSWS_SAMPLES
+    from hinas.engine.rsws import rsws_from_supernet
+
+    source = ctx.plan.folder(ctx.results, item.supernet_from)
+    weights = source / "supernet.safetensors"
+    if not weights.is_file():
+        raise HinasError(f"{weights}: missing (the search finished before searches kept their supernet); remove "
+                         f"{source} and run the plan again")
+    cfg = item_config(ctx.plan.item(item.supernet_from), ctx.device, ctx.data_root, ctx.settings)
+    n = item.options.get("samples", RSWS_SAMPLES)
+    t0 = time.monotonic()
+    res = rsws_from_supernet(cfg, load_file(str(weights)), n=n, device=cfg.device)
+    seconds = time.monotonic() - t0
+    res["genotype"].save(ctx.results / item.name / "genotype.json")
+    Progress(ctx.results / item.name).piece(seconds, {"status": "finished"})
+    best = res["scores"][res["best"]]
+    return {"supernet_from": item.supernet_from, "samples": n, "best": res["best"], "scores": res["scores"],
+            "metrics": {"val_psnr": best["psnr"], "val_ssim": best["ssim"], "score": best["score"]},
+            "timings": {"ranking_seconds": seconds, "wall_seconds": seconds}, "files": ["genotype.json"]}, cfg
+
+
 def finish_train(ctx, item: Item, out: dict) -> dict:
     from hinas.engine.health import training_health
     from hinas.space.network import count_flops
@@ -193,8 +220,9 @@ def run_bench(ctx, item: Item) -> dict:
                              layers=o.get("layers", 3), levels=o.get("levels", 3), steps=o.get("steps", 4),
                              f=o.get("f", 10), repeats=o.get("repeats", 2))
     variants = ("fp32", "bf16", "channels_last") if str(device).startswith("cuda") else ("fp32",)
-    speed = search_speed(profile=o.get("speed_profile", "paper"), device=device, steps=o.get("speed_steps", 3),
-                         variants=variants, data_root=ctx.data_root)
+    steps = o.get("speed_steps", 3)  # 0: the memory benchmark only (chapter 5's Table 8)
+    speed = search_speed(profile=o.get("speed_profile", "paper"), device=device, steps=steps,
+                         variants=variants, data_root=ctx.data_root) if steps else {}
     seconds = time.monotonic() - t0
     Progress(ctx.results / item.name).piece(seconds, {"status": "finished"})
     return {"metrics": {"memory_ratio": memory["memory_ratio"], "time_ratio": memory["time_ratio"],

@@ -89,6 +89,7 @@ def wait_reason(plan: Plan, results: Path, item: Item, waiting: dict) -> str | N
     # a chapter's small-scale plan may train from a search that did not move (option
     # from_unmoved_search: it shows the movement beside the scores); the paper's plans never do
     src = item.genotype_from if item.kind == "train" and not item.options.get("from_unmoved_search") else None
+    src = src if src and plan.item(src).kind == "search" else None  # an rsws genotype is random by design
     if src and check_item(plan.folder(results, src))["state"] == "done":
         movement = movement_of(plan.folder(results, src))
         if not (movement or {}).get("moved"):
@@ -108,7 +109,8 @@ def annotate(plan: Plan, results, report: dict) -> None:
         item = by_name[entry["name"]]
         if item.kind == "search" and entry["status"] == "done":
             entry["movement"] = movement_of(results / item.name)
-        elif item.kind == "train" and entry["status"] == "done" and item.genotype_from:
+        elif item.kind == "train" and entry["status"] == "done" and item.genotype_from \
+                and plan.item(item.genotype_from).kind == "search":
             if not (movement_of(plan.folder(results, item.genotype_from)) or {}).get("moved"):
                 entry["note"] = f"trained from {item.genotype_from}, a search that did not move"
         if entry["status"] in ("pending", "waiting"):

@@ -54,10 +54,10 @@ __all__ = ["AGGREGATE_RTOL", "TOLERANCE_DB", "TOLERANCE_SSIM", "aggregate_proble
            "verify"]
 
 AGGREGATE_RTOL = 1e-6
-ITEM_KEYS = ("network", "network_from", "genotype_from")  # summary keys naming another item folder
+ITEM_KEYS = ("network", "network_from", "genotype_from", "supernet_from")  # summary keys naming another item folder
 EVAL_KEYS = ("evaluations", "network")  # what makes a summary an evaluation's, whatever its kind
 # the campaign's kinds (hinas.campaign.plan.KINDS) and the chapters' sealed runs (hinas.book.notebook_run.KIND)
-KNOWN_KINDS = ("bench", "search", "train", "eval", "baseline", "notebooks")
+KNOWN_KINDS = ("bench", "search", "rsws", "train", "eval", "baseline", "notebooks")
 SCORED_KINDS = ("eval", "baseline")  # the kinds that hold evaluations (a network's, or a baseline method's)
 NO_NETWORK = "holds no network (network.json with weights.safetensors)"
 RATIOS = {"memory_ratio": "peak_bytes", "time_ratio": "step_seconds", "analytic_ratio": "cell_evaluations"}
@@ -149,7 +149,8 @@ def kind_problems(folder: Path, summary: dict, files: list[str]) -> list[str]:
 
 def derived_problems(summary: dict) -> list[str]:
     """Claims a summary derives from its own measurements: a benchmark's ratios are the quotients of
-    what it measured (and its ``metrics`` repeat them); a run's ``metrics`` repeat its engine's."""
+    what it measured (and its ``metrics`` repeat them); a run's ``metrics`` repeat its engine's; a
+    random search's best sample is the best-scored one and its ``metrics`` repeat that sample's."""
     problems = []
     metrics = summary.get("metrics") if isinstance(summary.get("metrics"), dict) else {}
     mem = summary.get("supernet_memory")
@@ -176,6 +177,18 @@ def derived_problems(summary: dict) -> list[str]:
             if "speedup_vs_fp32" in v and not _close(v["speedup_vs_fp32"], quotient):
                 problems.append(f"search_speed {show(name)} speedup_vs_fp32 {show(v['speedup_vs_fp32'])} is not "
                                 f"fp32/its step_seconds ({quotient!r})")
+    scores = summary.get("scores") if summary.get("kind") == "rsws" else None
+    if scores is not None:
+        try:
+            best = max(range(len(scores)), key=lambda i: scores[i]["score"])
+            claimed = scores[summary["best"]]
+            if claimed["score"] != scores[best]["score"]:
+                problems.append(f"rsws best {show(summary['best'])} is not the best-scored sample ({best})")
+            for key, field in (("val_psnr", "psnr"), ("val_ssim", "ssim"), ("score", "score")):
+                if not _close(metrics.get(key), claimed[field]):
+                    problems.append(f"metrics {key} {show(metrics.get(key))} is not its best sample's")
+        except (KeyError, TypeError, IndexError, ValueError):
+            problems.append("rsws scores or best are not a list of scored samples and an index into it")
     engine = summary.get("engine_summary")
     if isinstance(engine, dict):
         for key, value in metrics.items():
