@@ -349,7 +349,7 @@ def test_bad_call_inputs_are_one_line_exit_2_nothing_written(tmp_path, capsys, a
     ("{name: e, kind: eval, network_from: t, sigma: 50, datasets: [Nowhere]}", "unknown dataset 'Nowhere'"),
     ("{name: e, kind: eval, network_from: t, sigma: 50, limit: 0}", "'limit' (images) must be a positive"),
     ("{name: b, kind: bench, batch: 1.5}", "'batch' must be a positive integer"),
-    ("{name: x, kind: train, genotype_from: t, config: {model: dncnn}}", "must name an earlier search item"),
+    ("{name: x, kind: train, genotype_from: t, config: {model: dncnn}}", "must name an earlier search or rsws item"),
     ("{name: x, kind: search, budget: .inf}", "budget must be a positive number"),
 ])
 def test_bad_plan_options_are_refused_naming_file_item_and_fix(tmp_path, item, message):
