@@ -285,7 +285,7 @@ def _sota_table():
 
 
 def test_sota_summary_and_reading():
-    ours = sota_report.sota_summary(_sota_table())
+    ours = tables.score_summary(_sota_table())
     assert list(ours.protocol[:3]) == ["standard"] * 3 and ours.protocol.iloc[-1] == "hinas-reference"
     h = ours[(ours.method == "HiNAS (ours)") & (ours.protocol == "standard")].iloc[0]
     assert h.seeds == 2 and h.PSNR == "25.10 ± 0.14"
@@ -312,7 +312,7 @@ def test_sota_leaves_out_runs_that_diverged_or_did_not_learn():
     seed1 = (table.method == "HiNAS (ours)") & (table.seed == 1)
     table.loc[seed1, ["training", "training_evidence", "psnr"]] = ["diverged", "its loss rose from 0.16 to 4e+04", 3.2]
     table.loc[table.method == "DnCNN (same budget)", "psnr"] = 14.1  # trained, but not above the noisy input
-    ours = sota_report.sota_summary(table)
+    ours = tables.score_summary(table)
     h = ours[(ours.method == "HiNAS (ours)") & (ours.protocol == "standard")].iloc[0]
     assert h.seeds == 1 and h.psnr == 25.0 and h.left_out == 1  # the diverged seed is not averaged in
     dn = ours[(ours.method == "DnCNN (same budget)") & (ours.protocol == "standard")].iloc[0]
@@ -328,7 +328,7 @@ def test_sota_leaves_out_runs_that_diverged_or_did_not_learn():
     assert "DnCNN" not in [t.get_text() for t in fig.axes[1].texts]  # nothing plotted for it
     # a chapter whose every run diverged says so, and glances no number
     table.loc[table.method == "HiNAS (ours)", ["training", "psnr"]] = ["diverged", 3.2]
-    none = sota_report.sota_reading(sota_report.sota_summary(table), pub, "smoke", 50.0)
+    none = sota_report.sota_reading(tables.score_summary(table), pub, "smoke", 50.0)
     assert none[-1].startswith("**Learning.** No HiNAS network is scored") and "noisy input scores 14.00 dB" in none[-1]
 
 

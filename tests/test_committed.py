@@ -71,6 +71,19 @@ def test_missing_numbers_are_said_missing_and_table_is_labelled():
     assert cm.denoise_reading(pd.DataFrame(), 50.0) == []
 
 
+def test_committed_rows_are_summarised_like_the_chapters_own_runs():
+    """The committed table is the chapter's own summary (hinas.book.tables.score_summary): a seed
+    whose training diverged is left out of the mean and counted, never scored."""
+    rows = pd.DataFrame([_row("hinas", "standard", 25.0, seed=0), _row("hinas", "standard", 25.4, seed=1),
+                         _row("hinas", "standard", 3.2, seed=2), _row("noisy", "standard", 14.9)])
+    rows["training"] = ["trained", "trained", "diverged", None]
+    rows["training_evidence"] = ["", "", "its loss rose from 0.2 to 4e4", None]
+    table = cm.denoise_table(rows, 50.0).set_index("method")
+    hinas = table.loc["HiNAS (ours)"]
+    assert hinas.PSNR == "25.20 ± 0.28" and hinas.seeds == "0, 1" and hinas["runs left out"] == 1
+    assert table.loc[compare.NOISY_INPUT]["runs left out"] == 0
+
+
 def test_committed_files_become_rows(tmp_path):
     """A campaign folder, a CPU evaluation of its network and full-test-set baselines; a baseline on
     a subset of the images or another sigma is left out."""

@@ -121,7 +121,7 @@ def denoise_rows(repo, sigma: float, dataset: str = "BSDS500-test") -> pd.DataFr
                          "train_iterations": r.train_iterations, "paper_iterations": r.paper_iterations,
                          "best_iteration": r.best_iteration, "protocol": r.protocol, "precision": r.precision,
                          "images": r.images, "psnr": r.psnr, "ssim": r.ssim, "evaluated on": r.device,
-                         "trained on": r.device})
+                         "trained on": r.device, "training": r.training, "training_evidence": r.training_evidence})
     seen = {(r["network"], r["protocol"], r["precision"]) for r in rows}
     nets = {(Path(repo) / r.results / r.item).resolve(): r for r in trained.itertuples()} if len(trained) else {}
     for p in sorted((results_root(repo) / "cpu-eval").glob("*.json")):
@@ -137,7 +137,8 @@ def denoise_rows(repo, sigma: float, dataset: str = "BSDS500-test") -> pd.DataFr
                      "paper_iterations": net.paper_iterations, "best_iteration": net.best_iteration,
                      "protocol": d["protocol"], "precision": "fp32",
                      "images": d.get("images"), "psnr": d["psnr"], "ssim": d["ssim"],
-                     "evaluated on": "cpu (committed weights)", "trained on": net.device})
+                     "evaluated on": "cpu (committed weights)", "trained on": net.device,
+                     "training": net.training, "training_evidence": net.training_evidence})
     for p in sorted((results_root(repo) / "baselines").glob("*.json")):
         d = _saved(p)
         if (not d or d.get("method") not in ("bm3d", "noisy") or d.get("dataset") != dataset
@@ -146,7 +147,8 @@ def denoise_rows(repo, sigma: float, dataset: str = "BSDS500-test") -> pd.DataFr
         rows.append({"model": d["method"], "network": None, "seed": None, "params": None, "train_iterations": None,
                      "paper_iterations": None, "best_iteration": None, "protocol": d["protocol"], "precision": "fp32",
                      "images": d.get("images"), "psnr": d["psnr"], "ssim": d["ssim"],
-                     "evaluated on": d.get("device"), "trained on": None})
+                     "evaluated on": d.get("device"), "trained on": None, "training": None,
+                     "training_evidence": None})
     # a score on the first N images only (``--limit``) is not a score on the test set: keep the
     # rows that cover as many images as the most complete one
     full = max((r["images"] or 0 for r in rows), default=0)
@@ -176,33 +178,33 @@ def _devices(trained, evaluated) -> str:
 
 
 def denoise_table(rows: pd.DataFrame, sigma: float, unsearched: Optional[dict] = None) -> pd.DataFrame:
-    """:func:`denoise_rows` as one table, mean ± std over seeds per (method, protocol, precision),
-    beside the paper's Table 10 at the same sigma (its HiNAS and BM3D rows); HiNAS networks of an
-    unsearched genotype (``unsearched``, :func:`unsearched_networks`) are labelled so."""
+    """:func:`denoise_rows` summarised as chapter 6 summarises its own runs
+    (:func:`hinas.book.tables.score_summary`: mean ± std over the scored seeds per method, protocol
+    and precision; a run that diverged or did not learn is left out and counted), beside the paper's
+    Table 10 at the same sigma (its HiNAS and BM3D rows); HiNAS networks of an unsearched genotype
+    (``unsearched``, :func:`unsearched_networks`) are labelled so."""
     if not len(rows):
         return pd.DataFrame()
-    r = rows.assign(method=[method_label(m, n, unsearched) for m, n in zip(rows.model, rows.network)])
-    out = []
-    for (method, protocol, precision), g in r.groupby(["method", "protocol", "precision"], sort=False):
-        first = g.iloc[0]
-        seeds = sorted(int(s) for s in g.seed.dropna().unique())
-        out.append({"method": method, "protocol": protocol, "precision": precision,
-                    "PSNR": tables.fmt_mean_std(g.psnr.mean(), g.psnr.std() if len(g) > 1 else None),
-                    "SSIM": tables.fmt_mean_std(g.ssim.mean(), g.ssim.std() if len(g) > 1 else None, 4),
-                    "seeds": ", ".join(map(str, seeds)) or "–", "params": first.params,
-                    "iterations": first.train_iterations,
-                    tables.SHARE_COLUMN: tables.training_share(first.train_iterations, first.paper_iterations),
-                    DEVICES: _devices(first["trained on"], first["evaluated on"])})
+    s = tables.score_summary(rows.assign(method=[method_label(m, n, unsearched)
+                                                 for m, n in zip(rows.model, rows.network)]))
+    out = pd.DataFrame({"method": s.method, "protocol": s.protocol, "precision": s.precision, "PSNR": s.PSNR,
+                        "SSIM": s.SSIM, "seeds": s.seed_list.replace("", "–").fillna("–"), "params": s.params,
+                        "iterations": s.iterations,
+                        tables.SHARE_COLUMN: [tables.training_share(i, p) for i, p in zip(s.iterations, s.paper_iterations)],
+                        DEVICES: [_devices(t, e) for t, e in zip(s.trained_on, s.evaluated_on)]})
+    if s.left_out.any():
+        out["runs left out"] = s.left_out
     pub = tables.published_rows("table10")
     pub = pub[(pub.sigma == sigma) & pub.method.isin(["HiNAS", "BM3D"])]
-    for p in pub.itertuples():
-        out.append({"method": f"{p.method} (published, Table 10)", "protocol": "as published", "precision": "–",
-                    "PSNR": f"{p.psnr:.2f}", "SSIM": f"{p.ssim:.4f}", "seeds": "–", "params": None,
-                    "iterations": None, tables.SHARE_COLUMN: "–", DEVICES: "–"})
+    out = pd.concat([out, pd.DataFrame([{
+        "method": f"{p.method} (published, Table 10)", "protocol": "as published", "precision": "–",
+        "PSNR": f"{p.psnr:.2f}", "SSIM": f"{p.ssim:.4f}", "seeds": "–", "params": None, "iterations": None,
+        tables.SHARE_COLUMN: "–", DEVICES: "–"} for p in pub.itertuples()])], ignore_index=True)
+    out[["params", "iterations"]] = out[["params", "iterations"]].apply(pd.to_numeric)  # counts, not objects
     order = list(METHOD_LABELS.values())
     order.insert(1, UNSEARCHED)
-    return pd.DataFrame(out).sort_values("method", key=lambda m: m.map(
-        lambda x: order.index(x) if x in order else len(order)), kind="stable", ignore_index=True)
+    return out.sort_values("method", key=lambda m: m.map(lambda x: order.index(x) if x in order else len(order)),
+                           kind="stable", ignore_index=True)
 
 
 def _mean(rows: pd.DataFrame, model: str, protocol: str, precision: str = "fp32"):

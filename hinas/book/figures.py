@@ -157,7 +157,7 @@ def accuracy_vs_time(published: pd.DataFrame, ours: pd.DataFrame, *, device: str
                      sigma: float) -> Figure:
     """Fig. 14: PSNR against time, marker area ~ parameters; left the paper's methods (published
     Table 10 at sigma 50, GPU-seconds for BSD200), right the rows measured here (``ours``: a
-    :func:`~hinas.book.sota_report.sota_summary` table; standard protocol, seconds per image)."""
+    :func:`~hinas.book.tables.score_summary` table; standard protocol, seconds per image)."""
     with _styled():
         fig = _figure((8.5, 3.8))
         a, b = fig.subplots(1, 2)

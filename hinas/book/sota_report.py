@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from hinas.book.compare import (NOISY_INPUT, ONE_SEED_MARGIN_DB, WITHIN_SEED, compare, scored, unscored_lines,
-                                 with_status)
+from hinas.book.compare import NOISY_INPUT, ONE_SEED_MARGIN_DB, WITHIN_SEED, compare
 from hinas.book.plans import score_rows, seeds as plan_seeds
 from hinas.book.settings import PROTOCOLS
 from hinas.book.tables import fmt_mean_std
@@ -41,39 +40,8 @@ def sota_table(rows: dict) -> pd.DataFrame:
     return score_rows(rows, names)
 
 
-def sota_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (method, protocol) of :func:`sota_table`, protocols in
-    :data:`PROTOCOLS` order: mean and std over the *scored* seeds (a diverged or unlearned run,
-    :func:`hinas.book.compare.with_status`, is left out and counted in ``left_out``; a method with
-    no scored run keeps its row with NaN scores) of PSNR/SSIM (also formatted, ``PSNR``, ``SSIM``),
-    params, seconds per image, training seconds and iterations, images and seeds (NaN for the
-    untrained rows)."""
-    table = with_status(table)
-    order = table.protocol.map({p: i for i, p in enumerate(PROTOCOLS)})
-    table = table.assign(order=order, kept=table.index.isin(scored(table).index)).sort_values("order", kind="stable")
-    keys = ["method", "protocol"]
-    g = table[table.kept].groupby(keys, sort=False, dropna=False)
-    ours = g.agg(psnr=("psnr", "mean"), psnr_std=("psnr", "std"), ssim=("ssim", "mean"), ssim_std=("ssim", "std"),
-                 params=("params", "first"), s_per_image=("seconds_per_image", "mean"),
-                 train_s=("train_seconds", "mean"), iterations=("train_iterations", "first"),
-                 images=("images", "first"), seeds=("seed", "nunique"), dataset=("dataset", "first"),
-                 device=("device", "first")).reset_index()
-    every = table.groupby(keys, sort=False, dropna=False).agg(
-        left_out=("kept", lambda k: int((~k).sum())), params_all=("params", "first"),
-        iterations_all=("train_iterations", "first"), images_all=("images", "first"),
-        dataset_all=("dataset", "first"), device_all=("device", "first")).reset_index()
-    ours = every.merge(ours, on=keys, how="left")
-    for col in ("params", "iterations", "images", "dataset", "device"):  # known for a row with no scored run
-        ours[col] = ours[col].fillna(ours.pop(f"{col}_all"))
-    ours["PSNR"] = [fmt_mean_std(a, b, 2) for a, b in zip(ours.psnr, ours.psnr_std)]
-    ours["SSIM"] = [fmt_mean_std(a, b, 4) for a, b in zip(ours.ssim, ours.ssim_std)]
-    ours.loc[ours.iterations.isna(), "seeds"] = float("nan")
-    ours.attrs["left_out"] = unscored_lines(table)
-    return ours
-
-
 def sota_view(ours: pd.DataFrame) -> pd.DataFrame:
-    """:func:`sota_summary` with the columns the chapter shows."""
+    """:func:`hinas.book.tables.score_summary` of :func:`sota_table` with the columns the chapter shows."""
     out = ours[["method", "protocol", "PSNR", "SSIM", "params", "s_per_image", "train_s", "seeds", "left_out"]]
     return out.rename(columns={"s_per_image": "s/image", "train_s": "train s", "left_out": "runs left out"})
 
@@ -97,9 +65,9 @@ def _margin_words(a, b, spread) -> str:
 
 
 def sota_reading(ours: pd.DataFrame, published: pd.DataFrame, profile: str, sigma: float) -> list[str]:
-    """Sentences from :func:`sota_summary` (standard protocol): has HiNAS learned (against the
-    noisy input), against DnCNN and BM3D by the tie rule (single-seed rows take HiNAS's seed
-    spread), and the ``hinas-reference`` scores beside the paper's (``published``: Table 10 at
+    """Sentences from the :func:`~hinas.book.tables.score_summary` of :func:`sota_table` (standard
+    protocol): has HiNAS learned (against the noisy input), against DnCNN and BM3D by the tie rule
+    (single-seed rows take HiNAS's seed spread), and the ``hinas-reference`` scores beside the paper's (``published``: Table 10 at
     the paper's sigma). A method without a scored run is named with its evidence and compared with
     nothing."""
     st = ours[ours.protocol == "standard"].set_index("method")

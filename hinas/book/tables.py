@@ -36,6 +36,44 @@ def mean_std(df: pd.DataFrame, by, cols=("psnr", "ssim")) -> pd.DataFrame:
     return out[[c for c in out.columns if c != "diverged"] + ["diverged"]]
 
 
+def score_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per (method, protocol[, precision]) of scored rows, ours or committed, protocols in
+    :data:`hinas.eval.evaluation.PROTOCOLS` order: mean and std over the *scored* seeds (a diverged or
+    unlearned run, :func:`hinas.book.compare.with_status`, is left out and counted in ``left_out``;
+    a method with no scored run keeps its row with NaN scores) of PSNR/SSIM (also formatted,
+    ``PSNR``, ``SSIM``); the seeds (``seeds``, and ``seed_list`` of the scored ones); and, where
+    the rows have them, params, seconds per image, training seconds, iterations (ours and the
+    paper's), images, dataset and where they ran. The unscored runs' sentences are in
+    ``attrs['left_out']``."""
+    from hinas.book.compare import scored, unscored_lines, with_status
+    from hinas.eval.evaluation import PROTOCOLS
+
+    table = with_status(table)
+    order = table.protocol.map({p: i for i, p in enumerate(PROTOCOLS)})
+    table = table.assign(order=order, kept=table.index.isin(scored(table).index)).sort_values("order", kind="stable")
+    keys = [k for k in ("method", "protocol", "precision") if k in table.columns]
+    firsts = {"params": "params", "iterations": "train_iterations", "paper_iterations": "paper_iterations",
+              "images": "images", "dataset": "dataset", "device": "device", "trained_on": "trained on",
+              "evaluated_on": "evaluated on"}
+    firsts = {k: c for k, c in firsts.items() if c in table.columns}
+    means = {k: c for k, c in (("s_per_image", "seconds_per_image"), ("train_s", "train_seconds")) if c in table.columns}
+    g = table[table.kept].groupby(keys, sort=False, dropna=False)
+    ours = g.agg(psnr=("psnr", "mean"), psnr_std=("psnr", "std"), ssim=("ssim", "mean"), ssim_std=("ssim", "std"),
+                 seeds=("seed", "nunique"), seed_list=("seed", lambda s: ", ".join(map(str, sorted({int(x) for x in s.dropna()})))),
+                 **{k: (c, "mean") for k, c in means.items()}, **{k: (c, "first") for k, c in firsts.items()}).reset_index()
+    every = table.groupby(keys, sort=False, dropna=False).agg(
+        left_out=("kept", lambda k: int((~k).sum())), **{f"{k}_all": (c, "first") for k, c in firsts.items()}).reset_index()
+    ours = every.merge(ours, on=keys, how="left")
+    for col in firsts:  # known for a row with no scored run
+        ours[col] = ours[col].fillna(ours.pop(f"{col}_all"))
+    ours["PSNR"] = [fmt_mean_std(a, b, 2) for a, b in zip(ours.psnr, ours.psnr_std)]
+    ours["SSIM"] = [fmt_mean_std(a, b, 4) for a, b in zip(ours.ssim, ours.ssim_std)]
+    if "iterations" in ours.columns:
+        ours.loc[ours.iterations.isna(), "seeds"] = float("nan")
+    ours.attrs["left_out"] = unscored_lines(table)
+    return ours
+
+
 def fmt_mean_std(mean, std, digits: int = 2) -> str:
     """``mean ± std`` to ``digits`` decimals; the mean alone without a std, ``-`` without a mean."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
