@@ -43,8 +43,9 @@ FLOOR = "noisy-ablations-dn50"  # the plan's noisy input, on the ablations' test
 
 def _row_seeds(plan, table: str, label: str) -> list:
     """The seeds at which ``label`` of ``table`` is an item of ``plan``."""
-    spec, names = plan.tables[table], {i.name for i in plan.all_items()}
-    return [s for s in spec["seeds"] if spec["rows"][label].replace("{seed}", str(s)) in names]
+    from hinas.book.plans import table_items
+
+    return [seed for row, seed in table_items(plan, table).values() if row == label]
 
 
 def setup_note(plan, device: str) -> str:

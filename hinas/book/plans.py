@@ -181,6 +181,14 @@ def score_rows(rows: dict[str, pd.DataFrame], method: dict) -> pd.DataFrame:
     return out
 
 
+def table_items(plan: Plan, table: str) -> dict:
+    """``{item name: (row label, seed)}`` of ``plan``'s table ``table``: each row's item at each of
+    the table's seeds where the plan has it (a row may run at fewer seeds, e.g. Table 1's other rows)."""
+    spec, names = plan.tables[table], {it.name for it in plan.all_items()}
+    return {name: (label, seed) for label, pattern in spec["rows"].items() for seed in spec["seeds"]
+            if (name := pattern.replace("{seed}", str(seed))) in names}
+
+
 def table_rows(plan: Plan, scores: pd.DataFrame, table: str, floor: str | None = None) -> pd.DataFrame:
     """The rows of ``plan``'s table ``table`` (its ``tables``) from :func:`score_rows`: each row's
     eval item at each of the table's seeds, labelled ``method`` (and ``setting``) by the table, with
@@ -188,14 +196,9 @@ def table_rows(plan: Plan, scores: pd.DataFrame, table: str, floor: str | None =
     row, unscored. ``floor`` (a baseline item) adds its rows on the same images, e.g. the noisy input."""
     spec = plan.tables[table]
     wanted = {}
-    for label, pattern in spec["rows"].items():
-        for seed in spec["seeds"]:
-            name = pattern.replace("{seed}", str(seed))
-            try:
-                network = plan.item(name).network_from
-            except KeyError:  # this row runs at fewer seeds (e.g. Table 1's other rows)
-                continue
-            wanted[network] = (label, plan.item(network).config.get("node_channels"))
+    for name, (label, _) in table_items(plan, table).items():
+        network = plan.item(name).network_from
+        wanted[network] = (label, plan.item(network).config.get("node_channels"))
     if not len(scores):
         return scores
     net = scores.network.fillna(scores["item"])
@@ -214,9 +217,7 @@ def table_rows(plan: Plan, scores: pd.DataFrame, table: str, floor: str | None =
 def search_rows(plan: Plan, rows: dict[str, pd.DataFrame], table: str) -> pd.DataFrame:
     """The search items of ``plan``'s table ``table`` (e.g. Table 8), one row per search, labelled
     by the table (column ``label``) with its seconds, V scores, device and seed."""
-    spec = plan.tables[table]
-    names = {pattern.replace("{seed}", str(seed)): label
-             for label, pattern in spec["rows"].items() for seed in spec["seeds"]}
+    names = {name: label for name, (label, _) in table_items(plan, table).items()}
     se = rows["search"]
     if not len(se):
         return se
