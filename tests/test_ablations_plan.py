@@ -64,6 +64,24 @@ def test_every_table_reads_its_rows_beside_the_floor(ran):
     assert "Table 1's full row [0]" in ab.setup_note(plan, "cpu")
 
 
+def test_a_committed_run_of_the_plan_is_read_through_the_same_tables(ran, tmp_path):
+    """Chapter 5's first section: the plan's run at a larger profile, committed under
+    results/plans-<profile>/<plan>, shown with the same reader and tables (here the smoke run)."""
+    from IPython.display import Markdown
+
+    plan, folder, _ = ran
+    assert plans.committed_folder(tmp_path, plan) == tmp_path / "results" / "plans-smoke" / "ablations"
+    shown = ab.committed_view(plan, folder, folder.parent)
+    titles = [d.data for d in shown if isinstance(d, Markdown)]
+    assert [t.split("**")[1] for t in titles] == ["Table 1", "Table 3", "Table 4", "Table 6"]  # Table 8: searches
+    assert all("profile `smoke`, device `cpu`" in t and "`ablations`" in t for t in titles)
+    tables = [d for d in shown if not isinstance(d, Markdown)]
+    assert len(tables) == 4 and list(tables[0].data.iloc[:, 0]) == [*plan.tables["Table 1"]["rows"], NOISY_INPUT]
+    missing = ab.committed_view(plan, tmp_path / "results" / "plans-smoke" / "ablations", tmp_path)
+    assert len(missing) == 1 and "No `smoke` run of this plan is committed yet" in missing[0].data
+    assert "results/plans-smoke/ablations" in missing[0].data
+
+
 def test_rsws_trains_the_best_ranked_random_architecture(ran):
     plan, folder, _ = ran
     summary = json.loads((folder / "rsws-s0" / "summary.json").read_text())

@@ -200,7 +200,6 @@ def test_committed_views_of_the_results_folder():
 def test_committed_notes_without_results(tmp_path):
     empty = pd.DataFrame()
     assert cm.search_notes(tmp_path, empty, empty, "cpu", "smoke")[0].startswith("**No GPU results committed yet**")
-    assert "no GPU campaign results are committed" in cm.ablation_note(tmp_path, "cpu", "smoke")
     assert cm.denoise_notes(tmp_path, [], "cpu", "smoke")[0].startswith("**No GPU results committed yet**")
     assert cm.bicubic_table(tmp_path).empty and cm.denoise_sigmas(tmp_path) == []
 

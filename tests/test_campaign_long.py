@@ -235,8 +235,17 @@ def test_shipped_paper_plan_keeps_the_finished_items_and_orders_the_long_ones():
         assert it.options["long"] and it.budget is None and it.config["iterations"] == 120_000
         assert it.options["curve"] == {"every": 5000, "dataset": "BSDS500-test", "limit": 20, "protocol": "standard"}
     assert by["train-dn50-s0-long"].genotype_from == "search-dn-s0-full"
-    # nothing is trained from the search that did not move any more
-    assert [i.name for i in gpu.items if i.genotype_from == "search-dn-s0"] == ["train-dn50-s0"]
+    # trained from the search that did not move: the committed network and, saying so, the comparison's
+    assert [i.name for i in gpu.items if i.genotype_from == "search-dn-s0"] == ["train-dn50-s0",
+                                                                               "train-dn50-unsearched-s0-3k"]
+    assert by["train-dn50-unsearched-s0-3k"].options["from_unmoved_search"]
+    # the comparison of issue 31: three networks alike but for the architecture, each scored on all of BSD200
+    trio = [by[n] for n in ("train-dn50-unsearched-s0-3k", "train-dncnn50-s0-3k", "train-dn50-full-s0-3k")]
+    assert {(it.config["iterations"], it.config["seed"], tuple(it.config["sigma"])) for it in trio} == {(3000, 0, (50,))}
+    assert all(it.options["long"] and it.options["curve"]["every"] == 1000 and it.options["curve"]["limit"] == 20
+               for it in trio)
+    assert {by[f"eval-{n[6:]}"].network_from for n in (it.name for it in trio)} == {it.name for it in trio}
+    assert all("limit" not in by[f"eval-{it.name[6:]}"].options for it in trio)  # all 200 images
     for i in gpu.items:
         if i.kind == "search" and i.name != "search-dn-s0":
             assert i.options.get("long") and i.config["epochs"] == 100, i.name

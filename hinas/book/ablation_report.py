@@ -73,10 +73,37 @@ def noisy_floor(df: pd.DataFrame) -> float:
 def provenance(df: pd.DataFrame) -> str:
     """Where and how a table (with its floor row) was measured."""
     r = df[df.method != NOISY_INPUT].iloc[0]
-    return (f"measured here: profile `{r.profile}`, device `{r.device}`, test set `{r.dataset}` "
+    return (f"measured: profile `{r.profile}`, device `{r.device}`, test set `{r.dataset}` "
             f"({int(r.images)} image(s)), sigma {r.sigma:g}, protocol `standard`, "
             f"{int(r.train_iterations):,} training iterations per network, "
             f"seeds {sorted(int(s) for s in df.seed.dropna().unique())}")
+
+
+def committed_view(plan, folder, repo) -> list:
+    """What chapter 5 shows of a committed run of its plan at a larger profile (``folder``, e.g.
+    ``results/plans-gpu/ablations``), read as the chapter reads its own run: each score table's
+    rows with their provenance and mean ± std over seeds, or one line saying none is committed."""
+    from pathlib import Path
+
+    from IPython.display import Markdown
+
+    from hinas.book.plans import plan_rows, score_rows, table_items, table_rows
+
+    where = Path(folder)
+    scores = score_rows(plan_rows(plan, where), {}) if where.is_dir() else pd.DataFrame()
+    shown = where.relative_to(repo) if where.is_relative_to(repo) else where
+    if not len(scores):
+        return [Markdown(f"**No `{plan.profile}` run of this plan is committed yet** (`{shown}` holds no "
+                         "finished evaluation): every number below was measured in this build.")]
+    out = []
+    for table in plan.tables:
+        if any(plan.item(name).kind != "eval" for name in table_items(plan, table)):
+            continue  # a table of searches (Table 8): its costs are shown in its own section
+        rows = table_rows(plan, scores, table, floor=FLOOR)
+        if len(rows[rows.method != NOISY_INPUT]):
+            out += [Markdown(f"**{table}** ({provenance(rows)}; `{shown}`)"),
+                    show(ours_vs_published(rows, None, ["method"]))]
+    return out
 
 
 def standard_summary(df: pd.DataFrame, key: str = "method") -> pd.DataFrame:

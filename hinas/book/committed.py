@@ -402,25 +402,6 @@ def search_notes(repo, searches: pd.DataFrame, trainings: pd.DataFrame, device: 
     return notes + [f"{_measured_here(device, profile)}."]
 
 
-def ablation_evals(repo) -> pd.DataFrame:
-    """The committed evaluations of the campaign's ablation items (chapter 5)."""
-    ev = campaign_rows(repo, "eval")
-    if not len(ev):
-        return ev
-    cols = ["item", "network", "device", "seed", "sigma", "protocol", "precision", "images", "psnr", "ssim"]
-    return ev[ev.item.str.startswith("ablation")][cols]
-
-
-def ablation_note(repo, device: str, profile: str) -> str:
-    """Chapter 5's sentence where no ablation is committed: which items are waiting, if any."""
-    left = not_done(repo)
-    left = left[left.item.str.startswith("ablation")] if len(left) else left
-    return ("**No GPU ablation committed yet**" + (
-        f": the campaign's ablation items ({_items(left.item)}) come after the denoising, SR and seed items and no "
-        "GPU window has reached them." if len(left) else ": no GPU campaign results are committed under `results/`.")
-        + f" {_measured_here(device, profile, after=False)}.")
-
-
 def gpu_bench_table(repo) -> pd.DataFrame:
     """Eq. 6 over Eq. 5 ratios measured on a GPU: ``results/bench/supernet_memory*.json`` and the
     campaigns' ``bench`` items, CPU measurements left out."""

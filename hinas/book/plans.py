@@ -78,6 +78,12 @@ def plans_root(runs_root, profile: str, device: str, data_root) -> Path:
     return Path(runs_root) / f"plans-{profile}-{device}-{data}"
 
 
+def committed_folder(repo, plan: Plan) -> Path:
+    """Where ``plan``'s committed run at its profile lives (``results/plans-<profile>/<plan>/``, its
+    included plans beside it), read with :func:`plan_rows` as a chapter's own run; it may not exist."""
+    return Path(repo) / "results" / f"plans-{plan.profile}" / plan.name
+
+
 def run_plan(plan: Plan, runs_root, *, device: str = "cpu", data_root=None) -> Path:
     """Run ``plan`` (and what it includes) to the end into its folder under :func:`plans_root`;
     finished items are reused. Waits while another chapter runs a plan in the same folder."""
@@ -207,7 +213,7 @@ def table_rows(plan: Plan, scores: pd.DataFrame, table: str, floor: str | None =
     picked["method"] = picked["setting"] = [label for label, _ in labels]
     picked["node_channels"] = [str(c) if c else "searched" for _, c in labels]
     order = {label: i for i, label in enumerate(spec["rows"])}  # the table's rows as the plan lists them
-    picked = picked.iloc[sorted(range(len(picked)), key=lambda i: (order[picked.method.iloc[i]], picked.seed.iloc[i]))]
+    picked = picked.assign(_row=picked.method.map(order)).sort_values(["_row", "seed"], kind="stable").drop(columns="_row")
     if floor is not None:
         base = scores[scores["item"] == floor]
         picked = pd.concat([picked, base.assign(setting=base.method)], ignore_index=True)

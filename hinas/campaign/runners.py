@@ -18,6 +18,7 @@ import time
 from hinas.campaign.folders import Progress, copy_files, read_json, write_json
 from hinas.campaign.plan import Item, Plan
 from hinas.campaign.options import item_config
+from hinas.campaign.rescore import SUPERNET_FILE
 from hinas.errors import HinasError
 
 
@@ -136,8 +137,8 @@ def _keep_supernet(run, folder) -> str:
     from hinas.engine.common import load_checkpoint, write_bytes_durably
 
     state = load_checkpoint(run / "checkpoint.pt")["model"]
-    write_bytes_durably(folder / "supernet.safetensors", save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
-    return "supernet.safetensors"
+    write_bytes_durably(folder / SUPERNET_FILE, save({k: v.detach().cpu().contiguous() for k, v in state.items()}))
+    return SUPERNET_FILE
 
 
 def run_rsws(ctx, item: Item):
@@ -150,7 +151,7 @@ def run_rsws(ctx, item: Item):
     from hinas.engine.rsws import rsws_from_supernet
 
     source = ctx.plan.folder(ctx.results, item.supernet_from)
-    weights = source / "supernet.safetensors"
+    weights = source / SUPERNET_FILE
     if not weights.is_file():
         raise HinasError(f"{weights}: missing (the search finished before searches kept their supernet); remove "
                          f"{source} and run the plan again")
