@@ -41,8 +41,9 @@ def _weights(epoch):
     return torch.softmax(logits, -1), beta
 
 
-def _logs(where, epochs):
+def _logs(where, epochs, val=None):
     where.mkdir(parents=True, exist_ok=True)
+    val = val or {}
     alpha, beta, hist = [], [], []
     for e in range(1, epochs + 1):
         a, b = _weights(e)
@@ -51,8 +52,9 @@ def _logs(where, epochs):
         beta += [{"epoch": e, "source": s.name.replace(",", "_"), "layer": s.layer, "level": s.level, "move": m,
                   "weight": round(float(b[s.index, c]), 6)}
                  for s in grid_sources(LAYERS, LEVELS) for c, m in enumerate(MOVE_NAMES) if b[s.index, c] > 0]
-        hist.append({"epoch": e, "lr": 0.02, "arch_steps": e > 20, "loss_w": 0.1, "loss_a": "", "val_psnr": "",
-                     "val_ssim": "", "nonpositive_ssim": 0, "seconds": 14.0 * 25 * e})
+        hist.append({"epoch": e, "lr": 0.02, "arch_steps": e > 20, "loss_w": 0.1, "loss_a": "",
+                     "val_psnr": val.get(e, ("", ""))[0], "val_ssim": val.get(e, ("", ""))[1], "nonpositive_ssim": 0,
+                     "seconds": 14.0 * 25 * e})
     _write_csv(where / "alpha.csv", alpha)
     _write_csv(where / "beta.csv", beta)
     _write_csv(where / "history.csv", hist)
@@ -72,10 +74,10 @@ def _progress(folder, pieces):
                                                       "last": pieces[-1]}))
 
 
-def _running(tmp_path, epochs, **kw):
+def _running(tmp_path, epochs, val=None, **kw):
     folder = fs.item_folder(tmp_path)
     _progress(folder, [_piece(epochs, **kw)])
-    _logs(folder / "run", epochs)
+    _logs(folder / "run", epochs, val)
     return folder
 
 
@@ -137,6 +139,41 @@ def test_moved_search_gate_trajectories_and_stable_decoding(tmp_path):
     assert fig.axes[0].get_xlim() == (0.5, 100.5)
 
 
+def test_selection_on_v_and_the_papers_observations_on_its_decoding(tmp_path):
+    """The epoch kept is the best SSIM + PSNR/100 on V (not the best PSNR alone), read against the
+    last epoch's decoding; the paper's Sec. 4.2.4 observations are checked on the kept decoding."""
+    # epoch 61 has the best PSNR, 62 the best SSIM + PSNR/100; 29 (before V) would decode otherwise
+    folder = _running(tmp_path, 63, val={61: (25.0, 0.60), 62: (24.5, 0.70), 63: (24.0, 0.65)})
+    p = fs.progress(folder)
+    dec = fs.decodings(folder / "run", p["settings"])
+    sel = fs.selection(folder / "run", dec)
+    assert (sel["best"], sel["last"], sel["psnr"], sel["ssim"], sel["same"]) == (62, 63, 24.5, 0.70, True)
+    assert sel["decoding"] == json.loads(dec.decoding[61])
+    text = fs.selection_reading(sel, finished=False)
+    assert "epoch 62" in text and "provisional" in text and "is the last epoch's" in text
+    obs = fs.observations(sel).set_index("observation")
+    # the synthetic path widens after the stem only: the last layer is narrower than the first
+    assert sel["decoding"]["path"] == [1, 0, 0]
+    assert obs.holds.tolist() == ["does not hold", "does not hold"]  # last layer narrower; one op type (dil_conv_3x3)
+    assert "1 op type(s) (dil_conv_3x3)" in obs.evidence.iloc[1]
+    shown = fs.section(tmp_path)
+    assert any("Selection on V" in getattr(s, "data", "") for s in shown)
+    assert any("observations (Sec. 4.2.4) on epoch 62" in str(getattr(s, "data", "")) for s in shown)
+    assert fs.selection(_running(tmp_path / "early", 40) / "run", None) is None  # no V before epoch 61
+
+
+def test_paper_observations_hold_and_fail_on_their_own_terms():
+    from hinas.space.genotype import paper_observations
+
+    mixed = [[("conv_3x3", 0), ("skip_connect", 1)], [("sep_conv_3x3", 0), ("conv_3x3", 1)]]
+    assert [o["holds"] for o in paper_observations(mixed, [0, 1])] == [True, True]
+    assert [o["holds"] for o in paper_observations(mixed, [1, 0])] == [False, True]  # the last layer is narrower
+    one_op = [[("conv_3x3", 0), ("conv_3x3", 1)], [("sep_conv_3x3", 0), ("conv_3x3", 1)]]
+    assert [o["holds"] for o in paper_observations(one_op, [1, 2])] == [True, False]  # layer 0: one convolution
+    flat = paper_observations(mixed, [0, 0])[0]
+    assert not flat["holds"] and "same width" in flat["evidence"]
+
+
 def test_finished_search_reads_the_item_folder(tmp_path):
     from hinas.campaign import write_manifest
 
@@ -156,7 +193,8 @@ def test_finished_search_reads_the_item_folder(tmp_path):
     assert pieces.loc["cpu", "steps"] == 1500 and pieces.loc["NVIDIA H100", "seconds"] == 2000.0
     assert pieces.loc["NVIDIA H100", "commits"] == "bbbbbbbbbbbb"
     parts = fs.section(tmp_path)
-    assert len(parts) == 4 and "**The gate at epoch 100**" in parts[-1].data
+    assert len(parts) == 5 and "**The gate at epoch 100**" in parts[-2].data
+    assert parts[-1].data == "No validation on V yet: no epoch is selected."  # the synthetic run logs no V
 
 
 def test_pieces_per_device_and_commits(tmp_path):

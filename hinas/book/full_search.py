@@ -2,7 +2,8 @@
 ``paper-gpu``), read from ``results/paper-gpu/search-dn-s0-full/``, finished or not: the progress
 (``progress.json``; the estimate for the rest is ``hinas campaign status``'s), the alpha/beta
 trajectories (``alpha.csv``, ``beta.csv``), the movement gate (:mod:`hinas.engine.movement`) and
-the epoch from which each epoch's decoding of the logged weights stopped changing. Computed from
+the epoch from which each epoch's decoding of the logged weights stopped changing, the epoch
+selected on V and the paper's Sec. 4.2.4 observations on its decoding. Computed from
 the folder's files only; an unfinished search claims no genotype."""
 
 from __future__ import annotations
@@ -207,6 +208,48 @@ def stable_since(dec: pd.DataFrame) -> int | None:
     return int(changes.max() if len(changes) else dec.epoch.iloc[0])
 
 
+def selection(logs, dec: pd.DataFrame | None) -> dict | None:
+    """The epoch the search keeps (the best SSIM + PSNR/100 on V so far, the engine's rule, the first
+    on a tie), the last epoch, and whether the two decode alike (None before any validation)."""
+    from hinas.eval.metrics import selection_score
+
+    h = pd.read_csv(Path(logs) / "history.csv").dropna(subset=["val_psnr"])
+    if not len(h):
+        return None
+    best = h.loc[selection_score(h.val_psnr, h.val_ssim).idxmax()]
+    out = {"best": int(best.epoch), "psnr": float(best.val_psnr), "ssim": float(best.val_ssim),
+           "last": int(h.epoch.iloc[-1]), "decoding": None, "same": None}
+    if dec is not None and len(dec):
+        by = dec.set_index("epoch").decoding
+        out["decoding"] = json.loads(by[out["best"]])
+        out["same"] = by[out["best"]] == by.iloc[-1]
+    return out
+
+
+def selection_reading(sel: dict | None, finished: bool) -> str:
+    """Which epoch's supernet is (or so far would be) kept, against the last epoch's decoding."""
+    if sel is None:
+        return "No validation on V yet: no epoch is selected."
+    text = (f"**Selection on V** ({'kept' if finished else 'best so far; provisional'}): epoch {sel['best']} "
+            f"(PSNR {sel['psnr']:.2f} dB, SSIM {sel['ssim']:.4f}) of the epochs validated up to {sel['last']}")
+    if sel["same"] is None:
+        return text + "."
+    return text + (": its decoding is the last epoch's." if sel["same"] else
+                   f": its decoding **differs** from epoch {sel['last']}'s (the search keeps the selected epoch's genotype, "
+                   "not the last one's).")
+
+
+def observations(sel: dict | None) -> pd.DataFrame:
+    """The paper's Sec. 4.2.4 observations (:func:`~hinas.space.genotype.paper_observations`) on the
+    selected epoch's decoding."""
+    from hinas.space.genotype import paper_observations
+
+    if not sel or sel["decoding"] is None:
+        return pd.DataFrame()
+    rows = paper_observations(sel["decoding"]["cells"], sel["decoding"]["path"])
+    return pd.DataFrame(rows).assign(holds=lambda d: d.holds.map({True: "holds", False: "does not hold"}))
+
+
 def gate(folder) -> dict | None:
     """The movement gate the campaign applies (:func:`~hinas.campaign.status.movement_of`): the
     summary's once finished, else measured from the last epoch's alpha/beta rows so far."""
@@ -277,7 +320,8 @@ def gate_reading(p: dict, movement: dict | None, dec: pd.DataFrame | None) -> st
 
 
 def section(repo, plan: str = PLAN, item: str = ITEM) -> list:
-    """What chapter 4 displays: the progress, the pieces per device, the trajectories, the gate."""
+    """What chapter 4 displays: the progress, the pieces per device, the trajectories, the gate, the
+    selection on V and the paper's observations on the selected decoding."""
     from IPython.display import Markdown
 
     from hinas.book import tables
@@ -294,5 +338,14 @@ def section(repo, plan: str = PLAN, item: str = ITEM) -> list:
     if logs is None:
         return out + [Markdown("No epoch has finished yet: no alpha/beta rows to show.")]
     dec = decodings(logs, p["settings"])
-    return out + [trajectory_figure(trajectories(logs, p["settings"]), p["settings"]),
-                  Markdown(gate_reading(p, gate(folder), dec))]
+    movement, sel = gate(folder), selection(logs, dec)
+    out += [trajectory_figure(trajectories(logs, p["settings"]), p["settings"]),
+            Markdown(gate_reading(p, movement, dec)), Markdown(selection_reading(sel, p["state"] == "finished"))]
+    obs = observations(sel)
+    if len(obs):
+        moved = bool(movement and movement.get("moved"))
+        out += [Markdown(f"**The paper's observations (Sec. 4.2.4) on epoch {sel['best']}'s decoding**"
+                         + ("" if moved else " (alpha and beta have not moved: these test how near-uniform weights "
+                                              "break ties, not what the search chose)") + ":"),
+                tables.show(obs)]
+    return out

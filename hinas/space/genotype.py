@@ -424,3 +424,23 @@ def modify_genotype(genotype: Genotype, kind: str, n_edges: int = 2, seed: int =
                     width_factors=list(genotype.width_factors), scale=genotype.scale,
                     in_channels=genotype.in_channels, primitives=list(genotype.primitives),
                     lwas=genotype.lwas, provenance=prov)
+
+
+def paper_observations(cells, path) -> list[dict]:
+    """The paper's two observations on its searched architectures (Sec. 4.2.4) checked on ``cells``
+    (one list of ``(op, input)`` edges per layer) and ``path`` (a width level per layer): the last
+    layer has the maximum width; different nodes are connected with different types of operators
+    rather than all with one convolution. Each: ``observation``, ``holds``, ``evidence``."""
+    last_max = path[-1] == max(path)
+    same = len(set(path)) == 1
+    kinds = [sorted({op for op, _ in cell}) for cell in cells]
+    mixed = all(len(k) > 1 for k in kinds)
+    return [
+        {"observation": "the width of the last layer has the maximum number of channels",
+         "holds": last_max and not same,
+         "evidence": f"width levels per layer {list(path)}"
+                     + ("; every layer has the same width, so nothing is maximal" if same else "")},
+        {"observation": "different nodes are connected with different types of operators",
+         "holds": mixed,
+         "evidence": "; ".join(f"layer {i}: {len(k)} op type(s) ({', '.join(k)})" for i, k in enumerate(kinds))},
+    ]
