@@ -211,14 +211,15 @@ def stable_since(dec: pd.DataFrame) -> int | None:
 def selection(logs, dec: pd.DataFrame | None) -> dict | None:
     """The epoch the search keeps (the best SSIM + PSNR/100 on V so far, the engine's rule, the first
     on a tie), the last epoch, and whether the two decode alike (None before any validation)."""
-    from hinas.eval.metrics import selection_score
+    from hinas.book.search_report import best_validated
 
-    h = pd.read_csv(Path(logs) / "history.csv").dropna(subset=["val_psnr"])
-    if not len(h):
+    h = pd.read_csv(Path(logs) / "history.csv")
+    best = best_validated(h)
+    if best is None:
         return None
-    best = h.loc[selection_score(h.val_psnr, h.val_ssim).idxmax()]
+    last = int(h.dropna(subset=["val_psnr"]).epoch.iloc[-1])
     out = {"best": int(best.epoch), "psnr": float(best.val_psnr), "ssim": float(best.val_ssim),
-           "last": int(h.epoch.iloc[-1]), "decoding": None, "same": None}
+           "last": last, "decoding": None, "same": None}
     if dec is not None and len(dec):
         by = dec.set_index("epoch").decoding
         out["decoding"] = json.loads(by[out["best"]])

@@ -106,14 +106,20 @@ def beta_reading(m: dict) -> str:
                                         "nearly equal paths."))
 
 
+def best_validated(history: pd.DataFrame):
+    """The row of ``history.csv`` whose epoch a search keeps: the best SSIM + PSNR/100 on V (the
+    engine's rule; the first on a tie); None before any validation."""
+    v = history.dropna(subset=["val_psnr"])
+    return v.loc[selection_score(v.val_psnr, v.val_ssim).idxmax()] if len(v) else None
+
+
 def epoch_choice(found: dict, histories: dict) -> pd.DataFrame:
     """Per seed: the validated epochs, the best by SSIM + PSNR/100 recomputed from ``history.csv``
     beside the one ``summary.json`` kept, the last epoch, and whether the best and final decodings agree."""
     rows = []
     for s, h in histories.items():
-        v = h.dropna(subset=["val_psnr"]).copy()
-        v["score"] = selection_score(v.val_psnr, v.val_ssim)
-        best = int(v.loc[v.score.idxmax(), "epoch"]) if len(v) else None
+        v, kept = h.dropna(subset=["val_psnr"]), best_validated(h)
+        best = None if kept is None else int(kept.epoch)
         final = Genotype.load(Path(found[s]["run_dir"]) / "genotype_final.json")
         rows.append({"seed": s, "validated epochs": ", ".join(str(int(e)) for e in v.epoch),
                      "best epoch (recomputed)": best, "best epoch (summary.json)": found[s]["best_epoch"],
