@@ -65,21 +65,34 @@ def test_every_table_reads_its_rows_beside_the_floor(ran):
 
 
 def test_a_committed_run_of_the_plan_is_read_through_the_same_tables(ran, tmp_path):
-    """Chapter 5's first section: the plan's run at a larger profile, committed under
-    results/plans-<profile>/<plan>, shown with the same reader and tables (here the smoke run)."""
+    """Chapter 5's first section and chapter 6's committed tables: a plan's run committed under
+    results/ is shown table by table with the same reader as the chapter's own run (here the smoke
+    run), each table's rows mean ± std beside the floor, paired image by image against the first."""
     from IPython.display import Markdown
+
+    from hinas.book import campaigns
 
     plan, folder, _ = ran
     assert plans.committed_folder(tmp_path, plan) == tmp_path / "results" / "plans-smoke" / "ablations"
     shown = ab.committed_view(plan, folder, folder.parent)
-    titles = [d.data for d in shown if isinstance(d, Markdown)]
+    titles = [d.data for d in shown if isinstance(d, Markdown) and d.data.startswith("**")]
     assert [t.split("**")[1] for t in titles] == ["Table 1", "Table 3", "Table 4", "Table 6"]  # Table 8: searches
-    assert all("profile `smoke`, device `cpu`" in t and "`ablations`" in t for t in titles)
+    assert all("`ablations`; profile `smoke`, device `cpu`" in t and "seeds [0]" in t for t in titles)
     tables = [d for d in shown if not isinstance(d, Markdown)]
-    assert len(tables) == 4 and list(tables[0].data.iloc[:, 0]) == [*plan.tables["Table 1"]["rows"], NOISY_INPUT]
+    first = tables[0].data
+    assert list(first.iloc[:, 0]) == [*plan.tables["Table 1"]["rows"], NOISY_INPUT]
+    paired = [d.data for d in tables if "comparison" in d.data.columns]
+    assert len(paired) == 4 and paired[0].comparison.iloc[0] == "HiNAS, LWAS + ResL - HiNAS, LWAS"
     missing = ab.committed_view(plan, tmp_path / "results" / "plans-smoke" / "ablations", tmp_path)
     assert len(missing) == 1 and "No `smoke` run of this plan is committed yet" in missing[0].data
     assert "results/plans-smoke/ablations" in missing[0].data
+    # as chapter 6 reads a committed campaign folder: its plan's tables, and their items kept out of other summaries
+    (tmp_path / "repo").mkdir()
+    (tmp_path / "repo" / "results").symlink_to(folder.parent)
+    views = campaigns.table_views(tmp_path / "repo")
+    assert [d.data.split("**")[1] for d in views if isinstance(d, Markdown) and d.data.startswith("**")] == \
+        ["Table 1", "Table 3", "Table 4", "Table 6"]
+    assert "results/ablations/eval-full-s0" in campaigns.tabled_items(tmp_path / "repo")
 
 
 def test_rsws_trains_the_best_ranked_random_architecture(ran):
@@ -126,7 +139,9 @@ def test_rsws_items_are_checked_when_the_plan_loads(tmp_path):
 def test_a_plans_tables_name_its_items(tmp_path):
     text = ("name: t\nprofiles: {smoke: {seeds: [0]}}\nitems:\n"
             "  - {name: 's-{seed}', each: seeds, kind: search}\n")
-    for tables, words in (("tables: {T: {each: nope, rows: {a: 's-{seed}'}}}\n", "names no seed list"),
+    for tables, words in (("tables: {T: {each: nope, rows: {a: 's-{seed}'}}}\n", "neither a seed list"),
+                          ("tables: {T: {each: [0, x], rows: {a: 's-{seed}'}}}\n", "nor a list of seeds"),
+                          ("tables: {T: {each: [1], rows: {a: 's-{seed}'}}}\n", "names no item"),
                           ("tables: {T: {each: seeds, rows: {a: 'x-{seed}'}}}\n", "names no item"),
                           ("tables: {T: {rows: {a: 's-{seed}'}}}\n", "expected")):
         f = tmp_path / "t.yaml"
@@ -135,6 +150,8 @@ def test_a_plans_tables_name_its_items(tmp_path):
             load_plan(f, "smoke")
     f.write_text(text + "tables: {T: {each: seeds, rows: {a: 's-{seed}'}}}\n")
     assert load_plan(f, "smoke", seed=2).tables == {"T": {"seeds": [2], "rows": {"a": "s-{seed}"}}}
+    f.write_text(text + "tables: {T: {each: [0], rows: {a: 's-{seed}'}}}\n")  # the seeds themselves
+    assert load_plan(f, "smoke").tables == {"T": {"seeds": [0], "rows": {"a": "s-{seed}"}}}
 
 
 def test_rank_random_architectures_keeps_the_best_by_the_selection_score():

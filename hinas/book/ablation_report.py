@@ -81,29 +81,22 @@ def provenance(df: pd.DataFrame) -> str:
 
 def committed_view(plan, folder, repo) -> list:
     """What chapter 5 shows of a committed run of its plan at a larger profile (``folder``, e.g.
-    ``results/plans-gpu/ablations``), read as the chapter reads its own run: each score table's
-    rows with their provenance and mean ± std over seeds, or one line saying none is committed."""
+    ``results/plans-gpu/ablations``): each score table as the book shows a plan's table
+    (:func:`hinas.book.campaigns.table_view`, beside the noisy input), or one line saying none is
+    committed."""
     from pathlib import Path
 
     from IPython.display import Markdown
 
-    from hinas.book.plans import plan_rows, score_rows, table_items, table_rows
+    from hinas.book.campaigns import table_view
 
     where = Path(folder)
-    scores = score_rows(plan_rows(plan, where), {}) if where.is_dir() else pd.DataFrame()
-    shown = where.relative_to(repo) if where.is_relative_to(repo) else where
-    if not len(scores):
-        return [Markdown(f"**No `{plan.profile}` run of this plan is committed yet** (`{shown}` holds no "
+    views = [table_view(plan, where, table, repo, floor=FLOOR) for table in plan.tables]
+    if not any(len(v) > 1 for v in views):  # a table with no result is one line saying so
+        rel = where.relative_to(repo) if where.is_relative_to(repo) else where
+        return [Markdown(f"**No `{plan.profile}` run of this plan is committed yet** (`{rel}` holds no "
                          "finished evaluation): every number below was measured in this build.")]
-    out = []
-    for table in plan.tables:
-        if any(plan.item(name).kind != "eval" for name in table_items(plan, table)):
-            continue  # a table of searches (Table 8): its costs are shown in its own section
-        rows = table_rows(plan, scores, table, floor=FLOOR)
-        if len(rows[rows.method != NOISY_INPUT]):
-            out += [Markdown(f"**{table}** ({provenance(rows)}; `{shown}`)"),
-                    show(ours_vs_published(rows, None, ["method"]))]
-    return out
+    return [v for view in views for v in view]
 
 
 def standard_summary(df: pd.DataFrame, key: str = "method") -> pd.DataFrame:

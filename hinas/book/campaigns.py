@@ -6,10 +6,12 @@ missing rows)."""
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 
 from hinas.campaign import DONE, campaign_status, load_plan, read_json, result_rows
+from hinas.campaign.options import CURVE_FILE
 
 
 def results_root(repo) -> Path:
@@ -78,4 +80,67 @@ def plan_progress(repo) -> list[str]:
                        f"finish the rest at the speeds measured so far"
                        + (f", {unknown} item(s) without an estimate yet" if unknown else "") + "; "
                        f"`hinas campaign status --plan {plan.name} --results {d.relative_to(repo)}`).")
+    return out
+
+
+def tabled_items(repo) -> set[str]:
+    """``'<results>/<item>'`` of every item a committed plan's ``tables`` name: read as those tables
+    (:func:`table_views`), never pooled into another summary (e.g. Table 10's mean over seeds)."""
+    from hinas.book.plans import table_items
+
+    return {f"{d.relative_to(repo)}/{name}" for d in campaign_folders(repo) for plan in plans_of(d)
+            for table in plan.tables for name in table_items(plan, table)}
+
+
+def table_views(repo) -> list:
+    """What chapter 6 displays of each table of a committed plan (e.g. issue 31's searched against
+    unsearched genotype and DnCNN): :func:`table_view` of each."""
+    out = []
+    for d in campaign_folders(repo):
+        for plan in plans_of(d):
+            for table in plan.tables:
+                out += table_view(plan, d, table, repo)
+    return out
+
+
+def table_view(plan, folder, table: str, repo, floor: str | None = None) -> list:
+    """A table of ``plan`` from its results ``folder``, as the book shows a plan's table: its rows
+    through the one reader (:func:`hinas.book.plans.table_rows`, with the ``floor`` baseline if any),
+    mean ± std per row, the rows paired image by image against the first where their evaluations
+    kept per-image scores, and their trainings' learning curves (``curve.json``); or the table's
+    items named as missing. A table of searches (Table 8) has its own section: nothing here."""
+    from IPython.display import Markdown
+
+    from hinas.book import compare, curves
+    from hinas.book.plans import plan_rows, score_rows, table_items, table_rows
+    from hinas.book.tables import ours_vs_published, show
+
+    names, folder = table_items(plan, table), Path(folder)
+    if any(plan.item(n).kind != "eval" for n in names):
+        return []
+    shown = folder.relative_to(repo) if folder.is_relative_to(repo) else folder
+    rows = table_rows(plan, score_rows(plan_rows(plan, folder), {}) if folder.is_dir() else pd.DataFrame(), table,
+                      floor=floor)
+    nets = rows[rows["item"].isin(names)] if len(rows) else rows
+    if not len(nets) or nets.psnr.isna().all():
+        return [Markdown(f"**{table}** (`{shown}`): missing; not evaluated yet ("
+                         + ", ".join(f"`{n}`" for n in names) + "; the plan's pieces continue it).")]
+    r0 = nets.iloc[0]
+    out = [Markdown(f"**{table}** (`{shown}`; profile `{r0.profile}`, device `{r0.device}`, test set `{r0.dataset}` "
+                    f"({int(r0.images)} images), sigma {r0.sigma:g}, {int(r0.train_iterations):,} training "
+                    f"iterations, seeds {sorted(int(s) for s in nets.seed.dropna().unique())}, protocol `standard`)"),
+           show(ours_vs_published(rows, None, ["method"]))]
+    per_image = {r.method: evaluation_per_image(repo, SimpleNamespace(results=str(shown), item=r.item), r.dataset,
+                                                "standard", r.sigma)
+                 for r in nets[nets.protocol == "standard"].drop_duplicates("method").itertuples()}
+    if len([v for v in per_image.values() if v]) > 1:
+        out += [Markdown(f"Paired on the same images ({compare.PAIRED_RULE}; with one training seed a row, a call "
+                         "separates these runs, not the architecture from the seed):"),
+                show(compare.paired_table({k: v for k, v in per_image.items() if v}, next(iter(per_image))),
+                     {"dB": 3})]
+    points = {r.method: (read_json(folder / r.network / CURVE_FILE) or {}).get("points", [])
+              for r in nets.drop_duplicates("method").itertuples()}
+    if any(points.values()):
+        out.append(curves.learning_curve_figure({k: v for k, v in points.items() if v},
+                                                target=float(r0.train_iterations)))
     return out

@@ -17,7 +17,8 @@ import pandas as pd
 
 from hinas.book import compare, curves, published, tables
 from hinas.book.campaigns import (campaign_folders, campaign_rows, evaluation_per_image,  # noqa: F401 (the
-                                  not_done, plan_progress, plans_of, results_root)  # chapters read them as committed.*)
+                                  not_done, plan_progress, plans_of, results_root,  # chapters read them as
+                                  table_views, tabled_items)  # committed.*)
 from hinas.book.settings import PROTOCOLS
 from hinas.campaign import read_json
 
@@ -73,8 +74,10 @@ def per_image_scores(repo, sigma: float, dataset: str = "BSDS500-test", protocol
     input), labelled as :func:`denoise_table` labels them; the first found per method."""
     unsearched = unsearched_networks(repo)
     out: dict = {}
-    ev = campaign_rows(repo, "eval")
+    ev, tabled = campaign_rows(repo, "eval"), tabled_items(repo)
     for r in ev.itertuples() if len(ev) else ():
+        if f"{r.results}/{r.item}" in tabled:
+            continue
         per_image = evaluation_per_image(repo, r, dataset, protocol, sigma)
         if per_image:
             _keep_most(out, method_label(r.model, f"{r.results}/{r.network}", unsearched), per_image)
@@ -114,8 +117,9 @@ def denoise_rows(repo, sigma: float, dataset: str = "BSDS500-test") -> pd.DataFr
     rows = []
     ev = campaign_rows(repo, "eval")
     trained = campaign_rows(repo, "train")
-    if len(ev):
-        ev = ev[(ev.task == "denoise") & (ev.dataset == dataset) & (ev.sigma == sigma)]
+    if len(ev):  # the items of a plan's own tables are read there (campaigns.table_views)
+        ev = ev[(ev.task == "denoise") & (ev.dataset == dataset) & (ev.sigma == sigma)
+                & ~(ev.results + "/" + ev["item"]).isin(tabled_items(repo))]
         for r in ev.itertuples():
             rows.append({"model": r.model, "network": f"{r.results}/{r.network}", "seed": r.seed, "params": r.params,
                          "train_iterations": r.train_iterations, "paper_iterations": r.paper_iterations,

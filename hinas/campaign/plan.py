@@ -205,7 +205,7 @@ def load_plan(name_or_file, profile: str | None = None, seed: int = 0, _chain: t
 
 def check_tables(tables, plan: Plan, path) -> dict:
     """A plan's ``tables`` (how its results are read as the paper's tables), checked: each table
-    maps ``each`` (a seed list of the profile) and ``rows`` ({row label: item name, with
+    maps ``each`` (a seed list of the profile, or a list of seeds) and ``rows`` ({row label: item name, with
     ``{seed}`` for the list's seeds}); every row names an item of the plan or of the plans it
     includes for at least one seed. Returns ``{table: {"seeds": [...], "rows": {label: pattern}}}``."""
     if tables is None:
@@ -219,9 +219,11 @@ def check_tables(tables, plan: Plan, path) -> dict:
         if not isinstance(spec, dict) or set(spec) != {"each", "rows"} or not isinstance(spec["rows"], dict) \
                 or not spec["rows"]:
             raise ConfigError(f"{where}: expected {{each: SEEDS, rows: {{LABEL: ITEM}}}}, got {spec!r}")
-        seeds = plan.profile_entry.get(spec["each"]) if isinstance(spec["each"], str) else None
-        if not isinstance(seeds, list):
-            raise ConfigError(f"{where}: 'each: {spec['each']}' names no seed list of profile {plan.profile!r}")
+        # a seed list of the profile by name, or the seeds themselves (a plan without profiles)
+        seeds = plan.profile_entry.get(spec["each"]) if isinstance(spec["each"], str) else spec["each"]
+        if not isinstance(seeds, list) or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise ConfigError(f"{where}: 'each: {spec['each']}' is neither a seed list of profile {plan.profile!r} "
+                              "nor a list of seeds")
         seeds = [plan.seed + s for s in seeds]
         for label, pattern in spec["rows"].items():
             if not isinstance(pattern, str) or not any(pattern.replace("{seed}", str(s)) in names for s in seeds):
