@@ -12,8 +12,8 @@ import typing
 from hinas.errors import ConfigError, HinasError
 from hinas.safeio import finite_number
 
-# the fast CUDA path's levers (hinas.engine.fast): how a step runs, not what it computes (float
-# rounding apart), so a run may be continued with other values; ignored on the CPU
+# the fast path's levers (hinas.engine.fast): how a step runs, not what it computes (float rounding
+# apart), so a run may be continued with other values; on the CPU only channels_last acts
 FAST_PATH_KEYS = ("cuda_graphs", "fused_optimizer", "cudnn_benchmark", "native_batchnorm", "channels_last")
 FAST_PATH = {k: True for k in FAST_PATH_KEYS}
 
