@@ -50,11 +50,20 @@ def test_figures_draw_from_committed_files():
     import matplotlib.pyplot as plt
 
     for fig in (curves.history_figure({"HiNAS": GPU / "train-dn50-s0", "DnCNN": GPU / "train-dncnn50-s0"}),
-                curves.movement_figure({"search-dn-s0": GPU / "search-dn-s0"}),
                 curves.learning_curve_figure({"a": [{"iteration": i, "psnr": 20 + np.log(i)} for i in (1e3, 2e3, 4e3, 8e3)]},
                                              target=6e5, published={"HiNAS": 26.81})):
         assert len(fig.axes) >= 1
         plt.close(fig)
+
+
+def test_a_committed_search_is_drawn_as_the_full_search_is():
+    """Chapter 4 draws every committed search's movement per layer and source over its own schedule
+    (the 6-epoch search: warm-up epoch 1, validation from epoch 5)."""
+    from hinas.book import full_search
+
+    fig = full_search.search_figure(GPU / "search-dn-s0")
+    assert len(fig.axes) == 2 and fig.axes[0].get_xlim() == (0.5, 6.5)
+    assert {line.get_label() for line in fig.axes[0].lines} >= {"layer 0", "layer 1", "layer 2"}
 
 
 def test_beta_curves_call_the_stem_by_its_name():

@@ -65,30 +65,6 @@ def history_figure(histories: dict):
     return fig
 
 
-def movement_figure(searches: dict):
-    """How far each ``{label: search folder}`` moved, epoch by epoch, against the threshold the
-    book calls "moved" (:data:`hinas.engine.movement.MOVED_THRESHOLD`)."""
-    import matplotlib.pyplot as plt
-
-    from hinas.engine.movement import MOVED_THRESHOLD, movement_by_epoch
-
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
-    for label, folder in searches.items():
-        rows = movement_by_epoch(folder)
-        epochs = [r["epoch"] for r in rows]
-        axes[0].plot(epochs, [r["alpha_max_dev"] for r in rows], "o-", ms=3, label=label)
-        axes[1].plot(epochs, [r["beta_max_change"] for r in rows], "o-", ms=3, label=label)
-    for ax, what in zip(axes, ("largest |alpha - 1/7|", "largest beta change")):
-        ax.axhline(MOVED_THRESHOLD, color="grey", ls="--", lw=1, label=f"moved ({MOVED_THRESHOLD})")
-        ax.set(xlabel="epoch", ylabel=what, yscale="symlog", title=what)
-        ax.set_yscale("symlog", linthresh=1e-3)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    plt.close(fig)  # shown once, where the caller displays it
-    return fig
-
-
 # ---------------------------------------------------------------------------------------------
 # learning curves and their extrapolation
 # ---------------------------------------------------------------------------------------------

@@ -168,6 +168,13 @@ def trajectory_figure(traj: pd.DataFrame, s: dict):
     return fig
 
 
+def search_figure(folder):
+    """:func:`trajectory_figure` of any search folder (a finished one or a run in progress): how
+    far alpha and beta moved per layer and source, epoch by epoch, over its own schedule."""
+    s = settings(folder)
+    return trajectory_figure(trajectories(logs_folder(folder), s), s)
+
+
 def decodings(logs, s: dict) -> pd.DataFrame | None:
     """Each epoch's decoding of its logged alpha/beta rows: the cells (top-2 inputs per node with
     their best op, :func:`~hinas.space.genotype.decode_cell`) and the Viterbi width path; ``changed``
