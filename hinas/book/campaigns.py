@@ -133,11 +133,11 @@ def table_view(plan, folder, table: str, repo, floor: str | None = None) -> list
     per_image = {r.method: evaluation_per_image(repo, SimpleNamespace(results=str(shown), item=r.item), r.dataset,
                                                 "standard", r.sigma)
                  for r in nets[nets.protocol == "standard"].drop_duplicates("method").itertuples()}
-    if len([v for v in per_image.values() if v]) > 1:
+    per_image = {k: v for k, v in per_image.items() if v}  # the rows whose evaluation kept per-image scores
+    if len(per_image) > 1:
         out += [Markdown(f"Paired on the same images ({compare.PAIRED_RULE}; with one training seed a row, a call "
                          "separates these runs, not the architecture from the seed):"),
-                show(compare.paired_table({k: v for k, v in per_image.items() if v}, next(iter(per_image))),
-                     {"dB": 3})]
+                show(compare.paired_table(per_image, next(iter(per_image))), {"dB": 3})]
     points = {r.method: (read_json(folder / r.network / CURVE_FILE) or {}).get("points", [])
               for r in nets.drop_duplicates("method").itertuples()}
     if any(points.values()):
