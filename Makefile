@@ -62,7 +62,7 @@ clean:
 # <= 60 MiB (the device takes 64 MiB); Urban100 (130 MiB) is evaluated later on the CPU.
 GPU_DATA ?= $(or $(HINAS_DATA),../shared/data)
 GPU_SETS ?= BSDS500 Set5 Set14
-GPU_RESULTS ?= results/paper-gpu
+GPU_RESULTS ?= results/paper
 # a checkout of the released code (hkzhang-git/HiNAS) for `hinas bench gpu-speed --code`; copied, never committed
 GPU_CODE ?=
 # GPU_NOTEBOOKS=1: also the wheels the chapters need there (scripts/gpu_notebook_wheels.txt, for the GPU

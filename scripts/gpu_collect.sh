@@ -2,11 +2,11 @@
 # Back where the repository lives, after a GPU window (README "Reproduce on a GPU", step 3):
 # unpack the window's archives (hinas campaign unpack: all or nothing, never over a sealed item),
 # keep its speed report beside the others, then show the plan's status and verify the results.
-# Usage, from the repository root: scripts/gpu_collect.sh OUTDIR [RESULTS]   (RESULTS: results/paper-gpu)
+# Usage, from the repository root: scripts/gpu_collect.sh OUTDIR [RESULTS]   (RESULTS: results/paper)
 # Exit status: that of `hinas verify` (1 when a result differs); 2 when nothing could be unpacked.
 set -uo pipefail
 out=${1:?usage: scripts/gpu_collect.sh OUTDIR [RESULTS]}
-results=${2:-results/paper-gpu}
+results=${2:-results/paper}
 py=${PYTHON:-$( [ -x .venv/bin/python ] && echo .venv/bin/python || echo python3 )}
 archives=()
 for a in results.tgz notebooks.tgz; do
@@ -22,5 +22,5 @@ for b in "$out"/gpu_speed_*.json; do
     echo "gpu_collect: $b is not a readable gpu-speed report; not kept" >&2
   fi
 done
-"$py" -m hinas campaign status --plan paper-gpu --results "$results" | tail -4
+"$py" -m hinas campaign status --plan paper --results "$results" | tail -4
 "$py" -m hinas verify "$results" --images 3

@@ -1,17 +1,17 @@
 #!/usr/bin/env bash
 # The chapters executed end to end with papermill on the GPU machine, once (issue 22), sealed as
-# the item notebooks-<profile>-cuda of results/paper-gpu (python -m hinas.book execute).
+# the item notebooks-<profile>-cuda of results/paper (python -m hinas.book execute).
 # The GPU machine lacks papermill, a Jupyter kernel, ipywidgets, bm3d and graphviz: their wheels
 # travel in .gpu/wheels (make gpu-pack GPU_NOTEBOOKS=1) and are installed into /tmp, never into
 # the machine's own Python; graphviz's `dot` does not travel, so drawings show their DOT source.
 # Usage, from the repository root: scripts/gpu_notebooks.sh SECONDS OUTDIR [PROFILE] [DEVICE]
-# OUTDIR receives notebooks.log and notebooks.tgz (hinas campaign unpack it into results/paper-gpu).
+# OUTDIR receives notebooks.log and notebooks.tgz (hinas campaign unpack it into results/paper).
 set -u
 seconds=${1:?usage: scripts/gpu_notebooks.sh SECONDS OUTDIR [PROFILE] [DEVICE]}
 out=${2:?usage: scripts/gpu_notebooks.sh SECONDS OUTDIR [PROFILE] [DEVICE]}
 profile=${3:-smoke}
 device=${4:-cuda}
-results=results/paper-gpu
+results=results/paper
 mkdir -p "$out" && out=$(cd "$out" && pwd)
 ls .gpu/wheels/*.whl >/dev/null 2>&1 || { echo "gpu_notebooks: no wheels in .gpu/wheels (make gpu-pack GPU_NOTEBOOKS=1)" >&2; exit 2; }
 site=$(mktemp -d /tmp/hinas-notebooks-site.XXXXXX)

@@ -45,8 +45,8 @@ cp -R .gpu "$tree/"
 echo "== gpu_rehearse: scripts/gpu_window.sh $seconds on the CPU, in $tree"
 (cd "$tree" && env -u HINAS_DATA PATH="$venv/bin:$bin" HINAS_WINDOW_DEVICE=cpu bash scripts/gpu_window.sh "$seconds" "$out")
 window=$?
-echo "== gpu_rehearse: scripts/gpu_collect.sh into a copy of results/paper-gpu"
-home=$scratch/results-paper-gpu; rm -rf "$home"; cp -R results/paper-gpu "$home"
+echo "== gpu_rehearse: scripts/gpu_collect.sh into a copy of results/paper"
+home=$scratch/results-paper; rm -rf "$home"; cp -R results/paper "$home"
 bash scripts/gpu_collect.sh "$out" "$home"
 collect=$?
 rc=$window; [ "$rc" -eq 0 ] && rc=$collect  # a failed window fails the rehearsal, even when its results verify

@@ -6,15 +6,15 @@
 #      (`hinas bench gpu-levers --if-current`; GPU_CHECK=1 runs it anyway);
 #   2. once, where .gpu/wheels holds the wheels of `make gpu-pack GPU_NOTEBOOKS=1` and no run is
 #      sealed yet: the chapter notebooks executed with papermill on the GPU (scripts/gpu_notebooks.sh,
-#      at most GPU_NOTEBOOKS_SECONDS, default 180), sealed as results/paper-gpu/notebooks-smoke-cuda;
-#   3. the campaign (paper-gpu plan) with the time that is left, on the levers the check
+#      at most GPU_NOTEBOOKS_SECONDS, default 180), sealed as results/paper/notebooks-smoke-cuda;
+#   3. the campaign (paper plan) with the time that is left, on the levers the check
 #      measured as fastest, or on the eager path if the fast one failed its equivalence check.
 # Usage, from the repository root: scripts/gpu_window.sh SECONDS OUTDIR
 # (where the tree travelled without .git, every provenance block names the commit `make gpu-pack`
 # recorded in .gpu/revision; HINAS_GIT_REVISION=<commit> overrides it; HINAS_WINDOW_DEVICE=cpu is for
 # scripts/gpu_rehearse.sh only: the same flow on the CPU, where the speed check fails and falls back)
 # OUTDIR receives the logs, the benchmark JSON, results.tgz and notebooks.tgz (back home:
-# hinas campaign unpack OUTDIR/results.tgz OUTDIR/notebooks.tgz --results results/paper-gpu).
+# hinas campaign unpack OUTDIR/results.tgz OUTDIR/notebooks.tgz --results results/paper).
 # Exit status: the campaign's (1: an item failed, 2: a bad call), else 1 when the chapters failed or
 # were cut, else 0. A failed speed check is none: the campaign then runs on the eager path.
 set -u
@@ -32,7 +32,7 @@ elapsed() { echo $(( $(date +%s) - start )); }
 gpu=$(python3 -c "from hinas.engine.common import device_name, gpu_model; print((gpu_model(device_name('cuda')) or 'gpu').lower())" 2>/dev/null || echo gpu)
 bench="results/bench/gpu_speed_${gpu}.json"
 code=""; [ -d .gpu/released/one_stage_nas ] && code="--code .gpu/released"
-genotype="results/paper-gpu/train-dn50-s0/genotype.json"
+genotype="results/paper/train-dn50-s0/genotype.json"
 
 if [ -z "${GPU_CHECK:-}" ] && [ -f "$bench" ] && python3 -m hinas bench gpu-levers "$bench" --if-current >/dev/null 2>&1; then
   # a committed report measured this very step code on this kind of GPU: its levers stand
@@ -47,7 +47,7 @@ else
   [ -f "$bench" ] && cp "$bench" "$out/"
 fi
 sets=$(python3 -m hinas bench gpu-levers "$bench" 2>>"$out/check_bench.log" || echo "--set cuda_graphs=false --set fused_optimizer=false --set native_batchnorm=false --set channels_last=false")
-if [ -d .gpu/wheels ] && [ ! -e results/paper-gpu/notebooks-smoke-$device/done ]; then
+if [ -d .gpu/wheels ] && [ ! -e results/paper/notebooks-smoke-$device/done ]; then
   # at most GPU_NOTEBOOKS_SECONDS, and never the campaign's last 240 s (it needs them more)
   nb=$(( total - $(elapsed) - 25 - 240 )); cap=${GPU_NOTEBOOKS_SECONDS:-180}; [ "$nb" -gt "$cap" ] && nb=$cap
   if [ "$nb" -ge 90 ]; then
@@ -60,7 +60,7 @@ fi
 echo "== campaign with $sets ($(elapsed) s)"
 left=$(( total - $(elapsed) - 25 ))
 if [ "$left" -gt 60 ]; then
-  python3 -m hinas campaign run --plan paper-gpu --budget "$left" --results results/paper-gpu --data-root .gpu/data \
+  python3 -m hinas campaign run --plan paper --budget "$left" --results results/paper --data-root .gpu/data \
     --device "$device" --archive "$out/results.tgz" $sets 2>&1 | tee "$out/campaign.log" | grep -v '^{' | tail -40  # the JSON report stays in the log
   campaign=${PIPESTATUS[0]}; [ "$campaign" -ne 0 ] && rc=$campaign
 else

@@ -418,7 +418,7 @@ def test_committed_gpu_results_come_first(browser, server):
     _visit(browser, f"{server}/book/generated/06_sota_comparison.html")
     text = _page_text(browser)
     if not folders:
-        assert "No GPU results committed yet" in text
+        assert "No paper-plan results committed yet" in text
         return
     searches, evals = cm.campaign_rows(REPO, "search"), cm.campaign_rows(REPO, "eval")
     for sigma in sorted(evals[evals.task == "denoise"].sigma.unique()) if len(evals) else []:
@@ -447,4 +447,4 @@ def test_committed_gpu_results_come_first(browser, server):
         assert "not searched" in text, "chapter 4 does not say the committed search did not move"
     _visit(browser, f"{server}/book/intro.html")
     if len(evals):
-        assert any("GPU, committed" in c for c in _table_cells(browser)), "the glance lacks the GPU rows"
+        assert any("paper plan, committed" in c for c in _table_cells(browser)), "the glance lacks the plan's rows"

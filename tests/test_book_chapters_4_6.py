@@ -199,8 +199,8 @@ def test_committed_views_of_the_results_folder():
 
 def test_committed_notes_without_results(tmp_path):
     empty = pd.DataFrame()
-    assert cm.search_notes(tmp_path, empty, empty, "cpu", "smoke")[0].startswith("**No GPU results committed yet**")
-    assert cm.denoise_notes(tmp_path, [], "cpu", "smoke")[0].startswith("**No GPU results committed yet**")
+    assert cm.search_notes(tmp_path, empty, empty, "cpu", "smoke")[0].startswith("**No paper-plan results committed yet**")
+    assert cm.denoise_notes(tmp_path, [], "cpu", "smoke")[0].startswith("**No paper-plan results committed yet**")
     assert cm.bicubic_table(tmp_path).empty and cm.denoise_sigmas(tmp_path) == []
 
 

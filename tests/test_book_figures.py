@@ -16,7 +16,7 @@ from hinas.book import curves, pictures  # noqa: E402
 from hinas.engine.movement import movement_by_epoch, movement_from_csv  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-GPU = REPO / "results" / "paper-gpu"
+GPU = REPO / "results" / "paper"
 
 
 def test_a_clean_power_law_is_recovered_and_extrapolated():

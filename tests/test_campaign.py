@@ -168,8 +168,8 @@ def test_smoke_plan_in_two_budgeted_calls_without_book_packages_then_verify(tmp_
 def test_shipped_plans_load_and_order():
     from hinas.campaign import list_plans, load_plan
 
-    assert {"smoke", "paper-gpu"} <= set(list_plans())
-    gpu = load_plan("paper-gpu")
+    assert {"smoke", "paper"} <= set(list_plans())
+    gpu = load_plan("paper")
     names = [i.name for i in gpu.items]
     assert names[0] == "bench"
     first = lambda prefix: next(n for n, x in enumerate(names) if x.startswith(prefix))  # noqa: E731
@@ -179,6 +179,21 @@ def test_shipped_plans_load_and_order():
     for item in gpu.items:
         if item.kind in ("search", "train"):
             assert item.config.get("device") == "cuda"
+
+
+def test_a_renamed_plan_loads_by_its_old_name_and_old_paths_read_as_new():
+    """Committed summaries name the plan they ran under (``paper-gpu`` before the rename), and
+    result files record paths under its old folder: both resolve to the plan as it is named now."""
+    from hinas.campaign import list_plans, load_plan
+    from hinas.campaign.plan import RENAMED, renamed_path
+
+    for old, new in RENAMED.items():
+        assert old not in list_plans() and new in list_plans()
+        assert load_plan(old).name == new and load_plan(old).path == load_plan(new).path
+        assert renamed_path(f"results/{old}/train-x") == f"results/{new}/train-x"
+        assert renamed_path(f"results/{old}") == f"results/{new}"
+    assert renamed_path("results/other/train-x") == "results/other/train-x"
+    assert renamed_path("/abs/results/paper-gpu/x") == "/abs/results/paper-gpu/x"  # only repository-relative ones
 
 
 def test_bad_plans_are_refused(tmp_path):

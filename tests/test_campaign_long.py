@@ -223,7 +223,7 @@ def test_bad_long_option_exits_2_before_writing(tmp_path):
 def test_shipped_paper_plan_keeps_the_finished_items_and_orders_the_long_ones():
     from hinas.campaign import load_plan
 
-    gpu = load_plan("paper-gpu")
+    gpu = load_plan("paper")
     names = [i.name for i in gpu.items]
     assert names[:7] == ["bench", "search-dn-s0", "train-dn50-s0", "eval-dn50-s0", "eval-dn50-s0-ref",
                          "train-dncnn50-s0", "eval-dncnn50-s0"]

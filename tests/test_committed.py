@@ -124,10 +124,10 @@ def test_the_committed_gpu_genotype_is_labelled_not_searched():
 
     repo = Path(__file__).resolve().parents[1]
     moves = cm.search_movements(repo)
-    assert moves["results/paper-gpu/search-dn-s0"]["moved"] is False
+    assert moves["results/paper/search-dn-s0"]["moved"] is False
     # the plan's networks of that genotype: the committed one and the CPU comparison's (issue 31)
-    assert cm.unsearched_networks(repo) == {"results/paper-gpu/train-dn50-s0": "search-dn-s0",
-                                            "results/paper-gpu/train-dn50-unsearched-s0-3k": "search-dn-s0"}
+    assert cm.unsearched_networks(repo) == {"results/paper/train-dn50-s0": "search-dn-s0",
+                                            "results/paper/train-dn50-unsearched-s0-3k": "search-dn-s0"}
     table = cm.denoise_table(cm.denoise_rows(repo, 50.0), 50.0, cm.unsearched_networks(repo))
     assert cm.UNSEARCHED in set(table.method) and "HiNAS (ours)" not in set(table.method)
     assert cm.search_table(cm.campaign_rows(repo, "search"), moves)["searched?"].str.startswith("not searched").all()
@@ -153,13 +153,19 @@ def test_paired_differences_on_the_same_images():
 def test_glance_names_an_unsearched_network_and_says_how_much_of_the_plan_is_done():
     from pathlib import Path
 
+    from hinas.book.campaigns import seconds_by_device
     from hinas.campaign import campaign_status, load_plan
 
     repo = Path(__file__).resolve().parents[1]
     rows = cm.denoise_rows(repo, 50.0)
     whats = [r["what"] for r in cm.denoise_glance(rows, 50.0, cm.unsearched_networks(repo))]
     assert whats and all(w.startswith(cm.UNSEARCHED) for w in whats)
-    totals = campaign_status(load_plan("paper-gpu"), repo / "results" / "paper-gpu")["totals"]
+    totals = campaign_status(load_plan("paper"), repo / "results" / "paper")["totals"]
     total = sum(totals[k] for k in ("done", "pending", "waiting", "failed", "corrupt", "incomplete"))
     (line,) = cm.plan_progress(repo)
-    assert f"**{totals['done']} of {total} items done**" in line and "`paper-gpu`" in line
+    assert f"**{totals['done']} of {total} items done**" in line and "`paper`" in line
+    # the seconds are split by device, never all called GPU-seconds (the full search runs on the CPU)
+    report = campaign_status(load_plan("paper"), repo / "results" / "paper")
+    by_device = seconds_by_device(report["items"])
+    assert abs(sum(by_device.values()) - totals["seconds_spent"]) < 1 and "GPU-seconds" not in line
+    assert all(f"{s:,.0f} on {dev}" in line for dev, s in by_device.items())

@@ -118,7 +118,7 @@ def test_editor_rejects_invalid_edits(runs):
 def test_committed_variants_are_listed_as_genotypes():
     # a committed search's run holds its best-epoch and final-epoch files, not seeds
     g = random_genotype("denoise", seed=4)
-    ex = GenotypeExplorer({"results: paper-gpu/search-dn-s0": {"genotype": g, "genotype_final": g}},
+    ex = GenotypeExplorer({"results: paper/search-dn-s0": {"genotype": g, "genotype_final": g}},
                           size=(16, 16))
     name_dd = ex.widget().children[1].children[0].children[0]
     assert name_dd.description == "genotype"

@@ -95,7 +95,7 @@ def test_warm_up_run_claims_nothing_and_uses_the_status_estimate(tmp_path):
     p = fs.progress(folder)
     assert (p["state"], p["epochs_done"], p["steps"], p["steps_total"]) == ("in progress", 5, 125, 2500)
     assert p["phase"].startswith("warm-up")
-    status = next(i for i in campaign_status(load_plan("paper-gpu"), folder.parent)["items"] if i["name"] == fs.ITEM)
+    status = next(i for i in campaign_status(load_plan("paper"), folder.parent)["items"] if i["name"] == fs.ITEM)
     assert p["entry"]["estimate"] == status["estimate"] == pytest.approx((2500 - 125) * 14.0, rel=1e-3)
     text = fs.progress_reading(p)
     assert "in progress: 5 of 100 epochs; no genotype is claimed" in text and "125 of 2,500 steps" in text

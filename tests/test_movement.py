@@ -105,9 +105,9 @@ def test_search_summary_carries_movement_and_the_csvs_agree(tmp_path):
 
 
 def test_committed_first_gpu_search_did_not_move():
-    folder = REPO / "results" / "paper-gpu" / "search-dn-s0"
+    folder = REPO / "results" / "paper" / "search-dn-s0"
     if not (folder / "alpha.csv").exists():
-        pytest.skip("no committed paper-gpu results")
+        pytest.skip("no committed paper-plan results")
     m = movement_from_csv(folder)
     assert not m["moved"] and m["alpha_max_dev"] < 0.005 and m["beta_max_change"] < 0.01
     assert m["path"] == json.loads((folder / "genotype.json").read_text())["path"]

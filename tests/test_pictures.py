@@ -17,7 +17,7 @@ import torch  # noqa: E402
 from hinas.book import pictures  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-GPU = REPO / "results" / "paper-gpu"
+GPU = REPO / "results" / "paper"
 SPEC = {"model": "blur", "task": "denoise", "in_channels": 1}
 
 

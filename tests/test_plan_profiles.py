@@ -146,7 +146,7 @@ def test_bad_includes(tmp_path):
     with pytest.raises(ConfigError, match="unknown plan 'nope'"):
         load_plan(top, "smoke")
     with pytest.raises(ConfigError, match="has no profiles"):
-        load_plan("paper-gpu", "smoke")
+        load_plan("paper", "smoke")
 
 
 def test_a_plan_with_its_include_runs_reuses_and_verifies(tmp_path):

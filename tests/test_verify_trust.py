@@ -1,6 +1,6 @@
 """``hinas verify`` trusts nothing a results folder says about where its inputs are, and checks every
 stored claim (issue: results that cannot lie, principle 1). Each test forges a copy of committed
-items of ``results/paper-gpu`` as a forger would (the summary edited consistently, the manifest
+items of ``results/paper`` as a forger would (the summary edited consistently, the manifest
 written again) and expects the forgery to be reported; each passed (or ended with exit 2) before."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-COMMITTED = REPO / "results" / "paper-gpu"
+COMMITTED = REPO / "results" / "paper"
 NET, EVAL, EVAL_REF, DNCNN = "train-dn50-s0", "eval-dn50-s0", "eval-dn50-s0-ref", "train-dncnn50-s0"
 
 

@@ -23,7 +23,7 @@ def test_a_rehearsal_without_the_packed_data_is_refused(tmp_path):
 
 
 def test_collecting_a_window_that_left_no_archive_is_refused(tmp_path):
-    shutil.copytree(REPO / "results" / "paper-gpu", tmp_path / "results", ignore=shutil.ignore_patterns("notebooks-*"))
+    shutil.copytree(REPO / "results" / "paper", tmp_path / "results", ignore=shutil.ignore_patterns("notebooks-*"))
     before = sorted(p.relative_to(tmp_path) for p in (tmp_path / "results").rglob("*"))
     (tmp_path / "out").mkdir()
     out = subprocess.run(["bash", str(REPO / "scripts" / "gpu_collect.sh"), str(tmp_path / "out"),
@@ -46,7 +46,7 @@ def test_a_window_whose_campaign_is_refused_exits_with_its_code(tmp_path):
     for name in ("test_fast_path.py", "test_device_rescale.py", "conftest.py"):
         (tree / "tests").mkdir(exist_ok=True)
         shutil.copy(REPO / "tests" / name, tree / "tests" / name)
-    shutil.copytree(REPO / "results" / "paper-gpu", tree / "results" / "paper-gpu")
+    shutil.copytree(REPO / "results" / "paper", tree / "results" / "paper")
     before = _snapshot(tree / "results")
     env = {k: v for k, v in os.environ.items() if k not in ("HINAS_DATA", "PYTHONPATH")}
     env.update(HINAS_WINDOW_DEVICE="cpu", PATH=os.pathsep.join([str(Path(sys.executable).parent), env["PATH"]]))

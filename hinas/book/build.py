@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
                         "two or more cores, else 1)")
     e = sub.add_parser("execute", help="execute the chapters into a sealed item of a results folder (e.g. on a "
                                        "GPU machine; the build renders it in an appendix)")
-    e.add_argument("--results", required=True, help="results folder (e.g. results/paper-gpu)")
+    e.add_argument("--results", required=True, help="results folder (e.g. results/paper)")
     e.add_argument("--profile", choices=PROFILES, default="smoke", help="experiment size (default smoke)")
     e.add_argument("--device", default=None, help="cpu or cuda (default: cuda where a GPU is visible)")
     e.add_argument("--seed", type=int, default=0, help="seed passed to every notebook (0)")

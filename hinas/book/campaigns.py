@@ -66,8 +66,8 @@ def not_done(repo) -> pd.DataFrame:
 
 
 def plan_progress(repo) -> list[str]:
-    """One sentence per campaign folder: how much of its plan is done, the GPU-seconds spent and
-    the estimate for the rest at the measured speeds (``hinas campaign status``)."""
+    """One sentence per campaign folder: how much of its plan is done, the seconds spent on each
+    device and the estimate for the rest at the measured speeds (``hinas campaign status``)."""
     out = []
     for d in campaign_folders(repo):
         for plan in plans_of(d):
@@ -75,12 +75,23 @@ def plan_progress(repo) -> list[str]:
             t = r["totals"]
             total = sum(t[k] for k in ("done", "pending", "waiting", "failed", "corrupt", "incomplete", "stale"))
             unknown = t.get("pending_without_estimate") or 0
-            out.append(f"GPU plan `{plan.name}` in `{d.relative_to(repo)}`: **{t['done']} of {total} items done** "
-                       f"({t['seconds_spent']:,.0f} GPU-seconds spent; about {t['seconds_to_finish']:,.0f} s more to "
-                       f"finish the rest at the speeds measured so far"
+            spent = ", ".join(f"{s:,.0f} on {dev}" for dev, s in seconds_by_device(r["items"]).items())
+            out.append(f"Plan `{plan.name}` in `{d.relative_to(repo)}`: **{t['done']} of {total} items done** "
+                       f"({t['seconds_spent']:,.0f} s spent" + (f": {spent}" if spent else "") + "; about "
+                       f"{t['seconds_to_finish']:,.0f} s more to finish the rest at the speeds measured so far"
                        + (f", {unknown} item(s) without an estimate yet" if unknown else "") + "; "
                        f"`hinas campaign status --plan {plan.name} --results {d.relative_to(repo)}`).")
     return out
+
+
+def seconds_by_device(items) -> dict:
+    """``{device: seconds}`` over a status report's items (a piecewise item's pieces per device)."""
+    out: dict = {}
+    for it in items:
+        parts = it.get("by_device") or {it.get("device") or "an unrecorded device": {"seconds": it.get("seconds") or 0}}
+        for dev, part in parts.items():
+            out[dev] = out.get(dev, 0.0) + float(part.get("seconds") or 0)
+    return {dev: s for dev, s in sorted(out.items(), key=lambda kv: -kv[1]) if s > 0}
 
 
 def tabled_items(repo) -> set[str]:

@@ -21,6 +21,7 @@ from hinas.book.campaigns import (campaign_folders, campaign_rows, evaluation_pe
                                   table_views, tabled_items)  # committed.*)
 from hinas.book.settings import PROTOCOLS
 from hinas.campaign import read_json
+from hinas.campaign.plan import renamed_path
 
 # the paper's claims for Eq. 5 against Eq. 6 (Sec. 3.2 and Table 8): memory "by a factor of 3",
 # search 3.6 vs 1.0 GTX 1080Ti GPU-hours
@@ -90,7 +91,7 @@ def per_image_scores(repo, sigma: float, dataset: str = "BSDS500-test", protocol
             if (not d or d.get("dataset") != dataset or d.get("sigma") != sigma or d.get("protocol") != protocol
                     or d.get("embedded") or not d.get("per_image")):
                 continue
-            run = Path(str(d.get("run", "")))
+            run = Path(renamed_path(d.get("run", "")))
             net = nets.get((run if run.is_absolute() else Path(repo) / run).resolve()) if d.get("run") else None
             model = d.get("model") if folder == "cpu-eval" else d.get("method")
             if folder == "cpu-eval" and net is None:
@@ -132,7 +133,7 @@ def denoise_rows(repo, sigma: float, dataset: str = "BSDS500-test") -> pd.DataFr
         d = _saved(p)
         if not d or d.get("dataset") != dataset or d.get("sigma") != sigma or d.get("embedded"):
             continue
-        run = Path(str(d.get("run", "")))  # as given to `hinas eval --weights`, from the repository root
+        run = Path(renamed_path(d.get("run", "")))  # as given to `hinas eval --weights`, from the repository root
         net = nets.get((run if run.is_absolute() else Path(repo) / run).resolve())
         if net is None or (f"{net.results}/{net.item}", d["protocol"], "fp32") in seen:
             continue
@@ -397,11 +398,11 @@ def search_notes(repo, searches: pd.DataFrame, trainings: pd.DataFrame, device: 
     """Chapter 4's sentences under the committed searches and trainings: none committed yet, or
     which search and training items are not finished, and where the rest of the chapter was measured."""
     if not len(searches) and not len(trainings):
-        return ["**No GPU results committed yet**: `results/` holds no finished search or training of a GPU "
+        return ["**No paper-plan results committed yet**: `results/` holds no finished search or training of a "
                 f"campaign. {_measured_here(device, profile, after=False)}."]
     left = not_done(repo)
     left = left[left.kind.isin(["search", "train"])] if len(left) else left
-    notes = [f"**Not run yet** (no GPU window has reached them; the next ones continue the plan): "
+    notes = [f"**Not run yet** (no piece of the plan has reached them yet; the next ones continue it): "
              f"{_items(left.item)}."] if len(left) else []
     return notes + [f"{_measured_here(device, profile)}."]
 
@@ -443,7 +444,7 @@ def denoise_glance(rows: pd.DataFrame, sigma: float, unsearched: Optional[dict] 
         o = ours[ours.protocol == prot]
         if len(o):
             method = method_label("hinas", o.iloc[0].network, unsearched)
-            out.append({"chapter": "6 (GPU, committed)", "what": f"{method} on BSD200 (sigma {sigma:g}, {prot} protocol, "
+            out.append({"chapter": "6 (paper plan, committed)", "what": f"{method} on BSD200 (sigma {sigma:g}, {prot} protocol, "
                         f"{tables.short_device(o.iloc[0]['trained on'])}, trained "
                         f"{tables.training_length(o.iloc[0].train_iterations, o.iloc[0].paper_iterations)})",
                         "measured": tables.fmt_mean_std(o.psnr.mean(), o.psnr.std() if len(o) > 1 else None) + " dB",
@@ -457,10 +458,10 @@ def denoise_notes(repo, sigmas, device: str, profile: str) -> list[str]:
     """Chapter 6's sentences under the committed tables: none committed yet, or which plan items
     are not finished, and where the rest of the chapter was measured."""
     if not len(sigmas):
-        return ["**No GPU results committed yet**: `results/` holds no denoising evaluation of a GPU campaign. "
+        return ["**No paper-plan results committed yet**: `results/` holds no denoising evaluation of a campaign. "
                 f"{_measured_here(device, profile, after=False)}."]
     left = not_done(repo)
-    notes = [f"**Missing** (plan items no GPU window has finished yet, so no number is shown for them): "
+    notes = [f"**Missing** (plan items not finished yet, so no number is shown for them): "
              f"{_items(left.item)}."] if len(left) else []
     return notes + [f"{_measured_here(device, profile)}, on the test images named there."]
 

@@ -1,5 +1,5 @@
 """Chapter 4's account of the paper's full-length search (``search-dn-s0-full`` of the plan
-``paper-gpu``), read from ``results/paper-gpu/search-dn-s0-full/``, finished or not: the progress
+``paper``), read from ``results/paper/search-dn-s0-full/``, finished or not: the progress
 (``progress.json``; the estimate for the rest is ``hinas campaign status``'s), the alpha/beta
 trajectories (``alpha.csv``, ``beta.csv``), the movement gate (:mod:`hinas.engine.movement`) and
 the epoch from which each epoch's decoding of the logged weights stopped changing, the epoch
@@ -16,7 +16,7 @@ import pandas as pd
 from hinas.campaign import SUMMARY, read_json
 from hinas.engine.movement import MOVED_THRESHOLD
 
-PLAN, ITEM = "paper-gpu", "search-dn-s0-full"
+PLAN, ITEM = "paper", "search-dn-s0-full"
 START = "scripts/cpu_piece.sh 7200"  # README "Advance the plan on a CPU": one 2-hour piece
 SETTING_KEYS = ("epochs", "arch_start_epoch", "val_start_epoch", "layers", "levels", "steps", "partial_channels")
 

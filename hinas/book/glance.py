@@ -42,16 +42,16 @@ GLANCE_FILE = "glance.md"  # in book/generated; included by book/intro.md
 
 def write_glance(paths, runs_root, profile: str) -> Path:
     """The intro's results-at-a-glance table, from the headline numbers the chapters recorded
-    (:func:`record_glance`) when they were executed, and how much of each committed GPU plan is
+    (:func:`record_glance`) when they were executed, and how much of each committed plan is
     done (:func:`hinas.book.campaigns.plan_progress`)."""
     data = _recorded(runs_root, profile)
     lines = [f"Measured by this build (profile `{profile}`); *published* numbers are the paper's, on its data "
              "(BSD200), and are not comparable with crops of the embedded photos.", ""]
     rows = [r for chapter in sorted(data) for r in data[chapter] if "claim" not in r]
-    if any("GPU" in str(r.get("chapter")) for r in rows):
-        lines[0] += (" Rows marked *GPU, committed* are not measured by this build: they are GPU campaign results "
-                     "committed under `results/` (BSD200 itself), comparable with the published number under the "
-                     "protocol they name.")
+    if any("committed" in str(r.get("chapter")) for r in rows):
+        lines[0] += (" Rows marked *paper plan, committed* are not measured by this build: they are the paper "
+                     "plan's results committed under `results/` (BSD200 itself; trained and evaluated on the "
+                     "devices chapter 6 names), comparable with the published number under the protocol they name.")
     if rows:
         lines += ["| chapter | what | measured here | published |", "|---|---|---|---|"]
         for r in rows:

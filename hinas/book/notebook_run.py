@@ -1,6 +1,6 @@
 """The chapters executed on another machine, sealed as a result (issue 22: papermill on a GPU, once).
 
-``python -m hinas.book execute --profile smoke --device cuda --results results/paper-gpu``
+``python -m hinas.book execute --profile smoke --device cuda --results results/paper``
 executes the chapter notebooks with papermill, as the book build does (same parameters cell,
 same side-by-side order), into one item folder of a results tree, ``notebooks-<profile>-<device>``
 (:func:`item_name`): the executed notebooks and ``summary.json`` (kind ``notebooks``: profile,

@@ -20,7 +20,7 @@ from hinas.book.campaigns import campaign_rows, evaluation_per_image
 from hinas.eval.stats import paired_difference
 
 TOLERANCE_DB = 0.05  # |bf16 - fp32| mean PSNR at equal iterations that lets bf16 become a default
-PLAN_ITEMS = "train-dn50-s0-fp32-20k and train-dn50-s0-bf16-20k"  # the paper-gpu plan's pair
+PLAN_ITEMS = "train-dn50-s0-fp32-20k and train-dn50-s0-bf16-20k"  # the paper plan's pair
 
 
 def _architecture(repo, row) -> str | None:

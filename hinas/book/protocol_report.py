@@ -14,6 +14,7 @@ import pandas as pd
 
 from hinas.book import compare, tables
 from hinas.book.committed import METHOD_LABELS, UNSEARCHED, method_label
+from hinas.campaign.plan import renamed_path
 from hinas.eval.protocol_ladder import INPUT_STEPS, PROTOCOL_STEPS, STEPS, step_differences, step_scores
 from hinas.safeio import load_json_file
 
@@ -32,7 +33,7 @@ def ladders(repo, sigma: float, unsearched: Optional[dict] = None) -> dict:
         if not isinstance(d, dict) or d.get("sigma") != sigma or not d.get("per_image"):
             continue
         if d["method"] == "network":
-            label = method_label(d.get("model"), d.get("weights"), unsearched)
+            label = method_label(d.get("model"), d.get("weights") and renamed_path(d["weights"]), unsearched)
         elif d["method"] == "bm3d" and d.get("bm3d_profile", "np") != "np":
             label = f"BM3D (profile {d['bm3d_profile']})"
         else:

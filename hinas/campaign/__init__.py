@@ -1,7 +1,7 @@
 """GPU campaigns: run a plan's next undone items inside a time budget; verify the results.
 
 ``hinas campaign run --plan NAME|FILE --budget SECONDS --results DIR`` works through a plan (a
-YAML file; :data:`PLANS_DIR` holds ``smoke`` and ``paper-gpu``) in order, skipping finished
+YAML file; :data:`PLANS_DIR` holds ``smoke`` and ``paper``) in order, skipping finished
 items, and stops cleanly before the budget ends, so that one command per GPU window does the
 most work and loses none:
 

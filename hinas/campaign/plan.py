@@ -20,6 +20,18 @@ from hinas.errors import ConfigError, HinasError
 from hinas.safeio import load_yaml_file
 
 PLANS_DIR = Path(__file__).resolve().parent.parent / "plans"
+# Former names of shipped plans: committed summaries name the plan they ran under (provenance),
+# and a name given on the command line may be an old one; both load the plan under its new name.
+RENAMED = {"paper-gpu": "paper"}
+
+
+def renamed_path(recorded) -> str:
+    """A path a result file recorded under a renamed plan's folder (``results/paper-gpu/ITEM``),
+    as it reads now (``results/paper/ITEM``); any other path unchanged."""
+    parts = Path(str(recorded)).parts
+    if len(parts) >= 2 and parts[0] == "results" and parts[1] in RENAMED:
+        return str(Path("results", RENAMED[parts[1]], *parts[2:]))
+    return str(recorded)
 KINDS = ("bench", "search", "rsws", "train", "eval", "baseline")
 PLAN_KEYS = ("name", "description", "defaults", "items", "profiles", "include", "tables")
 
@@ -115,7 +127,7 @@ def _plan_path(name_or_file) -> Path:
                           f"or a YAML file")
     path = Path(str(name_or_file))
     if not is_plan_file(name_or_file):
-        path = PLANS_DIR / f"{name_or_file}.yaml"
+        path = PLANS_DIR / f"{RENAMED.get(str(name_or_file), name_or_file)}.yaml"
         if not path.exists():
             raise ConfigError(f"unknown plan {name_or_file!r}; known plans: {', '.join(list_plans())} "
                               f"(or give a YAML file)")

@@ -72,7 +72,7 @@ def register_cli(subparsers) -> None:
     u.add_argument("archives", nargs="+", metavar="FILE.tgz", action=_ArchiveArg,
                    help="results.tgz / notebooks.tgz of a window (its .1, .2, ... parts are found beside it), in order")
     u.add_argument("--results", required=True, metavar="DIR", action=PathArg, want="folder", missing_ok=True,
-                   help="the results folder (e.g. results/paper-gpu)")
+                   help="the results folder (e.g. results/paper)")
     u.add_argument("--json", action="store_true", help="print one JSON object")
     u.set_defaults(func=_cli_unpack)
 
