@@ -93,6 +93,9 @@ def test_a_committed_run_of_the_plan_is_read_through_the_same_tables(ran, tmp_pa
     assert [d.data.split("**")[1] for d in views if isinstance(d, Markdown) and d.data.startswith("**")] == \
         ["Table 1", "Table 3", "Table 4", "Table 6"]
     assert "results/ablations/eval-full-s0" in campaigns.tabled_items(tmp_path / "repo")
+    # beside each table: whether the searches its genotypes came from moved (a genotype of an unmoved search is no choice)
+    came_from = [d.data for d in views if isinstance(d, Markdown) and d.data.startswith("Where each genotype came from")]
+    assert came_from and all(("did not move" in t or " moved: " in t) and "search `" in t for t in came_from)
 
 
 def test_rsws_trains_the_best_ranked_random_architecture(ran):

@@ -149,9 +149,34 @@ def table_view(plan, folder, table: str, repo, floor: str | None = None) -> list
         out += [Markdown(f"Paired on the same images ({compare.PAIRED_RULE}; with one training seed a row, a call "
                          "separates these runs, not the architecture from the seed):"),
                 show(compare.paired_table(per_image, next(iter(per_image))), {"dB": 3})]
+    moves = source_movements(plan, folder, nets.network.dropna().unique())
+    if moves:
+        out.append(Markdown("Where each genotype came from (a search whose $\\alpha$ and $\\beta$ did not move "
+                            "decodes float noise and tie-breaks, not a choice): " + "; ".join(moves) + "."))
     points = {r.method: (read_json(folder / r.network / CURVE_FILE) or {}).get("points", [])
               for r in nets.drop_duplicates("method").itertuples()}
     if any(points.values()):
         out.append(curves.learning_curve_figure({k: v for k, v in points.items() if v},
                                                 target=float(r0.train_iterations)))
     return out
+
+
+def source_movements(plan, folder: Path, trainings) -> list[str]:
+    """One line per search that ``trainings`` (item names of ``plan``) took their genotype from: did
+    it move (:func:`hinas.engine.movement.describe`), from its finished folder's alpha.csv/beta.csv,
+    else from those of its run so far (an unfinished search: its epoch is said)."""
+    from hinas.engine.movement import describe, movement_from_csv
+
+    out = []
+    for search in dict.fromkeys(plan.item(t).genotype_from for t in trainings if plan.item(t).genotype_from):
+        where = Path(folder) / search
+        finished = (where / "done").is_file()
+        where = where if finished else where / "run"
+        try:
+            move = movement_from_csv(where)
+        except (OSError, ValueError, KeyError, IndexError):  # no or unreadable CSVs: said as such
+            move = None
+        out.append(describe(f"`{search}`", move)
+                   + ("" if finished or not move else f" (unfinished: after epoch {move['epoch']})"))
+    return out
+
