@@ -197,6 +197,28 @@ def test_finished_search_reads_the_item_folder(tmp_path):
     assert parts[-1].data == "No validation on V yet: no epoch is selected."  # the synthetic run logs no V
 
 
+def test_drift_against_what_adam_could_reach(tmp_path):
+    """The logits' largest difference from the start (the last edge at epoch 40: dil_conv_3x3 at
+    t = 1, the rest 0, as conv_3x3's gain falls to 0 there: 1 - 1/7 off their mean), against a_lr x the architecture
+    steps, and the raw alpha values' mean from the run's checkpoint; the finished-and-unmoved
+    sentence only for a finished search that did not move."""
+    folder = _running(tmp_path, 40)
+    conf = yaml.safe_load((folder / "run" / "config.yaml").read_text())
+    (folder / "run" / "config.yaml").write_text(yaml.safe_dump({**conf, "a_lr": 1e-3, "a_weight_decay": 1e-3}))
+    torch.save({"model": {"arch_alpha": torch.full((LAYERS, EDGES, len(OPS)), 0.5)}}, folder / "run" / "checkpoint.pt")
+    d = fs.drift(folder, fs.progress(folder))
+    assert d["spread"] == pytest.approx(1 - 1 / 7, abs=1e-4) and d["arch_steps"] == 20 * PER_EPOCH
+    assert d["bound"] == pytest.approx(0.5) and d["raw_alpha_mean"] == pytest.approx(0.5)
+    text = fs.drift_reading(d, finished=False, moved=False)
+    assert "In 500 architecture steps" in text and "about 0.50" in text and "171.4% of that" in text
+    assert "average 0.500" in text and "did not move" not in text
+    assert "**After the full schedule the search did not move.**" in fs.drift_reading(d, finished=True, moved=False)
+    assert "did not move" not in fs.drift_reading(d, finished=True, moved=True)
+    assert fs.drift_reading({**d, "arch_steps": 0}, True, False) == ""  # the warm-up: nothing to say
+    (folder / "run" / "checkpoint.pt").write_bytes(b"not a checkpoint")  # unreadable: the logits are still said
+    assert fs.drift(folder, fs.progress(folder))["raw_alpha_mean"] is None
+
+
 def test_pieces_per_device_and_commits(tmp_path):
     folder = fs.item_folder(tmp_path)
     curve = {"seconds": 9.0, "status": "curve", "device": "cpu"}
@@ -252,3 +274,6 @@ def test_a_copy_of_the_real_run(tmp_path):
     dec = fs.decodings(logs, p["settings"])
     assert len(dec) == p["epochs_done"] and 1 <= fs.stable_since(dec) <= p["epochs_done"]
     fs.trajectory_figure(fs.trajectories(logs, p["settings"]), p["settings"]).savefig(tmp_path / "full_search.png")
+    d = fs.drift(dest, p)  # the checkpoint is not copied: no raw alpha, the logits' spread still
+    assert d["raw_alpha_mean"] is None and d["bound"] == pytest.approx(p["settings"]["a_lr"] * d["arch_steps"])
+    assert 0 <= d["spread"] < d["bound"] and d["epoch"] == p["epochs_done"]

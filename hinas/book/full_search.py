@@ -18,7 +18,8 @@ from hinas.engine.movement import MOVED_THRESHOLD
 
 PLAN, ITEM = "paper", "search-dn-s0-full"
 START = "scripts/cpu_piece.sh 7200"  # README "Advance the plan on a CPU": one 2-hour piece
-SETTING_KEYS = ("epochs", "arch_start_epoch", "val_start_epoch", "layers", "levels", "steps", "partial_channels")
+SETTING_KEYS = ("epochs", "arch_start_epoch", "val_start_epoch", "layers", "levels", "steps", "partial_channels",
+                "a_lr", "a_weight_decay")
 
 
 def item_folder(repo, plan: str = PLAN, item: str = ITEM) -> Path:
@@ -327,6 +328,62 @@ def gate_reading(p: dict, movement: dict | None, dec: pd.DataFrame | None) -> st
     return text
 
 
+def drift(folder, p: dict) -> dict | None:
+    """How far alpha's logits moved against how far Adam could have moved them: the largest logit
+    difference from the start (:func:`hinas.engine.movement.logit_spread`, last epoch logged), the
+    architecture steps taken and ``a_lr`` times them (a gradient of steady sign moves a logit by
+    about ``a_lr`` a step), and the raw alpha values' mean, which start at 1 (the released
+    ``torch.ones``): from the kept supernet once finished, else from the run's checkpoint."""
+    from hinas.campaign.rescore import SUPERNET_FILE
+    from hinas.engine.common import load_checkpoint
+    from hinas.engine.movement import logit_spread
+
+    logs, s = logs_folder(folder), p["settings"]
+    if logs is None or not s.get("a_lr") or not p["steps_total"] or not p["epochs"]:
+        return None
+    alpha = pd.read_csv(logs / "alpha.csv")
+    epoch = int(alpha.epoch.max())
+    steps = max(0, epoch - s["arch_start_epoch"]) * p["steps_total"] // p["epochs"]
+    out = {"epoch": epoch, "spread": logit_spread(alpha[alpha.epoch == epoch].to_dict("records")),
+           "arch_steps": steps, "bound": s["a_lr"] * steps, "a_lr": s["a_lr"], "a_weight_decay": s.get("a_weight_decay"),
+           "raw_alpha_mean": None}
+    try:
+        if (Path(folder) / SUPERNET_FILE).is_file():
+            from safetensors.torch import load_file
+
+            raw = load_file(Path(folder) / SUPERNET_FILE).get("arch_alpha")
+        else:
+            raw = load_checkpoint(logs / "checkpoint.pt")["model"].get("arch_alpha")
+        out["raw_alpha_mean"] = float(raw.mean()) if raw is not None else None
+    except Exception:  # no weights committed, or unreadable: the logits' differences are still said
+        pass
+    return out
+
+
+def drift_reading(d: dict | None, finished: bool, moved: bool) -> str:
+    """Why alpha moved as little as it did, in numbers (:func:`drift`); after a finished search that
+    did not move, what that means for its genotype."""
+    if d is None or not d["arch_steps"]:
+        return ""
+    text = (f"**How far alpha could have moved.** In {d['arch_steps']:,} architecture steps of Adam at learning rate "
+            f"{d['a_lr']:g} (to epoch {d['epoch']}), a gradient of steady sign would move a logit by about "
+            f"{d['bound']:.2f}; the largest difference of alpha's logits from the uniform start is {d['spread']:.4f}, "
+            f"{d['spread'] / d['bound']:.1%} of that: the differences between the ops' gradients have been small "
+            "against the gradients' running size, which sets Adam's step.")
+    if d["raw_alpha_mean"] is not None:
+        text += (f" The raw alpha values, which start at 1 (the released `torch.ones`), average {d['raw_alpha_mean']:.3f}"
+                 f" now: Adam's weight decay ({d['a_weight_decay']:g} times alpha, the same for every op of an edge "
+                 "at the start) pulled them all down together (the loss gradient of an edge's logits sums to zero, "
+                 "so only the decay moves them in common), which no softmax weight sees.")
+    if finished and not moved:
+        text += (" **After the full schedule the search did not move.** Its genotype is then how near-uniform weights "
+                 "break ties, not a choice of the search: training it (chapter 6, \"Full search against the first "
+                 "search\") measures an architecture of the space, and this run gives no evidence for the paper's "
+                 "claim that the search finds the cell. The released settings are kept (faithful first); a search "
+                 "that moves would need a change to them, which this plan does not make.")
+    return text
+
+
 def section(repo, plan: str = PLAN, item: str = ITEM) -> list:
     """What chapter 4 displays: the progress, the pieces per device, the trajectories, the gate, the
     selection on V and the paper's observations on the selected decoding."""
@@ -348,7 +405,9 @@ def section(repo, plan: str = PLAN, item: str = ITEM) -> list:
     dec = decodings(logs, p["settings"])
     movement, sel = gate(folder), selection(logs, dec)
     out += [trajectory_figure(trajectories(logs, p["settings"]), p["settings"]),
-            Markdown(gate_reading(p, movement, dec)), Markdown(selection_reading(sel, p["state"] == "finished"))]
+            Markdown(gate_reading(p, movement, dec))]
+    why = drift_reading(drift(folder, p), p["state"] == "finished", bool(movement and movement.get("moved")))
+    out += ([Markdown(why)] if why else []) + [Markdown(selection_reading(sel, p["state"] == "finished"))]
     obs = observations(sel)
     if len(obs):
         moved = bool(movement and movement.get("moved"))

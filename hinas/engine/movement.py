@@ -236,6 +236,16 @@ def alpha_dev_by_epoch(rows) -> dict[int, float]:
     return out
 
 
+def logit_spread(rows) -> float:
+    """The largest |log alpha_k - mean_k log alpha_k| over the edges of ``alpha.csv`` rows of one
+    epoch: how far the logits' differences (all that softmax sees) have moved from the uniform
+    start, in the units an Adam step of learning rate ``lr`` moves a logit by at most about ``lr``."""
+    edges: dict[tuple, list[float]] = {}
+    for r in rows:
+        edges.setdefault((r["layer"], r["edge"]), []).append(math.log(max(float(r["weight"]), 1e-12)))
+    return max((max(abs(v - sum(logs) / len(logs)) for v in logs) for logs in edges.values()), default=0.0)
+
+
 def beta_change_by_epoch(rows) -> dict[int, float]:
     """``{epoch: largest |beta - its initial weight|}`` from ``beta.csv`` rows (``epoch``,
     ``source``, ``move``, ``weight``): a source starts uniform over its possible moves, which are
