@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from hinas.book import compare, settings, tables
+from hinas.eval import stats
 
 TIDY = {"profile", "device", "dataset", "seed", "protocol", "sigma", "psnr", "ssim", "params", "source", "method"}
 
@@ -41,13 +42,13 @@ def test_summaries():
 
 
 def test_compare_calls_ties_by_the_seed_spread():
-    assert compare.compare(25.0, 0.2, 24.5, 0.1) == "ahead"
-    assert compare.compare(25.0, 0.6, 24.5, 0.1) == "tie"  # inside the larger spread
-    assert compare.compare(24.0, float("nan"), 25.0, float("nan"), spread=0.3) == "behind"
-    assert compare.compare(24.0, None, 24.3, None, spread=0.5) == "tie"
-    assert compare.compare(24.0, None, 24.3, None) == "tie"  # the one-seed default margin
-    assert compare.compare(20.0, None, 24.0, None) == "behind"
-    assert "tie" in compare.TIE_RULE
+    assert stats.compare(25.0, 0.2, 24.5, 0.1) == "ahead"
+    assert stats.compare(25.0, 0.6, 24.5, 0.1) == "tie"  # inside the larger spread
+    assert stats.compare(24.0, float("nan"), 25.0, float("nan"), spread=0.3) == "behind"
+    assert stats.compare(24.0, None, 24.3, None, spread=0.5) == "tie"
+    assert stats.compare(24.0, None, 24.3, None) == "tie"  # the one-seed default margin
+    assert stats.compare(20.0, None, 24.0, None) == "behind"
+    assert "tie" in stats.TIE_RULE
 
 
 def test_ordering_vs_paper_and_tidy_tables():

@@ -8,6 +8,7 @@ import pytest
 
 from hinas.book import committed as cm
 from hinas.book import compare, published, tables
+from hinas.eval import stats
 
 PAPER_50 = float(tables.published_rows("table10").query("method == 'HiNAS' and sigma == 50").psnr.iloc[0])
 
@@ -142,12 +143,12 @@ def test_paired_differences_on_the_same_images():
     t = compare.paired_table(scores, cm.UNSEARCHED).set_index("comparison")
     bm3d = t.loc[f"{cm.UNSEARCHED} - BM3D"]
     assert bm3d["mean PSNR difference (dB)"] < 0 and bm3d["reading"] == "behind"
-    d = compare.paired_difference([{"name": "a", "psnr": 1.0}, {"name": "b", "psnr": 2.0}],
+    d = stats.paired_difference([{"name": "a", "psnr": 1.0}, {"name": "b", "psnr": 2.0}],
                                   [{"name": "a", "psnr": 1.0}, {"name": "b", "psnr": 1.0}, {"name": "c", "psnr": 9.0}])
     assert d["images"] == 2 and d["wins"] == 1 and d["losses"] == 0 and d["mean"] == 0.5
-    assert compare.paired_verdict({"mean": 0.05, "se": 0.01}) == "ahead"
-    assert compare.paired_verdict({"mean": 0.05, "se": 0.03}) == "tie"
-    assert compare.paired_verdict({"mean": 0.05, "se": 0.001}, spread=0.1) == "tie"  # inside the seed spread
+    assert stats.paired_verdict({"mean": 0.05, "se": 0.01}) == "ahead"
+    assert stats.paired_verdict({"mean": 0.05, "se": 0.03}) == "tie"
+    assert stats.paired_verdict({"mean": 0.05, "se": 0.001}, spread=0.1) == "tie"  # inside the seed spread
 
 
 def test_glance_names_an_unsearched_network_and_says_how_much_of_the_plan_is_done():

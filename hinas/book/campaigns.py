@@ -123,6 +123,7 @@ def table_view(plan, folder, table: str, repo, floor: str | None = None) -> list
     from IPython.display import Markdown
 
     from hinas.book import compare, curves
+    from hinas.eval import stats
     from hinas.book.plans import plan_rows, score_rows, table_items, table_rows
     from hinas.book.tables import ours_vs_published, show
 
@@ -146,7 +147,7 @@ def table_view(plan, folder, table: str, repo, floor: str | None = None) -> list
                  for r in nets[nets.protocol == "standard"].drop_duplicates("method").itertuples()}
     per_image = {k: v for k, v in per_image.items() if v}  # the rows whose evaluation kept per-image scores
     if len(per_image) > 1:
-        out += [Markdown(f"Paired on the same images ({compare.PAIRED_RULE}; with one training seed a row, a call "
+        out += [Markdown(f"Paired on the same images ({stats.PAIRED_RULE}; with one training seed a row, a call "
                          "separates these runs, not the architecture from the seed):"),
                 show(compare.paired_table(per_image, next(iter(per_image))), {"dB": 3})]
     moves = source_movements(plan, folder, nets.network.dropna().unique())

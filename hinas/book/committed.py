@@ -22,6 +22,8 @@ from hinas.book.campaigns import (campaign_folders, campaign_rows, evaluation_pe
 from hinas.book.settings import PROTOCOLS
 from hinas.campaign import read_json
 from hinas.campaign.plan import renamed_path
+from hinas.eval import stats
+from hinas.safeio import is_finite_number
 
 # the paper's claims for Eq. 5 against Eq. 6 (Sec. 3.2 and Table 8): memory "by a factor of 3",
 # search 3.6 vs 1.0 GTX 1080Ti GPU-hours
@@ -230,7 +232,7 @@ def _paired(scores: Optional[dict], model: str) -> Optional[dict]:
         return None
     ours = next((v for k, v in scores.items() if k in (METHOD_LABELS["hinas"], UNSEARCHED)), None)
     theirs = scores.get(METHOD_LABELS.get(model, model))
-    return compare.paired_difference(ours, theirs) if ours and theirs else None
+    return stats.paired_difference(ours, theirs) if ours and theirs else None
 
 
 def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.DataFrame] = None,
@@ -264,7 +266,7 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
                  if repo is not None and len(nets) else None)
         if trend is not None:
             out.append(f"Its training: {curves.trend_reading(trend)}")
-        elif compare.is_finite_number(best) and compare.is_finite_number(last):
+        elif is_finite_number(best) and is_finite_number(last):
             still = best >= 0.95 * last
             out.append(f"Its best validation score came at iteration {int(best):,} of {int(last):,}"
                        + (" (in the last 5% of its training): it was **still improving** when its time budget "
@@ -285,26 +287,26 @@ def denoise_reading(rows: pd.DataFrame, sigma: float, searches: Optional[pd.Data
                 f"{theirs['psnr']:.2f} dB, a difference of {diff:+.2f} dB")
         paired = _paired(scores, other)
         if paired is not None:  # the same images: the paired rule, with the seed spread where measured
-            spread = max((v for v in (ours["std"], theirs["std"]) if compare.is_finite_number(v)), default=None)
+            spread = max((v for v in (ours["std"], theirs["std"]) if is_finite_number(v)), default=None)
             where = "over our seeds"
             if spread is None and other != "noisy":  # one training run a row: the paper's seed spread
                 spread, where = published.seed_spread_db(sigma), "the paper's, Table 1; not measured here"
-            verdict = compare.paired_verdict(paired, spread)
+            verdict = stats.paired_verdict(paired, spread)
             call = (verdict if other in ("noisy", "bm3d") or ours["std"] is not None else
-                    {"tie": compare.WITHIN_SEED, "ahead": "HiNAS ahead",
+                    {"tie": stats.WITHIN_SEED, "ahead": "HiNAS ahead",
                      "behind": f"{short} ahead"}[verdict])
             text += (f" (standard error {paired['se']:.3f} dB over {paired['images']} paired images; HiNAS better "
                      f"on {paired['wins']}"
-                     + (f"; seed spread {spread:.2f} dB, {where}" if compare.is_finite_number(spread) else "")
+                     + (f"; seed spread {spread:.2f} dB, {where}" if is_finite_number(spread) else "")
                      + f"): **{call}** by the paired rule")
         else:
-            verdict = compare.compare(ours["psnr"], ours["std"], theirs["psnr"], theirs["std"])
+            verdict = stats.compare(ours["psnr"], ours["std"], theirs["psnr"], theirs["std"])
             single = ours["std"] is None and theirs["std"] is None
             if single and verdict == "tie" and other not in ("noisy", "bm3d"):
-                verdict = compare.WITHIN_SEED
+                verdict = stats.WITHIN_SEED
             text += f": **{verdict}** by the tie rule"
             if single:
-                text += f" (single runs, no seed spread, so the margin is {compare.ONE_SEED_MARGIN_DB} dB)"
+                text += f" (single runs, no seed spread, so the margin is {stats.ONE_SEED_MARGIN_DB} dB)"
         if other == "dncnn":
             text += (f"; HiNAS has {ours['params'] / theirs['params']:.2f}x DnCNN's parameters "
                      f"({int(ours['params']):,} vs {int(theirs['params']):,}) and trained "

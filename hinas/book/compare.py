@@ -1,51 +1,23 @@
-"""How the book reads its numbers: the tie rule (a difference is a win only beyond the
-seed spread), the seed spread itself, verdicts against a reference row, orderings against the
-paper's, and the paired rule for two methods scored on the same images."""
+"""How the book reads its tables with the rules of :mod:`hinas.eval.stats` (the tie rule: a
+difference is a win only beyond the seed spread; the paired rule for two methods scored on the same
+images): which trained rows are scored (diverged, did not learn, trained), the seed spread,
+orderings against the paper's, and the paired table."""
 
 from __future__ import annotations
 
 import pandas as pd
 
 from hinas.engine.health import DIVERGED, OK as TRAINED
+from hinas.eval.stats import compare, paired_difference, paired_verdict
 from hinas.safeio import is_finite_number
-from hinas.eval.stats import paired_difference
-
-__all__ = ["paired_difference"]  # re-exported: the book reads paired differences from here
 
 NOISY_INPUT = "noisy input (no restoration)"
-
-# The rule the book uses to call a difference: it is a win only when it exceeds the seed spread.
-ONE_SEED_MARGIN_DB = 0.5  # used only where no seed spread has been measured at all
-TIE_RULE = ("a difference is called a tie when it is not larger than the seed spread: the larger "
-            "standard deviation over seeds of the two rows, or, where the rows have a single seed, the "
-            "spread over seeds of the same profile's full HiNAS run, or "
-            f"{ONE_SEED_MARGIN_DB} dB where no spread was measured; a row that does not clear the noisy "
-            "input by that margin has not learned, and comparisons with it cannot tell anything")
-
-
-def compare(a_mean, a_std, b_mean, b_std, spread=None) -> str:
-    """``'ahead'``, ``'behind'`` or ``'tie'``: a against b, by :data:`TIE_RULE`.
-
-    The margin is the larger finite standard deviation of the two rows; ``spread`` (the seed
-    spread of a comparable run) stands in where neither row has one, and
-    :data:`ONE_SEED_MARGIN_DB` where no spread is known at all.
-    """
-    if not (is_finite_number(a_mean) and is_finite_number(b_mean)):
-        return "tie"
-    stds = [float(s) for s in (a_std, b_std) if is_finite_number(s)]
-    margin = max(stds) if stds else (float(spread) if is_finite_number(spread) else ONE_SEED_MARGIN_DB)
-    diff = float(a_mean) - float(b_mean)
-    if abs(diff) <= margin:
-        return "tie"
-    return "ahead" if diff > 0 else "behind"
-
 
 # What a trained row is, before anything is read from its score: "diverged" (its training went the
 # wrong way, hinas.engine.health), "did not learn" (it trained but does not clear the noisy input by
 # the tie rule's margin), or "trained". Only trained rows are scored, compared, plotted or glanced at;
 # the others are named with their evidence.
 NOT_LEARNED = "did not learn"
-WITHIN_SEED = "within one training seed's reach"  # a tie between rows of one training run each
 
 
 def run_status(training: str | None, psnr, noisy_psnr, spread=None) -> str:
@@ -137,25 +109,6 @@ def ordering_vs_paper(ours: pd.DataFrame, pub: pd.DataFrame, pairs, *, key: str 
         rows.append({"comparison": f"{a} vs {b}", "paper (dB)": paper_text, "ours (dB)": f"{od:+.2f}",
                      "ours": v, "agrees with the paper": agree})
     return pd.DataFrame(rows)
-
-
-# Paired comparisons: two methods scored on the same images differ by a per-image difference whose
-# standard error is far smaller than either method's spread over images, so a difference is called
-# only when it exceeds PAIRED_Z standard errors of that mean (about 95%).
-PAIRED_Z = 2.0
-PAIRED_RULE = (f"a paired difference is called only beyond {PAIRED_Z:g} standard errors of its per-image mean "
-               "(and beyond the seed spread where seeds were measured); otherwise it is a tie")
-
-
-def paired_verdict(diff: dict, spread: float | None = None) -> str:
-    """``'ahead'``, ``'behind'`` or ``'tie'`` for a :func:`paired_difference`: a call needs the mean
-    beyond :data:`PAIRED_Z` standard errors and, where seeds were measured, beyond their spread."""
-    if not is_finite_number(diff["mean"]) or not is_finite_number(diff["se"]):
-        return "tie"
-    margin = max(PAIRED_Z * diff["se"], spread if is_finite_number(spread) else 0.0)
-    if abs(diff["mean"]) <= margin:
-        return "tie"
-    return "ahead" if diff["mean"] > 0 else "behind"
 
 
 def paired_table(scores: dict, reference: str) -> pd.DataFrame:

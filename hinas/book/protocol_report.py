@@ -3,7 +3,7 @@
 denoising protocols is worth for each method, why our BM3D differs from the published one, and the
 gap between our HiNAS and the paper's split into measured parts and parts that are still missing.
 Every number is read from a committed file; every sentence is computed from those numbers with the
-paired rule (:data:`hinas.book.compare.PAIRED_RULE`)."""
+paired rule (:data:`hinas.eval.stats.PAIRED_RULE`)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,10 @@ from typing import Optional
 
 import pandas as pd
 
-from hinas.book import compare, tables
+from hinas.book import tables
 from hinas.book.committed import METHOD_LABELS, UNSEARCHED, method_label
 from hinas.campaign.plan import renamed_path
+from hinas.eval import stats
 from hinas.eval.protocol_ladder import INPUT_STEPS, PROTOCOL_STEPS, STEPS, step_differences, step_scores
 from hinas.safeio import load_json_file
 
@@ -101,7 +102,7 @@ def ladder_reading(lad: dict) -> list[str]:
         total = next(r for r in step_differences(d, against="standard") if r["step"] == "fresh-noise")["psnr"]
         big = max(parts, key=lambda r: abs(r["psnr"]["mean"]))
         ties = [r["label"].lstrip("+ ") for r in parts
-                if not _ssim_only(r["step"]) and compare.paired_verdict(r["psnr"]) == "tie"]
+                if not _ssim_only(r["step"]) and stats.paired_verdict(r["psnr"]) == "tie"]
         out.append(f"**{label}**: `hinas-reference` scores {total['mean']:+.2f} dB (SE {total['se']:.3f}) against "
                    f"`standard` on these {total['images']} images; the largest part is *{big['label'].lstrip('+ ')}* "
                    f"({big['psnr']['mean']:+.2f} dB, higher on {big['psnr']['wins']} of {big['psnr']['images']} "
@@ -168,12 +169,12 @@ def bm3d_reading(lad: dict, rows: pd.DataFrame, sigma: float) -> list[str]:
         c = r["change"]
         if c is None:
             continue
-        verdict = compare.paired_verdict(c)
+        verdict = stats.paired_verdict(c)
         toward = verdict != "tie" and c["mean"] * gap < 0
         out.append(f"*{r['what']}*: {c['mean']:+.2f} dB (SE {c['se']:.3f}, {c['images']} images), "
                    + (f"towards the published number: {abs(c['mean'] / gap):.0%} of the gap" if toward else
                       "a tie by the paired rule" if verdict == "tie" else "away from the published number") + ".")
-    closing = [r for r in parts if r["change"] and compare.paired_verdict(r["change"]) != "tie"
+    closing = [r for r in parts if r["change"] and stats.paired_verdict(r["change"]) != "tie"
                and r["change"]["mean"] * gap < 0 and abs(r["change"]["mean"]) >= 0.8 * abs(gap)]
     out.append("A measured reason accounts for most of the gap: " + ", ".join(f"*{r['what']}*" for r in closing) + "."
                if closing else "No measured reason alone accounts for most of the gap; the rest is not explained "

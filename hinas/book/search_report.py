@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from hinas.book.compare import NOISY_INPUT, TRAINED, compare, scored, seed_spread, unscored_lines, with_status
+from hinas.book.compare import NOISY_INPUT, TRAINED, scored, seed_spread, unscored_lines, with_status
+from hinas.eval.stats import compare
 from hinas.book.plans import score_rows
 from hinas.book.tables import fmt_mean_std
 from hinas.engine.movement import MOVED_THRESHOLD, alpha_dev_by_epoch, beta_change_by_epoch
@@ -207,7 +208,7 @@ def training_histories(rows: dict) -> dict:
 def gain(scores: pd.DataFrame) -> dict:
     """The networks against the noisy input (standard protocol): mean PSNR/SSIM over the seeds whose
     training is scored (:func:`hinas.book.compare.with_status`) with their seed spread, the noisy
-    input's PSNR, the verdict of :func:`compare` (None when no run is scored), and the runs left out."""
+    input's PSNR, the verdict of :func:`hinas.eval.stats.compare` (None when no run is scored), and the runs left out."""
     st = scores[scores.protocol == "standard"]
     net, kept = st[st.method != NOISY_INPUT], scored(st[st.method != NOISY_INPUT])
     noisy = float(st[st.method == NOISY_INPUT].psnr.iloc[0])

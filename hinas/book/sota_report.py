@@ -1,14 +1,15 @@
 """Chapter 6's reading of Table 10 measured here (the plan ``hinas/plans/sota.yaml``, which builds on
 chapter 4's ``search.yaml``; :func:`sota_table`): one row per
 (method, protocol) with the mean and spread over seeds, where it was measured, and the sentences
-the chapter draws from it with the tie rule (:func:`hinas.book.compare.compare`) against the
+the chapter draws from it with the tie rule (:func:`hinas.eval.stats.compare`) against the
 noisy input, DnCNN, BM3D and the paper. Tables are DataFrames for :func:`hinas.book.tables.show`."""
 
 from __future__ import annotations
 
 import pandas as pd
 
-from hinas.book.compare import NOISY_INPUT, ONE_SEED_MARGIN_DB, WITHIN_SEED, compare
+from hinas.book.compare import NOISY_INPUT
+from hinas.eval.stats import ONE_SEED_MARGIN_DB, WITHIN_SEED, compare
 from hinas.book.plans import score_rows, seeds as plan_seeds
 from hinas.book.settings import PROTOCOLS
 from hinas.book.tables import fmt_mean_std
@@ -55,7 +56,7 @@ def sota_caption(table: pd.DataFrame, profile: str, sigma: float, seeds) -> str:
 
 
 def _margin_words(a, b, spread) -> str:
-    """Where the margin of a verdict between rows ``a`` and ``b`` comes from (:data:`compare.TIE_RULE`)."""
+    """Where the margin of a verdict between rows ``a`` and ``b`` comes from (:data:`hinas.eval.stats.TIE_RULE`)."""
     stds = [x for x in (a.psnr_std, b.psnr_std) if pd.notna(x)]
     if stds:
         return f"the seed spread of {max(stds):.2f} dB"
