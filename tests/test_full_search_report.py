@@ -219,6 +219,24 @@ def test_drift_against_what_adam_could_reach(tmp_path):
     assert fs.drift(folder, fs.progress(folder))["raw_alpha_mean"] is None
 
 
+def test_gate_eta_is_a_labelled_straight_line_through_the_last_epochs():
+    import pandas as pd
+
+    epochs = range(1, 41)
+    rows = [{"epoch": e, "what": "alpha", "label": "layer 0", "value": max(0, e - 20) * 0.0005} for e in epochs]
+    rows += [{"epoch": e, "what": "beta", "label": "stem", "value": 0.001 if e > 20 else 0.0} for e in epochs]
+    traj = pd.DataFrame(rows)
+    assert fs.gate_eta(traj) == {"alpha": 60, "beta": None}  # 0.01 at epoch 40, +0.0005 an epoch; beta flat
+    through = traj.assign(value=traj.value * 3)  # alpha at 0.03: through the gate already
+    assert fs.gate_eta(through)["alpha"] is None
+    assert fs.gate_eta(traj[traj.epoch <= 23]) == {"alpha": None, "beta": None}  # 3 epochs of steps: no fit
+    d = {"epoch": 40, "epochs": 100, "spread": 0.1, "arch_steps": 500, "bound": 0.5, "a_lr": 1e-3,
+         "a_weight_decay": 1e-3, "raw_alpha_mean": None}
+    text = fs.drift_reading(d, finished=False, moved=False, eta=fs.gate_eta(traj))
+    assert "a straight-line extrapolation, not a measurement" in text and "alpha at about epoch 60" in text
+    assert "beta at" not in text and "extrapolation" not in fs.drift_reading(d, False, True, fs.gate_eta(traj))
+
+
 def test_pieces_per_device_and_commits(tmp_path):
     folder = fs.item_folder(tmp_path)
     curve = {"seconds": 9.0, "status": "curve", "device": "cpu"}
@@ -277,3 +295,5 @@ def test_a_copy_of_the_real_run(tmp_path):
     d = fs.drift(dest, p)  # the checkpoint is not copied: no raw alpha, the logits' spread still
     assert d["raw_alpha_mean"] is None and d["bound"] == pytest.approx(p["settings"]["a_lr"] * d["arch_steps"])
     assert 0 <= d["spread"] < d["bound"] and d["epoch"] == p["epochs_done"]
+    eta = fs.gate_eta(fs.trajectories(logs, p["settings"]))
+    assert set(eta) == {"alpha", "beta"} and all(e is None or e > p["epochs_done"] for e in eta.values())

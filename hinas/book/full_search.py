@@ -344,7 +344,7 @@ def drift(folder, p: dict) -> dict | None:
     alpha = pd.read_csv(logs / "alpha.csv")
     epoch = int(alpha.epoch.max())
     steps = max(0, epoch - s["arch_start_epoch"]) * p["steps_total"] // p["epochs"]
-    out = {"epoch": epoch, "spread": logit_spread(alpha[alpha.epoch == epoch].to_dict("records")),
+    out = {"epoch": epoch, "epochs": p["epochs"], "spread": logit_spread(alpha[alpha.epoch == epoch].to_dict("records")),
            "arch_steps": steps, "bound": s["a_lr"] * steps, "a_lr": s["a_lr"], "a_weight_decay": s.get("a_weight_decay"),
            "raw_alpha_mean": None}
     try:
@@ -360,7 +360,24 @@ def drift(folder, p: dict) -> dict | None:
     return out
 
 
-def drift_reading(d: dict | None, finished: bool, moved: bool) -> str:
+def gate_eta(traj: pd.DataFrame, window: int = 20) -> dict:
+    """``{'alpha'|'beta': epoch}``: where a straight line through the largest movement of the last
+    ``window`` logged epochs (:func:`trajectories`) reaches the gate; None for one already through
+    it, not approaching it, or with fewer than 5 epochs of architecture steps to fit."""
+    import numpy as np
+
+    out = {}
+    for what in ("alpha", "beta"):
+        v = traj[traj.what == what].groupby("epoch").value.max().iloc[-window:]
+        v = v[v > 0]  # the warm-up's epochs (no architecture step yet) say nothing about the rate
+        slope = float(np.polyfit(v.index.to_numpy(float), v.to_numpy(float), 1)[0]) if len(v) >= 5 else 0.0
+        last = float(v.iloc[-1]) if len(v) else 0.0
+        out[what] = (int(np.ceil(v.index[-1] + (MOVED_THRESHOLD - last) / slope))
+                     if slope > 0 and last < MOVED_THRESHOLD else None)
+    return out
+
+
+def drift_reading(d: dict | None, finished: bool, moved: bool, eta: dict | None = None) -> str:
     """Why alpha moved as little as it did, in numbers (:func:`drift`); after a finished search that
     did not move, what that means for its genotype."""
     if d is None or not d["arch_steps"]:
@@ -375,6 +392,11 @@ def drift_reading(d: dict | None, finished: bool, moved: bool) -> str:
                  f" now: Adam's weight decay ({d['a_weight_decay']:g} times alpha, the same for every op of an edge "
                  "at the start) pulled them all down together (the loss gradient of an edge's logits sums to zero, "
                  "so only the decay moves them in common), which no softmax weight sees.")
+    reach = [f"{what} at about epoch {e:,}" for what, e in (eta or {}).items() if e is not None]
+    if reach and not moved:
+        text += (" At the rate of the last 20 epochs (a straight-line extrapolation, not a measurement), the gate's "
+                 f"{MOVED_THRESHOLD} would be reached by " + " and ".join(reach)
+                 + f", against the schedule's {d['epochs']} epochs.")
     if finished and not moved:
         text += (" **After the full schedule the search did not move.** Its genotype is then how near-uniform weights "
                  "break ties, not a choice of the search: training it (chapter 6, \"Full search against the first "
@@ -404,9 +426,10 @@ def section(repo, plan: str = PLAN, item: str = ITEM) -> list:
         return out + [Markdown("No epoch has finished yet: no alpha/beta rows to show.")]
     dec = decodings(logs, p["settings"])
     movement, sel = gate(folder), selection(logs, dec)
-    out += [trajectory_figure(trajectories(logs, p["settings"]), p["settings"]),
-            Markdown(gate_reading(p, movement, dec))]
-    why = drift_reading(drift(folder, p), p["state"] == "finished", bool(movement and movement.get("moved")))
+    traj = trajectories(logs, p["settings"])
+    out += [trajectory_figure(traj, p["settings"]), Markdown(gate_reading(p, movement, dec))]
+    why = drift_reading(drift(folder, p), p["state"] == "finished", bool(movement and movement.get("moved")),
+                        gate_eta(traj))
     out += ([Markdown(why)] if why else []) + [Markdown(selection_reading(sel, p["state"] == "finished"))]
     obs = observations(sel)
     if len(obs):
