@@ -1,7 +1,7 @@
-"""The GPU campaigns committed under ``results/``: their folders (``results/<plan>/``, written by
-``hinas campaign run``), their finished items as rows, the plans they belong to, and how much of
-each plan is done (:func:`plan_progress`, the intro's glance; :func:`not_done`, the chapters'
-missing rows)."""
+"""The campaigns committed under ``results/``: their folders (``results/<plan>/``, written by
+``hinas campaign run`` in GPU windows or CPU pieces), their finished items as rows, the plans
+they belong to, and how much of each plan is done (:func:`plan_progress`, the intro's glance;
+:func:`not_done`, the chapters' missing rows)."""
 
 from __future__ import annotations
 

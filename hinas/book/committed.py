@@ -1,10 +1,10 @@
 """Results committed under ``results/``, as the book shows them: the campaign folders written by
-``hinas campaign run`` on a GPU (``results/<plan>/``), full-test-set baselines
+``hinas campaign run`` (``results/<plan>/``, on a GPU or the CPU), full-test-set baselines
 (``results/baselines/``, ``hinas eval bm3d|noisy --save``) and CPU evaluations of committed
 networks (``results/cpu-eval/``, ``hinas eval --weights --save``).
 
-Everything here reads files; nothing is computed at build time, so the book shows the GPU numbers
-even where the build has no datasets. The readings (:func:`denoise_reading`, :func:`bench_reading`)
+Everything here reads files; nothing is computed at build time, so the book shows the committed
+numbers even where the build has no datasets. The readings (:func:`denoise_reading`, :func:`bench_reading`)
 are sentences computed from those numbers with the book's tie rule, never written in advance.
 """
 
