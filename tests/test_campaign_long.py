@@ -336,3 +336,39 @@ def test_search_estimate_uses_this_devices_pieces_phase_by_phase(tmp_path):
     assert estimate("cpu", across)["seconds_per_step"] == {"warm-up": 10.0, "arch": 15.0}
     tpu = estimate("TPU", pieces[:1])  # no piece here: another device's speed, named
     assert tpu["estimate"] == pytest.approx(300.0) and "on cpu" in tpu["estimate_from"]
+
+
+def test_a_training_not_started_takes_this_devices_speed_from_a_training_under_way(tmp_path):
+    """Before its first piece, a long training is estimated at the speed of another training of the
+    same task and model under way on this device (its last piece there), before a finished one's on
+    another device (named); a training of another model is not taken."""
+    import yaml
+
+    from hinas.campaign import load_plan
+    from hinas.campaign.status import _estimate
+
+    f = tmp_path / "plan.yaml"
+    f.write_text("defaults: {profile: smoke, device: cpu}\n"
+                 "items: [{name: a, kind: train, long: true, estimate: 1, config: {iterations: 100, model: dncnn}},\n"
+                 "        {name: b, kind: train, long: true, estimate: 1, config: {iterations: 100, model: dncnn}}]\n")
+    item = load_plan(f).items[1]
+    results = tmp_path / "r"
+    (results / "a" / "run").mkdir(parents=True)
+    (results / "a" / "run" / "config.yaml").write_text(yaml.safe_dump({"task": "denoise", "model": "dncnn"}))
+    (results / "a" / "progress.json").write_text(json.dumps({"pieces": 2, "history": [
+        {"status": "paused", "iteration": 10, "start": 0, "seconds": 50.0, "device": "cpu"},
+        {"status": "paused", "iteration": 30, "start": 10, "seconds": 40.0, "device": "NVIDIA H100"}]}))
+    done = results / "c"
+    done.mkdir()
+    (done / "summary.json").write_text(json.dumps({"kind": "train", "model": "dncnn", "device": "NVIDIA H100",
+                                                   "config": {"task": "denoise"},
+                                                   "timings": {"iterations_per_second": 30.0}}))
+    (done / "done").write_text("{}")
+    cpu = _estimate(results, item, {"status": "pending"}, "cpu")
+    assert cpu["estimate"] == pytest.approx(500.0) and cpu["estimate_from"] == "the speed of a's last piece, on cpu"
+    gpu = _estimate(results, item, {"status": "pending"}, "NVIDIA H100")  # a finished one there comes first
+    assert gpu["estimate"] == pytest.approx(100 / 30.0, abs=0.05) and gpu["estimate_from"] == "the speed of c"
+    (results / "a" / "run" / "config.yaml").write_text(yaml.safe_dump({"task": "denoise", "model": "hinas"}))
+    other = _estimate(results, item, {"status": "pending"}, "cpu")
+    assert "on NVIDIA H100" in other["estimate_from"]  # no DnCNN training under way on the CPU: named
+

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pandas as pd
 
 from hinas.campaign import DONE, campaign_status, load_plan, read_json, result_rows
+from hinas.campaign.status import here_device
 from hinas.campaign.options import CURVE_FILE
 
 
@@ -78,7 +79,8 @@ def plan_progress(repo) -> list[str]:
             spent = ", ".join(f"{s:,.0f} on {dev}" for dev, s in seconds_by_device(r["items"]).items())
             out.append(f"Plan `{plan.name}` in `{d.relative_to(repo)}`: **{t['done']} of {total} items done** "
                        f"({t['seconds_spent']:,.0f} s spent" + (f": {spent}" if spent else "") + "; about "
-                       f"{t['seconds_to_finish']:,.0f} s more to finish the rest at the speeds measured so far"
+                       f"{t['seconds_to_finish']:,.0f} s more to finish the rest on this build's device "
+                       f"(`{here_device()}`) at its speeds measured so far, another device's where it has none"
                        + (f", {unknown} item(s) without an estimate yet" if unknown else "") + "; "
                        f"`hinas campaign status --plan {plan.name} --results {d.relative_to(repo)}`).")
     return out

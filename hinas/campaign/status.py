@@ -268,9 +268,32 @@ def _finished_summaries(results: Path, kind: str, task: str):
             yield f.parent.name, s
 
 
+def _pieces_speed(results: Path, item: Item, cfg, device: str | None):
+    """Training speed on ``device`` of another long training under way in the results folder (same
+    task and model, from its run's ``config.yaml``): its last piece there that moved."""
+    import yaml
+
+    for f in sorted(results.glob("*/progress.json")):
+        if f.parent.name == item.name or (f.parent / DONE).exists():
+            continue
+        try:
+            conf = yaml.safe_load((f.parent / "run" / "config.yaml").read_text()) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if not isinstance(conf, dict) or (conf.get("task"), conf.get("model")) != (cfg.task, cfg.model):
+            continue
+        for p in reversed((read_json(f, {}) or {}).get("history", [])):
+            moved = (p.get("iteration") or 0) - (p.get("start") or 0)
+            if p.get("device") == device and p.get("status") in ("paused", "finished") and moved > 0 \
+                    and (p.get("seconds") or 0) > 0:
+                return moved / p["seconds"], f"the speed of {f.parent.name}'s last piece, on {device}"
+    return None, None
+
+
 def _sibling_speed(results: Path, item: Item, cfg, device: str | None = None):
     """Speed of a finished item of the same kind, task (and model) in the results folder, one
-    that ran on ``device`` first; another device's is named as such."""
+    that ran on ``device`` first, else (a training) one under way on ``device``
+    (:func:`_pieces_speed`); another device's is named as such."""
     found = []
     for name, s in _finished_summaries(results, item.kind, cfg.task):
         t = s.get("timings") or {}
@@ -279,6 +302,10 @@ def _sibling_speed(results: Path, item: Item, cfg, device: str | None = None):
         if item.kind == "search" and t.get("steps") and t.get("search_seconds"):
             found.append((s.get("device"), t["steps"] / t["search_seconds"], name))
     found.sort(key=lambda f: f[0] != device)  # this device's first
+    if item.kind == "train" and not any(dev == device for dev, _, _ in found):
+        speed, basis = _pieces_speed(results, item, cfg, device)
+        if speed:
+            return speed, basis
     for dev, speed, name in found:
         return speed, f"the speed of {name}" + ("" if dev == device else f", on {dev or 'another device'}")
     return None, None
