@@ -312,7 +312,8 @@ def gate_reading(p: dict, movement: dict | None, dec: pd.DataFrame | None) -> st
     if movement is None:
         return "No alpha/beta rows yet: the gate has nothing to measure."
     epoch = movement.get("epoch", p["epochs_done"])
-    text = f"**The gate at epoch {epoch}** (the last done): {describe(p['item'], movement)}."
+    name = f"`{p['item']}`"
+    text = f"**The gate at epoch {epoch}** (the last done): {describe(name, movement)}."
     if p["epochs_done"] <= p["settings"]["arch_start_epoch"] and not movement.get("moved"):
         text += (f" No architecture step runs before epoch {p['settings']['arch_start_epoch'] + 1}, so alpha and beta "
                  "are at their start by construction.")
