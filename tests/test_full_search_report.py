@@ -159,6 +159,10 @@ def test_selection_on_v_and_the_papers_observations_on_its_decoding(tmp_path):
     shown = fs.section(tmp_path)
     assert any("Selection on V" in getattr(s, "data", "") for s in shown)
     assert any("observations (Sec. 4.2.4) on epoch 62" in str(getattr(s, "data", "")) for s in shown)
+    g = fs.selected_genotype(sel, p["settings"])  # drawn: the kept decoding's width path and each layer's cell
+    assert (g.path, g.cells, g.provenance["epoch"]) == (sel["decoding"]["path"], [[tuple(e) for e in c]
+                                                                                 for c in sel["decoding"]["cells"]], 62)
+    assert sum(type(s).__name__ == "Drawing" for s in shown) == 1 + LAYERS
     assert fs.selection(_running(tmp_path / "early", 40) / "run", None) is None  # no V before epoch 61
 
 

@@ -19,7 +19,7 @@ from hinas.engine.movement import MOVED_THRESHOLD
 PLAN, ITEM = "paper", "search-dn-s0-full"
 START = "scripts/cpu_piece.sh 7200"  # README "Advance the plan on a CPU": one 2-hour piece
 SETTING_KEYS = ("epochs", "arch_start_epoch", "val_start_epoch", "layers", "levels", "steps", "partial_channels",
-                "a_lr", "a_weight_decay")
+                "a_lr", "a_weight_decay", "task", "width_factors", "lwas")
 
 
 def item_folder(repo, plan: str = PLAN, item: str = ITEM) -> Path:
@@ -259,6 +259,17 @@ def observations(sel: dict | None) -> pd.DataFrame:
     return pd.DataFrame(rows).assign(holds=lambda d: d.holds.map({True: "holds", False: "does not hold"}))
 
 
+def selected_genotype(sel: dict | None, s: dict):
+    """The selected epoch's decoding as a :class:`~hinas.space.genotype.Genotype` (to draw), or None."""
+    from hinas.space.genotype import Genotype
+
+    if not sel or sel["decoding"] is None:
+        return None
+    extra = {k: s[k] for k in ("width_factors", "lwas") if s.get(k) is not None}
+    return Genotype(task=s.get("task") or "denoise", steps=s["steps"], cells=sel["decoding"]["cells"],
+                    path=sel["decoding"]["path"], provenance={"epoch": sel["best"], "selection": "best on V"}, **extra)
+
+
 def gate(folder) -> dict | None:
     """The movement gate the campaign applies (:func:`~hinas.campaign.status.movement_of`): the
     summary's once finished, else measured from the last epoch's alpha/beta rows so far."""
@@ -432,6 +443,11 @@ def section(repo, plan: str = PLAN, item: str = ITEM) -> list:
     why = drift_reading(drift(folder, p), p["state"] == "finished", bool(movement and movement.get("moved")),
                         gate_eta(traj))
     out += ([Markdown(why)] if why else []) + [Markdown(selection_reading(sel, p["state"] == "finished"))]
+    g = selected_genotype(sel, p["settings"])
+    if g is not None:  # the cells and the width path the search keeps (the paper's Fig. 10(a) is its own)
+        from hinas.book.figures import genotype_drawings
+
+        out += genotype_drawings(g, f"epoch {sel['best']}" + ("" if p["state"] == "finished" else ", provisional"))
     obs = observations(sel)
     if len(obs):
         moved = bool(movement and movement.get("moved"))
