@@ -37,11 +37,19 @@ def _task_defaults(task: str, scale) -> dict:
 # the embedded photos, at 1200 at 24.23-24.47 (README "Profiles" has the measurements).
 
 
+# channels_last in the CPU profiles too (issue 32): it changes no number beyond float rounding (the
+# equivalence test, tests/test_cpu_levers.py: 50 training and 10 search steps, <= 1e-4 each), and
+# one thread of this project's 2-core CPU (beside two other jobs) measured, NCHW against it: quick
+# size, a training step 1.24-1.25x as fast, a supernet step 1.02-1.09x (two runs); smoke size
+# 0.99x / 1.02x (no change); paper size 1.29x / 1.17x (results/bench/cpu_speed_amd-epyc-2c.json).
+CPU_FAST_PATH = {k: True for k in ("channels_last",)}  # the levers of FAST_PATH that act on the CPU
+
+
 def _smoke(task):
     return dict(f=4, layers=2, steps=2, epochs=4, batch_size=2, patch=32 if task == "denoise" else 16,
                 crops_per_image=2, arch_start_epoch=0, val_start_epoch=0, val_crop=48, val_protocol="standard", max_images=8,
                 net_f=4, iterations=12, train_batch_size=2, val_every=4, val_after_fraction=0.5,
-                checkpoint_every=2, log_every=2, threads=1)
+                checkpoint_every=2, log_every=2, threads=1, **CPU_FAST_PATH)
 
 
 def _quick(task):
@@ -50,7 +58,7 @@ def _quick(task):
                 net_f=8, iterations=1200, train_batch_size=8, val_every=50, val_after_fraction=0.5, nonpositive_ssim="clamp",
                 # arch lr x30: the quick search takes ~100x fewer architecture steps than the paper's;
                 # with 1e-3 alpha ends within 0.0005 of uniform (measured), with 0.03 it moves ~0.06
-                a_lr=0.03, checkpoint_every=25, log_every=10, threads=1)
+                a_lr=0.03, checkpoint_every=25, log_every=10, threads=1, **CPU_FAST_PATH)
 
 
 def _gpu(task):
