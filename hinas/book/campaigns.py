@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pandas as pd
 
 from hinas.campaign import DONE, campaign_status, load_plan, read_json, result_rows
-from hinas.campaign.status import here_device
+from hinas.campaign.status import here_device, movement_of
 from hinas.campaign.options import CURVE_FILE
 
 
@@ -93,6 +93,11 @@ def seconds_by_device(items) -> dict:
         parts = it.get("by_device") or {it.get("device") or "an unrecorded device": {"seconds": it.get("seconds") or 0}}
         for dev, part in parts.items():
             out[dev] = out.get(dev, 0.0) + float(part.get("seconds") or 0)
+        # seconds outside the pieces (a long training's curve scoring): its one device's, else unrecorded
+        rest = float(it.get("seconds") or 0) - sum(float(p.get("seconds") or 0) for p in parts.values())
+        if rest > 0.5:
+            dev = next(iter(parts)) if len(parts) == 1 else "an unrecorded device"
+            out[dev] = out.get(dev, 0.0) + rest
     return {dev: s for dev, s in sorted(out.items(), key=lambda kv: -kv[1]) if s > 0}
 
 
@@ -166,20 +171,16 @@ def table_view(plan, folder, table: str, repo, floor: str | None = None) -> list
 
 def source_movements(plan, folder: Path, trainings) -> list[str]:
     """One line per search that ``trainings`` (item names of ``plan``) took their genotype from: did
-    it move (:func:`hinas.engine.movement.describe`), from its finished folder's alpha.csv/beta.csv,
-    else from those of its run so far (an unfinished search: its epoch is said)."""
-    from hinas.engine.movement import describe, movement_from_csv
+    it move (:func:`hinas.engine.movement.describe`), by the campaign's own gate
+    (:func:`hinas.campaign.status.movement_of`) on its finished folder, else on its run so far (an
+    unfinished search: its epoch is said)."""
+    from hinas.engine.movement import describe
 
     out = []
     for search in dict.fromkeys(plan.item(t).genotype_from for t in trainings if plan.item(t).genotype_from):
         where = Path(folder) / search
-        finished = (where / "done").is_file()
-        where = where if finished else where / "run"
-        try:
-            move = movement_from_csv(where)
-        except (OSError, ValueError, KeyError, IndexError):  # no or unreadable CSVs: said as such
-            move = None
+        finished = (where / DONE).is_file()
+        move = movement_of(where if finished else where / "run")
         out.append(describe(f"`{search}`", move)
                    + ("" if finished or not move else f" (unfinished: after epoch {move['epoch']})"))
     return out
-
